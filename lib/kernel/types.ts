@@ -1,0 +1,37 @@
+/** One interface for the per-row local step, implemented by a float64 reference and a TensorFlow.js kernel. */
+import type { LocalParams } from '../model/posterior.js';
+
+/** A batch of standardized rows. */
+export interface Batch {
+  n: number;
+  /** Clustering covariates, shape (n, D); empty in conditional-only mode. */
+  x: Float64Array;
+  /** Regression inputs u = [r; 1], shape (n, P), intercept last. */
+  u: Float64Array;
+  /** Target, shape (n): standardized (gaussian) or 0/1 (bernoulli). */
+  y: Float64Array;
+}
+
+export interface LocalStepResult {
+  /** Sufficient statistics S over the batch, float64, in the layout of model/spec.ts. */
+  stats: Float64Array;
+  /** Σ_n logsumexp_k ln ρ_nk: the batch's share of the ELBO before the global KL terms. */
+  logLik: number;
+  /** r_nk, shape (n, T), when asked for. */
+  responsibilities?: Float64Array;
+}
+
+export interface LocalStepOptions {
+  responsibilities?: boolean;
+}
+
+export interface Kernel<Prepared = unknown> {
+  /** "reference", or "tfjs-<backend>". */
+  readonly name: string;
+  /** Convert a batch once into the kernel's own form (tensors, say); reused across local steps. */
+  prepare(batch: Batch): Prepared;
+  /** The local step (DESIGN.md §2): responsibilities given λ, and the statistics they imply. */
+  localStep(params: LocalParams, prepared: Prepared, options?: LocalStepOptions): LocalStepResult;
+  /** Free what prepare allocated. */
+  release(prepared: Prepared): void;
+}

@@ -1,0 +1,422 @@
+/**
+ * The global variational posterior: natural coordinates λ (see spec.ts) plus q(α) for the DP
+ * concentration, the quantities derived from them, the KL divergence from the prior, and the
+ * updates (batch VB and the SVI natural-gradient step).
+ *
+ * Notation follows Bishop, PRML ch. 10; equation numbers are cited where a quantity is formed.
+ */
+import {
+  cholesky,
+
+  inverseFromCholesky,
+  logDetFromCholesky,
+  matVec,
+  quadraticForm,
+  symmetrize,
+  traceOfProduct,
+} from '../math/linalg.js';
+import { digamma, LN_2PI, lnBeta, lnGamma, lnMultiGamma, multiDigamma } from '../math/special.js';
+import {
+  dirichletConcentration,
+  layoutOf,
+  priorCoordinates,
+  priorDegreesOfFreedom,
+  type Layout,
+  type ModelSpec,
+} from './spec.js';
+
+/** q(α) = Gamma(shape, rate), present only when the DP concentration has a prior. */
+export interface GammaParams {
+  shape: number;
+  rate: number;
+}
+
+/** What the aggregator owns and versions: everything else is derived. */
+export interface GlobalState {
+  /** λ, natural coordinates in the layout of spec.ts. */
+  lambda: Float64Array;
+  /** q(α); null when α is fixed or the weights are finite Dirichlet. */
+  alpha: GammaParams | null;
+}
+
+/** Per-component quantities derived from λ, in float64. All arrays are row-major. */
+export interface Derived {
+  spec: ModelSpec;
+  layout: Layout;
+  /** N_k, shape (T). */
+  count: Float64Array;
+  /** E[ln π_k], shape (T) (PRML 10.66 for Dirichlet; Blei & Jordan 2006 for stick-breaking). */
+  eLnPi: Float64Array;
+  /** E[π_k], shape (T). */
+  ePi: Float64Array;
+  /** Stick-breaking q(v_k) = Beta(a_k, b_k), shape (T); v_T = 1. Dirichlet: α_k in stickA. */
+  stickA: Float64Array;
+  stickB: Float64Array;
+  /** E[α] used for the sticks. */
+  eAlpha: number;
+  // Covariate model, q(μ_k, Λ_k) = N(μ_k | m_k, (β_k Λ_k)⁻¹) W(Λ_k | W_k, ν_k) (PRML 10.59–10.63).
+  /** β_k, shape (T). */
+  beta: Float64Array;
+  /** m_k, shape (T, D). */
+  mean: Float64Array;
+  /** ν_k, shape (T). */
+  nu: Float64Array;
+  /** W_k⁻¹, shape (T, D, D). */
+  wishartInverse: Float64Array;
+  /** W_k, shape (T, D, D). */
+  wishart: Float64Array;
+  /** ln|W_k|, shape (T). */
+  lnDetW: Float64Array;
+  /** E[ln|Λ_k|] = ψ_D(ν_k/2) + D ln 2 + ln|W_k| (PRML 10.65), shape (T). */
+  eLnDetLambda: Float64Array;
+  // Response: θ_k | τ_k ~ N(θ_k, (τ_k Λ_k)⁻¹), τ_k ~ Gamma(a_k, b_k) (gaussian); θ_k ~ N(θ_k, Λ_k⁻¹) (bernoulli).
+  /** θ_k = Λ_k⁻¹ h_k, shape (T, P). */
+  coef: Float64Array;
+  /** Λ_k⁻¹, shape (T, P, P). */
+  coefCovariance: Float64Array;
+  /** ln|Λ_k|, shape (T). */
+  lnDetCoefPrecision: Float64Array;
+  /** a_k = a0 + N_k / 2, shape (T) (gaussian). */
+  noiseShape: Float64Array;
+  /** b_k = (c_k − h_kᵀ θ_k) / 2, shape (T) (gaussian). */
+  noiseRate: Float64Array;
+}
+
+export function initialAlpha(spec: ModelSpec): GammaParams | null {
+  const prior = spec.priors.dpConcentrationPrior;
+  if (spec.weights !== 'stick-breaking' || !prior) return null;
+  return { shape: prior.shape, rate: prior.rate };
+}
+
+/** λ = λ0 + S: the batch VB update of every global factor given row statistics S. */
+export function batchCoordinates(spec: ModelSpec, stats: Float64Array): Float64Array {
+  const lambda = priorCoordinates(spec);
+  for (let i = 0; i < lambda.length; i++) lambda[i] += stats[i];
+  return lambda;
+}
+
+/**
+ * The SVI step in natural coordinates (Hoffman et al. 2013, eq. 27):
+ * λ ← (1 − ρ) λ + ρ λ̂ with λ̂ = λ0 + scale · S. With ρ = 1 and scale = 1 this is batch VB.
+ * A convex combination of valid coordinates is valid, so no projection is needed.
+ */
+export function naturalGradientStep(
+  spec: ModelSpec,
+  lambda: Float64Array,
+  stats: Float64Array,
+  scale: number,
+  rho: number,
+): Float64Array {
+  const lambda0 = priorCoordinates(spec);
+  const out = new Float64Array(lambda.length);
+  for (let i = 0; i < out.length; i++) out[i] = (1 - rho) * lambda[i] + rho * (lambda0[i] + scale * stats[i]);
+  return out;
+}
+
+/**
+ * q(α) given the sticks: Gamma(s1 + T − 1, s2 − Σ_{k<T} E ln(1 − v_k)) (Blei & Jordan 2006, §4).
+ * A coordinate-ascent step: call after λ changes, with the sticks derived from the new λ.
+ */
+export function updateAlpha(spec: ModelSpec, derived: Derived): GammaParams | null {
+  const prior = spec.priors.dpConcentrationPrior;
+  if (spec.weights !== 'stick-breaking' || !prior) return null;
+  let sumLnOneMinusV = 0;
+  for (let k = 0; k < spec.T - 1; k++) {
+    const a = derived.stickA[k];
+    const b = derived.stickB[k];
+    sumLnOneMinusV += digamma(b) - digamma(a + b);
+  }
+  return { shape: prior.shape + spec.T - 1, rate: prior.rate - sumLnOneMinusV };
+}
+
+/** Everything the local step and the reports need, from λ and q(α). */
+export function derive(spec: ModelSpec, state: GlobalState): Derived {
+  const { T, D, P } = spec;
+  const layout = layoutOf(spec);
+  const lambda = state.lambda;
+  const count = lambda.slice(layout.count, layout.count + T);
+
+  // Mixing weights.
+  const eLnPi = new Float64Array(T);
+  const ePi = new Float64Array(T);
+  const stickA = new Float64Array(T);
+  const stickB = new Float64Array(T);
+  const eAlpha = state.alpha ? state.alpha.shape / state.alpha.rate : spec.priors.dpConcentration;
+  if (spec.weights === 'dirichlet') {
+    // q(π) = Dir(α0 + N_k); E ln π_k = ψ(α_k) − ψ(Σ α) (PRML 10.58, 10.66).
+    const alpha0 = dirichletConcentration(spec);
+    let total = 0;
+    for (let k = 0; k < T; k++) total += (stickA[k] = alpha0 + count[k]);
+    const psiTotal = digamma(total);
+    for (let k = 0; k < T; k++) {
+      eLnPi[k] = digamma(stickA[k]) - psiTotal;
+      ePi[k] = stickA[k] / total;
+    }
+  } else {
+    // q(v_k) = Beta(1 + N_k, E[α] + Σ_{j>k} N_j), v_T = 1 (Blei & Jordan 2006, eq. 18–19);
+    // E ln π_k = E ln v_k + Σ_{j<k} E ln(1 − v_j).
+    let tail = 0;
+    for (let k = T - 1; k >= 0; k--) {
+      stickA[k] = 1 + count[k];
+      stickB[k] = eAlpha + tail;
+      tail += count[k];
+    }
+    let lnRest = 0;
+    let restMass = 1;
+    for (let k = 0; k < T; k++) {
+      if (k === T - 1) {
+        eLnPi[k] = lnRest;
+        ePi[k] = restMass;
+        break;
+      }
+      const psiSum = digamma(stickA[k] + stickB[k]);
+      eLnPi[k] = digamma(stickA[k]) - psiSum + lnRest;
+      ePi[k] = (restMass * stickA[k]) / (stickA[k] + stickB[k]);
+      lnRest += digamma(stickB[k]) - psiSum;
+      restMass *= stickB[k] / (stickA[k] + stickB[k]);
+    }
+  }
+
+  // Covariate model (PRML 10.60–10.63 in natural coordinates).
+  const beta = new Float64Array(T);
+  const mean = new Float64Array(T * D);
+  const nu = new Float64Array(T);
+  const wishartInverse = new Float64Array(T * D * D);
+  const wishart = new Float64Array(T * D * D);
+  const lnDetW = new Float64Array(T);
+  const eLnDetLambda = new Float64Array(T);
+  if (spec.covariateModel) {
+    const nu0 = priorDegreesOfFreedom(spec);
+    for (let k = 0; k < T; k++) {
+      beta[k] = spec.priors.meanPrecision + count[k];
+      nu[k] = nu0 + count[k];
+      for (let i = 0; i < D; i++) mean[k * D + i] = lambda[layout.sx + k * D + i] / beta[k];
+      const winv = wishartInverse.subarray(k * D * D, (k + 1) * D * D);
+      for (let i = 0; i < D; i++)
+        for (let j = 0; j < D; j++)
+          winv[i * D + j] =
+            lambda[layout.sxx + k * D * D + i * D + j] - beta[k] * mean[k * D + i] * mean[k * D + j];
+      symmetrize(winv, D);
+      const chol = cholesky(winv, D, `the scatter matrix W⁻¹ of component ${k + 1}`);
+      wishart.set(inverseFromCholesky(chol, D), k * D * D);
+      lnDetW[k] = -logDetFromCholesky(chol, D);
+      eLnDetLambda[k] = multiDigamma(nu[k] / 2, D) + D * Math.LN2 + lnDetW[k];
+    }
+  }
+
+  // Response (PRML 10.3 / 10.6 in natural coordinates).
+  const coef = new Float64Array(T * P);
+  const coefCovariance = new Float64Array(T * P * P);
+  const lnDetCoefPrecision = new Float64Array(T);
+  const noiseShape = new Float64Array(T);
+  const noiseRate = new Float64Array(T);
+  for (let k = 0; k < T; k++) {
+    const precision = lambda.slice(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
+    symmetrize(precision, P);
+    const chol = cholesky(precision, P, `the coefficient precision Λ of component ${k + 1}`);
+    const covariance = inverseFromCholesky(chol, P);
+    coefCovariance.set(covariance, k * P * P);
+    lnDetCoefPrecision[k] = logDetFromCholesky(chol, P);
+    const h = lambda.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
+    const theta = matVec(covariance, P, h);
+    coef.set(theta, k * P);
+    if (spec.family === 'gaussian') {
+      noiseShape[k] = spec.priors.noiseShape + count[k] / 2;
+      let hTheta = 0;
+      for (let i = 0; i < P; i++) hTheta += h[i] * theta[i];
+      // b_k = (c_k − h_kᵀ θ_k) / 2; the floor guards rounding when the fit is exact.
+      noiseRate[k] = Math.max((lambda[layout.syy + k] - hTheta) / 2, 1e-12 * spec.priors.noiseRate);
+    }
+  }
+
+  return {
+    spec, layout, count, eLnPi, ePi, stickA, stickB, eAlpha,
+    beta, mean, nu, wishartInverse, wishart, lnDetW, eLnDetLambda,
+    coef, coefCovariance, lnDetCoefPrecision, noiseShape, noiseRate,
+  };
+}
+
+/**
+ * What the per-row local step needs, precomputed once per posterior version.
+ *
+ * ln ρ_nk = logWeight_k
+ *         + covariateConst_k − ½ ‖(x_n − m_k)ᵀ F_k‖²            (F_k F_kᵀ = ν_k W_k; PRML 10.64)
+ *         + responseConst_k − ½ (E[τ_k] (y_n − θ_kᵀ u_n)² + ‖u_nᵀ C_k‖²)   (C_k C_kᵀ = Λ_k⁻¹)
+ * for the gaussian response; for the bernoulli one the last line is the Jaakkola–Jordan bound
+ * ln σ(ξ) + (y − ½) θ_kᵀ u − ξ/2 with ξ² = ‖uᵀ C_k‖² + (θ_kᵀ u)² (PRML 10.152, 10.163).
+ */
+export interface LocalParams {
+  spec: ModelSpec;
+  /** E ln π_k, shape (T). */
+  logWeight: Float64Array;
+  /** m_k, shape (T, D). */
+  mean: Float64Array;
+  /** F_k, lower Cholesky factor of ν_k W_k, shape (T, D, D). */
+  precisionFactor: Float64Array;
+  /** ½ E ln|Λ_k| − D/2 ln 2π − D / (2 β_k), shape (T). */
+  covariateConst: Float64Array;
+  /** θ_k, shape (T, P). */
+  coef: Float64Array;
+  /** C_k, lower Cholesky factor of Λ_k⁻¹, shape (T, P, P). */
+  coefCovFactor: Float64Array;
+  /** E[τ_k] = a_k / b_k, shape (T) (gaussian; 0 for bernoulli). */
+  noisePrecision: Float64Array;
+  /** ½ (ψ(a_k) − ln b_k) − ½ ln 2π, shape (T) (gaussian; 0 for bernoulli). */
+  responseConst: Float64Array;
+}
+
+export function localParams(derived: Derived): LocalParams {
+  const { spec } = derived;
+  const { T, D, P } = spec;
+  const precisionFactor = new Float64Array(T * D * D);
+  const covariateConst = new Float64Array(T);
+  const coefCovFactor = new Float64Array(T * P * P);
+  const noisePrecision = new Float64Array(T);
+  const responseConst = new Float64Array(T);
+  for (let k = 0; k < T; k++) {
+    if (spec.covariateModel) {
+      const scaled = derived.wishart.slice(k * D * D, (k + 1) * D * D).map((w) => w * derived.nu[k]);
+      precisionFactor.set(cholesky(scaled, D, `ν W of component ${k + 1}`), k * D * D);
+      covariateConst[k] = 0.5 * derived.eLnDetLambda[k] - (D / 2) * LN_2PI - D / (2 * derived.beta[k]);
+    }
+    const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
+    coefCovFactor.set(cholesky(cov, P, `Λ⁻¹ of component ${k + 1}`), k * P * P);
+    if (spec.family === 'gaussian') {
+      const a = derived.noiseShape[k];
+      const b = derived.noiseRate[k];
+      noisePrecision[k] = a / b;
+      responseConst[k] = 0.5 * (digamma(a) - Math.log(b)) - 0.5 * LN_2PI;
+    }
+  }
+  return {
+    spec,
+    logWeight: derived.eLnPi,
+    mean: derived.mean,
+    precisionFactor,
+    covariateConst,
+    coef: derived.coef,
+    coefCovFactor,
+    noisePrecision,
+    responseConst,
+  };
+}
+
+/** KL(Gamma(a, b) ‖ Gamma(a0, b0)), rate parametrization. */
+function klGamma(a: number, b: number, a0: number, b0: number): number {
+  return (a - a0) * digamma(a) - lnGamma(a) + lnGamma(a0) + a0 * (Math.log(b) - Math.log(b0)) + a * ((b0 - b) / b);
+}
+
+/** KL(Beta(a, b) ‖ Beta(a0, b0)). */
+function klBeta(a: number, b: number, a0: number, b0: number): number {
+  const psiSum = digamma(a + b);
+  return lnBeta(a0, b0) - lnBeta(a, b) + (a - a0) * (digamma(a) - psiSum) + (b - b0) * (digamma(b) - psiSum);
+}
+
+/**
+ * Σ of KL(q ‖ p) over every global factor. The ELBO is Σ_n logsumexp_k ln ρ_nk minus this.
+ * No constant is dropped, so ELBO values are comparable across versions and restarts.
+ */
+export function klDivergence(derived: Derived, state: GlobalState): number {
+  const { spec } = derived;
+  const { T, D, P, priors } = spec;
+  let kl = 0;
+
+  // Weights.
+  if (spec.weights === 'dirichlet') {
+    // KL(Dir(α) ‖ Dir(α0 1)).
+    const alpha0 = dirichletConcentration(spec);
+    let total = 0;
+    for (let k = 0; k < T; k++) total += derived.stickA[k];
+    const psiTotal = digamma(total);
+    kl += lnGamma(total) - lnGamma(T * alpha0);
+    for (let k = 0; k < T; k++) {
+      const a = derived.stickA[k];
+      kl += lnGamma(alpha0) - lnGamma(a) + (a - alpha0) * (digamma(a) - psiTotal);
+    }
+  } else if (!state.alpha) {
+    for (let k = 0; k < T - 1; k++) kl += klBeta(derived.stickA[k], derived.stickB[k], 1, priors.dpConcentration);
+  } else {
+    // E_q[ln q(v)] − E_q[ln p(v | α)] with E_q ln p(v_k | α) = E ln α + (E α − 1) E ln(1 − v_k),
+    // plus KL(q(α) ‖ p(α)) (Blei & Jordan 2006, §4).
+    const { shape, rate } = state.alpha;
+    const eLnAlpha = digamma(shape) - Math.log(rate);
+    const eAlpha = shape / rate;
+    for (let k = 0; k < T - 1; k++) {
+      const a = derived.stickA[k];
+      const b = derived.stickB[k];
+      const psiSum = digamma(a + b);
+      const eLnV = digamma(a) - psiSum;
+      const eLn1mV = digamma(b) - psiSum;
+      const eLnQ = -lnBeta(a, b) + (a - 1) * eLnV + (b - 1) * eLn1mV;
+      const eLnP = eLnAlpha + (eAlpha - 1) * eLn1mV;
+      kl += eLnQ - eLnP;
+    }
+    const prior = priors.dpConcentrationPrior!;
+    kl += klGamma(shape, rate, prior.shape, prior.rate);
+  }
+
+  // Covariates: E_q(Λ)[KL(N(m, (βΛ)⁻¹) ‖ N(m0, (β0 Λ)⁻¹))] + KL(W(W, ν) ‖ W(W0, ν0)).
+  if (spec.covariateModel) {
+    const beta0 = priors.meanPrecision;
+    const nu0 = priorDegreesOfFreedom(spec);
+    const w0inv = nu0 * priors.clusterVariance; // W0⁻¹ = w0inv · I
+    const lnDetW0 = -D * Math.log(w0inv);
+    const lnGammaNu0 = lnMultiGamma(nu0 / 2, D);
+    for (let k = 0; k < T; k++) {
+      const beta = derived.beta[k];
+      const nu = derived.nu[k];
+      const m = derived.mean.subarray(k * D, (k + 1) * D);
+      const w = derived.wishart.subarray(k * D * D, (k + 1) * D * D);
+      kl += 0.5 * (D * (beta0 / beta) - D + D * Math.log(beta / beta0) + beta0 * nu * quadraticForm(w, D, m));
+      let traceW = 0;
+      for (let i = 0; i < D; i++) traceW += w[i * D + i];
+      kl +=
+        ((nu - nu0) / 2) * multiDigamma(nu / 2, D) +
+        lnGammaNu0 -
+        lnMultiGamma(nu / 2, D) +
+        (nu0 / 2) * (lnDetW0 - derived.lnDetW[k]) +
+        (nu / 2) * (w0inv * traceW - D);
+    }
+  }
+
+  // Response: KL of the coefficients (and of the noise precision, gaussian).
+  const lambda0 = priorCoordinates(spec);
+  const layout = derived.layout;
+  for (let k = 0; k < T; k++) {
+    const prec0 = lambda0.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
+    const lnDetPrec0 = logDetFromCholesky(cholesky(prec0, P), P);
+    const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
+    const theta = derived.coef.subarray(k * P, (k + 1) * P); // θ0 = 0
+    const eTau = spec.family === 'gaussian' ? derived.noiseShape[k] / derived.noiseRate[k] : 1;
+    kl +=
+      0.5 *
+      (traceOfProduct(prec0, cov, P) - P + eTau * quadraticForm(prec0, P, theta) + derived.lnDetCoefPrecision[k] - lnDetPrec0);
+    if (spec.family === 'gaussian')
+      kl += klGamma(derived.noiseShape[k], derived.noiseRate[k], priors.noiseShape, priors.noiseRate);
+  }
+  return kl;
+}
+
+/** A copy of the state with its components permuted: new component i is old order[i]. */
+export function permuteComponents(spec: ModelSpec, state: GlobalState, order: number[]): GlobalState {
+  const { T, D, P } = spec;
+  const layout = layoutOf(spec);
+  const out = new Float64Array(state.lambda.length);
+  const blocks: [number, number][] = [
+    [layout.count, 1], [layout.sx, D], [layout.sxx, D * D], [layout.suu, P * P], [layout.syu, P], [layout.syy, 1],
+  ];
+  for (let i = 0; i < T; i++)
+    for (const [offset, size] of blocks)
+      out.set(state.lambda.subarray(offset + order[i] * size, offset + (order[i] + 1) * size), offset + i * size);
+  return { lambda: out, alpha: state.alpha };
+}
+
+/** Components sorted by expected size N_k, largest first (stick-breaking favours this order). */
+export function sortBySize(spec: ModelSpec, state: GlobalState): GlobalState {
+  const layout = layoutOf(spec);
+  const order = Array.from({ length: spec.T }, (_, k) => k).sort(
+    (a, b) => state.lambda[layout.count + b] - state.lambda[layout.count + a],
+  );
+  return permuteComponents(spec, state, order);
+}
+
