@@ -93,17 +93,16 @@ export function batchVb<P>(
   prepared: { n: number; data: P }[],
   options: { maxIterations: number; tolerance: number; onIteration?: (iteration: number, elbo: number) => void },
 ): { state: GlobalState; elbo: number; trace: number[]; converged: boolean } {
+  // The returned state is always the one whose ELBO was evaluated last.
   let state = initial;
   const trace: number[] = [];
-  for (let it = 0; it < options.maxIterations; it++) {
+  for (let it = 0; ; it++) {
     const sums = localSums(kernel, paramsFor(spec, state), prepared);
     const elbo = elboOf(spec, state, sums.logLik);
     trace.push(elbo);
     options.onIteration?.(it, elbo);
-    if (it > 0 && Math.abs(elbo - trace[it - 1]) <= options.tolerance * Math.abs(elbo)) {
-      return { state, elbo, trace, converged: true };
-    }
+    const converged = it > 0 && Math.abs(elbo - trace[it - 1]) <= options.tolerance * Math.abs(elbo);
+    if (converged || it + 1 >= options.maxIterations) return { state, elbo, trace, converged };
     state = batchUpdate(spec, state, sums.stats);
   }
-  return { state, elbo: trace[trace.length - 1], trace, converged: false };
 }

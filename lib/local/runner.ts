@@ -1,0 +1,222 @@
+/**
+ * The local runner: the same planner, worker and aggregator as on AWS, on this machine.
+ * Objects live in a folder (OUT/.clusterwise), the queues in memory, workers in threads
+ * (or inline with workers = 0), and the aggregator in the main thread.
+ */
+import { mkdir, writeFile, copyFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { ModelConfig } from '../config.js';
+import { loadKernel, type BackendName } from '../kernel/backend.js';
+import type { PosteriorDocument } from '../model/summary.js';
+import { handleUpdates } from '../pipeline/aggregator.js';
+import { FolderObjectStore } from '../pipeline/folder-store.js';
+import { MemoryQueue } from '../pipeline/memory-queue.js';
+import { planRun } from '../pipeline/planner.js';
+import type { QueueMessage } from '../pipeline/ports.js';
+import { keys, parseMessage, UpdateMessage } from '../pipeline/protocol.js';
+import { readJson, silentLog, type Log, type Progress, type RunState } from '../pipeline/run.js';
+import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
+import { localDataKey, type FromWorker, type WorkerInit } from './threads.js';
+
+export interface LocalFitOptions {
+  /** CSV paths as the user gave them. */
+  files: string[];
+  config: ModelConfig;
+  /** Output folder. */
+  outDir: string;
+  /** Worker threads; 0 runs the worker role inline. @default one per core */
+  workers?: number;
+  backend?: BackendName | 'auto';
+  /** Also write OUT/assignments.csv. */
+  assign?: boolean;
+  onProgress?: (progress: Progress) => void;
+  log?: Log;
+}
+
+export interface LocalFitResult {
+  posterior: PosteriorDocument & { skipped: unknown[] };
+  runId: string;
+  kernel: string;
+  posteriorPath: string;
+  reportPath: string;
+  assignmentsPath?: string;
+}
+
+const DATASET = 'local';
+const MAX_RECEIVE_COUNT = 3;
+
+export class RunFailedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunFailedError';
+  }
+}
+
+/** Where a worker thread's entry point is: compiled JS, or TS under a TS loader (tests). */
+function workerEntry(): { url: URL; execArgv: string[] } {
+  const ts = import.meta.url.endsWith('.ts');
+  return { url: new URL(`./worker-thread.${ts ? 'ts' : 'js'}`, import.meta.url), execArgv: ts ? ['--import', 'tsx'] : [] };
+}
+
+export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult> {
+  const log = options.log ?? silentLog;
+  const outDir = path.resolve(options.outDir);
+  const storeRoot = path.join(outDir, '.clusterwise');
+  await mkdir(storeRoot, { recursive: true });
+  const store = new FolderObjectStore(storeRoot, { durable: false });
+  const dataStore = new FolderObjectStore('/', { durable: false });
+  const deadTasks = new MemoryQueue({ name: 'tasks-dlq' });
+  const tasks = new MemoryQueue({ name: 'tasks', visibilityTimeoutSeconds: 900, maxReceiveCount: MAX_RECEIVE_COUNT, deadLetter: deadTasks });
+  const updates = new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 });
+  const backend = options.backend ?? 'auto';
+  const kernel = await loadKernel(backend);
+
+  let progress: Progress | undefined;
+  const ctx = {
+    store,
+    dataStore,
+    tasks,
+    updates,
+    log,
+    onProgress: (p: Progress) => {
+      progress = p;
+      options.onProgress?.(p);
+    },
+  };
+  const manifest = await planRun(
+    ctx,
+    {
+      dataset: DATASET,
+      config: options.config,
+      files: options.files.map((f) => ({ key: localDataKey(path.resolve(f)), name: f })),
+      assign: options.assign ?? false,
+      warmStart: false,
+    },
+    kernel,
+  );
+
+  const workerCount = options.workers ?? availableParallelism();
+  const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => void updates.send(body, o)) : undefined;
+  const inline = { ...ctx, kernel };
+  const cache = new WorkerCache();
+  try {
+    // Event loop of the run: hand tasks to idle workers, feed results to the aggregator.
+    while (!progress || progress.status === 'running') {
+      let busy = false;
+      if (pool) {
+        for (const worker of pool.idle()) {
+          const [task] = await tasks.receive(1, 0);
+          if (!task) break;
+          pool.run(worker, task, (error) => (error ? void tasks.release(task, 0) : void tasks.delete(task)));
+          busy = true;
+        }
+      } else {
+        const [task] = await tasks.receive(1, 0);
+        if (task) {
+          busy = true;
+          await handleTaskDelivery(inline, task, MAX_RECEIVE_COUNT, cache).then(
+            () => tasks.delete(task),
+            () => tasks.release(task, 0),
+          );
+        }
+      }
+      const delivered = await updates.receive(10, 0);
+      if (delivered.length) {
+        busy = true;
+        await handleUpdates(ctx, delivered.map((m: QueueMessage) => parseMessage(UpdateMessage, m.body, updates.name)));
+        for (const m of delivered) await updates.delete(m);
+      }
+      if (!busy) {
+        if (pool && pool.busyCount() === 0 && (await tasks.depth()) === 0 && (await updates.depth()) === 0) {
+          throw new RunFailedError('the run stalled: no task in flight and no update pending');
+        }
+        if (!pool) throw new RunFailedError('the run stalled: no task in flight and no update pending');
+        await pool.nextEvent();
+      }
+    }
+  } finally {
+    await pool?.stop();
+  }
+
+  const state = (await readJson<RunState>(store, keys.state(DATASET, manifest.runId))).value;
+  if (state.status === 'failed') throw new RunFailedError(state.failure ?? 'the run failed');
+  const posterior = (await readJson<LocalFitResult['posterior']>(store, state.resultKey!)).value;
+  const posteriorPath = path.join(outDir, 'posterior.json');
+  const reportPath = path.join(outDir, 'report.html');
+  await copyFile(path.join(storeRoot, state.resultKey!), posteriorPath);
+  await copyFile(path.join(storeRoot, keys.result(DATASET, manifest.runId, 'report.html')), reportPath);
+  let assignmentsPath: string | undefined;
+  if (options.assign) {
+    assignmentsPath = path.join(outDir, 'assignments.csv');
+    const parts: string[] = ['row,cluster,probability\n'];
+    for (const shard of manifest.shards) {
+      const text = Buffer.from((await store.get(keys.assignmentPart(DATASET, manifest.runId, shard.index))).body).toString('utf8');
+      parts.push(text.slice(text.indexOf('\n') + 1));
+    }
+    await writeFile(assignmentsPath, parts.join(''));
+  }
+  return { posterior, runId: manifest.runId, kernel: kernel.name, posteriorPath, reportPath, assignmentsPath };
+}
+
+interface Pool {
+  idle(): Worker[];
+  busyCount(): number;
+  run(worker: Worker, task: QueueMessage, done: (error?: string) => void): void;
+  /** Resolves at the next worker event or update arrival. */
+  nextEvent(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startPool(count: number, init: WorkerInit, send: (body: string, o: { groupId?: string; deduplicationId?: string }) => void): Promise<Pool> {
+  const { url, execArgv } = workerEntry();
+  const busy = new Map<Worker, (error?: string) => void>();
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  const signal = () => {
+    wake?.();
+    wake = undefined;
+  };
+  const workers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<Worker>((resolve, reject) => {
+      const worker = new Worker(url, { workerData: init, execArgv });
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') resolve(worker);
+        else if (m.type === 'send') {
+          send(m.body, { groupId: m.groupId, deduplicationId: m.deduplicationId });
+          signal();
+        } else if (m.type === 'done') {
+          const done = busy.get(worker);
+          busy.delete(worker);
+          done?.(m.error);
+          signal();
+        }
+      });
+      worker.on('error', (error) => {
+        failure = error;
+        reject(error);
+        signal();
+      });
+    })),
+  );
+  return {
+    idle: () => workers.filter((w) => !busy.has(w)),
+    busyCount: () => busy.size,
+    run(worker, task, done) {
+      busy.set(worker, done);
+      worker.postMessage({ type: 'task', message: task });
+    },
+    async nextEvent() {
+      if (failure) throw failure;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 200);
+      });
+      if (failure) throw failure;
+    },
+    async stop() {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * A local worker thread: the same worker role as the AWS worker Lambda (lib/pipeline/worker.ts),
+ * with a folder for objects and the updates queue proxied to the main thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadKernel, type BackendName } from '../kernel/backend.js';
+import { FolderObjectStore } from '../pipeline/folder-store.js';
+import type { Queue, QueueMessage, SendOptions } from '../pipeline/ports.js';
+import { handleTaskDelivery } from '../pipeline/worker.js';
+import type { FromWorker, ToWorker, WorkerInit } from './threads.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+
+/** Only `send` is used by the worker role; the main thread owns the real queues. */
+function proxyQueue(name: string): Queue {
+  const unsupported = async (): Promise<never> => {
+    throw new Error(`${name}: not available in a worker thread`);
+  };
+  return {
+    name,
+    async send(body: string, options?: SendOptions) {
+      post({ type: 'send', body, groupId: options?.groupId, deduplicationId: options?.deduplicationId });
+    },
+    async sendBatch(entries) {
+      for (const e of entries) await this.send(e.body, e.options);
+    },
+    receive: unsupported,
+    delete: unsupported,
+    release: unsupported,
+    depth: unsupported,
+  };
+}
+
+const kernel = await loadKernel(init.backend as BackendName);
+const ctx = {
+  store: new FolderObjectStore(init.storeRoot, { durable: false }),
+  dataStore: new FolderObjectStore(init.dataRoot, { durable: false }),
+  tasks: proxyQueue(init.tasksQueueName),
+  updates: proxyQueue('updates'),
+  kernel,
+};
+port.on('message', async (m: ToWorker) => {
+  const message: QueueMessage = m.message;
+  try {
+    await handleTaskDelivery(ctx, message, init.maxReceiveCount);
+    post({ type: 'done', receipt: message.receipt });
+  } catch (error) {
+    post({ type: 'done', receipt: message.receipt, error: error instanceof Error ? error.message : String(error) });
+  }
+});
+post({ type: 'ready', kernel: kernel.name });

@@ -1,0 +1,168 @@
+/**
+ * Planner: from a dataset's CSV objects to a running fit (DESIGN.md §3). Lists and opens the
+ * files, cuts them into line-aligned byte shards, samples rows for standardization and
+ * initialization, writes the manifest, posterior version 0 and the run state, and sends the
+ * first tasks.
+ */
+import { randomUUID } from 'node:crypto';
+import { parseConfig, type ModelConfig } from '../config.js';
+import { planByteShards, readOwnedLines } from '../data/csv.js';
+import { DataError } from '../data/errors.js';
+import {
+  openDataFile,
+  planColumns,
+  readSample,
+  standardizationOf,
+  toBatch,
+  type DataFile,
+} from '../data/dataset.js';
+import { initialize, scaleToRows } from '../inference/init.js';
+import { withUpdatedAlpha } from '../inference/vb.js';
+import type { Kernel } from '../kernel/types.js';
+import type { GlobalState } from '../model/posterior.js';
+import { modelOf, type PosteriorDocument } from '../model/summary.js';
+import { initialRunState, sendTasks } from './dispatch.js';
+import { keys } from './protocol.js';
+import {
+  encodeState,
+  jsonBody,
+  readJsonIfExists,
+  silentLog,
+  specOf,
+  type Manifest,
+  type RoleContext,
+  type Shard,
+} from './run.js';
+
+export interface PlanRequest {
+  dataset: string;
+  /** The model configuration (already validated). */
+  config: ModelConfig;
+  /** Explicit data objects; default: every .csv under datasets/<dataset>/data/. */
+  files?: { key: string; name?: string }[];
+  /** Tasks in flight during SVI. @default 2 × shardsPerStep */
+  inFlight?: number;
+  /** Write per-row assignments at the end. @default false */
+  assign?: boolean;
+  /** Start from models/<dataset>/latest.json when it fits the same columns. @default true */
+  warmStart?: boolean;
+  runId?: string;
+  now?: Date;
+}
+
+/** Read datasets/<name>/model.json (if any) and merge the request's settings over it. */
+export async function datasetConfig(ctx: RoleContext, dataset: string, overrides: Record<string, unknown> = {}): Promise<ModelConfig> {
+  const key = keys.modelConfig(dataset);
+  let stored: Record<string, unknown> = {};
+  try {
+    stored = (await readJsonIfExists<Record<string, unknown>>(ctx.store, key))?.value ?? {};
+  } catch (cause) {
+    throw new DataError(`not valid JSON`, { file: key }, { cause });
+  }
+  return parseConfig({ ...stored, ...overrides }, key);
+}
+
+async function listDataFiles(ctx: RoleContext, request: PlanRequest): Promise<DataFile[]> {
+  const dataStore = ctx.dataStore ?? ctx.store;
+  const refs: { key: string; name?: string }[] =
+    request.files ??
+    (await dataStore.list(keys.dataPrefix(request.dataset))).filter((o) => o.key.endsWith('.csv')).map((o) => ({ key: o.key }));
+  if (refs.length === 0) {
+    throw new DataError('no CSV files to fit', { file: keys.dataPrefix(request.dataset) });
+  }
+  return Promise.all(refs.map((r) => openDataFile(dataStore, r.key, r.name ?? r.key)));
+}
+
+/** The last model of the dataset, when it was fitted on the same columns and model. */
+async function warmStartModel(ctx: RoleContext, manifest: Omit<Manifest, 'rowEstimate'>): Promise<PosteriorDocument | undefined> {
+  const pointer = await readJsonIfExists<{ posterior: string }>(ctx.store, keys.latestModel(manifest.dataset));
+  if (!pointer) return undefined;
+  const doc = (await readJsonIfExists<PosteriorDocument>(ctx.store, pointer.value.posterior))?.value;
+  if (!doc) return undefined;
+  const a = doc.state.config;
+  const b = manifest.config;
+  const same =
+    JSON.stringify([doc.state.plan.x, doc.state.plan.r, doc.state.plan.target]) ===
+      JSON.stringify([manifest.plan.x, manifest.plan.r, manifest.plan.target]) &&
+    a.family === b.family && a.components === b.components && a.weights === b.weights &&
+    a.covariateModel === b.covariateModel && JSON.stringify(a.priors) === JSON.stringify(b.priors);
+  return same ? doc : undefined;
+}
+
+export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel): Promise<Manifest> {
+  const log = ctx.log ?? silentLog;
+  const now = request.now ?? new Date();
+  const config = request.config;
+  const runId = request.runId ?? `${now.toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 6)}`;
+  const dataStore = ctx.dataStore ?? ctx.store;
+
+  const files = await listDataFiles(ctx, request);
+  const first = files[0];
+  const firstBytes = await readOwnedLines(dataStore, first.key, first.dataStart, Math.min(first.size, first.dataStart + 65536), first.dataStart, { fileSize: first.size });
+  const columnPlan = planColumns(config, files, firstBytes);
+  const sample = await readSample(dataStore, files, columnPlan, firstBytes, config.schedule.sampleRows);
+  if (sample.parsed.rows < 2) {
+    const why = sample.parsed.skipped[0];
+    throw new DataError(
+      `no usable rows: every sampled row was skipped` + (why ? ` (first: line ${why.line + 2}, column "${why.column}": ${why.reason})` : ''),
+      { file: first.name },
+    );
+  }
+
+  const shardBytes = Math.max(4096, Math.round(config.schedule.shardRows * sample.bytesPerLine));
+  const shards: Shard[] = [];
+  files.forEach((f, file) => {
+    for (const range of planByteShards(f.size, f.dataStart, shardBytes)) shards.push({ index: shards.length, file, ...range });
+  });
+
+  const draft: Omit<Manifest, 'rowEstimate' | 'standardization' | 'sample'> & Partial<Manifest> = {
+    format: 'clusterwise/manifest@1',
+    dataset: request.dataset,
+    runId,
+    createdAt: now.toISOString(),
+    config,
+    plan: columnPlan,
+    files,
+    shards,
+    inFlight: request.inFlight ?? 2 * config.schedule.shardsPerStep,
+    assign: request.assign ?? false,
+  };
+
+  const warm = request.warmStart === false ? undefined : await warmStartModel(ctx, draft as Manifest);
+  let manifest: Manifest;
+  let state: GlobalState;
+  if (warm) {
+    // Keep the old run's standardization so its λ means the same thing; rescale to the new N.
+    const old = modelOf(warm);
+    manifest = {
+      ...draft,
+      standardization: warm.state.standardization,
+      rowEstimate: sample.rowEstimate,
+      sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: NaN, restartElbos: [] },
+      warmStartFrom: warm.runId,
+    };
+    state = withUpdatedAlpha(old.spec, scaleToRows(old.spec, old.state, warm.rows, sample.rowEstimate));
+    log.info('warm start', { runId, from: warm.runId });
+  } else {
+    const standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
+    const spec = specOf({ config, plan: columnPlan } as Manifest);
+    const batch = toBatch(columnPlan, standardization, sample.parsed);
+    const init = initialize(spec, batch, kernel, { restarts: config.schedule.restarts, seed: config.seed });
+    manifest = {
+      ...draft,
+      standardization,
+      rowEstimate: sample.rowEstimate,
+      sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: init.elbo, restartElbos: init.restartElbos },
+    };
+    state = withUpdatedAlpha(spec, scaleToRows(spec, init.state, batch.n, sample.rowEstimate));
+  }
+
+  const posteriorKey = keys.posterior(request.dataset, runId, 0, 'planner');
+  await ctx.store.put(keys.manifest(request.dataset, runId), jsonBody(manifest), { ifNoneMatch: '*' });
+  await ctx.store.put(posteriorKey, jsonBody(encodeState(0, state)));
+  const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now);
+  await ctx.store.put(keys.state(request.dataset, runId), jsonBody(runState), { ifNoneMatch: '*' });
+  await sendTasks(ctx.tasks, tasks);
+  log.info('run planned', { runId, dataset: request.dataset, files: files.length, shards: shards.length, rowEstimate: sample.rowEstimate });
+  return manifest;
+}
