@@ -117,15 +117,25 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
   return stats;
 }
 
+/**
+ * Seeds of restart r: all T components first, then a ladder 2, 4, 8, …: with many seeds a
+ * conditional-only mixture of regressions starts as many local line pieces that VB merges only
+ * slowly; fewer seeds let the sample ELBO pick a coarser start when it fits better.
+ */
+export function initialClusters(T: number, restart: number): number {
+  if (restart === 0) return T;
+  return Math.min(T, 2 ** restart);
+}
+
 export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>, options: InitOptions): InitResult {
   const { f, dims } = kmeansFeatures(spec, sample);
-  const k = Math.min(spec.T, sample.n);
   const prepared = [{ n: sample.n, data: kernel.prepare(sample) }];
   const prior: GlobalState = { lambda: priorCoordinates(spec), alpha: initialAlpha(spec) };
   let best: InitResult | undefined;
   const restartElbos: number[] = [];
   try {
     for (let r = 0; r < options.restarts; r++) {
+      const k = Math.min(initialClusters(spec.T, r), sample.n);
       const labels = kmeansPlusPlus(f, sample.n, dims, k, createRandom(options.seed, r), options.lloydIterations ?? 10);
       const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, sample, labels)));
       const fit = batchVb(spec, start, kernel, prepared, { maxIterations: options.iterations ?? 15, tolerance: 1e-6 });

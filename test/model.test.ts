@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { initialize } from '../lib/inference/init.js';
+import { batchUpdate, batchVb, localSums, paramsFor, sviUpdate } from '../lib/inference/vb.js';
+import { referenceKernel } from '../lib/kernel/reference.js';
+import { derive, initialAlpha, klDivergence } from '../lib/model/posterior.js';
+import { priorCoordinates } from '../lib/model/spec.js';
+import { makeBatch, makeSpec, randomStart } from './support/models.js';
+
+const variants = [
+  { name: 'gaussian, stick-breaking', D: 2, P: 3, o: {} },
+  { name: 'gaussian, stick-breaking, Gamma prior on α', D: 2, P: 3, o: { priors: { dpConcentrationPrior: { shape: 1, rate: 1 } } } },
+  { name: 'gaussian, dirichlet', D: 3, P: 4, o: { weights: 'dirichlet' as const } },
+  { name: 'gaussian, conditional-only', D: 2, P: 3, o: { covariateModel: false } },
+  { name: 'bernoulli, stick-breaking', D: 2, P: 3, o: { family: 'bernoulli' as const } },
+  { name: 'bernoulli, dirichlet, conditional-only', D: 2, P: 3, o: { family: 'bernoulli' as const, weights: 'dirichlet' as const, covariateModel: false } },
+];
+
+describe('batch VB (CAVI)', () => {
+  for (const v of variants) {
+    it(`never decreases the ELBO: ${v.name}`, () => {
+      const spec = makeSpec(v.D, v.P, v.o);
+      const batch = makeBatch(spec, 600, 3);
+      const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 60, tolerance: 0 });
+      for (let i = 1; i < fit.trace.length; i++) {
+        expect(fit.trace[i]).toBeGreaterThanOrEqual(fit.trace[i - 1] - 1e-7 * Math.abs(fit.trace[i - 1]));
+      }
+      expect(fit.trace[fit.trace.length - 1]).toBeGreaterThan(fit.trace[0]);
+    });
+  }
+});
+
+describe('KL divergence of the global factors', () => {
+  for (const v of variants.filter((v) => !('priors' in v.o))) {
+    it(`is zero at the prior and positive elsewhere: ${v.name}`, () => {
+      const spec = makeSpec(v.D, v.P, v.o);
+      const prior = { lambda: priorCoordinates(spec), alpha: initialAlpha(spec) };
+      expect(klDivergence(derive(spec, prior), prior)).toBeCloseTo(0, 8);
+      const batch = makeBatch(spec, 200, 5);
+      const state = randomStart(spec, batch);
+      expect(klDivergence(derive(spec, state), state)).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe('SVI', () => {
+  it('one step with the whole data as the batch and ρ = 1 equals a batch VB step', () => {
+    for (const v of variants) {
+      const spec = makeSpec(v.D, v.P, v.o);
+      const batch = makeBatch(spec, 300, 9);
+      const state = randomStart(spec, batch);
+      const sums = localSums(referenceKernel, paramsFor(spec, state), [{ n: batch.n, data: batch }]);
+      const svi = sviUpdate(spec, state, sums.stats, batch.n, batch.n, 1);
+      const cavi = batchUpdate(spec, state, sums.stats);
+      for (let i = 0; i < svi.lambda.length; i++) expect(svi.lambda[i]).toBeCloseTo(cavi.lambda[i], 9);
+      expect(svi.alpha).toEqual(cavi.alpha);
+    }
+  });
+});
+
+describe('initialization', () => {
+  it('more restarts never make the chosen ELBO worse', () => {
+    const spec = makeSpec(2, 3, { components: 6 });
+    const batch = makeBatch(spec, 400, 4, 4);
+    let previous = -Infinity;
+    for (let restarts = 1; restarts <= 5; restarts++) {
+      const init = initialize(spec, batch, referenceKernel, { restarts, seed: 3 });
+      expect(init.restartElbos).toHaveLength(restarts);
+      expect(init.elbo).toBe(Math.max(...init.restartElbos));
+      expect(init.elbo).toBeGreaterThanOrEqual(previous);
+      previous = init.elbo;
+    }
+  });
+});
