@@ -160,9 +160,15 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         throw new RangeError(
           `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
         );
+      const layout = layoutOf(spec);
+      if (prepared.n === 0)
+        return {
+          stats: new Float64Array(layout.length),
+          logLik: 0,
+          responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
+        };
       activateBackend(backendName);
       const gaussian = spec.family === 'gaussian';
-      const layout = layoutOf(spec);
       const g = grLayout(prepared.D, P); // x columns present but unused when D = 0 < prepared.D
       const Q = 1 + tri(P);
       const host = hostParameters(params, D);
@@ -172,13 +178,18 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       const sumW = new Float64Array(T * Q); // Σ w uq, (T, 1 + Ptri)
       let logLik = 0;
 
-      const w8 = tf.tidy(() => ({
-        fs: D > 0 ? tf.tensor2d(host.fs, [D + 1, T * D]) : null,
-        qu: tf.tensor2d(host.qu, [P + 1, T]),
-        qs: tf.tensor2d(host.qs, [Q, T]),
-        bias: gaussian ? null : tf.tensor2d(host.bias32, [1, T]),
-      }));
+      // The parameter matrices, created once per local step and shared by the chunks (on wasm,
+      // XNNPACK packs each once).
+      const w8: { fs: tf.Tensor2D | null; qu: tf.Tensor2D | null; qs: tf.Tensor2D | null; bias: tf.Tensor2D | null } = {
+        fs: null, qu: null, qs: null, bias: null,
+      };
       try {
+        w8.fs = D > 0 ? tf.tensor2d(host.fs, [D + 1, T * D]) : null;
+        w8.qu = tf.tensor2d(host.qu, [P + 1, T]);
+        w8.qs = tf.tensor2d(host.qs, [Q, T]);
+        w8.bias = gaussian ? null : tf.tensor2d(host.bias32, [1, T]);
+        const qu = w8.qu;
+        const qs = w8.qs;
         let row = 0;
         for (const chunk of prepared.chunks) {
           const c = chunk.rows;
@@ -187,10 +198,10 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             let lambda: tf.Tensor | null = null;
             if (gaussian) {
               // c_k − ½ uᵀΛ⁻¹u − ½ E[τ](y − θᵀu)²
-              lnRho = tf.sub(tf.matMul(chunk.uq, w8.qs), tf.square(tf.matMul(chunk.ub, w8.qu)));
+              lnRho = tf.sub(tf.matMul(chunk.uq, qs), tf.square(tf.matMul(chunk.ub, qu)));
             } else {
-              const pred = tf.matMul(chunk.ub, w8.qu); // θᵀu
-              const xi = tf.sqrt(tf.relu(tf.add(tf.matMul(chunk.uq, w8.qs), tf.square(pred))));
+              const pred = tf.matMul(chunk.ub, qu); // θᵀu
+              const xi = tf.sqrt(tf.relu(tf.add(tf.matMul(chunk.uq, qs), tf.square(pred))));
               const bound = tf.neg(tf.add(tf.mul(xi, 0.5), tf.log1p(tf.exp(tf.neg(xi)))));
               lnRho = tf.add(tf.add(bound, tf.mul(tf.sub(chunk.y, 0.5), pred)), w8.bias!);
               const xiSafe = tf.maximum(xi, XI_SMALL);
@@ -228,7 +239,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           row += c;
         }
       } finally {
-        for (const t of Object.values(w8)) t?.dispose();
+        for (const t of [w8.fs, w8.qu, w8.qs, w8.bias]) t?.dispose();
       }
 
       for (let k = 0; k < T; k++) {

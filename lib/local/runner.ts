@@ -54,10 +54,16 @@ export class RunFailedError extends Error {
   }
 }
 
-/** Where a worker thread's entry point is: compiled JS, or TS under a TS loader (tests). */
-function workerEntry(): { url: URL; execArgv: string[] } {
-  const ts = import.meta.url.endsWith('.ts');
-  return { url: new URL(`./worker-thread.${ts ? 'ts' : 'js'}`, import.meta.url), execArgv: ts ? ['--import', 'tsx'] : [] };
+/**
+ * A worker thread: the compiled entry, or, when this module runs from TypeScript source (tests
+ * under vitest), a small bootstrap that registers tsx in the thread first.
+ */
+function spawnWorker(init: WorkerInit): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker-thread.js', import.meta.url), { workerData: init });
+  const entry = new URL('./worker-thread.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
+  return new Worker(bootstrap, { eval: true, workerData: init });
 }
 
 export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult> {
@@ -66,7 +72,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   const storeRoot = path.join(outDir, '.clusterwise');
   await mkdir(storeRoot, { recursive: true });
   const store = new FolderObjectStore(storeRoot, { durable: false });
-  const dataStore = new FolderObjectStore('/', { durable: false });
+  const dataStore = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const deadTasks = new MemoryQueue({ name: 'tasks-dlq' });
   const tasks = new MemoryQueue({ name: 'tasks', visibilityTimeoutSeconds: 900, maxReceiveCount: MAX_RECEIVE_COUNT, deadLetter: deadTasks });
   const updates = new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 });
@@ -170,7 +176,6 @@ interface Pool {
 }
 
 async function startPool(count: number, init: WorkerInit, send: (body: string, o: { groupId?: string; deduplicationId?: string }) => void): Promise<Pool> {
-  const { url, execArgv } = workerEntry();
   const busy = new Map<Worker, (error?: string) => void>();
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
@@ -180,7 +185,7 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
   };
   const workers = await Promise.all(
     Array.from({ length: count }, () => new Promise<Worker>((resolve, reject) => {
-      const worker = new Worker(url, { workerData: init, execArgv });
+      const worker = spawnWorker(init);
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') resolve(worker);
         else if (m.type === 'send') {

@@ -36,7 +36,7 @@ function proxyQueue(name: string): Queue {
 const kernel = await loadKernel(init.backend as BackendName);
 const ctx = {
   store: new FolderObjectStore(init.storeRoot, { durable: false }),
-  dataStore: new FolderObjectStore(init.dataRoot, { durable: false }),
+  dataStore: new FolderObjectStore(init.dataRoot, { durable: false, etags: 'stat' }),
   tasks: proxyQueue(init.tasksQueueName),
   updates: proxyQueue('updates'),
   kernel,

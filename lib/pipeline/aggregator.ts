@@ -12,6 +12,7 @@ import { derive, type GlobalState } from '../model/posterior.js';
 import { renderReport } from '../model/report.js';
 import { clusterNumbers, summarize } from '../model/summary.js';
 import { epochOrder, makeTasks, sendTasks } from './dispatch.js';
+import { releaseDataset } from './ingest.js';
 import { decodeFloat64, encodeFloat64, keys, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
   decodeState,
@@ -29,11 +30,24 @@ import {
 
 const MAX_SKIPPED_EXAMPLES = 50;
 
+/** A run that ended in this call; `refitPending` asks the caller to start the next run. */
+export interface EndedRun {
+  dataset: string;
+  runId: string;
+  status: 'done' | 'failed';
+  refitPending: boolean;
+}
+
 /** Apply a batch of update messages (any runs); throws if a run's state was written meanwhile. */
-export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<void> {
+export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun[]> {
   const byRun = new Map<string, UpdateMessage[]>();
   for (const m of messages) byRun.set(`${m.dataset}/${m.runId}`, [...(byRun.get(`${m.dataset}/${m.runId}`) ?? []), m]);
-  for (const group of byRun.values()) await handleRunUpdates(ctx, group);
+  const ended: EndedRun[] = [];
+  for (const group of byRun.values()) {
+    const end = await handleRunUpdates(ctx, group);
+    if (end) ended.push(end);
+  }
+  return ended;
 }
 
 /** Everything one invocation needs about a run. */
@@ -46,18 +60,22 @@ interface RunContext {
   writer: string;
 }
 
-async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<void> {
+async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun | undefined> {
   const { dataset, runId } = messages[0];
   const manifest = (await readJson<Manifest>(ctx.store, keys.manifest(dataset, runId))).value;
   const stateKey = keys.state(dataset, runId);
   const { value: state, etag } = await readJson<RunState>(ctx.store, stateKey);
   const global = decodeState((await readJson<PosteriorVersion>(ctx.store, state.posteriorKey)).value);
   const run: RunContext = { ctx, manifest, state, global, outbox: [], writer: messages[0].kind === 'result' ? messages[0].taskId.slice(-8) : 'f' };
+  const wasRunning = state.status === 'running';
   for (const message of messages) await apply(run, message);
   state.updatedAt = new Date().toISOString();
   await sendTasks(ctx.tasks, run.outbox);
   await ctx.store.put(stateKey, jsonBody(state), { ifMatch: etag });
   ctx.onProgress?.(progressOf(manifest, state));
+  if (!wasRunning || state.status === 'running') return undefined;
+  const refitPending = await releaseDataset(ctx, dataset, runId);
+  return { dataset, runId, status: state.status, refitPending };
 }
 
 async function apply(run: RunContext, message: UpdateMessage): Promise<void> {

@@ -4,7 +4,8 @@
  * - A received message is invisible for the visibility timeout; unless deleted it becomes
  *   visible again and is redelivered with receiveCount + 1 and a new receipt.
  * - With a dead-letter queue, a message that has been delivered maxReceiveCount times and was not
- *   deleted moves there (same id and body) instead of being delivered again, as SQS does.
+ *   deleted moves there (same id and body) instead of being delivered again, as SQS does. The
+ *   move is made by the next receive or depth of this queue.
  * - FIFO: every message needs a groupId; messages of a group are delivered in send order, and
  *   none while an earlier one of the group is in flight (one receive may return several of a
  *   group, in order, as SQS does). A message whose deduplicationId (default: SHA-256 of the body,
@@ -90,7 +91,8 @@ export class MemoryQueue implements Queue {
     if (!(Number.isFinite(this.visibilityTimeoutSeconds) && this.visibilityTimeoutSeconds >= 0)) {
       throw new RangeError(`${where}: visibilityTimeoutSeconds must be >= 0, got ${this.visibilityTimeoutSeconds}`);
     }
-    if (!(Number.isInteger(this.maxReceiveCount) || this.maxReceiveCount === Number.POSITIVE_INFINITY) || this.maxReceiveCount < 1) {
+    const count = this.maxReceiveCount;
+    if (!(Number.isInteger(count) || count === Number.POSITIVE_INFINITY) || count < 1) {
       throw new RangeError(`${where}: maxReceiveCount must be an integer >= 1, got ${this.maxReceiveCount}`);
     }
     if (this.deadLetter && options.maxReceiveCount === undefined) {
@@ -101,7 +103,8 @@ export class MemoryQueue implements Queue {
     }
     if (this.deadLetter === this) throw new RangeError(`${where}: a queue cannot be its own dead-letter queue`);
     if (this.deadLetter && this.deadLetter.fifo !== this.fifo) {
-      throw new RangeError(`${where}: the dead-letter queue of a ${this.fifo ? 'FIFO' : 'standard'} queue must be ${this.fifo ? 'FIFO' : 'standard'} too`);
+      const kind = this.fifo ? 'FIFO' : 'standard';
+      throw new RangeError(`${where}: the dead-letter queue of a ${kind} queue must be ${kind} too`);
     }
     if (!(Number.isInteger(this.maxMessageBytes) && this.maxMessageBytes >= 1)) {
       throw new RangeError(`${where}: maxMessageBytes must be a positive integer, got ${this.maxMessageBytes}`);

@@ -37,7 +37,7 @@ export interface ObjectInfo {
   key: string;
   /** Size in bytes. */
   size: number;
-  /** Opaque version tag; changes on every write (S3 ETag). */
+  /** Opaque version tag; changes whenever the content changes (S3 ETag). */
   etag: string;
 }
 

@@ -1,0 +1,5 @@
+// Placeholder so that `cdk synth` can bundle; the real planner handler replaces this file.
+export async function handler(event: unknown): Promise<never> {
+  void event;
+  throw new Error('handler not written yet');
+}

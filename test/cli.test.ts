@@ -1,0 +1,85 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli, tempDir } from './support/cli.js';
+
+describe('clusterwise fit: bad input gets a clear error and a non-zero exit', () => {
+  const dir = tempDir();
+  const out = path.join(dir, 'out');
+  const write = (name: string, text: string) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it('missing file', () => {
+    const r = runCli(['fit', path.join(dir, 'nope.csv'), '--target', 'y', '--out', out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('nope.csv: file not found');
+  });
+
+  it('unknown target column', () => {
+    const r = runCli(['fit', 'examples/forum.csv', '--target', 'yy', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('examples/forum.csv: unknown target column "yy" (columns: x1, x2, y)');
+  });
+
+  it('empty file', () => {
+    const file = write('empty.csv', '');
+    const r = runCli(['fit', file, '--target', 'y', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/empty\.csv.*empty/);
+  });
+
+  it('header only', () => {
+    const file = write('header.csv', 'x,y\n');
+    const r = runCli(['fit', file, '--target', 'y', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('header.csv:2: no data rows after the header');
+  });
+
+  it('no usable rows', () => {
+    const file = write('text.csv', 'x,y\n1,a\n2,b\n3,c\n');
+    const r = runCli(['fit', file, '--target', 'y', '--columns', 'x', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('text.csv: no usable rows');
+    expect(r.stderr).toContain('column "y": not a number');
+  });
+
+  it('a bernoulli target that is not 0/1', () => {
+    const lines = ['x,y'];
+    for (let i = 0; i < 200; i++) lines.push(`${i / 10},${i % 3}`);
+    const file = write('three.csv', lines.join('\n') + '\n');
+    const r = runCli(['fit', file, '--target', 'y', '--family', 'bernoulli', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/rows are unusable/);
+    expect(r.stderr).toContain('three.csv:4: column "y": "2" not 0/1 or true/false');
+  });
+
+  it('an unknown flag value', () => {
+    const r = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--family', 'poisson']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("option '--family <family>' argument 'poisson' is invalid. Allowed choices are gaussian, bernoulli.");
+  });
+
+  it('an unknown option', () => {
+    const r = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--colour', 'red']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown option '--colour'");
+  });
+
+  it('skips and reports a few bad rows, and still fits', () => {
+    const good = readFileSync('examples/forum.csv', 'utf8').trimEnd().split('\n');
+    good.splice(5, 0, '0.1,NA,3', '0.2,abc,1');
+    const file = write('some-bad.csv', good.join('\n') + '\n');
+    const r = runCli(['fit', file, '--target', 'y', '--out', out, '--workers', '0']);
+    expect(r.code).toBe(0);
+    const posterior = JSON.parse(readFileSync(path.join(out, 'posterior.json'), 'utf8'));
+    expect(posterior.rows).toBe(1000);
+    expect(posterior.skippedRows).toBe(2);
+    expect(posterior.skipped.map((s: { line: number; column: string; reason: string }) => [s.line, s.column, s.reason])).toEqual([
+      [6, 'x2', 'missing value'],
+      [7, 'x2', 'not a number'],
+    ]);
+  });
+});

@@ -1,0 +1,389 @@
+/**
+ * The TensorFlow.js kernel against the float64 reference (the oracle), on the wasm and cpu
+ * backends, and the backend loader.
+ *
+ * Tolerances (float32 has ε = 6e-8):
+ * - statistics: each entry within 1e-4 × its block's scale, where the scale is Σ_n of the largest
+ *   |summand| of that block in row n (Σ_n max_i |x_ni| for Σ r x, Σ_n max_i x_ni² for Σ r x xᵀ, …).
+ *   A float32 sum's error is proportional to the sum of the absolute terms, not to the result,
+ *   which can cancel to ~0 (Σ r x over standardized x is 0 when T = 1). Measured: ≤ 2e-6.
+ * - Σ_n logsumexp: relative 1e-5 (measured ≤ 1e-7; summed in float64 on the host).
+ * - responsibilities: absolute 1e-4 (measured ≤ 1e-5 on the tight fit below, ≤ 2e-6 elsewhere).
+ */
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../lib/config.js';
+import { batchVb } from '../lib/inference/vb.js';
+import { BackendUnavailableError, loadKernel } from '../lib/kernel/backend.js';
+import { referenceKernel } from '../lib/kernel/reference.js';
+import { createTfjsKernel } from '../lib/kernel/tfjs.js';
+import type { Batch, LocalStepResult } from '../lib/kernel/types.js';
+import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
+import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function random(seed: number): { uniform: () => number; normal: () => number } {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
+}
+
+function standardize(v: Float64Array, n: number, m: number): void {
+  for (let j = 0; j < m; j++) {
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += v[i * m + j];
+    mean /= n;
+    let variance = 0;
+    for (let i = 0; i < n; i++) variance += (v[i * m + j] - mean) ** 2;
+    const sd = Math.sqrt(variance / n) || 1;
+    for (let i = 0; i < n; i++) v[i * m + j] = (v[i * m + j] - mean) / sd;
+  }
+}
+
+/**
+ * Standardized data from `clusters` clusters: R = P − 1 regression columns r (u = [r, 1]) and,
+ * when D > 0, the clustering columns x = the first D of them. y follows each cluster's regression
+ * (gaussian, standardized) or its logistic model (0/1).
+ */
+function makeBatch(
+  n: number,
+  D: number,
+  P: number,
+  family: 'gaussian' | 'bernoulli',
+  options: { seed?: number; clusters?: number; spread?: number; noise?: number } = {},
+): Batch {
+  const { seed = 1, clusters = 3, spread = 0.4, noise = 0.2 } = options;
+  const rng = random(seed);
+  const R = Math.max(P - 1, D);
+  const centres = Array.from({ length: clusters }, () => Array.from({ length: R }, () => 2 * rng.normal()));
+  const coefs = Array.from({ length: clusters }, () => Array.from({ length: P }, () => rng.normal()));
+  const cols = new Float64Array(n * R);
+  for (let i = 0; i < n; i++) for (let j = 0; j < R; j++) cols[i * R + j] = centres[i % clusters][j] + spread * rng.normal();
+  standardize(cols, n, R);
+  const x = new Float64Array(n * D);
+  const u = new Float64Array(n * P);
+  const y = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < D; j++) x[i * D + j] = cols[i * R + j];
+    for (let j = 0; j < P - 1; j++) u[i * P + j] = cols[i * R + j];
+    u[i * P + P - 1] = 1;
+    let eta = 0;
+    for (let j = 0; j < P; j++) eta += coefs[i % clusters][j] * u[i * P + j];
+    y[i] = family === 'gaussian' ? eta + noise * rng.normal() : rng.uniform() < 1 / (1 + Math.exp(-2 * eta)) ? 1 : 0;
+  }
+  if (family === 'gaussian') standardize(y, n, 1);
+  return { n, x, u, y };
+}
+
+function makeSpec(family: 'gaussian' | 'bernoulli', T: number, D: number, P: number, covariateModel: boolean): ModelSpec {
+  return specFromConfig(parseConfig({ target: 'y', family, components: T, covariateModel }), D, P);
+}
+
+/** Statistics of random hard assignments (bernoulli: with λ(ξ) = 1/8), as the reference lays them out. */
+function hardAssignmentStats(spec: ModelSpec, batch: Batch, seed: number): Float64Array {
+  const rng = random(seed);
+  const { T, D, P } = spec;
+  const layout = layoutOf(spec);
+  const stats = new Float64Array(layout.length);
+  const gaussian = spec.family === 'gaussian';
+  for (let i = 0; i < batch.n; i++) {
+    const k = Math.min(T - 1, Math.floor(rng.uniform() * T));
+    const y = batch.y[i];
+    stats[layout.count + k] += 1;
+    for (let a = 0; a < D; a++) {
+      const xa = batch.x[i * D + a];
+      stats[layout.sx + k * D + a] += xa;
+      for (let b = 0; b < D; b++) stats[layout.sxx + k * D * D + a * D + b] += xa * batch.x[i * D + b];
+    }
+    for (let a = 0; a < P; a++) {
+      const ua = batch.u[i * P + a];
+      stats[layout.syu + k * P + a] += (gaussian ? y : y - 0.5) * ua;
+      for (let b = 0; b < P; b++) stats[layout.suu + k * P * P + a * P + b] += (gaussian ? 1 : 0.25) * ua * batch.u[i * P + b];
+    }
+    if (gaussian) stats[layout.syy + k] += y * y;
+  }
+  return stats;
+}
+
+/** LocalParams of the posterior λ0 + S(random hard assignments), optionally after batch-VB sweeps. */
+function makeParams(spec: ModelSpec, batch: Batch, seed = 7, sweeps = 0): LocalParams {
+  const state = { lambda: batchCoordinates(spec, hardAssignmentStats(spec, batch, seed)), alpha: initialAlpha(spec) };
+  if (sweeps === 0) return localParams(derive(spec, state));
+  const fit = batchVb(spec, state, referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: sweeps, tolerance: 0 });
+  return localParams(derive(spec, fit.state));
+}
+
+/** Per block of the layout: [name, start, end, scale] with the scale of the module comment. */
+function blockScales(spec: ModelSpec, batch: Batch): [string, number, number, number][] {
+  const layout = layoutOf(spec);
+  const { D, P } = spec;
+  const gaussian = spec.family === 'gaussian';
+  const s = { sx: 0, sxx: 0, suu: 0, syu: 0, syy: 0 };
+  for (let i = 0; i < batch.n; i++) {
+    let mx = 0;
+    let mu = 0;
+    for (let a = 0; a < D; a++) mx = Math.max(mx, Math.abs(batch.x[i * D + a]));
+    for (let a = 0; a < P; a++) mu = Math.max(mu, Math.abs(batch.u[i * P + a]));
+    const y = gaussian ? batch.y[i] : batch.y[i] - 0.5;
+    s.sx += mx;
+    s.sxx += mx * mx;
+    s.suu += mu * mu;
+    s.syu += Math.abs(y) * mu;
+    s.syy += y * y;
+  }
+  return [
+    ['count', layout.count, layout.sx, batch.n],
+    ['sx', layout.sx, layout.sxx, s.sx],
+    ['sxx', layout.sxx, layout.suu, s.sxx],
+    ['suu', layout.suu, layout.syu, s.suu],
+    ['syu', layout.syu, layout.syy, s.syu],
+    ['syy', layout.syy, layout.length, s.syy],
+  ];
+}
+
+/** Largest error per block relative to its scale, the relative logLik error, the largest |Δr|. */
+function compare(spec: ModelSpec, batch: Batch, ref: LocalStepResult, got: LocalStepResult) {
+  const blocks: Record<string, number> = {};
+  for (const [name, start, end, scale] of blockScales(spec, batch)) {
+    let err = 0;
+    for (let i = start; i < end; i++) err = Math.max(err, Math.abs(got.stats[i] - ref.stats[i]));
+    blocks[name] = scale > 0 ? err / scale : err;
+  }
+  let resp = 0;
+  for (let i = 0; i < ref.responsibilities!.length; i++)
+    resp = Math.max(resp, Math.abs(got.responsibilities![i] - ref.responsibilities![i]));
+  return { blocks, logLik: Math.abs(got.logLik - ref.logLik) / Math.abs(ref.logLik), resp };
+}
+
+function expectClose(spec: ModelSpec, batch: Batch, ref: LocalStepResult, got: LocalStepResult, respTol = 1e-4) {
+  expect(got.stats.length).toBe(ref.stats.length);
+  const c = compare(spec, batch, ref, got);
+  for (const [name, err] of Object.entries(c.blocks)) expect(err, `block ${name}`).toBeLessThanOrEqual(1e-4);
+  expect(c.logLik, 'logLik, relative').toBeLessThanOrEqual(1e-5);
+  expect(c.resp, 'responsibilities').toBeLessThanOrEqual(respTol);
+  if (spec.family === 'bernoulli') for (let k = 0; k < spec.T; k++) expect(got.stats[layoutOf(spec).syy + k]).toBe(0);
+  return c;
+}
+
+const BACKENDS = ['wasm', 'cpu'] as const;
+
+beforeAll(async () => {
+  for (const b of BACKENDS) await loadKernel(b);
+});
+
+describe.each(BACKENDS)('tfjs-%s kernel vs the float64 reference', (backend) => {
+  // The kernel processes rows in chunks; 384 makes 1000 rows three chunks (384, 384, 232).
+  const kernel = createTfjsKernel(backend, { chunkRows: 384 });
+  const cases: { family: 'gaussian' | 'bernoulli'; T: number; covariateModel: boolean; D: number; P: number }[] = [];
+  for (const family of ['gaussian', 'bernoulli'] as const)
+    for (const T of [1, 5])
+      for (const [covariateModel, D, P] of [
+        [false, 0, 4],
+        [true, 1, 2],
+        [true, 4, 5],
+      ] as const)
+        cases.push({ family, T, covariateModel, D, P });
+
+  it.each(cases)('$family, T = $T, covariate model $covariateModel, D = $D, P = $P', ({ family, T, covariateModel, D, P }) => {
+    const batch = makeBatch(1000, D, P, family, { seed: 11 * T + D });
+    const spec = makeSpec(family, T, D, P, covariateModel);
+    const params = makeParams(spec, batch, 3 + T);
+    const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
+    const prepared = kernel.prepare(batch);
+    try {
+      const got = kernel.localStep(params, prepared, { responsibilities: true });
+      expectClose(spec, batch, ref, got);
+      // A second call on the same prepared batch gives the same answer.
+      expect(kernel.localStep(params, prepared).stats).toEqual(got.stats);
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+
+  it.each([
+    { family: 'gaussian', covariateModel: true },
+    { family: 'gaussian', covariateModel: false },
+    { family: 'bernoulli', covariateModel: true },
+    { family: 'bernoulli', covariateModel: false },
+  ] as const)(
+    '$family, covariate model $covariateModel: a tight, fitted posterior stays within float32 tolerance',
+    ({ family, covariateModel }) => {
+      // 20 batch-VB sweeps on data with cluster spread 0.03 and noise 0.005: E[τ] and ν W are large,
+      // where an expanded quadratic form would lose its accuracy to cancellation.
+      const D = covariateModel ? 4 : 0;
+      const batch = makeBatch(1500, D, 5, family, { seed: 5, clusters: 4, spread: 0.03, noise: 0.005 });
+      const spec = makeSpec(family, 5, D, 5, covariateModel);
+      const params = makeParams(spec, batch, 9, 20);
+      const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
+      const prepared = kernel.prepare(batch);
+      try {
+        expectClose(spec, batch, ref, kernel.localStep(params, prepared, { responsibilities: true }));
+      } finally {
+        kernel.release(prepared);
+      }
+    },
+  );
+
+  it('ignores x in conditional-only mode when the batch carries it', () => {
+    const withX = makeBatch(500, 3, 4, 'gaussian', { seed: 21 });
+    const spec = makeSpec('gaussian', 5, 3, 4, false);
+    const params = makeParams(spec, { ...withX, x: new Float64Array(0) });
+    const ref = referenceKernel.localStep(params, withX, { responsibilities: true });
+    const prepared = kernel.prepare(withX);
+    try {
+      expectClose(spec, withX, ref, kernel.localStep(params, prepared, { responsibilities: true }));
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+
+  it('frees every tensor it makes, returns responsibilities only when asked, handles n = 0', () => {
+    const before = tf.memory().numTensors;
+    const batch = makeBatch(900, 2, 3, 'bernoulli', { seed: 4 });
+    const spec = makeSpec('bernoulli', 5, 2, 3, true);
+    const params = makeParams(spec, batch);
+    const prepared = kernel.prepare(batch);
+    const during = tf.memory().numTensors;
+    const result = kernel.localStep(params, prepared);
+    expect(result.responsibilities).toBeUndefined();
+    expect(tf.memory().numTensors).toBe(during);
+    kernel.release(prepared);
+    kernel.release(prepared); // twice is harmless
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => kernel.localStep(params, prepared)).toThrow(/released/);
+
+    const empty = kernel.prepare({ n: 0, x: new Float64Array(0), u: new Float64Array(0), y: new Float64Array(0) });
+    const none = kernel.localStep(params, empty, { responsibilities: true });
+    expect(none.logLik).toBe(0);
+    expect(Array.from(none.stats).every((v) => v === 0)).toBe(true);
+    expect(none.responsibilities).toHaveLength(0);
+    kernel.release(empty);
+  });
+
+  it('rejects a batch whose shape does not match the model', () => {
+    const batch = makeBatch(50, 2, 3, 'gaussian');
+    const prepared = kernel.prepare(batch);
+    try {
+      const params = makeParams(makeSpec('gaussian', 2, 3, 4, true), makeBatch(50, 3, 4, 'gaussian'));
+      expect(() => kernel.localStep(params, prepared)).toThrow(/D = 2, P = 3; the model expects D = 3, P = 4/);
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+});
+
+describe('loadKernel', () => {
+  afterAll(async () => {
+    await loadKernel('wasm');
+  });
+
+  it("'auto' picks wasm here (tfjs-node is not installed), with SIMD, and says why it skipped tensorflow", async () => {
+    const kernel = await loadKernel('auto');
+    expect(kernel.name).toBe('tfjs-wasm');
+    expect(kernel.backend).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(kernel.report.skipped).toHaveLength(1);
+    expect(kernel.report.skipped[0].backend).toBe('tensorflow');
+    expect(kernel.report.skipped[0].reason).toMatch(/@tensorflow\/tfjs-node is not installed/);
+    expect(kernel.report.wasm).toMatchObject({ simd: true, threads: false, binary: 'tfjs-backend-wasm-simd.wasm' });
+  });
+
+  it('an explicit backend that cannot load throws an error naming it and the reason', async () => {
+    const error = await loadKernel('tensorflow').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as Error).message).toMatch(/^kernel backend 'tensorflow' is unavailable: @tensorflow\/tfjs-node is not installed/);
+    // the failure is remembered, not retried
+    expect(await loadKernel('tensorflow').catch((e: unknown) => e)).toBe(error);
+    await expect(loadKernel('gpu' as never)).rejects.toThrow(/unknown backend 'gpu'/);
+  });
+
+  it('is idempotent, and kernels on different backends can be used side by side', async () => {
+    const [a, b] = await Promise.all([loadKernel('wasm'), loadKernel('wasm')]);
+    expect(a.name).toBe(b.name);
+    const cpu = await loadKernel('cpu');
+    expect(tf.getBackend()).toBe('cpu');
+    const batch = makeBatch(300, 2, 3, 'gaussian', { seed: 8 });
+    const spec = makeSpec('gaussian', 3, 2, 3, true);
+    const params = makeParams(spec, batch);
+    const onWasm = a.prepare(batch); // switches to wasm
+    expect(tf.getBackend()).toBe('wasm');
+    const onCpu = cpu.prepare(batch); // and back
+    const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
+    expectClose(spec, batch, ref, a.localStep(params, onWasm, { responsibilities: true }));
+    expectClose(spec, batch, ref, cpu.localStep(params, onCpu, { responsibilities: true }));
+    expect(() => a.localStep(params, onCpu)).toThrow(/prepared by the tfjs-cpu kernel/);
+    a.release(onWasm);
+    cpu.release(onCpu);
+  });
+
+  it("'reference' is the float64 reference kernel", async () => {
+    const kernel = await loadKernel('reference');
+    expect(kernel.name).toBe('reference');
+    expect(kernel.localStep).toBe(referenceKernel.localStep);
+  });
+});
+
+/** Run `code` (an ES module body) with tsx in a fresh process: the wasm backend loads once per process. */
+function runIsolated(code: string, env: Record<string, string>): Promise<string> {
+  const tsx = join(root, 'node_modules', '.bin', 'tsx');
+  return new Promise((resolve, reject) =>
+    execFile(
+      tsx,
+      ['--eval', `(async () => { ${code} })().catch((e) => { console.log(JSON.stringify({ error: String(e.message) })); });`],
+      { cwd: root, env: { ...process.env, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)),
+    ),
+  );
+}
+
+function lastJson(stdout: string): Record<string, unknown> {
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  return JSON.parse(line ?? '{}') as Record<string, unknown>;
+}
+
+describe('wasm binaries next to a bundle (AWS Lambda)', () => {
+  const wasmDist = dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist';
+  const withBinaries = mkdtempSync(join(tmpdir(), 'clusterwise-wasm-'));
+  const empty = mkdtempSync(join(tmpdir(), 'clusterwise-nowasm-'));
+  for (const f of readdirSync(wasmDist)) if (f.endsWith('.wasm')) copyFileSync(join(wasmDist, f), join(withBinaries, f));
+  afterAll(() => {
+    rmSync(withBinaries, { recursive: true, force: true });
+    rmSync(empty, { recursive: true, force: true });
+  });
+  const script = (preference: string) => `
+    const { loadKernel } = await import(${JSON.stringify(join(root, 'lib/kernel/backend.ts'))});
+    const k = await loadKernel('${preference}');
+    console.log(JSON.stringify({ name: k.name, report: k.report }));`;
+
+  it('reads them from LAMBDA_TASK_ROOT, or CLUSTERWISE_WASM_DIR when set', async () => {
+    const lambda = lastJson(await runIsolated(script('wasm'), { LAMBDA_TASK_ROOT: withBinaries }));
+    expect(lambda).toMatchObject({ name: 'tfjs-wasm', report: { wasm: { directory: withBinaries } } });
+    const override = lastJson(
+      await runIsolated(script('wasm'), { LAMBDA_TASK_ROOT: empty, CLUSTERWISE_WASM_DIR: withBinaries }),
+    );
+    expect(override).toMatchObject({ name: 'tfjs-wasm', report: { wasm: { directory: withBinaries } } });
+  });
+
+  it("a folder without them is a clear error for 'wasm', and 'auto' falls back to cpu saying why", async () => {
+    const explicit = lastJson(await runIsolated(script('wasm'), { CLUSTERWISE_WASM_DIR: empty }));
+    expect(explicit.error).toMatch(
+      new RegExp(`^kernel backend 'wasm' is unavailable: tfjs-backend-wasm-simd.wasm is not in ${empty} \\(CLUSTERWISE_WASM_DIR\\)`),
+    );
+    const auto = lastJson(await runIsolated(script('auto'), { CLUSTERWISE_WASM_DIR: empty }));
+    expect(auto.name).toBe('tfjs-cpu');
+    expect((auto.report as { skipped: { backend: string }[] }).skipped.map((s) => s.backend)).toEqual(['tensorflow', 'wasm']);
+  });
+});
