@@ -176,7 +176,7 @@ export async function benchKernels(options: { reps?: number; referenceReps?: num
   for (const kernel of kernels) {
     const slow = kernel === referenceKernel || kernel.name === 'tfjs-cpu';
     const reps = slow ? (options.referenceReps ?? 3) : (options.reps ?? 10);
-    const t = timeKernel(kernel, params, batch, reps, slow ? 1 : 3);
+    const t = timeKernel(kernel, params, batch, reps, kernel === referenceKernel ? 1 : 3);
     const rowsPerSecond = (batch.n / t.stepMs) * 1000;
     if (kernel === referenceKernel) referenceRate = rowsPerSecond;
     results.push({ name: kernel.name, rowsPerSecond, ...t, speedup: rowsPerSecond / referenceRate });
@@ -222,10 +222,14 @@ export async function benchAlternatives(): Promise<{ backend: string; what: stri
     }));
     const { r, x, xa, fs, gr, grT, xx, blocks } = inputs;
     const z = tf.matMul(xa, fs);
-    time('stats: transpose(r) · gr  [chosen]', () => tf.tidy(() => tf.matMul(tf.transpose(r), gr)));
-    time('stats: matMul(r, gr, transposeA)', () => tf.matMul(r, gr, true, false));
+    time(`stats: transpose(r) · gr${backend === 'wasm' ? '  [chosen]' : ''}`, () =>
+      tf.tidy(() => tf.matMul(tf.transpose(r), gr)),
+    );
+    time(`stats: matMul(r, gr, transposeA)${backend === 'wasm' ? '' : '  [chosen]'}`, () => tf.matMul(r, gr, true, false));
     time('stats: grᵀ · r (features stored transposed)', () => tf.matMul(grT, r));
-    time('Σ r x xᵀ: transpose(r) · (x_i x_j)_{i≥j}  [chosen]', () => tf.tidy(() => tf.matMul(tf.transpose(r), xx)));
+    time('Σ r x xᵀ: rᵀ · (x_i x_j)_{i≥j}, as the stats above  [chosen]', () =>
+      tf.tidy(() => (backend === 'wasm' ? tf.matMul(tf.transpose(r), xx) : tf.matMul(r, xx, true, false))),
+    );
     time('Σ r x xᵀ: rank-3 (r ⊙ x)ᵀ x, T batches', () =>
       tf.tidy(() => {
         const rx = tf.mul(tf.reshape(tf.transpose(r), [T, c, 1]), tf.reshape(x, [1, c, D]));

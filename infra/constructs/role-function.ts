@@ -58,11 +58,11 @@ export interface RoleFunctionProps {
 export class RoleFunction extends Construct {
   public readonly function: NodejsFunction;
   public readonly logGroup: LogGroup;
-  public readonly role: PipelineRole;
+  public readonly pipelineRole: PipelineRole;
 
   constructor(scope: Construct, id: string, props: RoleFunctionProps) {
     super(scope, id);
-    this.role = props.role;
+    this.pipelineRole = props.role;
     const shipWasm = props.shipWasm ?? false;
 
     this.logGroup = new LogGroup(this, 'Logs', {

@@ -13,9 +13,10 @@
  * (tfjs.ts#activateBackend), so kernels on different backends can coexist (tests, benchmarks).
  *
  * The wasm binaries: in Node the backend reads them from its own package folder. A bundle (AWS
- * Lambda) must ship them next to it: when LAMBDA_TASK_ROOT is set they are read from there, and
- * CLUSTERWISE_WASM_DIR, when set, overrides both. The folder is checked for the binary the
- * runtime needs before TensorFlow.js is asked, so a missing file is a clear error, not an abort.
+ * Lambda) must ship them next to it: when LAMBDA_TASK_ROOT is set and holds the binary the runtime
+ * needs, they are read from there (if it does not, node_modules was deployed and the package's
+ * folder is used). CLUSTERWISE_WASM_DIR, when set, overrides both, and a folder without the binary
+ * is then a clear error before TensorFlow.js is asked, not an abort inside it.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -161,17 +162,22 @@ async function initWasm(): Promise<BackendState> {
       ? 'tfjs-backend-wasm-threaded-simd.wasm'
       : 'tfjs-backend-wasm-simd.wasm'
     : 'tfjs-backend-wasm.wasm';
+  const isUrl = (dir: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(dir);
   const override = process.env.CLUSTERWISE_WASM_DIR;
   const lambdaRoot = process.env.LAMBDA_TASK_ROOT;
-  const directory = override || lambdaRoot || null;
-  if (directory) {
-    const source = override ? 'CLUSTERWISE_WASM_DIR' : 'LAMBDA_TASK_ROOT';
-    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(directory) && !existsSync(join(directory, binary)))
+  let directory: string | null = null;
+  if (override) {
+    if (!isUrl(override) && !existsSync(join(override, binary)))
       throw new BackendUnavailableError(
         'wasm',
-        `${binary} is not in ${directory} (${source}); copy the .wasm files of ` +
-          `node_modules/@tensorflow/tfjs-backend-wasm/dist next to the bundle, or set CLUSTERWISE_WASM_DIR to their folder`,
+        `${binary} is not in ${override} (CLUSTERWISE_WASM_DIR); copy the .wasm files of ` +
+          `node_modules/@tensorflow/tfjs-backend-wasm/dist there, or unset it`,
       );
+    directory = override;
+  } else if (lambdaRoot && (isUrl(lambdaRoot) || existsSync(join(lambdaRoot, binary)))) {
+    directory = lambdaRoot; // a bundle with the binaries beside it; else (node_modules deployed) the package's own
+  }
+  if (directory) {
     try {
       wasmModule.setWasmPaths(directory.endsWith('/') ? directory : `${directory}/`);
     } catch (error) {
@@ -181,7 +187,8 @@ async function initWasm(): Promise<BackendState> {
   await setBackendOrThrow(
     tf,
     'wasm',
-    `the WebAssembly module (${binary}${directory ? ` from ${directory}` : ''}) failed to initialize`,
+    `the WebAssembly module ${binary} (from ${directory ?? 'the package folder'}) failed to initialize; ` +
+      `a bundle needs the .wasm files of @tensorflow/tfjs-backend-wasm/dist beside it, or CLUSTERWISE_WASM_DIR set to their folder`,
   );
   return { wasm: { ...features, binary, directory } };
 }
