@@ -35,8 +35,11 @@ export const ScheduleSchema = z
   .object({
     /** Rows per shard (one worker task). @default 50_000 */
     shardRows: z.number().int().positive().default(50_000),
-    /** SVI passes over the shuffled shards before batch sweeps. @default 2 */
-    sviEpochs: z.number().int().min(0).default(2),
+    /**
+     * SVI passes over the shuffled shards before batch sweeps. One suffices after the sample-based
+     * initialization on the data we measured; each pass costs as much as a batch sweep. @default 1
+     */
+    sviEpochs: z.number().int().min(0).default(1),
     /** Step size ρ_t = (t + τ)^(−κ): delay τ ≥ 0. @default 1 */
     delay: z.number().min(0).default(1),
     /** Forgetting rate κ ∈ (0.5, 1]. @default 0.7 */

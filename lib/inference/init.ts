@@ -16,6 +16,8 @@ export interface InitOptions {
   iterations?: number;
   /** Lloyd iterations after seeding. @default 10 */
   lloydIterations?: number;
+  /** Rows of the sample the restarts are scored on. @default 10 000 */
+  scoreRows?: number;
 }
 
 export interface InitResult {
@@ -49,19 +51,47 @@ function squaredDistance(f: Float64Array, n: number, centers: Float64Array, c: n
   return s;
 }
 
-/** k-means++ seeding (Arthur & Vassilvitskii 2007) followed by Lloyd iterations; returns labels. */
+/**
+ * Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; the greedy variant of scikit-learn:
+ * 2 + ⌊ln k⌋ candidates per step, keep the one that lowers the potential most), then Lloyd
+ * iterations; returns labels.
+ */
 export function kmeansPlusPlus(f: Float64Array, n: number, dims: number, k: number, random: Random, lloyd: number): Int32Array {
   const centers = new Float64Array(k * dims);
-  const nearest = new Float64Array(n).fill(Infinity);
-  let chosen = random.int(n);
+  let nearest = new Float64Array(n).fill(Infinity);
+  let candidateNearest = new Float64Array(n);
+  let bestNearest = new Float64Array(n);
+  const trials = 2 + Math.floor(Math.log(k));
+  const distanceTo = (row: number, i: number) => {
+    let s = 0;
+    for (let j = 0; j < dims; j++) {
+      const d = f[i * dims + j] - f[row * dims + j];
+      s += d * d;
+    }
+    return s;
+  };
+  let total = Infinity;
   for (let c = 0; c < k; c++) {
-    centers.set(f.subarray(chosen * dims, (chosen + 1) * dims), c * dims);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += (nearest[i] = Math.min(nearest[i], squaredDistance(f, i, centers, c, dims)));
-    if (c + 1 === k) break;
-    let target = random.uniform() * total;
-    chosen = n - 1;
-    for (let i = 0; i < n; i++) if ((target -= nearest[i]) <= 0) { chosen = i; break; }
+    let bestRow = -1;
+    let bestTotal = Infinity;
+    for (let t = 0; t < (c === 0 ? 1 : trials); t++) {
+      let row = random.int(n);
+      if (c > 0) {
+        let target = random.uniform() * total;
+        row = n - 1;
+        for (let i = 0; i < n; i++) if ((target -= nearest[i]) <= 0) { row = i; break; }
+      }
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += (candidateNearest[i] = Math.min(nearest[i], distanceTo(row, i)));
+      if (sum < bestTotal) {
+        bestTotal = sum;
+        bestRow = row;
+        [bestNearest, candidateNearest] = [candidateNearest, bestNearest];
+      }
+    }
+    centers.set(f.subarray(bestRow * dims, (bestRow + 1) * dims), c * dims);
+    [nearest, bestNearest] = [bestNearest, nearest];
+    total = bestTotal;
   }
   const labels = new Int32Array(n);
   const sums = new Float64Array(k * dims);
@@ -91,6 +121,29 @@ export function kmeansPlusPlus(f: Float64Array, n: number, dims: number, k: numb
 }
 
 /** Sufficient statistics of hard assignments (r_nk ∈ {0, 1}), gaussian weights for the response. */
+/** Several k-means++ runs (as scikit-learn's n_init), the lowest within-cluster sum of squares wins. */
+export function bestKmeans(f: Float64Array, n: number, dims: number, k: number, random: Random, lloyd: number, runs = 3): Int32Array {
+  let best: Int32Array | undefined;
+  let bestInertia = Infinity;
+  for (let run = 0; run < runs; run++) {
+    const labels = kmeansPlusPlus(f, n, dims, k, random, lloyd);
+    const centers = new Float64Array(k * dims);
+    const counts = new Float64Array(k);
+    for (let i = 0; i < n; i++) {
+      counts[labels[i]]++;
+      for (let j = 0; j < dims; j++) centers[labels[i] * dims + j] += f[i * dims + j];
+    }
+    for (let c = 0; c < k; c++) for (let j = 0; j < dims; j++) centers[c * dims + j] /= Math.max(1, counts[c]);
+    let inertia = 0;
+    for (let i = 0; i < n; i++) inertia += squaredDistance(f, i, centers, labels[i], dims);
+    if (inertia < bestInertia) {
+      bestInertia = inertia;
+      best = labels;
+    }
+  }
+  return best!;
+}
+
 export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32Array): Float64Array {
   const { D, P } = spec;
   const layout = layoutOf(spec);
@@ -127,25 +180,62 @@ export function initialClusters(T: number, restart: number): number {
   return Math.min(T, 2 ** restart);
 }
 
+/** Every ⌈n/m⌉-th row: a subsample spread over the whole sample (whose rows come in file chunks). */
+export function strided(batch: Batch, m: number): Batch {
+  if (batch.n <= m) return batch;
+  const stride = Math.ceil(batch.n / m);
+  const n = Math.ceil(batch.n / stride);
+  const D = batch.x.length / batch.n;
+  const P = batch.u.length / batch.n;
+  const out: Batch = { n, x: new Float64Array(n * D), u: new Float64Array(n * P), y: new Float64Array(n) };
+  for (let i = 0; i < n; i++) {
+    const src = i * stride;
+    out.x.set(batch.x.subarray(src * D, (src + 1) * D), i * D);
+    out.u.set(batch.u.subarray(src * P, (src + 1) * P), i * P);
+    out.y[i] = batch.y[src];
+  }
+  return out;
+}
+
+/** Batch VB on one in-memory batch, with the kernel's prepared form freed afterwards. */
+function fitOn<P>(spec: ModelSpec, start: GlobalState, kernel: Kernel<P>, batch: Batch, iterations: number) {
+  const prepared = [{ n: batch.n, data: kernel.prepare(batch) }];
+  try {
+    return batchVb(spec, start, kernel, prepared, { maxIterations: iterations, tolerance: 1e-6 });
+  } finally {
+    kernel.release(prepared[0].data);
+  }
+}
+
+/**
+ * Restarts are scored on a strided subsample of at most `scoreRows` rows (cheap), then the best
+ * is refined on the whole sample. Its sample ELBO is what the run reports.
+ */
 export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>, options: InitOptions): InitResult {
-  const { f, dims } = kmeansFeatures(spec, sample);
-  const prepared = [{ n: sample.n, data: kernel.prepare(sample) }];
+  const scoring = strided(sample, options.scoreRows ?? 10_000);
+  const { f, dims } = kmeansFeatures(spec, scoring);
+  const iterations = options.iterations ?? 15;
   const prior: GlobalState = { lambda: priorCoordinates(spec), alpha: initialAlpha(spec) };
-  let best: InitResult | undefined;
+  const prepared = [{ n: scoring.n, data: kernel.prepare(scoring) }];
+  let best: { state: GlobalState; elbo: number } | undefined;
   const restartElbos: number[] = [];
   try {
     for (let r = 0; r < options.restarts; r++) {
-      const k = Math.min(initialClusters(spec.T, r), sample.n);
-      const labels = kmeansPlusPlus(f, sample.n, dims, k, createRandom(options.seed, r), options.lloydIterations ?? 10);
-      const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, sample, labels)));
-      const fit = batchVb(spec, start, kernel, prepared, { maxIterations: options.iterations ?? 15, tolerance: 1e-6 });
+      const k = Math.min(initialClusters(spec.T, r), scoring.n);
+      const labels = bestKmeans(f, scoring.n, dims, k, createRandom(options.seed, r), options.lloydIterations ?? 20);
+      const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, scoring, labels)));
+      const fit = batchVb(spec, start, kernel, prepared, { maxIterations: iterations, tolerance: 1e-6 });
       restartElbos.push(fit.elbo);
-      if (!best || fit.elbo > best.elbo) best = { state: fit.state, elbo: fit.elbo, restartElbos };
+      if (!best || fit.elbo > best.elbo) best = fit;
     }
   } finally {
     kernel.release(prepared[0].data);
   }
-  return { ...best!, restartElbos };
+  if (scoring === sample) return { ...best!, restartElbos };
+  // λ of the subsample scaled to the sample, then refined there.
+  const scaled = scaleToRows(spec, best!.state, scoring.n, sample.n);
+  const refined = fitOn(spec, scaled, kernel, sample, iterations);
+  return { state: refined.state, elbo: refined.elbo, restartElbos };
 }
 
 /**

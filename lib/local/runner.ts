@@ -112,9 +112,15 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     while (!progress || progress.status === 'running') {
       let busy = false;
       if (pool) {
+        // Shard affinity: shard s always goes to worker s mod W, so each worker parses and caches
+        // only its share of the data across passes.
+        for (let batch = await tasks.receive(10, 0); batch.length; batch = await tasks.receive(10, 0)) {
+          for (const task of batch) pool.pending[shardOf(task) % pool.size].push(task);
+          busy = true;
+        }
         for (const worker of pool.idle()) {
-          const [task] = await tasks.receive(1, 0);
-          if (!task) break;
+          const task = pool.pending[worker].shift();
+          if (!task) continue;
           pool.run(worker, task, (error) => (error ? void tasks.release(task, 0) : void tasks.delete(task)));
           busy = true;
         }
@@ -135,7 +141,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
         for (const m of delivered) await updates.delete(m);
       }
       if (!busy) {
-        if (pool && pool.busyCount() === 0 && (await tasks.depth()) === 0 && (await updates.depth()) === 0) {
+        if (pool && pool.busyCount() === 0 && pool.pending.every((p) => !p.length) && (await tasks.depth()) === 0 && (await updates.depth()) === 0) {
           throw new RunFailedError('the run stalled: no task in flight and no update pending');
         }
         if (!pool) throw new RunFailedError('the run stalled: no task in flight and no update pending');
@@ -166,10 +172,24 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   return { posterior, runId: manifest.runId, kernel: kernel.name, posteriorPath, reportPath, assignmentsPath };
 }
 
+/** The shard a task message names (0 when the body is not a task: the worker reports it). */
+function shardOf(message: QueueMessage): number {
+  try {
+    const shard = (JSON.parse(message.body) as { shard?: unknown }).shard;
+    return typeof shard === 'number' && shard >= 0 ? shard : 0;
+  } catch {
+    return 0;
+  }
+}
+
 interface Pool {
-  idle(): Worker[];
+  size: number;
+  /** Received tasks waiting for their worker (by worker index). */
+  pending: QueueMessage[][];
+  /** Indices of idle workers. */
+  idle(): number[];
   busyCount(): number;
-  run(worker: Worker, task: QueueMessage, done: (error?: string) => void): void;
+  run(worker: number, task: QueueMessage, done: (error?: string) => void): void;
   /** Resolves at the next worker event or update arrival. */
   nextEvent(): Promise<void>;
   stop(): Promise<void>;
@@ -206,11 +226,13 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
     })),
   );
   return {
-    idle: () => workers.filter((w) => !busy.has(w)),
+    size: count,
+    pending: workers.map(() => []),
+    idle: () => workers.flatMap((w, i) => (busy.has(w) ? [] : [i])),
     busyCount: () => busy.size,
-    run(worker, task, done) {
-      busy.set(worker, done);
-      worker.postMessage({ type: 'task', message: task });
+    run(index, task, done) {
+      busy.set(workers[index], done);
+      workers[index].postMessage({ type: 'task', message: task });
     },
     async nextEvent() {
       if (failure) throw failure;
