@@ -89,6 +89,35 @@ export function buildProgram(): Command {
       if (o.out) console.error(`wrote ${o.out}: ${result.rows} rows scored`);
     });
 
+  const stackOptions = (command: Command) =>
+    command
+      .requiredOption('--bucket <name>', 'the stack\'s bucket (output BucketName)')
+      .option('--stack <name>', 'the stack name (its queues are named after it)', 'Clusterwise')
+      .option('--endpoint <url>', 'an S3/SQS-compatible endpoint (e.g. an emulator) for every AWS client')
+      .option('--region <region>', 'AWS region (default: from the environment)');
+
+  stackOptions(
+    program
+      .command('submit')
+      .description('start a fit of datasets/<dataset>/ in a deployed stack (planned here, run there)')
+      .argument('<dataset>', 'dataset name')
+      .option('--config <file>', 'settings over datasets/<dataset>/model.json')
+      .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(['auto', 'tensorflow', 'wasm', 'cpu', 'reference']).default('auto')),
+  ).action(async (dataset: string, o) => {
+    const { submit } = await import('./aws.js');
+    const overrides = o.config ? await readConfigFile(o.config) : {};
+    console.log(await submit({ ...o, dataset, overrides }));
+  });
+
+  stackOptions(
+    program.command('status').description('progress of the latest run of a dataset in a deployed stack').argument('<dataset>', 'dataset name'),
+  ).action(async (dataset: string, o) => {
+    const { status } = await import('./aws.js');
+    const result = await status({ ...o, dataset });
+    console.log(result.text);
+    if (result.failed) process.exitCode = 1;
+  });
+
   return program;
 }
 
@@ -115,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return Number(process.exitCode ?? 0);
   } catch (error) {
     const e = error as { code?: string; exitCode?: number; message?: string };
     if (e.code?.startsWith('commander.')) return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;

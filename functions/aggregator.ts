@@ -1,5 +1,21 @@
-// Placeholder so that `cdk synth` can bundle; the real aggregator handler replaces this file.
-export async function handler(event: unknown): Promise<never> {
-  void event;
-  throw new Error('handler not written yet');
+/** Aggregator Lambda (FIFO updates queue, group = run id): folds results into the posterior. */
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { handleUpdates } from '../lib/pipeline/aggregator.js';
+import { parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { createLogger, roleContext, toQueueMessage } from './runtime.js';
+
+const logger = createLogger();
+const ctx = roleContext(logger);
+const processor = new SqsFifoPartialProcessorAsync();
+
+async function record(record: SQSRecord): Promise<void> {
+  const message = parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates');
+  logger.appendKeys({ runId: message.runId, taskId: message.taskId });
+  await handleUpdates(ctx, [message]);
 }
+
+export const handler = async (event: SQSEvent, context: Context) => {
+  logger.addContext(context);
+  return processPartialResponse(event, record, processor, { context, throwOnFullBatchFailure: false });
+};

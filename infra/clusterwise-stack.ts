@@ -22,6 +22,7 @@ import { DataBucket, KeyPrefix } from './constructs/data-bucket.js';
 import { PipelineAlarms } from './constructs/pipeline-alarms.js';
 import { RoleFunction, type PipelineRole } from './constructs/role-function.js';
 import { WorkQueue } from './constructs/work-queue.js';
+import { queueNames } from '../lib/pipeline/protocol.js';
 
 /** Environment variables every handler receives (all four get the same set). */
 export const HANDLER_ENVIRONMENT = [
@@ -218,8 +219,16 @@ export class ClusterwiseStack extends Stack {
       intermediatesRetention: p.intermediatesRetention,
       removalPolicy: p.removalPolicy,
     }).bucket;
-    this.tasks = new WorkQueue(this, 'Tasks', { consumerTimeout: p.workerTimeout });
-    this.updates = new WorkQueue(this, 'Updates', { consumerTimeout: p.aggregatorTimeout, fifo: true });
+    const names = queueNames(this.stackName);
+    this.tasks = new WorkQueue(this, 'Tasks', {
+      consumerTimeout: p.workerTimeout,
+      names: { queue: names.tasks, deadLetterQueue: names.tasksDeadLetter },
+    });
+    this.updates = new WorkQueue(this, 'Updates', {
+      consumerTimeout: p.aggregatorTimeout,
+      fifo: true,
+      names: { queue: names.updates, deadLetterQueue: names.updatesDeadLetter },
+    });
 
     // POWERTOOLS_SERVICE_NAME (clusterwise-<role>) and LOG_LEVEL are set by RoleFunction.
     const environment: Record<Exclude<HandlerEnvironmentVariable, 'POWERTOOLS_SERVICE_NAME' | 'LOG_LEVEL'>, string> = {
@@ -241,8 +250,10 @@ export class ClusterwiseStack extends Stack {
         removalPolicy: p.removalPolicy,
       }).function;
     // ingest may start a run itself (the planner role in process), so it is sized like the planner.
-    const ingest = make('Ingest', 'ingest', PLANNER_MEMORY_MIB, PLANNER_TIMEOUT);
-    const planner = make('Planner', 'planner', PLANNER_MEMORY_MIB, PLANNER_TIMEOUT);
+    // ingest and planner initialize a run (k-means++ restarts scored by VB on a sample): they ship
+    // the TensorFlow.js wasm kernel too.
+    const ingest = make('Ingest', 'ingest', PLANNER_MEMORY_MIB, PLANNER_TIMEOUT, true);
+    const planner = make('Planner', 'planner', PLANNER_MEMORY_MIB, PLANNER_TIMEOUT, true);
     const worker = make('Worker', 'worker', p.workerMemoryMiB, p.workerTimeout, true);
     const aggregator = make('Aggregator', 'aggregator', AGGREGATOR_MEMORY_MIB, p.aggregatorTimeout);
     this.functions = { ingest, planner, worker, aggregator };
@@ -264,13 +275,16 @@ export class ClusterwiseStack extends Stack {
       write(starter, KeyPrefix.runs);
       this.tasks.queue.grantSendMessages(starter);
     }
-    // Reads its shard and the current posterior; writes large payloads as pointers under runs/
-    // (put only: a worker never deletes).
-    read(worker, KeyPrefix.datasets, KeyPrefix.runs);
-    this.bucket.grantPut(worker, `${KeyPrefix.runs}*`);
+    // Reads its shard and the current posterior, writes assignment parts and large payloads under
+    // runs/. It also starts a refit the aggregator asks for (a refit message on the tasks queue,
+    // since starting a run needs the kernel): so it reads models/ (warm start), writes the run's
+    // objects and the active-run marker under runs/, and sends the first tasks.
+    read(worker, KeyPrefix.datasets, KeyPrefix.runs, KeyPrefix.models);
+    write(worker, KeyPrefix.runs);
     this.updates.queue.grantSendMessages(worker);
-    // Writes posterior versions, state and results under runs/ and the pointer under models/.
-    // datasets/ is read-only for it: a pending refit is started from the aggregator when a run ends.
+    this.tasks.queue.grantSendMessages(worker);
+    // Writes posterior versions, state and results under runs/ and the pointer under models/;
+    // asks for a pending refit with a message on the tasks queue.
     read(aggregator, KeyPrefix.datasets, KeyPrefix.runs, KeyPrefix.models);
     write(aggregator, KeyPrefix.runs, KeyPrefix.models);
     this.tasks.queue.grantSendMessages(aggregator);

@@ -2,41 +2,60 @@
  * The TensorFlow.js local step: the mathematics of reference.ts (DESIGN.md §2,
  * posterior.ts#LocalParams) for a whole batch at once, as matrix products in float32.
  *
- * prepare() turns the batch once into per-row feature matrices, in chunks of `chunkRows` rows
- * (c rows each; D = covariates, P = regression inputs, Dtri = D(D+1)/2, Ptri = P(P+1)/2):
+ * prepare() keeps only the rows themselves, in chunks of `chunkRows` rows (c rows each;
+ * D = covariates, P = regression inputs):
  *
- *   xa = [x, 1]                                   (c, D + 1)     covariate quadratic form
- *   ub = [u, y]                                   (c, P + 1)     residual y − θᵀu, prediction θᵀu
- *   uq = [1, (u_i u_j)_{i ≥ j}]                   (c, 1 + Ptri)  constants + uᵀΛ⁻¹u; Σ w u uᵀ
- *   gr = [x, 1, u, y, y u, y², (x_i x_j)_{i ≥ j}]  (c, Wr)        the statistics weighted by r
- *   y                                             (c, 1)         the bernoulli (y − ½) θᵀu term
+ *   xa = [x, 1]   (c, D + 1)   null when D = 0
+ *   ub = [u, y]   (c, P + 1)
+ *
+ * D + P + 2 float32 values per row (92 bytes at D = 10, P = 11); nothing per row is derived from
+ * them in advance. Everything else is built per chunk inside the local step and freed with it.
  *
  * Each local step builds small parameter matrices from LocalParams in float64 on the host and
- * rounds them once to float32:
+ * rounds them once to float32 (Λ_k⁻¹ = C_k C_kᵀ, m̃_k = fround(m_k)):
  *
  *   ½ ν_k (x − m_k)ᵀ W_k (x − m_k) = ‖[x, 1] F̃_k‖²,  F̃_k = [F_k; −m_kᵀ F_k] / √2      (PRML 10.64)
  *   ½ E[τ_k] (y − θ_kᵀ u)²          = ([u, y] q_k)²,  q_k = √(E[τ_k]/2) [−θ_k; 1]     (PRML 10.3)
- *   c_k − ½ uᵀ Λ_k⁻¹ u              = uq · s_k,        s_k = [c_k; −½ lower triangle of Λ_k⁻¹, off-diagonal ×2]
+ *   ½ uᵀ Λ_k⁻¹ u                    = vec(ũ ũᵀ) · s_k, ũ = [u, y], s_k = ½ vec([Λ_k⁻¹ 0; 0 0])
+ *   x − m̃_k                         = [x, 1] Ξ_k,      Ξ_k = [I; −m̃_kᵀ]
  *
- * so, for all k at once (n×T): one matmul xa · [F̃_1 … F̃_T] (c × T·D), squared and summed per
- * component block; one matmul ub · [q_1 … q_T], squared; one matmul uq · [s_1 … s_T]. Then the
- * row-wise log-sum-exp with the row max subtracted, r = softmax, and the statistics as two
- * matmuls, rᵀ · gr and wᵀ · uq (w = r, or 2 r λ(ξ) for the bernoulli response), which the host
- * unpacks into the float64 layout of spec.ts (mirroring the lower triangles) and sums over chunks.
+ * Per chunk: ũũᵀ = ub ⊗ ub as one broadcast product (c × (P+1)²); ln ρ (n×T) from one matmul
+ * xa · [F̃_1 … F̃_T] (c × T·D), squared and summed per component block, one matmul ub · [q_1 … q_T]
+ * squared, one matmul ũũᵀ · [s_1 … s_T], and the constants c_k. Then the row-wise log-sum-exp with
+ * the row max subtracted and r = softmax. The statistics, all as Aᵀ·B products over the rows:
  *
- * Bernoulli (Jaakkola–Jordan, PRML 10.6): ξ² = uᵀ Λ⁻¹ u + (θᵀ u)² (10.163) from uq · s_k (without
- * the −½ and the constant) and ub · [θ_k; 0]; ln ρ gets ln σ(ξ) + (y − ½) θᵀu − ξ/2 (10.152),
- * computed as −(ξ/2 + ln(1 + e^{−ξ})) for ξ ≥ 0; λ(ξ) = tanh(ξ/2) / (4ξ), 1/8 − ξ²/96 below 1e-3.
+ *   N_k                = Σ_n r                                   column sums of r
+ *   Σ w u uᵀ           = rᵀ · ũũᵀ              (T × (P+1)²)      w = r, or 2 r λ(ξ) (bernoulli)
+ *   Σ r q e [u, y]     = ubᵀ · (r ⊙ q e)       ((P+1) × T)      gaussian, e = y − θᵀu
+ *   Σ r (q e)²         = column sums of r ⊙ (q e)²              gaussian
+ *   Σ r (y − ½) [u, y] = ubᵀ · (r ⊙ (y − ½))   ((P+1) × T)      bernoulli
+ *   Σ r [x, 1] (x − m̃_k)ᵀ = xaᵀ · [r_1 ⊙ (X − m̃_1), …, r_T ⊙ (X − m̃_T)]   ((D+1) × T·D)
+ *
+ * and the host turns them into the raw moments of spec.ts in float64, summed over chunks:
+ * - Covariates, centred at m̃_k: with S_c = Σ r (x − m̃) (the row of ones) and
+ *   A = Σ r x (x − m̃)ᵀ − m̃ S_cᵀ = Σ r (x − m̃)(x − m̃)ᵀ (symmetrized),
+ *   Σ r x = S_c + N m̃,  Σ r x xᵀ = A + m̃ S_cᵀ + S_c m̃ᵀ + N m̃ m̃ᵀ.
+ *   Why: W_k⁻¹ = Ψ_k − β_k m_k m_kᵀ is a small difference of large raw moments for a tight cluster
+ *   away from the origin; float32 raw moments lose it to cancellation (test/kernel.test.ts: sd
+ *   0.05 at ±3, raw float32 moments are off by ~1e-2 relative in W⁻¹, these by ~1e-6). Only one
+ *   factor is centred (the right one, x stays raw), which is enough: the float32 sums then run over
+ *   terms of size |x||x − m̃| and their partial sums stay of the order of the result; an error in
+ *   S_c cancels between Σ r x xᵀ and β m mᵀ to first order.
+ * - Gaussian response: Σ r y u, Σ r y² from the residual statistics (uncenterResponse), for the
+ *   same reason (the residual sum of squares behind the noise rate b_k).
+ *
+ * Bernoulli (Jaakkola–Jordan, PRML 10.6): ξ² = uᵀ Λ⁻¹ u + (θᵀ u)² (10.163) from ũũᵀ · vec(Λ⁻¹) and
+ * ub · [θ_k; 0]; ln ρ gets ln σ(ξ) + (y − ½) θᵀu − ξ/2 (10.152), computed as −(ξ/2 + ln(1 + e^{−ξ}))
+ * for ξ ≥ 0; λ(ξ) = tanh(ξ/2) / (4ξ), 1/8 − ξ²/96 below 1e-3. y is column P of ub.
  *
  * Float32 choices (bounded against reference.ts in test/kernel.test.ts):
  * - The residual and the covariate quadratic form are squares of differences, not expanded into
- *   xᵀAx − 2xᵀAm + mᵀAm (which would need one matmul fewer): the expanded form loses |A|·|x|²·ε32
- *   to cancellation. On a tight fit (E[τ] up to 1.4e4, ν W up to 590; float32 emulated) the
- *   largest error in ln ρ of a component within 50 nats was 4e-3 expanded vs 2e-5 direct for the
- *   residual term, 1.4e-4 vs 6e-6 for the covariate term. The spread uᵀΛ⁻¹u is small and positive,
- *   so its expanded form (uq · s_k) is accurate.
+ *   xᵀAx − 2xᵀAm + mᵀAm: the expanded form loses |A|·|x|²·ε32 to cancellation. On a tight fit
+ *   (E[τ] up to 1.4e4, ν W up to 590; float32 emulated) the largest error in ln ρ of a component
+ *   within 50 nats was 4e-3 expanded vs 2e-5 direct for the residual term, 1.4e-4 vs 6e-6 for the
+ *   covariate term. The spread uᵀΛ⁻¹u is small and positive, so its expanded form is accurate.
  * - Rows go in chunks (default 4096): float32 sums run over at most that many rows, the chunks
- *   are added in float64 on the host, and the matrices stay cache-sized.
+ *   are added in float64 on the host, and the per-chunk temporaries stay a few MB.
  * - Σ_n logsumexp_k ln ρ_nk is summed in float64 on the host from the per-row values. The
  *   constants c_k reach the kernel rounded to float32; the host adds Σ_k N_k (c_k − fround(c_k)),
  *   that rounding's exact first-order effect on the sum (∂ logsumexp_n / ∂ c_k = r_nk).
@@ -45,9 +64,12 @@
  *
  * Backends (bench/kernel.ts --alternatives): on `wasm` only a plain A·B product of rank-2 tensors
  * reaches XNNPACK; a transposed operand or a rank-3 (batched) product falls back to a scalar loop
- * (measured 9× and 160× slower). Hence rᵀ·gr is transpose(r) · gr there, with gr as XNNPACK's
- * "weights", whose packed copy it caches for the tensor's lifetime. The other backends take
- * matMul(r, gr, transposeA) directly (on cpu twice as fast as an explicit transpose).
+ * (measured 9× and 160× slower). So every Aᵀ·B above is transpose(A) · B there, with A the narrow
+ * operand. XNNPACK treats B as "weights" and keeps a packed copy of it (≈ the size of B) for as
+ * long as the B tensor lives: B is therefore always a temporary of the step, never a prepared
+ * tensor (with a prepared tensor as B, every cached batch would hold a second, padded copy of its
+ * rows inside the wasm heap). The other backends take matMul(A, B, transposeA) directly (on cpu
+ * twice as fast as an explicit transpose).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LocalParams } from '../model/posterior.js';
@@ -64,12 +86,6 @@ export interface PreparedChunk {
   xa: tf.Tensor2D | null;
   /** [u, y], (rows, P + 1). */
   ub: tf.Tensor2D;
-  /** [1, lower triangle of u uᵀ], (rows, 1 + P(P+1)/2). */
-  uq: tf.Tensor2D;
-  /** [x, 1, u, y, y u, y², lower triangle of x xᵀ], (rows, Wr). */
-  gr: tf.Tensor2D;
-  /** y, (rows, 1). */
-  y: tf.Tensor2D;
 }
 
 /** A batch as the tfjs kernel holds it; release() frees the tensors. */
@@ -95,19 +111,9 @@ const DEFAULT_CHUNK_ROWS = 4096;
 /** Below this ξ, λ(ξ) = 1/8 − ξ²/96 (truncation error < 1e-13), avoiding 0/0 in float32. */
 const XI_SMALL = 1e-3;
 
-function tri(m: number): number {
-  return (m * (m + 1)) / 2;
-}
-
-/** Column offsets inside gr for a batch with D covariates and P regression inputs. */
-function grLayout(D: number, P: number) {
-  const one = D;
-  const u = D + 1;
-  const y = u + P;
-  const yu = y + 1;
-  const yy = yu + P;
-  const xx = yy + 1;
-  return { x: 0, one, u, y, yu, yy, xx, width: xx + tri(D) };
+/** Float32 values a prepared batch holds per row: xa and ub (module comment). */
+export function preparedValuesPerRow(D: number, P: number): number {
+  return (D > 0 ? D + 1 : 0) + P + 1;
 }
 
 /**
@@ -121,12 +127,13 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
   if (!Number.isInteger(chunkRows) || chunkRows < 1)
     throw new RangeError(`createTfjsKernel: chunkRows must be a positive integer, got ${chunkRows}`);
   const name = `tfjs-${backendName}`;
-  // wᵀ · features. On wasm an explicit transpose keeps the product on XNNPACK (module comment);
-  // the other backends handle transposeA natively, and on cpu that is twice as fast (measured).
-  const weightedSum =
+  // Aᵀ · B over the rows. On wasm an explicit transpose of the narrow A keeps the product on
+  // XNNPACK, and B must be a temporary (module comment); the other backends handle transposeA
+  // natively, and on cpu that is twice as fast (measured).
+  const sumOverRows =
     backendName === 'wasm'
-      ? (w: tf.Tensor, features: tf.Tensor2D) => tf.matMul(tf.transpose(w), features)
-      : (w: tf.Tensor, features: tf.Tensor2D) => tf.matMul(w, features, true, false);
+      ? (a: tf.Tensor2D, b: tf.Tensor2D) => tf.matMul(tf.transpose(a), b)
+      : (a: tf.Tensor2D, b: tf.Tensor2D) => tf.matMul(a, b, true, false);
 
   return {
     name,
@@ -178,46 +185,49 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         };
       activateBackend(backendName);
       const gaussian = spec.family === 'gaussian';
-      const g = grLayout(prepared.D, P); // x columns present but unused when D = 0 < prepared.D
-      const Q = 1 + tri(P);
+      const P1 = P + 1;
       const host = hostParameters(params, D);
-      const stats = new Float64Array(layout.length);
       const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
-      const sumR = new Float64Array(T * g.width); // Σ r gr, (T, Wr)
-      const sumW = new Float64Array(T * Q); // Σ w uq, (T, 1 + Ptri)
-      // Gaussian: statistics of the residuals e_k = y − θ_kᵀu (scaled by q_k), see below.
-      const sumE = new Float64Array(T * (P + 1)); // Σ r q e [u, y], (T, P + 1)
-      const sumEE = new Float64Array(T); // Σ r (q e)², (T)
+      // Chunk results summed in float64 (module comment).
+      const sumN = new Float64Array(T);
+      const sumUU = new Float64Array(T * P1 * P1); // Σ w ũ ũᵀ, (T, (P+1)²)
+      const sumE = new Float64Array(P1 * T); // gaussian Σ r q e ũ; bernoulli Σ r (y − ½) ũ; (P+1, T)
+      const sumEE = new Float64Array(T); // gaussian Σ r (q e)²
+      const sumX = new Float64Array((D + 1) * T * D); // Σ r [x, 1] (x − m̃_k)ᵀ, (D+1, T·D)
       let logLik = 0;
 
       // The parameter matrices, created once per local step and shared by the chunks (on wasm,
       // XNNPACK packs each once).
-      const w8: { fs: tf.Tensor2D | null; qu: tf.Tensor2D | null; qs: tf.Tensor2D | null; bias: tf.Tensor2D | null } = {
-        fs: null, qu: null, qs: null, bias: null,
+      const w8: tf.Tensor2D[] = [];
+      const param = (values: Float32Array, rows: number, cols: number) => {
+        const t = tf.tensor2d(values, [rows, cols]);
+        w8.push(t);
+        return t;
       };
       try {
-        w8.fs = D > 0 ? tf.tensor2d(host.fs, [D + 1, T * D]) : null;
-        w8.qu = tf.tensor2d(host.qu, [P + 1, T]);
-        w8.qs = tf.tensor2d(host.qs, [Q, T]);
-        w8.bias = gaussian ? null : tf.tensor2d(host.bias32, [1, T]);
-        const qu = w8.qu;
-        const qs = w8.qs;
+        const fs = D > 0 ? param(host.fs, D + 1, T * D) : null;
+        const centre = D > 0 ? param(host.centre, D + 1, T * D) : null;
+        const qu = param(host.qu, P1, T);
+        const spread = param(host.spread, P1 * P1, T);
+        const bias = param(host.bias32, 1, T);
         let row = 0;
         for (const chunk of prepared.chunks) {
           const c = chunk.rows;
+          const ub = chunk.ub;
           const outs = tf.tidy(() => {
+            const uu = tf.reshape(tf.mul(tf.reshape(ub, [c, P1, 1]), tf.reshape(ub, [c, 1, P1])), [c, P1 * P1]) as tf.Tensor2D;
+            const lin = tf.matMul(ub, qu); // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
+            const quadU = tf.matMul(uu, spread); // gaussian −½ uᵀΛ⁻¹u; bernoulli uᵀΛ⁻¹u
             let lnRho: tf.Tensor;
             let lambda: tf.Tensor | null = null;
-            let residual: tf.Tensor | null = null;
+            let y: tf.Tensor | null = null;
             if (gaussian) {
-              // c_k − ½ uᵀΛ⁻¹u − ½ E[τ](y − θᵀu)²
-              residual = tf.matMul(chunk.ub, qu); // q_k (y − θ_kᵀu), (c, T)
-              lnRho = tf.sub(tf.matMul(chunk.uq, qs), tf.square(residual));
+              lnRho = tf.sub(tf.add(quadU, bias), tf.square(lin));
             } else {
-              const pred = tf.matMul(chunk.ub, qu); // θᵀu
-              const xi = tf.sqrt(tf.relu(tf.add(tf.matMul(chunk.uq, qs), tf.square(pred))));
+              y = tf.slice(ub, [0, P], [c, 1]);
+              const xi = tf.sqrt(tf.relu(tf.add(quadU, tf.square(lin))));
               const bound = tf.neg(tf.add(tf.mul(xi, 0.5), tf.log1p(tf.exp(tf.neg(xi)))));
-              lnRho = tf.add(tf.add(bound, tf.mul(tf.sub(chunk.y, 0.5), pred)), w8.bias!);
+              lnRho = tf.add(tf.add(bound, tf.mul(tf.sub(y, 0.5), lin)), bias);
               const xiSafe = tf.maximum(xi, XI_SMALL);
               lambda = tf.where(
                 tf.less(xi, XI_SMALL),
@@ -226,57 +236,98 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
               );
             }
             if (D > 0) {
-              const z = tf.matMul(chunk.xa!, w8.fs!); // (c, T·D)
+              const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
               lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
             }
             const max = tf.max(lnRho, 1, true);
             const ex = tf.exp(tf.sub(lnRho, max));
             const total = tf.sum(ex, 1, true);
-            const r = tf.div(ex, total);
-            const lse = tf.add(max, tf.log(total));
-            const sr = weightedSum(r, chunk.gr);
-            const sw = weightedSum(lambda ? tf.mul(r, tf.mul(lambda, 2)) : r, chunk.uq);
-            const out = [sr, sw, lse];
-            if (residual) {
-              const rRes = tf.mul(r, residual);
-              out.push(weightedSum(rRes, chunk.ub), tf.sum(tf.mul(rRes, residual), 0));
+            const r = tf.div(ex, total) as tf.Tensor2D;
+            const out: Record<string, tf.Tensor> = {
+              lse: tf.add(max, tf.log(total)),
+              n: tf.sum(r, 0),
+              uu: sumOverRows(lambda ? (tf.mul(r, tf.mul(lambda, 2)) as tf.Tensor2D) : r, uu),
+            };
+            if (gaussian) {
+              const rRes = tf.mul(r, lin) as tf.Tensor2D;
+              out.e = sumOverRows(ub, rRes);
+              out.ee = tf.sum(tf.mul(rRes, lin), 0);
+            } else {
+              out.e = sumOverRows(ub, tf.mul(r, tf.sub(y!, 0.5)) as tf.Tensor2D);
             }
-            return options.responsibilities ? [...out, r] : out;
+            if (D > 0) {
+              const centred = tf.matMul(chunk.xa!, centre!); // x − m̃_k, (c, T·D)
+              const weighted = tf.reshape(tf.mul(tf.reshape(centred, [c, T, D]), tf.reshape(r, [c, T, 1])), [c, T * D]);
+              out.x = sumOverRows(chunk.xa!, weighted as tf.Tensor2D);
+            }
+            if (options.responsibilities) out.r = r;
+            return out;
           });
           try {
-            addInto(sumR, outs[0].dataSync());
-            addInto(sumW, outs[1].dataSync());
-            const lse = outs[2].dataSync();
+            const lse = outs.lse.dataSync();
             let s = 0;
             for (let i = 0; i < c; i++) s += lse[i];
             logLik += s;
-            if (gaussian) {
-              addInto(sumE, outs[3].dataSync());
-              addInto(sumEE, outs[4].dataSync());
-            }
-            if (resp) resp.set(outs[gaussian ? 5 : 3].dataSync(), row * T);
+            addInto(sumN, outs.n.dataSync());
+            addInto(sumUU, outs.uu.dataSync());
+            addInto(sumE, outs.e.dataSync());
+            if (gaussian) addInto(sumEE, outs.ee.dataSync());
+            if (D > 0) addInto(sumX, outs.x.dataSync());
+            if (resp) resp.set(outs.r.dataSync(), row * T);
           } finally {
-            for (const t of outs) t.dispose();
+            tf.dispose(outs);
           }
           row += c;
         }
       } finally {
-        for (const t of [w8.fs, w8.qu, w8.qs, w8.bias]) t?.dispose();
+        for (const t of w8) t.dispose();
       }
 
+      const stats = new Float64Array(layout.length);
       for (let k = 0; k < T; k++) {
-        const sr = sumR.subarray(k * g.width, (k + 1) * g.width);
-        stats[layout.count + k] = sr[g.one];
-        for (let i = 0; i < D; i++) stats[layout.sx + k * D + i] = sr[g.x + i];
-        unpackTriangle(sr, g.xx, stats, layout.sxx + k * D * D, D);
-        unpackTriangle(sumW, k * Q + 1, stats, layout.suu + k * P * P, P);
+        stats[layout.count + k] = sumN[k];
+        if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
+        const uu = layout.suu + k * P * P;
+        for (let i = 0; i < P; i++)
+          for (let j = 0; j < P; j++) stats[uu + i * P + j] = sumUU[k * P1 * P1 + i * P1 + j];
         if (gaussian) uncenterResponse(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
-        else for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sr[g.yu + i] - 0.5 * sr[g.u + i];
+        else for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
         logLik += stats[layout.count + k] * host.biasRounding[k];
       }
       return { stats, logLik, responsibilities: resp };
     },
   };
+}
+
+/**
+ * Σ r x and Σ r x xᵀ of component k from its centred sums, in float64 (module comment). `sumX` is
+ * (D+1, T·D): rows i < D hold Σ r x_i (x − m̃)ᵀ, row D holds S_c = Σ r (x − m̃)ᵀ.
+ */
+function uncenterCovariates(
+  mean32: Float32Array,
+  k: number,
+  T: number,
+  D: number,
+  count: number,
+  sumX: Float64Array,
+  stats: Float64Array,
+  layout: ReturnType<typeof layoutOf>,
+): void {
+  const TD = T * D;
+  const m = mean32.subarray(k * D, (k + 1) * D);
+  const sc = (j: number) => sumX[D * TD + k * D + j];
+  // A = Σ r x (x − m̃)ᵀ − m̃ S_cᵀ = Σ r (x − m̃)(x − m̃)ᵀ
+  const a = (i: number, j: number) => sumX[i * TD + k * D + j] - m[i] * sc(j);
+  const sx = layout.sx + k * D;
+  const sxx = layout.sxx + k * D * D;
+  for (let i = 0; i < D; i++) {
+    stats[sx + i] = sc(i) + count * m[i];
+    for (let j = 0; j <= i; j++) {
+      const v = 0.5 * (a(i, j) + a(j, i)) + m[i] * sc(j) + sc(i) * m[j] + count * m[i] * m[j];
+      stats[sxx + i * D + j] = v;
+      stats[sxx + j * D + i] = v;
+    }
+  }
 }
 
 /**
@@ -287,7 +338,8 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
  * of large raw moments. Raw moments summed in float32 lose it (measured: ELBO dropping by ~1e3 on
  * 1M rows with tight regressions); residual moments keep it, since the identity
  * c − hᵀΛ⁻¹h = Σ r e² − (Σ r e u)ᵀ Λ⁻¹ (Σ r e u) (up to the prior) holds for any θ₀.
- * Needs the suu block of `stats` already filled (w = r for the gaussian response).
+ * `sumE` is (P+1, T) with Σ r q e u_i at [i·T + k]; needs the suu block of `stats` already filled
+ * (w = r for the gaussian response).
  */
 function uncenterResponse(
   qu: Float32Array,
@@ -305,7 +357,7 @@ function uncenterResponse(
   const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
   let yy = sumEE / (q * q);
   for (let i = 0; i < P; i++) {
-    const eu = sumE[k * (P + 1) + i] / q;
+    const eu = sumE[i * T + k] / q;
     let uuTheta = 0;
     for (let j = 0; j < P; j++) uuTheta += suu[i * P + j] * theta[j];
     stats[layout.syu + k * P + i] = eu + uuTheta;
@@ -318,96 +370,55 @@ function addInto(acc: Float64Array, v: ArrayLike<number>): void {
   for (let i = 0; i < acc.length; i++) acc[i] += v[i];
 }
 
-/** Write the packed lower triangle at src[offset…] as the symmetric m×m block dst[at…]. */
-function unpackTriangle(src: Float64Array, offset: number, dst: Float64Array, at: number, m: number): void {
-  let idx = offset;
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j <= i; j++) {
-      const v = src[idx++];
-      dst[at + i * m + j] = v;
-      dst[at + j * m + i] = v;
-    }
-}
-
 function disposeChunk(c: PreparedChunk): void {
-  for (const t of [c.xa, c.ub, c.uq, c.gr, c.y]) t?.dispose();
+  c.xa?.dispose();
+  c.ub.dispose();
 }
 
-/** The feature matrices of rows [start, end) (module comment) as float32 tensors. */
+/** Rows [start, end) as the float32 tensors xa = [x, 1] and ub = [u, y] (module comment). */
 function prepareChunk(batch: Batch, start: number, end: number, D: number, P: number): PreparedChunk {
   const c = end - start;
-  const g = grLayout(D, P);
-  const Q = 1 + tri(P);
   const xa = D > 0 ? new Float32Array(c * (D + 1)) : null;
   const ub = new Float32Array(c * (P + 1));
-  const uq = new Float32Array(c * Q);
-  const gr = new Float32Array(c * g.width);
-  const yv = new Float32Array(c);
   for (let r = 0; r < c; r++) {
-    const xo = (start + r) * D;
-    const uo = (start + r) * P;
-    const y = batch.y[start + r];
-    yv[r] = y;
-    const G = r * g.width;
-    for (let i = 0; i < D; i++) gr[G + g.x + i] = batch.x[xo + i];
-    gr[G + g.one] = 1;
-    gr[G + g.y] = y;
-    gr[G + g.yy] = y * y;
-    for (let i = 0; i < P; i++) {
-      gr[G + g.u + i] = batch.u[uo + i];
-      gr[G + g.yu + i] = y * batch.u[uo + i];
-    }
-    let idx = G + g.xx;
-    for (let i = 0; i < D; i++) for (let j = 0; j <= i; j++) gr[idx++] = batch.x[xo + i] * batch.x[xo + j];
     if (xa) {
+      const xo = (start + r) * D;
       for (let i = 0; i < D; i++) xa[r * (D + 1) + i] = batch.x[xo + i];
       xa[r * (D + 1) + D] = 1;
     }
+    const uo = (start + r) * P;
     for (let i = 0; i < P; i++) ub[r * (P + 1) + i] = batch.u[uo + i];
-    ub[r * (P + 1) + P] = y;
-    idx = r * Q;
-    uq[idx++] = 1;
-    for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) uq[idx++] = batch.u[uo + i] * batch.u[uo + j];
+    ub[r * (P + 1) + P] = batch.y[start + r];
   }
-  const tensors: tf.Tensor[] = [];
+  const xaTensor = xa ? tf.tensor2d(xa, [c, D + 1]) : null;
   try {
-    const make = (v: Float32Array, cols: number) => {
-      const t = tf.tensor2d(v, [c, cols]);
-      tensors.push(t);
-      return t;
-    };
-    return {
-      rows: c,
-      xa: xa ? make(xa, D + 1) : null,
-      ub: make(ub, P + 1),
-      uq: make(uq, Q),
-      gr: make(gr, g.width),
-      y: make(yv, 1),
-    };
+    return { rows: c, xa: xaTensor, ub: tf.tensor2d(ub, [c, P + 1]) };
   } catch (error) {
-    for (const t of tensors) t.dispose();
+    xaTensor?.dispose();
     throw error;
   }
 }
 
 /**
  * The parameter matrices of the module comment, (inputs × components) row-major, built in float64
- * and rounded once to float32. `biasRounding[k]` = c_k − fround(c_k).
+ * and rounded once to float32. `biasRounding[k]` = c_k − fround(c_k); `mean32` = m̃, the means
+ * the centring used.
  */
 function hostParameters(params: LocalParams, D: number) {
   const { spec } = params;
   const { T, P } = spec;
+  const P1 = P + 1;
   const gaussian = spec.family === 'gaussian';
-  const Q = 1 + tri(P);
   const fs = new Float32Array((D + 1) * T * D);
-  const qu = new Float32Array((P + 1) * T);
-  const qs = new Float32Array(Q * T);
+  const centre = new Float32Array((D + 1) * T * D);
+  const mean32 = new Float32Array(T * D);
+  const qu = new Float32Array(P1 * T);
+  const spread = new Float32Array(P1 * P1 * T);
   const bias32 = new Float32Array(T);
   const biasRounding = new Float64Array(T);
-  const sigma = new Float64Array(P * P);
   for (let k = 0; k < T; k++) {
-    // F̃_k = [F_k; −m_kᵀ F_k] / √2, so Σ_j ([x, 1] F̃_k)_j² = ½ ‖(x − m_k)ᵀ F_k‖². F_k is lower triangular.
     if (D > 0) {
+      // F̃_k = [F_k; −m_kᵀ F_k] / √2, so Σ_j ([x, 1] F̃_k)_j² = ½ ‖(x − m_k)ᵀ F_k‖². F_k is lower triangular.
       const f = params.precisionFactor.subarray(k * D * D, (k + 1) * D * D);
       const m = params.mean.subarray(k * D, (k + 1) * D);
       for (let j = 0; j < D; j++) {
@@ -417,38 +428,37 @@ function hostParameters(params: LocalParams, D: number) {
           mf += m[i] * f[i * D + j];
         }
         fs[D * T * D + k * D + j] = -mf * Math.SQRT1_2;
+        // Ξ_k = [I; −m̃_kᵀ]: [x, 1] Ξ_k = x − m̃_k, exactly as float32 subtractions.
+        mean32[k * D + j] = m[j];
+        centre[j * T * D + k * D + j] = 1;
+        centre[D * T * D + k * D + j] = -mean32[k * D + j];
       }
     }
-    // Λ_k⁻¹ = C_k C_kᵀ (lower triangle), C_k lower triangular.
+    // Λ_k⁻¹ = C_k C_kᵀ, C_k lower triangular; s_k = ½ vec(Λ_k⁻¹) (gaussian, with the sign of
+    // ln ρ) or vec(Λ_k⁻¹) (bernoulli, for ξ²), zero in the row and column of y.
     const C = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
+    const scale = gaussian ? -0.5 : 1;
     for (let i = 0; i < P; i++)
       for (let j = 0; j <= i; j++) {
         let s = 0;
         for (let l = 0; l <= j; l++) s += C[i * P + l] * C[j * P + l];
-        sigma[i * P + j] = s;
+        spread[(i * P1 + j) * T + k] = scale * s;
+        spread[(j * P1 + i) * T + k] = scale * s;
       }
     let constant = params.logWeight[k] + (spec.covariateModel ? params.covariateConst[k] : 0);
     const theta = params.coef.subarray(k * P, (k + 1) * P);
     if (gaussian) {
       constant += params.responseConst[k];
-      const scale = Math.sqrt(params.noisePrecision[k] / 2);
-      for (let i = 0; i < P; i++) qu[i * T + k] = -scale * theta[i];
-      qu[P * T + k] = scale;
+      const q = Math.sqrt(params.noisePrecision[k] / 2);
+      for (let i = 0; i < P; i++) qu[i * T + k] = -q * theta[i];
+      qu[P * T + k] = q;
     } else {
       for (let i = 0; i < P; i++) qu[i * T + k] = theta[i];
     }
     bias32[k] = constant;
     biasRounding[k] = constant - bias32[k];
-    // gaussian: [c_k; −½ Λ⁻¹ terms]; bernoulli: [0; Λ⁻¹ terms] (ξ² needs the spread alone).
-    qs[k] = gaussian ? bias32[k] : 0;
-    let idx = 1;
-    for (let i = 0; i < P; i++)
-      for (let j = 0; j <= i; j++) {
-        const s = (i === j ? 1 : 2) * sigma[i * P + j];
-        qs[idx++ * T + k] = gaussian ? -0.5 * s : s;
-      }
   }
-  return { fs, qu, qs, bias32, biasRounding };
+  return { fs, centre, mean32, qu, spread, bias32, biasRounding };
 }
 
 /**

@@ -13,7 +13,7 @@ import { renderReport } from '../model/report.js';
 import { clusterNumbers, summarize } from '../model/summary.js';
 import { epochOrder, makeTasks, sendTasks } from './dispatch.js';
 import { releaseDataset } from './ingest.js';
-import { decodeFloat64, encodeFloat64, keys, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
+import { decodeFloat64, encodeFloat64, keys, type RefitMessage, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
   decodeState,
   encodeState,
@@ -30,7 +30,7 @@ import {
 
 const MAX_SKIPPED_EXAMPLES = 50;
 
-/** A run that ended in this call; `refitPending` asks the caller to start the next run. */
+/** A run that ended in this call; when `refitPending`, a refit message was sent to the tasks queue. */
 export interface EndedRun {
   dataset: string;
   runId: string;
@@ -75,6 +75,7 @@ async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Pr
   ctx.onProgress?.(progressOf(manifest, state));
   if (!wasRunning || state.status === 'running') return undefined;
   const refitPending = await releaseDataset(ctx, dataset, runId);
+  if (refitPending) await ctx.tasks.send(JSON.stringify({ kind: 'refit', dataset } satisfies RefitMessage));
   return { dataset, runId, status: state.status, refitPending };
 }
 

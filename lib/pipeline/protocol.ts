@@ -37,6 +37,19 @@ export const keys = {
   activeRun: (dataset: string) => `runs/${dataset}/active.json`,
 };
 
+/**
+ * Queue names of a deployed stack (its CloudFormation stack name as the prefix), so that the CLI
+ * and tests find the queues by name. FIFO names must end in ".fifo".
+ */
+export function queueNames(stackName: string) {
+  return {
+    tasks: `${stackName}-tasks`,
+    tasksDeadLetter: `${stackName}-tasks-dlq`,
+    updates: `${stackName}-updates.fifo`,
+    updatesDeadLetter: `${stackName}-updates-dlq.fifo`,
+  };
+}
+
 /** Dataset names are path segments: letters, digits, dot, dash, underscore. */
 export const DatasetName = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, ".", "-", "_" only');
 
@@ -61,6 +74,14 @@ export const TaskMessage = z.object({
   rowOffset: z.number().int().min(0).optional(),
 });
 export type TaskMessage = z.infer<typeof TaskMessage>;
+
+/** Aggregator → worker: a refit was requested while the run went; start it (needs the kernel). */
+export const RefitMessage = z.object({ kind: z.literal('refit'), dataset: DatasetName });
+export type RefitMessage = z.infer<typeof RefitMessage>;
+
+/** What the tasks queue carries. */
+export const TasksQueueMessage = z.discriminatedUnion('kind', [TaskMessage, RefitMessage]);
+export type TasksQueueMessage = z.infer<typeof TasksQueueMessage>;
 
 export const SkippedRowReport = z.object({
   file: z.string(),

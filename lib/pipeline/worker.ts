@@ -8,13 +8,15 @@ import { parseWith } from '../data/dataset.js';
 import { toBatch } from '../data/dataset.js';
 import { paramsFor } from '../inference/vb.js';
 import type { LocalParams } from '../model/posterior.js';
+import { requestRefit } from './ingest.js';
 import type { QueueMessage } from './ports.js';
 import {
   encodeFloat64,
   keys,
   parseMessage,
-  TaskMessage,
+  TasksQueueMessage,
   updateSendOptions,
+  type TaskMessage,
   type ResultMessage,
   type TaskFailedMessage,
 } from './protocol.js';
@@ -142,7 +144,13 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
   const log = ctx.log ?? silentLog;
   let task: TaskMessage | undefined;
   try {
-    task = parseMessage(TaskMessage, message.body, ctx.tasks.name);
+    const parsed = parseMessage(TasksQueueMessage, message.body, ctx.tasks.name);
+    if (parsed.kind === 'refit') {
+      const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel);
+      log.info('refit requested by the aggregator', { dataset: parsed.dataset, ...outcome });
+      return;
+    }
+    task = parsed;
     const result = await runTask(ctx, task, cache);
     await ctx.updates.send(JSON.stringify(result), updateSendOptions(result));
     log.info('task done', { runId: task.runId, taskId: task.taskId, rows: result.rows, skipped: result.skipped });
