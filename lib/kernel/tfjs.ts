@@ -127,13 +127,10 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
   if (!Number.isInteger(chunkRows) || chunkRows < 1)
     throw new RangeError(`createTfjsKernel: chunkRows must be a positive integer, got ${chunkRows}`);
   const name = `tfjs-${backendName}`;
-  // Aᵀ · B over the rows. On wasm an explicit transpose of the narrow A keeps the product on
-  // XNNPACK, and B must be a temporary (module comment); the other backends handle transposeA
-  // natively, and on cpu that is twice as fast (measured).
-  const sumOverRows =
-    backendName === 'wasm'
-      ? (a: tf.Tensor2D, b: tf.Tensor2D) => tf.matMul(tf.transpose(a), b)
-      : (a: tf.Tensor2D, b: tf.Tensor2D) => tf.matMul(a, b, true, false);
+  // On wasm a tensor used as the right operand B of a matmul gets a packed copy cached by XNNPACK
+  // for the tensor's lifetime; a prepared tensor goes there only as a temporary copy (module comment).
+  const temporary =
+    backendName === 'wasm' ? (t: tf.Tensor2D) => tf.add(t, 0) as tf.Tensor2D : (t: tf.Tensor2D) => t;
 
   return {
     name,
@@ -190,10 +187,10 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
       // Chunk results summed in float64 (module comment).
       const sumN = new Float64Array(T);
-      const sumUU = new Float64Array(T * P1 * P1); // Σ w ũ ũᵀ, (T, (P+1)²)
+      const sumUU = new Float64Array(P1 * P1 * T); // Σ w ũ ũᵀ, ((P+1)², T)
       const sumE = new Float64Array(P1 * T); // gaussian Σ r q e ũ; bernoulli Σ r (y − ½) ũ; (P+1, T)
       const sumEE = new Float64Array(T); // gaussian Σ r (q e)²
-      const sumX = new Float64Array((D + 1) * T * D); // Σ r [x, 1] (x − m̃_k)ᵀ, (D+1, T·D)
+      const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
       let logLik = 0;
 
       // The parameter matrices, created once per local step and shared by the chunks (on wasm,
@@ -206,26 +203,26 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       };
       try {
         const fs = D > 0 ? param(host.fs, D + 1, T * D) : null;
-        const centre = D > 0 ? param(host.centre, D + 1, T * D) : null;
+        const centreT = D > 0 ? param(host.centreT, T * D, D + 1) : null;
         const qu = param(host.qu, P1, T);
-        const spread = param(host.spread, P1 * P1, T);
+        const gu = param(host.gu, P1, T * P1);
         const bias = param(host.bias32, 1, T);
         let row = 0;
         for (const chunk of prepared.chunks) {
           const c = chunk.rows;
           const ub = chunk.ub;
           const outs = tf.tidy(() => {
-            const uu = tf.reshape(tf.mul(tf.reshape(ub, [c, P1, 1]), tf.reshape(ub, [c, 1, P1])), [c, P1 * P1]) as tf.Tensor2D;
             const lin = tf.matMul(ub, qu); // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
-            const quadU = tf.matMul(uu, spread); // gaussian −½ uᵀΛ⁻¹u; bernoulli uᵀΛ⁻¹u
+            // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
+            const quadU = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2);
             let lnRho: tf.Tensor;
             let lambda: tf.Tensor | null = null;
             let y: tf.Tensor | null = null;
             if (gaussian) {
-              lnRho = tf.sub(tf.add(quadU, bias), tf.square(lin));
+              lnRho = tf.sub(bias, quadU);
             } else {
               y = tf.slice(ub, [0, P], [c, 1]);
-              const xi = tf.sqrt(tf.relu(tf.add(quadU, tf.square(lin))));
+              const xi = tf.sqrt(quadU);
               const bound = tf.neg(tf.add(tf.mul(xi, 0.5), tf.log1p(tf.exp(tf.neg(xi)))));
               lnRho = tf.add(tf.add(bound, tf.mul(tf.sub(y, 0.5), lin)), bias);
               const xiSafe = tf.maximum(xi, XI_SMALL);
@@ -243,22 +240,28 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             const ex = tf.exp(tf.sub(lnRho, max));
             const total = tf.sum(ex, 1, true);
             const r = tf.div(ex, total) as tf.Tensor2D;
+            // The sums over rows, as A·B with the rows along A's columns (module comment).
+            const ubT = tf.transpose(ub);
+            const uuT = tf.reshape(tf.mul(tf.reshape(ubT, [P1, 1, c]), tf.reshape(ubT, [1, P1, c])), [P1 * P1, c]);
+            const w = lambda ? (tf.mul(r, tf.mul(lambda, 2)) as tf.Tensor2D) : r;
             const out: Record<string, tf.Tensor> = {
               lse: tf.add(max, tf.log(total)),
               n: tf.sum(r, 0),
-              uu: sumOverRows(lambda ? (tf.mul(r, tf.mul(lambda, 2)) as tf.Tensor2D) : r, uu),
+              uu: tf.matMul(uuT as tf.Tensor2D, w), // (P+1)², T
             };
             if (gaussian) {
               const rRes = tf.mul(r, lin) as tf.Tensor2D;
-              out.e = sumOverRows(ub, rRes);
+              out.e = tf.matMul(ubT, rRes);
               out.ee = tf.sum(tf.mul(rRes, lin), 0);
             } else {
-              out.e = sumOverRows(ub, tf.mul(r, tf.sub(y!, 0.5)) as tf.Tensor2D);
+              out.e = tf.matMul(ubT, tf.mul(r, tf.sub(y!, 0.5)) as tf.Tensor2D);
             }
             if (D > 0) {
-              const centred = tf.matMul(chunk.xa!, centre!); // x − m̃_k, (c, T·D)
-              const weighted = tf.reshape(tf.mul(tf.reshape(centred, [c, T, D]), tf.reshape(r, [c, T, 1])), [c, T * D]);
-              out.x = sumOverRows(chunk.xa!, weighted as tf.Tensor2D);
+              const xa = chunk.xa!;
+              const centredT = tf.matMul(centreT!, tf.transpose(xa)); // x − m̃_k, (T·D, c)
+              const rT = tf.transpose(r);
+              const weightedT = tf.reshape(tf.mul(tf.reshape(centredT, [T, D, c]), tf.reshape(rT, [T, 1, c])), [T * D, c]);
+              out.x = tf.matMul(weightedT as tf.Tensor2D, temporary(xa)); // (T·D, D+1)
             }
             if (options.responsibilities) out.r = r;
             return out;
@@ -289,7 +292,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
         const uu = layout.suu + k * P * P;
         for (let i = 0; i < P; i++)
-          for (let j = 0; j < P; j++) stats[uu + i * P + j] = sumUU[k * P1 * P1 + i * P1 + j];
+          for (let j = 0; j < P; j++) stats[uu + i * P + j] = sumUU[(i * P1 + j) * T + k];
         if (gaussian) uncenterResponse(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
         else for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
         logLik += stats[layout.count + k] * host.biasRounding[k];

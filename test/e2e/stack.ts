@@ -1,0 +1,262 @@
+/**
+ * The serverless stack on the emulator, for the end-to-end tests: the bucket and the four queues
+ * under the names the CDK stack gives them, the Lambda handlers loaded with the environment the
+ * stack gives them, and pollers standing in for the SQS event source mappings
+ * (test/support/lambda-poller.ts).
+ *
+ * What the emulator cannot show, and so these tests cannot either (see the comment at the top of
+ * test/contract/object-store.contract.ts): conditional puts (If-Match / If-None-Match are
+ * ignored: the aggregator race is tested against MemoryObjectStore in faults.e2e.test.ts), S3
+ * event notifications (the ingest handler is given hand-built ObjectCreated events), Lambda
+ * event source mappings (the pollers), and FIFO receives of several messages of one group (the
+ * emulator returns one per group, so the aggregator's batches of 10 hold one record each).
+ */
+import { readFileSync } from 'node:fs';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { Context, S3Event } from 'aws-lambda';
+import { vi } from 'vitest';
+import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
+import { keys, queueNames } from '../../lib/pipeline/protocol.js';
+import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
+import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
+import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
+
+export const STACK = 'Clusterwise';
+export const MAX_RECEIVE_COUNT = 3;
+
+export interface EmulatedStack {
+  emulator: Emulator;
+  bucket: string;
+  store: S3ObjectStore;
+  queues: { tasks: CreatedQueue; tasksDeadLetter: CreatedQueue; updates: CreatedQueue; updatesDeadLetter: CreatedQueue };
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Visibility timeout of the tasks queue: how long a crashed or failed task waits before its retry. */
+  tasksVisibilitySeconds: number;
+  /** Visibility timeout of the updates queue. */
+  updatesVisibilitySeconds: number;
+}
+
+/** Starts the emulator and creates what `cdk deploy` creates that the emulator can hold. */
+export async function startStack(options: StackOptions): Promise<EmulatedStack> {
+  const emulator = await startEmulator();
+  const names = queueNames(STACK);
+  const bucket = await createBucket(emulator.s3, 'clusterwise-e2e');
+  // As infra/constructs/work-queue.ts: standard tasks queue, FIFO updates queue without
+  // content-based deduplication (senders give ids), each with a dead-letter queue after 3 receives.
+  const tasksDeadLetter = await createQueue(emulator.sqs, names.tasksDeadLetter);
+  const tasks = await createQueue(emulator.sqs, names.tasks, {
+    visibilityTimeoutSeconds: options.tasksVisibilitySeconds,
+    deadLetterQueueArn: tasksDeadLetter.arn,
+    maxReceiveCount: MAX_RECEIVE_COUNT,
+  });
+  const updatesDeadLetter = await createQueue(emulator.sqs, names.updatesDeadLetter, { fifo: true, contentBasedDeduplication: false });
+  const updates = await createQueue(emulator.sqs, names.updates, {
+    fifo: true,
+    contentBasedDeduplication: false,
+    visibilityTimeoutSeconds: options.updatesVisibilitySeconds,
+    deadLetterQueueArn: updatesDeadLetter.arn,
+    maxReceiveCount: MAX_RECEIVE_COUNT,
+  });
+  const store = new S3ObjectStore({ client: emulator.s3, bucket });
+  return { emulator, bucket, store, queues: { tasks, tasksDeadLetter, updates, updatesDeadLetter }, stop: () => emulator.stop() };
+}
+
+/** The environment infra/clusterwise-stack.ts gives every function, pointed at the emulator. */
+export function setStackEnvironment(stack: EmulatedStack): void {
+  Object.assign(process.env, {
+    BUCKET_NAME: stack.bucket,
+    TASKS_QUEUE_URL: stack.queues.tasks.url,
+    UPDATES_QUEUE_URL: stack.queues.updates.url,
+    TASKS_DLQ_URL: stack.queues.tasksDeadLetter.url,
+    UPDATES_DLQ_URL: stack.queues.updatesDeadLetter.url,
+    CLUSTERWISE_ENDPOINT: stack.emulator.endpoint,
+    AWS_REGION: stack.emulator.region,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    // Powertools' Logger writes to the global console in dev mode, where captureLogs sees it.
+    POWERTOOLS_DEV: 'true',
+  });
+}
+
+export interface Handlers {
+  ingest: (event: S3Event, context: Context) => Promise<Record<string, unknown>>;
+  worker: SqsHandler;
+  aggregator: SqsHandler;
+}
+
+/**
+ * The real Lambda handlers. They build their ports from the environment when their module loads,
+ * so the environment is set first, and fresh modules are loaded.
+ */
+export async function loadHandlers(stack: EmulatedStack): Promise<Handlers> {
+  setStackEnvironment(stack);
+  vi.resetModules();
+  const [ingest, worker, aggregator] = await Promise.all([
+    import('../../functions/ingest.js'),
+    import('../../functions/worker.js'),
+    import('../../functions/aggregator.js'),
+  ]);
+  return { ingest: ingest.handler, worker: worker.handler, aggregator: aggregator.handler };
+}
+
+/**
+ * Pollers as the stack's event source mappings: the worker with batch size 1 and 4 concurrent
+ * invocations, the aggregator with batch size 10 (the FIFO maximum) and one invocation at a time.
+ */
+export function eventSources(stack: EmulatedStack, handlers: Handlers, options: { workers?: Partial<LambdaPollerOptions>; aggregator?: Partial<LambdaPollerOptions> } = {}) {
+  const { sqs, region } = stack.emulator;
+  const workers = new LambdaPoller({
+    sqs,
+    region,
+    queueUrl: stack.queues.tasks.url,
+    queueArn: stack.queues.tasks.arn,
+    handler: handlers.worker,
+    functionName: 'Clusterwise-Worker',
+    batchSize: 1,
+    concurrency: 4,
+    ...options.workers,
+  });
+  const aggregator = new LambdaPoller({
+    sqs,
+    region,
+    queueUrl: stack.queues.updates.url,
+    queueArn: stack.queues.updates.arn,
+    handler: handlers.aggregator,
+    functionName: 'Clusterwise-Aggregator',
+    batchSize: 10,
+    concurrency: 1,
+    ...options.aggregator,
+  });
+  return { workers, aggregator };
+}
+
+/** A Lambda context for a direct invocation (ingest). */
+export function lambdaContext(functionName: string): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:us-east-1:000000000000:function:${functionName}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: `req-${Date.now().toString(36)}`,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 60_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** The ObjectCreated event S3 would send for these objects (one record each, keys URL-encoded). */
+export function objectCreatedEvent(bucket: string, objects: { key: string; size: number; etag?: string }[]): S3Event {
+  const now = new Date().toISOString();
+  return {
+    Records: objects.map((o, i) => ({
+      eventVersion: '2.1',
+      eventSource: 'aws:s3',
+      awsRegion: 'us-east-1',
+      eventTime: now,
+      eventName: 'ObjectCreated:Put',
+      userIdentity: { principalId: 'AWS:TEST' },
+      requestParameters: { sourceIPAddress: '127.0.0.1' },
+      responseElements: { 'x-amz-request-id': `req${i}`, 'x-amz-id-2': `id${i}` },
+      s3: {
+        s3SchemaVersion: '1.0',
+        configurationId: 'ingest',
+        bucket: { name: bucket, ownerIdentity: { principalId: 'TEST' }, arn: `arn:aws:s3:::${bucket}` },
+        object: {
+          key: encodeURIComponent(o.key).replace(/%2F/g, '/').replace(/%20/g, '+'),
+          size: o.size,
+          eTag: (o.etag ?? '').replace(/"/g, ''),
+          sequencer: (Date.now() * 100 + i).toString(16).toUpperCase(),
+        },
+      },
+    })),
+  };
+}
+
+/** Uploads objects with PutObject (as a user would) and returns the ObjectCreated event of the CSVs. */
+export async function upload(stack: EmulatedStack, objects: { key: string; body: string }[]): Promise<S3Event> {
+  const created: { key: string; size: number; etag?: string }[] = [];
+  for (const o of objects) {
+    const out = await stack.emulator.s3.send(new PutObjectCommand({ Bucket: stack.bucket, Key: o.key, Body: o.body }));
+    if (o.key.endsWith('.csv')) created.push({ key: o.key, size: Buffer.byteLength(o.body), etag: out.ETag });
+  }
+  return objectCreatedEvent(stack.bucket, created);
+}
+
+/** The forum example's header and data lines. */
+export function forumLines(): { header: string; rows: string[] } {
+  const [header, ...rows] = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+  return { header, rows };
+}
+
+/** The rows cut into `parts` CSV texts of consecutive rows, each with the header. */
+export function splitCsv(header: string, rows: string[], parts: number): string[] {
+  const size = Math.ceil(rows.length / parts);
+  return Array.from({ length: parts }, (_, i) => [header, ...rows.slice(i * size, (i + 1) * size)].join('\n') + '\n');
+}
+
+export function partKey(dataset: string, i: number): string {
+  return `${keys.dataPrefix(dataset)}part-${String(i).padStart(2, '0')}.csv`;
+}
+
+export async function runState(stack: EmulatedStack, dataset: string, runId: string): Promise<RunState | undefined> {
+  return (await readJsonIfExists<RunState>(stack.store, keys.state(dataset, runId)))?.value;
+}
+
+/** True once the run's state says done or failed. */
+export function runEnded(stack: EmulatedStack, dataset: string, runId: string): () => Promise<boolean> {
+  return async () => {
+    const state = await runState(stack, dataset, runId);
+    return state !== undefined && state.status !== 'running';
+  };
+}
+
+export async function readObject<T>(stack: EmulatedStack, key: string): Promise<T> {
+  const found = await readJsonIfExists<T>(stack.store, key);
+  if (!found) throw new Error(`s3://${stack.bucket}/${key} is missing`);
+  return found.value;
+}
+
+/** Every queue's messages gone (visible, delayed and in flight): a clean slate between tests. */
+export function purgeQueues(stack: EmulatedStack): void {
+  stack.emulator.server.purgeAll();
+}
+
+export interface LogEntry {
+  level: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+/**
+ * Collects the handlers' structured log lines (Powertools' Logger in dev mode writes JSON to the
+ * global console) and keeps them off the test output. `restore` puts the console back.
+ */
+export function captureLogs() {
+  const entries: LogEntry[] = [];
+  const spies = (['info', 'warn', 'error', 'debug', 'log'] as const).map((method) =>
+    vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
+      const text = args.map(String).join(' ');
+      try {
+        const parsed = JSON.parse(text) as LogEntry;
+        if (parsed && typeof parsed === 'object' && 'message' in parsed) {
+          entries.push(parsed);
+          return;
+        }
+      } catch {
+        // not a log line
+      }
+      entries.push({ level: method.toUpperCase(), message: text });
+    }),
+  );
+  return {
+    entries,
+    restore: () => spies.forEach((s) => s.mockRestore()),
+  };
+}
