@@ -304,7 +304,8 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
 
 /**
  * Σ r x and Σ r x xᵀ of component k from its centred sums, in float64 (module comment). `sumX` is
- * (D+1, T·D): rows i < D hold Σ r x_i (x − m̃)ᵀ, row D holds S_c = Σ r (x − m̃)ᵀ.
+ * (T·D, D+1): row k·D + j holds Σ r (x_j − m̃_kj) x_i in column i < D and S_c,j = Σ r (x_j − m̃_kj)
+ * in column D.
  */
 function uncenterCovariates(
   mean32: Float32Array,
@@ -316,11 +317,11 @@ function uncenterCovariates(
   stats: Float64Array,
   layout: ReturnType<typeof layoutOf>,
 ): void {
-  const TD = T * D;
   const m = mean32.subarray(k * D, (k + 1) * D);
-  const sc = (j: number) => sumX[D * TD + k * D + j];
-  // A = Σ r x (x − m̃)ᵀ − m̃ S_cᵀ = Σ r (x − m̃)(x − m̃)ᵀ
-  const a = (i: number, j: number) => sumX[i * TD + k * D + j] - m[i] * sc(j);
+  const at = (j: number, i: number) => sumX[(k * D + j) * (D + 1) + i];
+  const sc = (j: number) => at(j, D);
+  // A = Σ r (x − m̃) xᵀ − S_c m̃ᵀ = Σ r (x − m̃)(x − m̃)ᵀ
+  const a = (j: number, i: number) => at(j, i) - sc(j) * m[i];
   const sx = layout.sx + k * D;
   const sxx = layout.sxx + k * D * D;
   for (let i = 0; i < D; i++) {
@@ -403,22 +404,22 @@ function prepareChunk(batch: Batch, start: number, end: number, D: number, P: nu
 }
 
 /**
- * The parameter matrices of the module comment, (inputs × components) row-major, built in float64
- * and rounded once to float32. `biasRounding[k]` = c_k − fround(c_k); `mean32` = m̃, the means
- * the centring used.
+ * The parameter matrices of the module comment, row-major, built in float64 and rounded once to
+ * float32. `biasRounding[k]` = c_k − fround(c_k); `mean32` = m̃, the means the centring used.
  */
 function hostParameters(params: LocalParams, D: number) {
   const { spec } = params;
   const { T, P } = spec;
   const P1 = P + 1;
   const gaussian = spec.family === 'gaussian';
-  const fs = new Float32Array((D + 1) * T * D);
-  const centre = new Float32Array((D + 1) * T * D);
+  const fs = new Float32Array((D + 1) * T * D); // (D+1, T·D)
+  const centreT = new Float32Array(T * D * (D + 1)); // (T·D, D+1)
   const mean32 = new Float32Array(T * D);
-  const qu = new Float32Array(P1 * T);
-  const spread = new Float32Array(P1 * P1 * T);
+  const qu = new Float32Array(P1 * T); // (P+1, T)
+  const gu = new Float32Array(P1 * T * P1); // (P+1, T·(P+1))
   const bias32 = new Float32Array(T);
   const biasRounding = new Float64Array(T);
+  const TP1 = T * P1;
   for (let k = 0; k < T; k++) {
     if (D > 0) {
       // F̃_k = [F_k; −m_kᵀ F_k] / √2, so Σ_j ([x, 1] F̃_k)_j² = ½ ‖(x − m_k)ᵀ F_k‖². F_k is lower triangular.
@@ -431,25 +432,15 @@ function hostParameters(params: LocalParams, D: number) {
           mf += m[i] * f[i * D + j];
         }
         fs[D * T * D + k * D + j] = -mf * Math.SQRT1_2;
-        // Ξ_k = [I; −m̃_kᵀ]: [x, 1] Ξ_k = x − m̃_k, exactly as float32 subtractions.
+        // Ξ_kᵀ row j = [e_jᵀ, −m̃_kj]: Ξ_kᵀ [x; 1] = x − m̃_k, one float32 subtraction per entry.
         mean32[k * D + j] = m[j];
-        centre[j * T * D + k * D + j] = 1;
-        centre[D * T * D + k * D + j] = -mean32[k * D + j];
+        centreT[(k * D + j) * (D + 1) + j] = 1;
+        centreT[(k * D + j) * (D + 1) + D] = -mean32[k * D + j];
       }
     }
-    // Λ_k⁻¹ = C_k C_kᵀ, C_k lower triangular; s_k = ½ vec(Λ_k⁻¹) (gaussian, with the sign of
-    // ln ρ) or vec(Λ_k⁻¹) (bernoulli, for ξ²), zero in the row and column of y.
-    const C = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
-    const scale = gaussian ? -0.5 : 1;
-    for (let i = 0; i < P; i++)
-      for (let j = 0; j <= i; j++) {
-        let s = 0;
-        for (let l = 0; l <= j; l++) s += C[i * P + l] * C[j * P + l];
-        spread[(i * P1 + j) * T + k] = scale * s;
-        spread[(j * P1 + i) * T + k] = scale * s;
-      }
     let constant = params.logWeight[k] + (spec.covariateModel ? params.covariateConst[k] : 0);
     const theta = params.coef.subarray(k * P, (k + 1) * P);
+    // qu_k: gaussian q_k = √(E[τ_k]/2) [−θ_k; 1]; bernoulli [θ_k; 0].
     if (gaussian) {
       constant += params.responseConst[k];
       const q = Math.sqrt(params.noisePrecision[k] / 2);
@@ -458,10 +449,16 @@ function hostParameters(params: LocalParams, D: number) {
     } else {
       for (let i = 0; i < P; i++) qu[i * T + k] = theta[i];
     }
+    // G_k = [C_k s; 0 | qu_k], s = √½ (gaussian) or 1 (bernoulli): ‖[u, y] G_k‖² is
+    // ½ uᵀΛ⁻¹u + q²(y − θᵀu)² or uᵀΛ⁻¹u + (θᵀu)² = ξ². C_k is lower triangular.
+    const C = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
+    const s = gaussian ? Math.SQRT1_2 : 1;
+    for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) gu[i * TP1 + k * P1 + j] = C[i * P + j] * s;
+    for (let i = 0; i < P1; i++) gu[i * TP1 + k * P1 + P] = qu[i * T + k];
     bias32[k] = constant;
     biasRounding[k] = constant - bias32[k];
   }
-  return { fs, centre, mean32, qu, spread, bias32, biasRounding };
+  return { fs, centreT, mean32, qu, gu, bias32, biasRounding };
 }
 
 /**

@@ -56,9 +56,8 @@ export const DatasetName = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters,
 export const Phase = z.enum(['svi', 'batch', 'assign']);
 export type Phase = z.infer<typeof Phase>;
 
-/** Planner/aggregator → worker (tasks queue). */
-export const TaskMessage = z.object({
-  kind: z.literal('task'),
+/** What names a task: its run, its shard, and the posterior version it was computed against. */
+const TaskIdentity = z.object({
   dataset: DatasetName,
   runId: z.string().min(1),
   taskId: z.string().min(1),
@@ -67,6 +66,11 @@ export const TaskMessage = z.object({
   /** SVI epoch or batch sweep number. */
   round: z.number().int().min(0),
   baseVersion: z.number().int().min(0),
+});
+
+/** Planner/aggregator → worker (tasks queue). */
+export const TaskMessage = TaskIdentity.extend({
+  kind: z.literal('task'),
   posteriorKey: z.string().min(1),
   /** assign phase: reported cluster number for each component (−1: not reported). */
   clusterOf: z.array(z.number().int()).optional(),
@@ -93,15 +97,8 @@ export const SkippedRowReport = z.object({
 });
 
 /** Worker → aggregator (updates queue, FIFO, group = run id). */
-export const ResultMessage = z.object({
+export const ResultMessage = TaskIdentity.extend({
   kind: z.literal('result'),
-  dataset: DatasetName,
-  runId: z.string().min(1),
-  taskId: z.string().min(1),
-  shard: z.number().int().min(0),
-  phase: Phase,
-  round: z.number().int().min(0),
-  baseVersion: z.number().int().min(0),
   rows: z.number().int().min(0),
   skipped: z.number().int().min(0),
   /** Physical lines the shard owns (blank ones included), to number lines across shards. */

@@ -13,6 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
 import { vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
@@ -224,8 +225,22 @@ export async function readObject<T>(stack: EmulatedStack, key: string): Promise<
 }
 
 /** Every queue's messages gone (visible, delayed and in flight): a clean slate between tests. */
-export function purgeQueues(stack: EmulatedStack): void {
-  stack.emulator.server.purgeAll();
+export async function purgeQueues(stack: EmulatedStack): Promise<void> {
+  for (const q of Object.values(stack.queues)) await stack.emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url }));
+}
+
+/** Messages in a queue, visible or in flight (exact on the emulator). */
+export function queueDepth(stack: EmulatedStack, queue: CreatedQueue): number {
+  const q = stack.emulator.server.inspectQueue(queue.name);
+  if (!q) throw new Error(`no queue ${queue.name}`);
+  return q.messages.ready.length + q.messages.delayed.length + q.messages.inflight.length;
+}
+
+/** Bodies of the messages in a queue (visible, delayed and in flight), without receiving them. */
+export function queueBodies(stack: EmulatedStack, queue: CreatedQueue): string[] {
+  const q = stack.emulator.server.inspectQueue(queue.name);
+  if (!q) throw new Error(`no queue ${queue.name}`);
+  return [...q.messages.ready, ...q.messages.delayed, ...q.messages.inflight.map((m) => m.message)].map((m) => m.body);
 }
 
 export interface LogEntry {
