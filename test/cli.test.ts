@@ -83,3 +83,39 @@ describe('clusterwise fit: bad input gets a clear error and a non-zero exit', ()
     ]);
   });
 });
+
+describe('clusterwise predict', () => {
+  it('scores new rows: every input line comes back with cluster, probability, prediction and its sd', () => {
+    const dir = tempDir();
+    const fit = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', dir, '--workers', '0']);
+    expect(fit.code).toBe(0);
+    // Points at the four cluster centres (no target column needed), one unusable row.
+    const input = path.join(dir, 'new.csv');
+    writeFileSync(input, 'x1,x2\n1,1\n1,-1\n-1,1\n-1,-1\n0.5,abc\n');
+    const out = path.join(dir, 'scored.csv');
+    const r = runCli(['predict', path.join(dir, 'posterior.json'), input, '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('1 rows could not be scored');
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('x1,x2,cluster,cluster_probability,prediction,prediction_sd');
+    expect(lines).toHaveLength(6);
+    const truth = [1 + 4, 3 - 2, -4 + 1, 3 + 2]; // coeffᵀx at (1,1), (1,−1), (−1,1), (−1,−1)
+    const clusters = new Set<string>();
+    lines.slice(1, 5).forEach((line, i) => {
+      const [, , cluster, probability, prediction, sd] = line.split(',');
+      clusters.add(cluster);
+      expect(Number(probability)).toBeGreaterThan(0.99);
+      expect(Math.abs(Number(prediction) - truth[i])).toBeLessThan(0.1);
+      expect(Number(sd)).toBeGreaterThan(0);
+      expect(Number(sd)).toBeLessThan(0.5);
+    });
+    expect(clusters.size).toBe(4);
+    expect(lines[5]).toBe('0.5,abc,,,,');
+  });
+
+  it('names a posterior file that is missing', () => {
+    const r = runCli(['predict', 'nope/posterior.json', 'examples/forum.csv']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('nope/posterior.json: file not found');
+  });
+});

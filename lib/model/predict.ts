@@ -2,7 +2,8 @@
  * Predictions from a posterior document for new rows: cluster membership p(z | x) from the
  * covariate model's Student-t predictive (PRML 10.81) or the mixing weights when conditional-only,
  * and the response from each component's predictive (Student-t for gaussian, the probit-style
- * approximation of the logistic predictive, PRML 4.153, for bernoulli), mixed by p(z | x).
+ * approximation of the logistic predictive, PRML 4.153, for bernoulli), mixed by p(z | x) over
+ * the components posterior.json reports.
  */
 import type { Batch } from '../kernel/types.js';
 import { quadraticForm } from '../math/linalg.js';
@@ -53,14 +54,18 @@ export function predict(doc: PosteriorDocument, batch: Batch): Prediction {
   const lnPi = Array.from(d.ePi, Math.log);
   for (let row = 0; row < n; row++) {
     if (spec.covariateModel) logStudentCovariates(d, batch.x.subarray(row * D, (row + 1) * D), logW);
+    // Only the reported components (expected to hold ≥ 1 row) take part, renormalized: an empty
+    // component keeps its vague prior, whose Student-t has no finite variance (2a ≤ 2).
     let max = -Infinity;
-    for (let k = 0; k < T; k++) max = Math.max(max, (logW[k] = (spec.covariateModel ? logW[k] : 0) + lnPi[k]));
+    for (let k = 0; k < T; k++)
+      max = Math.max(max, (logW[k] = clusterOf[k] < 0 ? -Infinity : (spec.covariateModel ? logW[k] : 0) + lnPi[k]));
     let total = 0;
     for (let k = 0; k < T; k++) total += logW[k] = Math.exp(logW[k] - max);
     const u = batch.u.subarray(row * P, (row + 1) * P);
     let m1 = 0, m2 = 0, best = -1;
     for (let k = 0; k < T; k++) {
       const w = logW[k] / total;
+      if (w === 0) continue;
       if (clusterOf[k] >= 0 && (best < 0 || w > logW[best] / total)) best = k;
       let mu = 0;
       for (let i = 0; i < P; i++) mu += d.coef[k * P + i] * u[i];
