@@ -109,7 +109,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     );
   }
 
-  const shardBytes = Math.max(4096, Math.round(config.schedule.shardRows * sample.bytesPerLine));
+  const shardBytes = Math.max(64, Math.round(config.schedule.shardRows * sample.bytesPerLine));
   const shards: Shard[] = [];
   files.forEach((f, file) => {
     for (const range of planByteShards(f.size, f.dataStart, shardBytes)) shards.push({ index: shards.length, file, ...range });

@@ -40,17 +40,22 @@ const DATASET = 'forum';
 const PARTS = 25; // 40 rows each: one shard per object (the planner's shards are at least 4 KiB)
 
 /**
- * The model.json of the run. The comparison with the local fit needs both runners to reach the
- * same posterior. SVI steps depend on the order results arrive in, which differs between four
- * concurrent Lambda pollers and the local runner's inline worker, so the SVI epoch runs as usual
- * (it is the path under test) and the batch sweeps that follow polish to a tight tolerance:
- * both runs then sit at the same fixed point of batch VB from the same initialization (the
- * planner's k-means++ with the same seed on the same sample), and agree far inside 1e-2.
+ * The model.json of the run, and the config of the local fit it is compared with.
+ *
+ * Why the comparison can be tight: SVI steps depend on the order results arrive in, which differs
+ * between four concurrent Lambda pollers and the local runner's inline worker, so the two runs
+ * leave the SVI epoch at different points. The SVI epoch still runs (it is the path under test);
+ * the batch sweeps after it polish both to the same fixed point of batch VB (from the same
+ * initialization: the planner's k-means++ with the same seed on the same sample). The tolerance
+ * is tight, but not below float32 noise: the kernel sums in float32, and on the emulator the
+ * summation order of each sweep changes with arrival order, so a tolerance of 1e-9 is never met
+ * (measured: still sweeping after 70 sweeps), while 1e-7 stops both runs within a few sweeps,
+ * agreeing to about five digits.
  */
 const MODEL = {
   target: 'y',
   seed: 7,
-  schedule: { shardRows: 40, sviEpochs: 1, tolerance: 1e-9, maxSweeps: 200 },
+  schedule: { shardRows: 40, sviEpochs: 1, tolerance: 1e-7, maxSweeps: 50 },
 };
 
 let stack: EmulatedStack;
@@ -78,6 +83,7 @@ function matchByMean(a: ComponentSummary[], b: ComponentSummary[]): [ComponentSu
 function expectClose(a: number, b: number, rel: number, what: string) {
   const scale = Math.max(1, Math.abs(a), Math.abs(b));
   expect(Math.abs(a - b) / scale, `${what}: ${a} vs ${b}`).toBeLessThanOrEqual(rel);
+  process.stderr.write(`DIFF ${what} ${(Math.abs(a - b) / scale).toExponential(2)}\n`);
 }
 
 describe('serverless pipeline on the emulator', () => {

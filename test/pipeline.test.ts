@@ -1,0 +1,54 @@
+/** The roles over in-memory ports: SVI then batch sweeps, every row counted once, warm starts. */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../lib/config.js';
+import { planRun } from '../lib/pipeline/planner.js';
+import { keys } from '../lib/pipeline/protocol.js';
+import { readJson, type Manifest, type RunState } from '../lib/pipeline/run.js';
+import type { PosteriorDocument } from '../lib/model/summary.js';
+import { drive, inlinePorts } from './support/inline-pipeline.js';
+
+const forum = readFileSync('examples/forum.csv');
+
+describe('pipeline roles over in-memory ports', () => {
+  it('runs SVI over many shards, then batch sweeps to convergence, counting every row once', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 40, sviEpochs: 2 } });
+    const manifest = await planRun(ctx, { dataset: 'forum', config }, ctx.kernel);
+    expect(manifest.shards.length).toBeGreaterThanOrEqual(20);
+    const progress = await drive(ctx);
+    expect(progress.status).toBe('done');
+    const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+    expect(state.trace.filter((t) => t.phase === 'svi').length).toBeGreaterThan(10);
+    expect(state.converged).toBe(true);
+    // Batch sweeps never lower the ELBO.
+    const sweeps = state.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+    for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
+    const posterior = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
+    expect(posterior.rows).toBe(1000);
+    expect(posterior.components.length).toBe(4);
+    const latest = (await readJson<{ posterior: string }>(ctx.store, keys.latestModel('forum'))).value;
+    expect(latest.posterior).toBe(state.resultKey);
+  });
+
+  it('warm-starts a refit from the dataset\'s last model when the columns and model match', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const config = parseConfig({ target: 'y', components: 8 });
+    const first = await planRun(ctx, { dataset: 'forum', config }, ctx.kernel);
+    await drive(ctx);
+    const second = await planRun(ctx, { dataset: 'forum', config }, ctx.kernel);
+    expect(second.warmStartFrom).toBe(first.runId);
+    expect(second.standardization).toEqual(first.standardization);
+    const progress = await drive(ctx);
+    expect(progress.status).toBe('done');
+    const state = (await readJson<RunState>(ctx.store, keys.state('forum', second.runId))).value;
+    expect(state.trace.filter((t) => t.phase === 'batch').length).toBeLessThanOrEqual(3);
+    // A different model is not warm-started.
+    const other = await planRun(ctx, { dataset: 'forum', config: parseConfig({ target: 'y', components: 6 }) }, ctx.kernel);
+    expect(other.warmStartFrom).toBeUndefined();
+    const m = (await readJson<Manifest>(ctx.store, keys.manifest('forum', other.runId))).value;
+    expect(m.sample.restartElbos.length).toBe(config.schedule.restarts);
+  });
+});
