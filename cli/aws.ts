@@ -31,7 +31,8 @@ export async function submit(o: StackOptions & { dataset: string; backend: Backe
 /** What `status` prints: the active (or latest) run's progress, its failure, dead letters. */
 export async function status(o: StackOptions & { dataset: string }): Promise<{ text: string; failed: boolean }> {
   const ports = await connect(o);
-  const active = await readJsonIfExists<ActiveRun>(ports.store, keys.activeRun(o.dataset));
+  const marker = await readJsonIfExists<ActiveRun>(ports.store, keys.activeRun(o.dataset));
+  const active = marker?.value.ended ? undefined : marker;
   const latest = await readJsonIfExists<{ runId: string }>(ports.store, keys.latestModel(o.dataset));
   const runs = (await ports.store.list(`runs/${o.dataset}/`)).filter((x) => x.key.endsWith('/state.json')).map((x) => x.key.split('/')[2]);
   const runId = active?.value.runId ?? runs.sort().pop() ?? latest?.value.runId;

@@ -53,6 +53,7 @@ export function buildProgram(): Command {
           ...(o.weights ? { weights: o.weights } : {}),
           ...(o.covariateModel === false ? { covariateModel: false } : {}),
           ...(o.seed !== undefined ? { seed: o.seed } : {}),
+          ...(o.assign ? { assignments: true } : {}),
         },
         'command line',
       );
@@ -60,7 +61,7 @@ export function buildProgram(): Command {
       const started = Date.now();
       try {
         const result = await fitLocal({
-          files, config, outDir: o.out, workers: o.workers, backend: o.backend, assign: o.assign,
+          files, config, outDir: o.out, workers: o.workers, backend: o.backend,
           onProgress: (p: Progress) => progress.update(p),
         });
         progress.stop();

@@ -29,7 +29,14 @@ export function asLog(logger: Logger): Log {
 
 export function roleContext(logger: Logger): RoleContext {
   const ports = portsFromEnvironment();
-  return { store: ports.store, tasks: ports.tasks, updates: ports.updates, log: asLog(logger) };
+  const concurrency = Number(process.env.WORKER_CONCURRENCY);
+  return {
+    store: ports.store,
+    tasks: ports.tasks,
+    updates: ports.updates,
+    log: asLog(logger),
+    ...(concurrency > 0 ? { workerConcurrency: concurrency } : {}),
+  };
 }
 
 let kernel: Promise<Kernel> | undefined;

@@ -40,8 +40,11 @@ export const ScheduleSchema = z
      * initialization on the data we measured; each pass costs as much as a batch sweep. @default 1
      */
     sviEpochs: z.number().int().min(0).default(1),
-    /** Step size ρ_t = (t + τ)^(−κ): delay τ ≥ 0. @default 1 */
-    delay: z.number().min(0).default(1),
+    /**
+     * Step size ρ_t = (t + τ)^(−κ): delay τ ≥ 0. With τ = 4 the first step keeps ~60% of the
+     * sample-based initialization instead of replacing it (τ = 1 gives ρ_0 = 1). @default 4
+     */
+    delay: z.number().min(0).default(4),
     /** Forgetting rate κ ∈ (0.5, 1]. @default 0.7 */
     forgettingRate: z.number().gt(0.5).max(1).default(0.7),
     /** Shard results folded into one SVI step. @default 2 */
@@ -75,8 +78,10 @@ export const ModelConfigSchema = z
     weights: z.enum(['stick-breaking', 'dirichlet']).default('stick-breaking'),
     /** Model p(x) with a Gaussian mixture (cluster-weighted model); false: conditional-only. @default true */
     covariateModel: z.boolean().default(true),
-    /** Seed of every random choice (sampling, k-means++, shard order). @default 1 */
+    /** Seed of every random choice (k-means++ restarts, the SVI shard order). @default 1 */
     seed: z.number().int().default(1),
+    /** Also write per-row assignments (result/assignments/part-*.csv; locally OUT/assignments.csv). @default false */
+    assignments: z.boolean().default(false),
     priors: PriorSchema.default(() => PriorSchema.parse({})),
     schedule: ScheduleSchema.default(() => ScheduleSchema.parse({})),
   })

@@ -47,8 +47,8 @@ describe('recovery on data with a known answer', () => {
     const data = npregData();
     const file = path.join(dir, 'npreg.csv');
     writeExample(file, data);
-    const config = parseConfig({ target: 'y', covariateModel: false, regressionColumns: ['x', 'x2'] });
-    const result = await fitLocal({ files: [file], config, outDir: dir, workers: 2, assign: true });
+    const config = parseConfig({ target: 'y', covariateModel: false, regressionColumns: ['x', 'x2'], assignments: true });
+    const result = await fitLocal({ files: [file], config, outDir: dir, workers: 2 });
     const components = result.posterior.components;
     // truth as [coef x, coef x², intercept]
     const matched = matchBy([0, 1], components, (k, c) => sq([...NPREG.coefficients[k]], [...c.coefficients, c.intercept]));
@@ -68,8 +68,8 @@ describe('recovery on data with a known answer', () => {
     const data = logisticData(60_000);
     const file = path.join(dir, 'logistic.csv');
     writeExample(file, data);
-    const config = parseConfig({ target: 'y', family: 'bernoulli', components: 10, schedule: { shardRows: 10_000 } });
-    const result = await fitLocal({ files: [file], config, outDir: dir, workers: 2, assign: true });
+    const config = parseConfig({ target: 'y', family: 'bernoulli', components: 10, assignments: true, schedule: { shardRows: 10_000 } });
+    const result = await fitLocal({ files: [file], config, outDir: dir, workers: 2 });
     const components = result.posterior.components;
     expect(result.posterior.rows).toBe(60_000);
     const matched = matchBy([0, 1, 2, 3], components, (k, c) => sq(LOGISTIC.means[k], c.mean!));

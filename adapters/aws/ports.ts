@@ -5,7 +5,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { ObjectStore, Queue } from '../../lib/pipeline/ports.js';
-import { queueNames } from '../../lib/pipeline/protocol.js';
+import { INTERMEDIATE_TAGS, queueNames } from '../../lib/pipeline/protocol.js';
 import { S3ObjectStore } from './s3-object-store.js';
 import { SqsQueue } from './sqs-queue.js';
 
@@ -40,7 +40,7 @@ export function awsClients(options: { endpoint?: string; region?: string }) {
 export function awsPorts(options: AwsPortOptions): AwsPorts {
   const { s3, sqs } = awsClients(options);
   const store = new S3ObjectStore({ client: s3, bucket: options.bucket });
-  const queue = (queueUrl: string, name: string) => new SqsQueue({ client: sqs, queueUrl, name, store, payloadPrefix: 'runs/_payloads' });
+  const queue = (queueUrl: string, name: string) => new SqsQueue({ client: sqs, queueUrl, name, store, payloadPrefix: 'runs/_payloads', payloadTags: { ...INTERMEDIATE_TAGS } });
   const deadLetters = [
     ...(options.tasksDeadLetterUrl ? [{ name: 'tasks', queue: queue(options.tasksDeadLetterUrl, 'tasks-dlq') }] : []),
     ...(options.updatesDeadLetterUrl ? [{ name: 'updates', queue: queue(options.updatesDeadLetterUrl, 'updates-dlq') }] : []),

@@ -127,6 +127,7 @@ export class S3ObjectStore implements ObjectStore {
           Key: key,
           Body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body,
           ContentType: options.contentType,
+          Tagging: options.tags ? new URLSearchParams(options.tags).toString() : undefined,
           IfMatch: options.ifMatch,
           IfNoneMatch: options.ifNoneMatch,
         }),

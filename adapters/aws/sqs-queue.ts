@@ -39,6 +39,8 @@ export interface SqsQueueOptions {
   readonly store?: ObjectStore;
   /** Key prefix for offloaded bodies; requires `store`. @default 'queue-payloads' */
   readonly payloadPrefix?: string;
+  /** Tags of offloaded payload objects. @default none */
+  readonly payloadTags?: Record<string, string>;
   /** Largest body sent inline, UTF-8 bytes; requires `store`. @default 262_144 (256 KiB) */
   readonly maxInlineBytes?: number;
   /**
@@ -67,7 +69,7 @@ export class SqsQueue implements Queue {
     this.name = options.name ?? decodeURIComponent(new URL(options.queueUrl).pathname.split('/').filter(Boolean).pop() ?? '');
     const plain = new PlainSqsQueue(options.client, options.queueUrl, this.name, options.maxBatchBytes ?? 262_144);
     this.inner = options.store
-      ? withLargePayloads(plain, options.store, { prefix: options.payloadPrefix, maxInlineBytes: options.maxInlineBytes })
+      ? withLargePayloads(plain, options.store, { prefix: options.payloadPrefix, maxInlineBytes: options.maxInlineBytes, tags: options.payloadTags })
       : plain;
   }
 

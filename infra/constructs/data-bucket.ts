@@ -5,6 +5,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { INTERMEDIATE_TAGS } from '../../lib/pipeline/protocol.js';
 
 /** Key prefixes of the object layout; IAM grants and event filters are scoped with these. */
 export const KeyPrefix = {
@@ -14,12 +15,12 @@ export const KeyPrefix = {
 } as const;
 
 /**
- * Object tag that marks an intermediate (posterior versions, task payloads, aggregator state).
- * The S3 adapter must write every intermediate object with this tag (PutObject `Tagging`
- * header `clusterwise:intermediate=true`); results under `runs/<name>/<runId>/result/` are written
- * without it and are kept.
+ * Object tag that marks an intermediate: posterior versions and offloaded queue payloads, written
+ * with it by the roles (lib/pipeline/protocol.ts INTERMEDIATE_TAGS, the one definition). Results,
+ * manifests and run states are written without it and are kept.
  */
-export const INTERMEDIATE_TAG = { key: 'clusterwise:intermediate', value: 'true' } as const;
+const [intermediateKey, intermediateValue] = Object.entries(INTERMEDIATE_TAGS)[0];
+export const INTERMEDIATE_TAG = { key: intermediateKey, value: intermediateValue } as const;
 
 export interface DataBucketProps {
   /**
@@ -53,8 +54,8 @@ export class DataBucket extends Construct {
       autoDeleteObjects: removalPolicy === RemovalPolicy.DESTROY,
       lifecycleRules: [
         {
-          // Intermediates live at runs/<name>/<runId>/posterior/… and runs/<name>/<runId>/tasks/…,
-          // next to the results in runs/<name>/<runId>/result/. A lifecycle prefix cannot hold a
+          // Intermediates live at runs/<name>/<runId>/posterior/… and runs/_payloads/…, next to
+          // the results in runs/<name>/<runId>/result/. A lifecycle prefix cannot hold a
           // wildcard in the middle (runs/*/*/posterior/), so the rule selects by object tag
           // instead: prefix runs/ AND tag clusterwise:intermediate=true. Untagged results survive.
           id: 'ExpireRunIntermediates',

@@ -14,7 +14,7 @@ export interface InitOptions {
   seed: number;
   /** Batch VB iterations on the sample per restart. @default 15 */
   iterations?: number;
-  /** Lloyd iterations after seeding. @default 10 */
+  /** Lloyd iterations after seeding. @default 20 */
   lloydIterations?: number;
   /** Rows of the sample the restarts are scored on. @default 10 000 */
   scoreRows?: number;

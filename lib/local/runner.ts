@@ -29,8 +29,6 @@ export interface LocalFitOptions {
   /** Worker threads; 0 runs the worker role inline. @default one per core */
   workers?: number;
   backend?: BackendName | 'auto';
-  /** Also write OUT/assignments.csv. */
-  assign?: boolean;
   onProgress?: (progress: Progress) => void;
   log?: Log;
 }
@@ -80,12 +78,14 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   const kernel = await loadKernel(backend);
 
   let progress: Progress | undefined;
+  const workerCount = options.workers ?? availableParallelism();
   const ctx = {
     store,
     dataStore,
     tasks,
     updates,
     log,
+    workerConcurrency: Math.max(1, workerCount),
     onProgress: (p: Progress) => {
       progress = p;
       options.onProgress?.(p);
@@ -97,13 +97,11 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
       dataset: DATASET,
       config: options.config,
       files: options.files.map((f) => ({ key: localDataKey(path.resolve(f)), name: f })),
-      assign: options.assign ?? false,
       warmStart: false,
     },
     kernel,
   );
 
-  const workerCount = options.workers ?? availableParallelism();
   const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => void updates.send(body, o)) : undefined;
   const inline = { ...ctx, kernel };
   const cache = new WorkerCache();
@@ -160,7 +158,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   await copyFile(path.join(storeRoot, state.resultKey!), posteriorPath);
   await copyFile(path.join(storeRoot, keys.result(DATASET, manifest.runId, 'report.html')), reportPath);
   let assignmentsPath: string | undefined;
-  if (options.assign) {
+  if (options.config.assignments) {
     assignmentsPath = path.join(outDir, 'assignments.csv');
     const parts: string[] = ['row,cluster,probability\n'];
     for (const shard of manifest.shards) {

@@ -10,10 +10,10 @@
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
 import { renderReport } from '../model/report.js';
-import { clusterNumbers, summarize } from '../model/summary.js';
+import { clusterNumbers, logJacobianPerRow, summarize } from '../model/summary.js';
 import { epochOrder, makeTasks, sendTasks } from './dispatch.js';
 import { releaseDataset } from './ingest.js';
-import { decodeFloat64, encodeFloat64, keys, type RefitMessage, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
+import { decodeFloat64, encodeFloat64, INTERMEDIATE_TAGS, keys, type RefitMessage, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
   decodeState,
   encodeState,
@@ -157,7 +157,7 @@ async function newVersion(run: RunContext, global: GlobalState) {
   const { state, manifest } = run;
   state.version += 1;
   state.posteriorKey = keys.posterior(manifest.dataset, manifest.runId, state.version, run.writer);
-  await run.ctx.store.put(state.posteriorKey, jsonBody(encodeState(state.version, global)));
+  await run.ctx.store.put(state.posteriorKey, jsonBody(encodeState(state.version, global)), { tags: { ...INTERMEDIATE_TAGS } });
   run.global = global;
 }
 
@@ -271,9 +271,10 @@ async function finalize(run: RunContext) {
     converged: state.converged,
   });
   const skipped = numberedSkipped(manifest, state);
+  const trace = state.trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
   const posteriorKey = keys.result(manifest.dataset, manifest.runId, 'posterior.json');
-  await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: state.trace }, null, 1), { contentType: 'application/json' });
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, state.trace, skipped), {
+  await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace }, null, 1), { contentType: 'application/json' });
+  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, trace, skipped), {
     contentType: 'text/html',
   });
   await ctx.store.put(
@@ -289,6 +290,14 @@ function fail(run: RunContext, reason: string) {
   run.state.status = 'failed';
   run.state.failure = reason;
   (run.ctx.log ?? silentLog).error('run failed', { runId: run.manifest.runId, reason });
+}
+
+/**
+ * An ELBO of the standardized data (what the trace records) in the data's own units, as
+ * posterior.json reports it: minus N Σ ln(deviation) (summary.ts logJacobianPerRow).
+ */
+function inDataUnits(manifest: Manifest, state: RunState, elbo: number): number {
+  return elbo - (state.totalRows ?? manifest.rowEstimate) * logJacobianPerRow(specOf(manifest), manifest.standardization);
 }
 
 export function progressOf(manifest: Manifest, state: RunState): Progress {
@@ -308,7 +317,7 @@ export function progressOf(manifest: Manifest, state: RunState): Progress {
     rounds: state.phase === 'svi' ? schedule.sviEpochs : schedule.maxSweeps,
     shardsDone: Math.max(0, shardsDone),
     shards,
-    elbo: last ? last.elbo : null,
+    elbo: last ? inDataUnits(manifest, state, last.elbo) : null,
     rows: counts.reduce((s, c) => s + c.rows, 0),
     skipped: counts.reduce((s, c) => s + c.skipped, 0),
     converged: state.converged,

@@ -22,6 +22,8 @@ export interface LargePayloadOptions {
   prefix?: string;
   /** Bodies longer than this many UTF-8 bytes are offloaded. @default 262_144 (256 KiB) */
   maxInlineBytes?: number;
+  /** Tags of the offloaded objects (e.g. so a lifecycle rule expires them). @default none */
+  tags?: Record<string, string>;
 }
 
 /** A pointer could not be resolved: its object is missing or unreadable. `key` names the object. */
@@ -69,7 +71,7 @@ export async function offloadPayload(body: string, store: ObjectStore, opts: Lar
   const { prefix, maxInlineBytes } = resolveOptions(opts);
   if (Buffer.byteLength(body, 'utf8') <= maxInlineBytes && pointerKey(body) === undefined) return body;
   const key = `${prefix}/${createHash('sha256').update(body, 'utf8').digest('hex')}.json`;
-  await store.put(key, body, { contentType: 'application/json' });
+  await store.put(key, body, { contentType: 'application/json', tags: opts.tags });
   return JSON.stringify({ [POINTER_FIELD]: key });
 }
 

@@ -22,7 +22,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
-import { keys } from './protocol.js';
+import { INTERMEDIATE_TAGS, keys } from './protocol.js';
 import {
   encodeState,
   jsonBody,
@@ -40,10 +40,8 @@ export interface PlanRequest {
   config: ModelConfig;
   /** Explicit data objects; default: every .csv under datasets/<dataset>/data/. */
   files?: { key: string; name?: string }[];
-  /** Tasks in flight during SVI. @default 2 × shardsPerStep */
+  /** Tasks in flight during SVI. @default max(2 × shardsPerStep, min(ctx.workerConcurrency, shards)) */
   inFlight?: number;
-  /** Write per-row assignments at the end. @default false */
-  assign?: boolean;
   /** Start from models/<dataset>/latest.json when it fits the same columns. @default true */
   warmStart?: boolean;
   runId?: string;
@@ -124,8 +122,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     plan: columnPlan,
     files,
     shards,
-    inFlight: request.inFlight ?? 2 * config.schedule.shardsPerStep,
-    assign: request.assign ?? false,
+    inFlight: request.inFlight ?? Math.max(2 * config.schedule.shardsPerStep, Math.min(ctx.workerConcurrency ?? 0, shards.length)),
+    assign: config.assignments,
   };
 
   const warm = request.warmStart === false ? undefined : await warmStartModel(ctx, draft as Manifest);
@@ -159,7 +157,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
 
   const posteriorKey = keys.posterior(request.dataset, runId, 0, 'planner');
   await ctx.store.put(keys.manifest(request.dataset, runId), jsonBody(manifest), { ifNoneMatch: '*' });
-  await ctx.store.put(posteriorKey, jsonBody(encodeState(0, state)));
+  await ctx.store.put(posteriorKey, jsonBody(encodeState(0, state)), { tags: { ...INTERMEDIATE_TAGS } });
   const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now);
   await ctx.store.put(keys.state(request.dataset, runId), jsonBody(runState), { ifNoneMatch: '*' });
   await sendTasks(ctx.tasks, tasks);

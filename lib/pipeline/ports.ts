@@ -52,6 +52,8 @@ export interface PutOptions {
   /** Write only if no object exists under the key. */
   ifNoneMatch?: '*';
   contentType?: string;
+  /** Object tags (S3 lifecycle rules select on them); stores without tagging ignore them. */
+  tags?: Record<string, string>;
 }
 
 export interface ObjectStore {

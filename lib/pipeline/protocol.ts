@@ -19,6 +19,13 @@ export function decodeFloat64(text: string): Float64Array {
 
 // ---- object keys (DESIGN.md §3) ----
 
+/**
+ * Tags of run intermediates (posterior versions, offloaded queue payloads): the bucket's lifecycle
+ * rule expires tagged objects under runs/ (infra/constructs/data-bucket.ts); results, manifests and
+ * run states are untagged and stay.
+ */
+export const INTERMEDIATE_TAGS: Readonly<Record<string, string>> = { 'clusterwise:intermediate': 'true' };
+
 export const keys = {
   dataPrefix: (dataset: string) => `datasets/${dataset}/data/`,
   modelConfig: (dataset: string) => `datasets/${dataset}/model.json`,
@@ -31,7 +38,6 @@ export const keys = {
   result: (dataset: string, runId: string, name: string) => `runs/${dataset}/${runId}/result/${name}`,
   assignmentPart: (dataset: string, runId: string, shard: number) =>
     `runs/${dataset}/${runId}/result/assignments/part-${String(shard).padStart(5, '0')}.csv`,
-  payloads: (dataset: string, runId: string) => `runs/${dataset}/${runId}/payloads`,
   latestModel: (dataset: string) => `models/${dataset}/latest.json`,
   /** Present while a run of the dataset is active; its body names the run and a pending refit. */
   activeRun: (dataset: string) => `runs/${dataset}/active.json`,

@@ -123,6 +123,8 @@ export interface RoleContext {
   log?: Log;
   /** Progress after every applied update (the local CLI draws it). */
   onProgress?: (progress: Progress) => void;
+  /** Workers that can run at once (Lambda concurrency, local threads): how many tasks to keep in flight. */
+  workerConcurrency?: number;
 }
 
 export interface WorkerContext extends RoleContext {
@@ -139,6 +141,7 @@ export interface Progress {
   rounds: number;
   shardsDone: number;
   shards: number;
+  /** Latest ELBO in the data's units (an estimate during SVI, exact after a batch sweep). */
   elbo: number | null;
   rows: number;
   skipped: number;
