@@ -29,7 +29,7 @@ export function buildProgram(): Command {
     .requiredOption('--target <column>', 'the response column')
     .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
-    .addOption(new Option('--family <family>', 'response family').choices(['gaussian', 'bernoulli']).default('gaussian'))
+    .addOption(new Option('--family <family>', 'response family').choices(['gaussian', 'bernoulli']))
     .option('--components <T>', 'components (truncation level for stick-breaking)', positiveInt('--components'))
     .addOption(new Option('--weights <kind>', 'mixing weights').choices(['stick-breaking', 'dirichlet']))
     .option('--no-covariate-model', 'conditional-only mixture of regressions (no model of x)')
@@ -48,7 +48,7 @@ export function buildProgram(): Command {
           target: o.target,
           ...(o.columns ? { columns: o.columns } : {}),
           ...(o.regressionColumns ? { regressionColumns: o.regressionColumns } : {}),
-          family: o.family,
+          ...(o.family ? { family: o.family } : {}),
           ...(o.components !== undefined ? { components: o.components } : {}),
           ...(o.weights ? { weights: o.weights } : {}),
           ...(o.covariateModel === false ? { covariateModel: false } : {}),

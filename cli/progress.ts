@@ -8,7 +8,7 @@ export interface ProgressPrinter {
 }
 
 const label = (p: Progress) => (p.phase === 'svi' ? `SVI epoch ${p.round + 1}/${p.rounds}` : p.phase === 'batch' ? `sweep ${p.round + 1}` : p.phase);
-const elbo = (p: Progress) => (p.elbo === null ? '–' : p.elbo.toFixed(2));
+const elbo = (p: Progress) => (p.elbo === null ? '–' : `${p.elbo.toFixed(2)} (${p.elboFrom})`);
 
 export function progressPrinter(stream: NodeJS.WriteStream): ProgressPrinter {
   if (stream.isTTY) {
@@ -27,13 +27,14 @@ export function progressPrinter(stream: NodeJS.WriteStream): ProgressPrinter {
       stop: () => started && (bar.stop(), (started = false)),
     };
   }
-  let last = '';
+  // Plain lines: one per batch sweep, and one per SVI epoch (its last estimate).
+  let last: string | null = null;
   return {
     update(p) {
-      const key = `${p.phase}/${p.round}`;
-      if (key === last || p.status !== 'running') return;
-      last = key;
-      stream.write(`${label(p)}: ELBO ${elbo(p)}, ${p.rows} rows, ${p.skipped} skipped\n`);
+      if (p.elboFrom === null || p.elboFrom === last) return;
+      if (p.elboFrom.startsWith('SVI') && p.phase === 'svi' && last?.startsWith(p.elboFrom.split(' (')[0])) return;
+      last = p.elboFrom;
+      stream.write(`${p.elboFrom}: ELBO ${p.elbo!.toFixed(2)}, ${p.rows} rows, ${p.skipped} skipped\n`);
     },
     stop() {},
   };

@@ -318,6 +318,7 @@ export function progressOf(manifest: Manifest, state: RunState): Progress {
     shardsDone: Math.max(0, shardsDone),
     shards,
     elbo: last ? inDataUnits(manifest, state, last.elbo) : null,
+    elboFrom: last ? (last.phase === 'batch' ? `sweep ${last.round + 1}` : `SVI epoch ${last.round + 1} (estimate)`) : null,
     rows: counts.reduce((s, c) => s + c.rows, 0),
     skipped: counts.reduce((s, c) => s + c.skipped, 0),
     converged: state.converged,

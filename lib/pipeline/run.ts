@@ -143,6 +143,8 @@ export interface Progress {
   shards: number;
   /** Latest ELBO in the data's units (an estimate during SVI, exact after a batch sweep). */
   elbo: number | null;
+  /** Where that ELBO comes from, e.g. "sweep 3" or "SVI epoch 1 (estimate)". */
+  elboFrom: string | null;
   rows: number;
   skipped: number;
   converged: boolean;
