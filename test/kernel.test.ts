@@ -6,9 +6,12 @@
  * - statistics: each entry within 1e-4 × its block's scale, where the scale is Σ_n of the largest
  *   |summand| of that block in row n (Σ_n max_i |x_ni| for Σ r x, Σ_n max_i x_ni² for Σ r x xᵀ, …).
  *   A float32 sum's error is proportional to the sum of the absolute terms, not to the result,
- *   which can cancel to ~0 (Σ r x over standardized x is 0 when T = 1). Measured: ≤ 2e-7.
- * - Σ_n logsumexp: relative 1e-5 (measured ≤ 6e-8; summed in float64 on the host).
+ *   which can cancel to ~0 (Σ r x over standardized x is 0 when T = 1). Measured: ≤ 4e-7.
+ * - Σ_n logsumexp: relative 1e-5 (measured ≤ 7e-8; summed in float64 on the host).
  * - responsibilities: absolute 1e-4 (measured ≤ 5e-6 on the tight fits below, ≤ 1e-6 elsewhere).
+ * - Where the statistics feed a small difference of large numbers (W⁻¹ = Ψ − β m mᵀ and the noise
+ *   rate of a tight cluster far from the origin), the derived quantities themselves: 1e-3 relative
+ *   (measured ≤ 8e-7 for W⁻¹, ≤ 4e-6 for b; raw float32 moments miss W⁻¹ by 7e-3).
  * So each bound leaves a margin of 20× or more over what float32 actually loses here.
  */
 import { execFile } from 'node:child_process';
@@ -274,12 +277,202 @@ describe.each(BACKENDS)('tfjs-%s kernel vs the float64 reference', (backend) => 
     kernel.release(empty);
   });
 
+  it.each([
+    { D: 4, P: 5, covariateModel: true },
+    { D: 0, P: 4, covariateModel: false },
+  ])('prepare() keeps at most D + P + 3 float32 values per row and nothing else (D = $D, P = $P)', ({ D, P, covariateModel }) => {
+    const batch = makeBatch(1000, D, P, 'gaussian', { seed: 17 });
+    const spec = makeSpec('gaussian', 5, D, P, covariateModel);
+    const params = makeParams(spec, batch);
+    const before = tf.memory();
+    const prepared = kernel.prepare(batch);
+    try {
+      let values = 0;
+      for (const chunk of prepared.chunks)
+        for (const t of Object.values(chunk)) if (t instanceof tf.Tensor) values += t.size;
+      expect(values).toBeLessThanOrEqual(batch.n * (D + P + 3));
+      // no other tensor was allocated, and a local step leaves none behind
+      expect(tf.memory().numBytes - before.numBytes).toBe(4 * values);
+      kernel.localStep(params, prepared);
+      expect(tf.memory().numBytes - before.numBytes).toBe(4 * values);
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+
+  it.runIf(backend === 'wasm')(
+    'wasm: local steps add nothing per row to the wasm heap beyond the prepared rows (no packed copy of them is cached)',
+    () => {
+      // XNNPACK caches a packed copy of a matmul's right operand for that tensor's lifetime; a
+      // prepared tensor used there would make every cached batch cost about twice its rows. The
+      // heap only grows (freed blocks are reused), so warm up on one batch (the per-chunk
+      // temporaries), then prepare and step a second one large enough (~38k rows) that any such
+      // per-row cost outgrows the free space left by earlier tests: the kernel before this
+      // formulation grew the heap by ~800–1500 bytes per row here, this one by ≤ 92.
+      const heap = () => (tf.findBackend('wasm') as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+      const D = 10;
+      const P = 11;
+      const spec = makeSpec('gaussian', 20, D, P, true);
+      const small = makeBatch(3 * 384, D, P, 'gaussian', { seed: 31, clusters: 8 });
+      const large = makeBatch(100 * 384, D, P, 'gaussian', { seed: 32, clusters: 8 });
+      const params = makeParams(spec, small);
+      const first = kernel.prepare(small);
+      let second: ReturnType<typeof kernel.prepare> | null = null;
+      try {
+        kernel.localStep(params, first);
+        kernel.localStep(params, first);
+        const h0 = heap();
+        second = kernel.prepare(large);
+        kernel.localStep(params, second);
+        kernel.localStep(params, second);
+        const perRow = (heap() - h0) / large.n;
+        expect(perRow).toBeLessThanOrEqual(2 * 4 * (D + P + 3));
+      } finally {
+        kernel.release(first);
+        if (second) kernel.release(second);
+      }
+    },
+  );
+
   it('rejects a batch whose shape does not match the model', () => {
     const batch = makeBatch(50, 2, 3, 'gaussian');
     const prepared = kernel.prepare(batch);
     try {
       const params = makeParams(makeSpec('gaussian', 2, 3, 4, true), makeBatch(50, 3, 4, 'gaussian'));
       expect(() => kernel.localStep(params, prepared)).toThrow(/D = 2, P = 3; the model expects D = 3, P = 4/);
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+});
+
+/**
+ * Tight clusters far from the origin: means at ±3 (standardized scale), within-cluster sd 0.02,
+ * each with its own regression, noise sd 0.01. Returns the batch and each row's cluster.
+ */
+function farTightBatch(n: number, D: number, clusters: number, seed: number): { batch: Batch; labels: Int32Array } {
+  const rng = random(seed);
+  const P = D + 1;
+  const coefs = Array.from({ length: clusters }, () => Array.from({ length: P }, () => rng.normal()));
+  const x = new Float64Array(n * D);
+  const u = new Float64Array(n * P);
+  const y = new Float64Array(n);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = (labels[i] = i % clusters);
+    for (let j = 0; j < D; j++) {
+      const centre = (c >> j % 2) & 1 ? 3 : -3;
+      x[i * D + j] = centre + 0.02 * rng.normal();
+      u[i * P + j] = x[i * D + j];
+    }
+    u[i * P + D] = 1;
+    let eta = 0;
+    for (let j = 0; j < P; j++) eta += coefs[c][j] * u[i * P + j];
+    y[i] = eta + 0.01 * rng.normal();
+  }
+  return { batch: { n, x, u, y }, labels };
+}
+
+/**
+ * The statistics of `resp` as a float32 kernel without centring would form them: raw moments
+ * (Σ r x xᵀ, Σ r y u, Σ r y², …) of float32 features, summed in float32 in row order over chunks
+ * of `chunk` rows, the chunks added in float64.
+ */
+function rawFloat32Stats(spec: ModelSpec, batch: Batch, resp: Float64Array, chunk: number): Float64Array {
+  const { T, D, P } = spec;
+  const f = Math.fround;
+  const layout = layoutOf(spec);
+  const stats = new Float64Array(layout.length);
+  const acc = new Float64Array(layout.length);
+  for (let start = 0; start < batch.n; start += chunk) {
+    acc.fill(0);
+    for (let n = start; n < Math.min(batch.n, start + chunk); n++) {
+      const y = batch.y[n];
+      for (let k = 0; k < T; k++) {
+        const r = f(resp[n * T + k]);
+        const add = (at: number, feature: number) => (acc[at] = f(acc[at] + f(r * f(feature))));
+        add(layout.count + k, 1);
+        for (let i = 0; i < D; i++) {
+          add(layout.sx + k * D + i, batch.x[n * D + i]);
+          for (let j = 0; j < D; j++) add(layout.sxx + k * D * D + i * D + j, batch.x[n * D + i] * batch.x[n * D + j]);
+        }
+        for (let i = 0; i < P; i++) {
+          add(layout.syu + k * P + i, y * batch.u[n * P + i]);
+          for (let j = 0; j < P; j++) add(layout.suu + k * P * P + i * P + j, batch.u[n * P + i] * batch.u[n * P + j]);
+        }
+        add(layout.syy + k, y * y);
+      }
+    }
+    for (let i = 0; i < stats.length; i++) stats[i] += acc[i];
+  }
+  return stats;
+}
+
+/** Per component: W_k⁻¹ (max-norm) and b_k from `stats`, relative to the same from `ref`; the largest of each. */
+function derivedErrors(spec: ModelSpec, ref: Float64Array, stats: Float64Array): { wishartInverse: number; noiseRate: number } {
+  const { T, D } = spec;
+  const alpha = initialAlpha(spec);
+  const a = derive(spec, { lambda: batchCoordinates(spec, ref), alpha });
+  const b = derive(spec, { lambda: batchCoordinates(spec, stats), alpha });
+  let wishartInverse = 0;
+  let noiseRate = 0;
+  for (let k = 0; k < T; k++) {
+    let scale = 0;
+    let err = 0;
+    for (let i = 0; i < D * D; i++) {
+      scale = Math.max(scale, Math.abs(a.wishartInverse[k * D * D + i]));
+      err = Math.max(err, Math.abs(b.wishartInverse[k * D * D + i] - a.wishartInverse[k * D * D + i]));
+    }
+    wishartInverse = Math.max(wishartInverse, err / scale);
+    noiseRate = Math.max(noiseRate, Math.abs(b.noiseRate[k] - a.noiseRate[k]) / a.noiseRate[k]);
+  }
+  return { wishartInverse, noiseRate };
+}
+
+describe('tight clusters far from the origin: the statistics keep W⁻¹ and the noise rate', () => {
+  // 2 clusters at ±3 with sd 0.02 and noise sd 0.01, 8192 rows each; the posterior of the true
+  // assignments (T = 3, one component empty). W_k⁻¹ = Ψ_k − β_k m_k m_kᵀ ≈ N_k · 4e-4 I (+ the prior
+  // 0.6 I) beside Ψ_k ≈ N_k · 9, and b_k ≈ N_k · 5e-5 beside Σ r y² ≈ N_k · 30: raw float32 moments
+  // lose both to cancellation. Measured (largest over components, relative): W⁻¹ 6.7e-3 for raw
+  // float32 moments (the kernel before centring gave exactly that on wasm, whose XNNPACK sums run in
+  // row order like the emulation, and 1.7e-3 on cpu), ≤ 8e-7 for the centred statistics; b 0.29 raw,
+  // ≤ 4e-6 from residual statistics.
+  const D = 4;
+  const P = D + 1;
+  const { batch, labels } = farTightBatch(16384, D, 2, 41);
+  const spec = makeSpec('gaussian', 3, D, P, true);
+  const layout = layoutOf(spec);
+  const truth = new Float64Array(layout.length);
+  for (let n = 0; n < batch.n; n++) {
+    const k = labels[n];
+    truth[layout.count + k] += 1;
+    for (let i = 0; i < D; i++) {
+      truth[layout.sx + k * D + i] += batch.x[n * D + i];
+      for (let j = 0; j < D; j++) truth[layout.sxx + k * D * D + i * D + j] += batch.x[n * D + i] * batch.x[n * D + j];
+    }
+    for (let i = 0; i < P; i++) {
+      truth[layout.syu + k * P + i] += batch.y[n] * batch.u[n * P + i];
+      for (let j = 0; j < P; j++) truth[layout.suu + k * P * P + i * P + j] += batch.u[n * P + i] * batch.u[n * P + j];
+    }
+    truth[layout.syy + k] += batch.y[n] ** 2;
+  }
+  const params = localParams(derive(spec, { lambda: batchCoordinates(spec, truth), alpha: initialAlpha(spec) }));
+  const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
+
+  it('raw float32 moments (chunks of 4096 rows) miss them by more than 1e-3 relative', () => {
+    const raw = derivedErrors(spec, ref.stats, rawFloat32Stats(spec, batch, ref.responsibilities!, 4096));
+    expect(raw.wishartInverse).toBeGreaterThan(1e-3);
+    expect(raw.noiseRate).toBeGreaterThan(1e-3);
+  });
+
+  it.each(BACKENDS)('tfjs-%s (default chunks of 4096 rows) keeps them within 1e-3 relative', (backend) => {
+    const kernel = createTfjsKernel(backend);
+    const prepared = kernel.prepare(batch);
+    try {
+      const got = kernel.localStep(params, prepared);
+      const err = derivedErrors(spec, ref.stats, got.stats);
+      expect(err.wishartInverse, 'W⁻¹').toBeLessThanOrEqual(1e-3);
+      expect(err.noiseRate, 'noise rate b').toBeLessThanOrEqual(1e-3);
     } finally {
       kernel.release(prepared);
     }

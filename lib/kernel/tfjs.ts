@@ -8,68 +8,81 @@
  *   xa = [x, 1]   (c, D + 1)   null when D = 0
  *   ub = [u, y]   (c, P + 1)
  *
- * D + P + 2 float32 values per row (92 bytes at D = 10, P = 11); nothing per row is derived from
- * them in advance. Everything else is built per chunk inside the local step and freed with it.
+ * D + P + 2 float32 values per row (92 bytes at D = 10, P = 11). Nothing per row is derived in
+ * advance: the products of the rows are formed per chunk inside the local step and freed with it.
+ * (The previous formulation kept the lower triangles of x xᵀ and u uᵀ as features, 181 values or
+ * 724 bytes per row, and on wasm XNNPACK kept a packed copy of them: ~1.5 kB per row in all.)
  *
  * Each local step builds small parameter matrices from LocalParams in float64 on the host and
- * rounds them once to float32 (Λ_k⁻¹ = C_k C_kᵀ, m̃_k = fround(m_k)):
+ * rounds them once to float32 (C_k C_kᵀ = Λ_k⁻¹ lower triangular, m̃_k = fround(m_k)):
  *
- *   ½ ν_k (x − m_k)ᵀ W_k (x − m_k) = ‖[x, 1] F̃_k‖²,  F̃_k = [F_k; −m_kᵀ F_k] / √2      (PRML 10.64)
- *   ½ E[τ_k] (y − θ_kᵀ u)²          = ([u, y] q_k)²,  q_k = √(E[τ_k]/2) [−θ_k; 1]     (PRML 10.3)
- *   ½ uᵀ Λ_k⁻¹ u                    = vec(ũ ũᵀ) · s_k, ũ = [u, y], s_k = ½ vec([Λ_k⁻¹ 0; 0 0])
- *   x − m̃_k                         = [x, 1] Ξ_k,      Ξ_k = [I; −m̃_kᵀ]
+ *   ½ ν_k (x − m_k)ᵀ W_k (x − m_k)  = ‖[x, 1] F̃_k‖²,  F̃_k = [F_k; −m_kᵀ F_k] / √2       (PRML 10.64)
+ *   ½ uᵀΛ_k⁻¹u + ½ E[τ_k](y − θ_kᵀu)² = ‖[u, y] G_k‖², G_k = [C_k/√2; 0 | q_k]           (PRML 10.3)
+ *   q_k (y − θ_kᵀu)                 = [u, y] q_k,      q_k = √(E[τ_k]/2) [−θ_k; 1]
  *
- * Per chunk: ũũᵀ = ub ⊗ ub as one broadcast product (c × (P+1)²); ln ρ (n×T) from one matmul
- * xa · [F̃_1 … F̃_T] (c × T·D), squared and summed per component block, one matmul ub · [q_1 … q_T]
- * squared, one matmul ũũᵀ · [s_1 … s_T], and the constants c_k. Then the row-wise log-sum-exp with
- * the row max subtracted and r = softmax. The statistics, all as Aᵀ·B products over the rows:
+ * so ln ρ (c × T) takes one matmul xa · [F̃_1 … F̃_T] (c × T·D) and one ub · [G_1 … G_T]
+ * (c × T·(P+1)), each squared and summed per component block, plus the constants c_k: squares of
+ * differences throughout, no expanded quadratic form. Then r = softmax and the row's log-sum-exp.
+ * The statistics are sums over rows, Σ_n a_n b_nᵀ = Aᵀ·B, formed with the rows along the columns
+ * of the left operand (see Backends), from temporaries built in that orientation:
  *
- *   N_k                = Σ_n r                                   column sums of r
- *   Σ w u uᵀ           = rᵀ · ũũᵀ              (T × (P+1)²)      w = r, or 2 r λ(ξ) (bernoulli)
- *   Σ r q e [u, y]     = ubᵀ · (r ⊙ q e)       ((P+1) × T)      gaussian, e = y − θᵀu
- *   Σ r (q e)²         = column sums of r ⊙ (q e)²              gaussian
- *   Σ r (y − ½) [u, y] = ubᵀ · (r ⊙ (y − ½))   ((P+1) × T)      bernoulli
- *   Σ r [x, 1] (x − m̃_k)ᵀ = xaᵀ · [r_1 ⊙ (X − m̃_1), …, r_T ⊙ (X − m̃_T)]   ((D+1) × T·D)
+ *   N_k                 = Σ_n r
+ *   Σ w u uᵀ            = (u ⊗ u)ᵀ · w            (P², T)        w = r, or 2 r λ(ξ) (bernoulli)
+ *   Σ r q e [u, y]      = ubᵀ · (r ⊙ q e)         (P+1, T)       gaussian, e = y − θᵀu
+ *   Σ r (q e)²          = column sums of r ⊙ (q e)²               gaussian
+ *   Σ r (y − ½) [u, y]  = ubᵀ · (r ⊙ (y − ½))     (P+1, T)       bernoulli
+ *   Σ r (x − m̃_k)[x, 1]ᵀ = [r_k ⊙ (x − m̃_k)]_kᵀ · xa (T·D, D+1)  the T·D rows built transposed,
+ *                                                                 by broadcasting over (T, D, c)
  *
  * and the host turns them into the raw moments of spec.ts in float64, summed over chunks:
- * - Covariates, centred at m̃_k: with S_c = Σ r (x − m̃) (the row of ones) and
- *   A = Σ r x (x − m̃)ᵀ − m̃ S_cᵀ = Σ r (x − m̃)(x − m̃)ᵀ (symmetrized),
- *   Σ r x = S_c + N m̃,  Σ r x xᵀ = A + m̃ S_cᵀ + S_c m̃ᵀ + N m̃ m̃ᵀ.
+ * - Covariates, centred at m̃_k: with S_c = Σ r (x − m̃) (the column of ones) and
+ *   A = Σ r (x − m̃) xᵀ − S_c m̃ᵀ = Σ r (x − m̃)(x − m̃)ᵀ (symmetrized),
+ *   Σ r x = S_c + N m̃,  Σ r x xᵀ = A + m̃ S_cᵀ + S_c m̃ᵀ + N m̃ m̃ᵀ (uncenterCovariates).
  *   Why: W_k⁻¹ = Ψ_k − β_k m_k m_kᵀ is a small difference of large raw moments for a tight cluster
- *   away from the origin; float32 raw moments lose it to cancellation (test/kernel.test.ts: sd
- *   0.05 at ±3, raw float32 moments are off by ~1e-2 relative in W⁻¹, these by ~1e-6). Only one
- *   factor is centred (the right one, x stays raw), which is enough: the float32 sums then run over
- *   terms of size |x||x − m̃| and their partial sums stay of the order of the result; an error in
- *   S_c cancels between Σ r x xᵀ and β m mᵀ to first order.
+ *   away from the origin, which float32 raw moments lose to cancellation (test/kernel.test.ts:
+ *   sd 0.02 at ±3, raw float32 moments miss W⁻¹ by 7e-3 relative, these by 8e-7). Centring one
+ *   factor is enough: the terms r (x − m̃) xᵀ and their partial sums are of the order of the
+ *   result, and an error in S_c cancels between Σ r x xᵀ and β m mᵀ to first order. Centring
+ *   both (one product per component) measured ~9× slower on wasm, for no accuracy the tests see.
+ *   u uᵀ needs no centring: Λ_k is used as is.
  * - Gaussian response: Σ r y u, Σ r y² from the residual statistics (uncenterResponse), for the
  *   same reason (the residual sum of squares behind the noise rate b_k).
  *
- * Bernoulli (Jaakkola–Jordan, PRML 10.6): ξ² = uᵀ Λ⁻¹ u + (θᵀ u)² (10.163) from ũũᵀ · vec(Λ⁻¹) and
- * ub · [θ_k; 0]; ln ρ gets ln σ(ξ) + (y − ½) θᵀu − ξ/2 (10.152), computed as −(ξ/2 + ln(1 + e^{−ξ}))
- * for ξ ≥ 0; λ(ξ) = tanh(ξ/2) / (4ξ), 1/8 − ξ²/96 below 1e-3. y is column P of ub.
+ * Bernoulli (Jaakkola–Jordan, PRML 10.6): G_k = [C_k; 0 | θ_k; 0] gives ξ² = uᵀ Λ⁻¹ u + (θᵀ u)²
+ * (10.163) and q_k = [θ_k; 0] gives θᵀu; ln ρ gets ln σ(ξ) + (y − ½) θᵀu − ξ/2 (10.152),
+ * computed as −(ξ/2 + ln(1 + e^{−ξ})) for ξ ≥ 0; λ(ξ) = tanh(ξ/2) / (4ξ), 1/8 − ξ²/96 below 1e-3.
+ * y is column P of ub.
  *
  * Float32 choices (bounded against reference.ts in test/kernel.test.ts):
  * - The residual and the covariate quadratic form are squares of differences, not expanded into
  *   xᵀAx − 2xᵀAm + mᵀAm: the expanded form loses |A|·|x|²·ε32 to cancellation. On a tight fit
  *   (E[τ] up to 1.4e4, ν W up to 590; float32 emulated) the largest error in ln ρ of a component
  *   within 50 nats was 4e-3 expanded vs 2e-5 direct for the residual term, 1.4e-4 vs 6e-6 for the
- *   covariate term. The spread uᵀΛ⁻¹u is small and positive, so its expanded form is accurate.
+ *   covariate term. The spread uᵀΛ⁻¹u is a sum of squares too.
  * - Rows go in chunks (default 4096): float32 sums run over at most that many rows, the chunks
- *   are added in float64 on the host, and the per-chunk temporaries stay a few MB.
- * - Σ_n logsumexp_k ln ρ_nk is summed in float64 on the host from the per-row values. The
+ *   are added in float64 on the host, and the per-chunk temporaries stay ~15 MB (D = 10, T = 20).
+ * - r = tf.softmax (on wasm XNNPACK's, with a vectorized exp: r and the log-sum-exp in half the
+ *   time of max, sub, exp, sum, div, log), and
+ *   logsumexp_k ln ρ_nk = max_k ln ρ_nk − ln max_k r_nk: the largest r_nk is exp(max − logsumexp)
+ *   ≥ 1/T, so its logarithm is accurate. Σ_n of it is summed in float64 on the host. The
  *   constants c_k reach the kernel rounded to float32; the host adds Σ_k N_k (c_k − fround(c_k)),
  *   that rounding's exact first-order effect on the sum (∂ logsumexp_n / ∂ c_k = r_nk).
- * - Far components have large quadratic forms; exp(ln ρ − max) underflows to 0 for them, as in
- *   the reference.
+ * - Far components have large quadratic forms; their r underflows to 0, as in the reference.
  *
  * Backends (bench/kernel.ts --alternatives): on `wasm` only a plain A·B product of rank-2 tensors
  * reaches XNNPACK; a transposed operand or a rank-3 (batched) product falls back to a scalar loop
- * (measured 9× and 160× slower). So every Aᵀ·B above is transpose(A) · B there, with A the narrow
- * operand. XNNPACK treats B as "weights" and keeps a packed copy of it (≈ the size of B) for as
- * long as the B tensor lives: B is therefore always a temporary of the step, never a prepared
- * tensor (with a prepared tensor as B, every cached batch would hold a second, padded copy of its
- * rows inside the wasm heap). The other backends take matMul(A, B, transposeA) directly (on cpu
- * twice as fast as an explicit transpose).
+ * (measured 9× and 160× slower). XNNPACK treats B as "weights": it packs B (a reordered, padded
+ * copy) and keeps the packed copy for as long as the B tensor lives. Hence, over the rows of a chunk:
+ * - B is never a prepared tensor, or every cached batch would carry a second, padded copy of its
+ *   rows in the wasm heap (test/kernel.test.ts checks the heap); [x, 1] goes in as a fresh copy.
+ * - B is the narrow operand (≤ T columns per row): packing a wide temporary (c × T·D) took 5–14 ms
+ *   against ~1 ms for the product, and transposing one ~8 ms; so the wide operands are built
+ *   already transposed (T·D × c, P² × c), rows along the contiguous dimension, where broadcasting
+ *   is cheap too.
+ * - Reductions over components (block sums, softmax) stay in the row layout (c × T·…), where
+ *   tf.sum runs along the last axis without a transpose.
+ * The other backends take the same products (they cache nothing; cpu broadcasts are slow, but it
+ * is slower than the reference either way).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LocalParams } from '../model/posterior.js';
@@ -110,11 +123,6 @@ export interface TfjsKernelOptions {
 const DEFAULT_CHUNK_ROWS = 4096;
 /** Below this ξ, λ(ξ) = 1/8 − ξ²/96 (truncation error < 1e-13), avoiding 0/0 in float32. */
 const XI_SMALL = 1e-3;
-
-/** Float32 values a prepared batch holds per row: xa and ub (module comment). */
-export function preparedValuesPerRow(D: number, P: number): number {
-  return (D > 0 ? D + 1 : 0) + P + 1;
-}
 
 /**
  * A TensorFlow.js kernel on `backendName`, which must already be initialized (backend.ts#loadKernel
@@ -187,26 +195,26 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
       // Chunk results summed in float64 (module comment).
       const sumN = new Float64Array(T);
-      const sumUU = new Float64Array(P1 * P1 * T); // Σ w ũ ũᵀ, ((P+1)², T)
-      const sumE = new Float64Array(P1 * T); // gaussian Σ r q e ũ; bernoulli Σ r (y − ½) ũ; (P+1, T)
+      const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
+      const sumE = new Float64Array(P1 * T); // gaussian Σ r q e [u, y]; bernoulli Σ r (y − ½) [u, y]; (P+1, T)
       const sumEE = new Float64Array(T); // gaussian Σ r (q e)²
       const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
       let logLik = 0;
 
       // The parameter matrices, created once per local step and shared by the chunks (on wasm,
       // XNNPACK packs each once).
-      const w8: tf.Tensor2D[] = [];
-      const param = (values: Float32Array, rows: number, cols: number) => {
-        const t = tf.tensor2d(values, [rows, cols]);
+      const w8: tf.Tensor[] = [];
+      const param = <R extends tf.Rank>(values: Float32Array, shape: number[]): tf.Tensor<R> => {
+        const t = tf.tensor(values, shape);
         w8.push(t);
-        return t;
+        return t as tf.Tensor<R>;
       };
       try {
-        const fs = D > 0 ? param(host.fs, D + 1, T * D) : null;
-        const centreT = D > 0 ? param(host.centreT, T * D, D + 1) : null;
-        const qu = param(host.qu, P1, T);
-        const gu = param(host.gu, P1, T * P1);
-        const bias = param(host.bias32, 1, T);
+        const fs = D > 0 ? param<tf.Rank.R2>(host.fs, [D + 1, T * D]) : null;
+        const meanT = D > 0 ? param<tf.Rank.R3>(host.mean32, [T, D, 1]) : null; // m̃_k as (T, D, 1)
+        const qu = param<tf.Rank.R2>(host.qu, [P1, T]);
+        const gu = param<tf.Rank.R2>(host.gu, [P1, T * P1]);
+        const bias = param<tf.Rank.R2>(host.bias32, [1, T]);
         let row = 0;
         for (const chunk of prepared.chunks) {
           const c = chunk.rows;
@@ -236,19 +244,17 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
               const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
               lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
             }
-            const max = tf.max(lnRho, 1, true);
-            const ex = tf.exp(tf.sub(lnRho, max));
-            const total = tf.sum(ex, 1, true);
-            const r = tf.div(ex, total) as tf.Tensor2D;
-            // The sums over rows, as A·B with the rows along A's columns (module comment).
+            // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
+            // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
+            const r = tf.softmax(lnRho) as tf.Tensor2D;
+            const lse = tf.sub(tf.max(lnRho, 1), tf.log(tf.max(r, 1)));
+            // The sums over rows, as A·B with the rows along A's columns and B a narrow temporary
+            // (module comment: never a prepared tensor as B on wasm).
             const ubT = tf.transpose(ub);
-            const uuT = tf.reshape(tf.mul(tf.reshape(ubT, [P1, 1, c]), tf.reshape(ubT, [1, P1, c])), [P1 * P1, c]);
+            const uT = tf.slice(ubT, [0, 0], [P, c]);
+            const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
             const w = lambda ? (tf.mul(r, tf.mul(lambda, 2)) as tf.Tensor2D) : r;
-            const out: Record<string, tf.Tensor> = {
-              lse: tf.add(max, tf.log(total)),
-              n: tf.sum(r, 0),
-              uu: tf.matMul(uuT as tf.Tensor2D, w), // (P+1)², T
-            };
+            const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
             if (gaussian) {
               const rRes = tf.mul(r, lin) as tf.Tensor2D;
               out.e = tf.matMul(ubT, rRes);
@@ -258,10 +264,14 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             }
             if (D > 0) {
               const xa = chunk.xa!;
-              const centredT = tf.matMul(centreT!, tf.transpose(xa)); // x − m̃_k, (T·D, c)
+              const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
               const rT = tf.transpose(r);
-              const weightedT = tf.reshape(tf.mul(tf.reshape(centredT, [T, D, c]), tf.reshape(rT, [T, 1, c])), [T * D, c]);
-              out.x = tf.matMul(weightedT as tf.Tensor2D, temporary(xa)); // (T·D, D+1)
+              out.n = tf.sum(rT, 1);
+              // r_k ⊙ (x − m̃_k) for all k, (T·D, c)
+              const weightedT = tf.reshape(tf.mul(tf.sub(xT, meanT!), tf.reshape(rT, [T, 1, c])), [T * D, c]) as tf.Tensor2D;
+              out.x = tf.matMul(weightedT, temporary(xa)); // (T·D, D+1)
+            } else {
+              out.n = tf.sum(r, 0);
             }
             if (options.responsibilities) out.r = r;
             return out;
@@ -291,8 +301,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         stats[layout.count + k] = sumN[k];
         if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
         const uu = layout.suu + k * P * P;
-        for (let i = 0; i < P; i++)
-          for (let j = 0; j < P; j++) stats[uu + i * P + j] = sumUU[(i * P1 + j) * T + k];
+        for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
         if (gaussian) uncenterResponse(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
         else for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
         logLik += stats[layout.count + k] * host.biasRounding[k];
@@ -413,7 +422,6 @@ function hostParameters(params: LocalParams, D: number) {
   const P1 = P + 1;
   const gaussian = spec.family === 'gaussian';
   const fs = new Float32Array((D + 1) * T * D); // (D+1, T·D)
-  const centreT = new Float32Array(T * D * (D + 1)); // (T·D, D+1)
   const mean32 = new Float32Array(T * D);
   const qu = new Float32Array(P1 * T); // (P+1, T)
   const gu = new Float32Array(P1 * T * P1); // (P+1, T·(P+1))
@@ -432,10 +440,7 @@ function hostParameters(params: LocalParams, D: number) {
           mf += m[i] * f[i * D + j];
         }
         fs[D * T * D + k * D + j] = -mf * Math.SQRT1_2;
-        // Ξ_kᵀ row j = [e_jᵀ, −m̃_kj]: Ξ_kᵀ [x; 1] = x − m̃_k, one float32 subtraction per entry.
         mean32[k * D + j] = m[j];
-        centreT[(k * D + j) * (D + 1) + j] = 1;
-        centreT[(k * D + j) * (D + 1) + D] = -mean32[k * D + j];
       }
     }
     let constant = params.logWeight[k] + (spec.covariateModel ? params.covariateConst[k] : 0);
@@ -458,7 +463,7 @@ function hostParameters(params: LocalParams, D: number) {
     bias32[k] = constant;
     biasRounding[k] = constant - bias32[k];
   }
-  return { fs, centreT, mean32, qu, gu, bias32, biasRounding };
+  return { fs, mean32, qu, gu, bias32, biasRounding };
 }
 
 /**
