@@ -17,6 +17,7 @@ import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
 import { vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
+import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { keys, queueNames } from '../../lib/pipeline/protocol.js';
 import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
@@ -24,12 +25,17 @@ import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../supp
 
 export const STACK = 'Clusterwise';
 export const MAX_RECEIVE_COUNT = 3;
+/** Concurrent worker invocations (the worker event source's maximum concurrency). */
+export const WORKER_POLLERS = 4;
 
 export interface EmulatedStack {
   emulator: Emulator;
   bucket: string;
   store: S3ObjectStore;
   queues: { tasks: CreatedQueue; tasksDeadLetter: CreatedQueue; updates: CreatedQueue; updatesDeadLetter: CreatedQueue };
+  /** Every poller made by eventSources, so that stop() can end any a failed test left running. */
+  pollers: LambdaPoller[];
+  /** Stops the pollers, then the emulator. */
   stop(): Promise<void>;
 }
 
@@ -62,7 +68,18 @@ export async function startStack(options: StackOptions): Promise<EmulatedStack> 
     maxReceiveCount: MAX_RECEIVE_COUNT,
   });
   const store = new S3ObjectStore({ client: emulator.s3, bucket });
-  return { emulator, bucket, store, queues: { tasks, tasksDeadLetter, updates, updatesDeadLetter }, stop: () => emulator.stop() };
+  const pollers: LambdaPoller[] = [];
+  return {
+    emulator,
+    bucket,
+    store,
+    queues: { tasks, tasksDeadLetter, updates, updatesDeadLetter },
+    pollers,
+    stop: async () => {
+      await Promise.all(pollers.map((p) => p.stop()));
+      await emulator.stop();
+    },
+  };
 }
 
 /** The environment infra/clusterwise-stack.ts gives every function, pointed at the emulator. */
@@ -77,6 +94,8 @@ export function setStackEnvironment(stack: EmulatedStack): void {
     AWS_REGION: stack.emulator.region,
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
+    // The worker event source's maximum concurrency (the pollers run 4); sizes the tasks in flight.
+    WORKER_CONCURRENCY: String(WORKER_POLLERS),
     // Powertools' Logger writes to the global console in dev mode, where captureLogs sees it.
     POWERTOOLS_DEV: 'true',
   });
@@ -117,7 +136,7 @@ export function eventSources(stack: EmulatedStack, handlers: Handlers, options: 
     handler: handlers.worker,
     functionName: 'Clusterwise-Worker',
     batchSize: 1,
-    concurrency: 4,
+    concurrency: WORKER_POLLERS,
     ...options.workers,
   });
   const aggregator = new LambdaPoller({
@@ -131,6 +150,7 @@ export function eventSources(stack: EmulatedStack, handlers: Handlers, options: 
     concurrency: 1,
     ...options.aggregator,
   });
+  stack.pollers.push(workers, aggregator);
   return { workers, aggregator };
 }
 
@@ -274,4 +294,47 @@ export function captureLogs() {
     entries,
     restore: () => spies.forEach((s) => s.mockRestore()),
   };
+}
+
+/**
+ * Uploads datasets/<dataset>/model.json and the CSV texts as part-NN.csv, then hands ingest the
+ * ObjectCreated event of the last CSV (as if only that upload notified; the coalescing of several
+ * notifications is tested on its own). Returns the id of the run ingest started.
+ */
+export async function startRun(stack: EmulatedStack, handlers: Handlers, dataset: string, model: unknown, csvs: string[]): Promise<string> {
+  await upload(stack, [{ key: keys.modelConfig(dataset), body: JSON.stringify(model) }]);
+  const event = await upload(stack, csvs.map((body, i) => ({ key: partKey(dataset, i), body })));
+  const last = event.Records[event.Records.length - 1];
+  const outcomes = await handlers.ingest({ Records: [last] }, lambdaContext('Clusterwise-Ingest'));
+  const outcome = outcomes[partKey(dataset, csvs.length - 1)] as { started?: string } | undefined;
+  if (!outcome?.started) throw new Error(`ingest did not start a run: ${JSON.stringify(outcomes)}`);
+  return outcome.started;
+}
+
+/** Whether the dataset is free: its active-run marker (never deleted) says the run ended, or there is none. */
+export async function datasetReleased(stack: EmulatedStack, dataset: string): Promise<boolean> {
+  const marker = await readJsonIfExists<ActiveRun>(stack.store, keys.activeRun(dataset));
+  return !marker || marker.value.ended === true;
+}
+
+/** Ids of the runs of a dataset that have a state, oldest first. */
+export async function runsOf(stack: EmulatedStack, dataset: string): Promise<string[]> {
+  const states = await stack.store.list(`runs/${dataset}/`);
+  return states.filter((o) => o.key.endsWith('/state.json')).map((o) => o.key.split('/')[2]).sort();
+}
+
+/** `clusterwise status <dataset>` against the emulated stack, in this process: exit code and what it printed. */
+export async function statusCommand(stack: EmulatedStack, dataset: string, logs: ReturnType<typeof captureLogs>) {
+  const { main } = await import('../../cli/main.js');
+  const before = logs.entries.length;
+  const saved = process.exitCode;
+  process.exitCode = undefined;
+  try {
+    const code = await main(['node', 'clusterwise', 'status', dataset, '--bucket', stack.bucket, '--stack', STACK, '--endpoint', stack.emulator.endpoint]);
+    const printed = logs.entries.slice(before).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
+    return { code, printed };
+  } finally {
+    // main() sets process.exitCode for a failed run; it must not become this test process's.
+    process.exitCode = saved;
+  }
 }

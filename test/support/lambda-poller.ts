@@ -15,12 +15,11 @@
  * - the handler returned nothing: delete every record;
  * - the handler threw: delete nothing (Lambda treats the whole batch as failed).
  *
- * Records not deleted come back as Lambda's do: `retry: 'visibility-timeout'` (the default, what
- * Lambda does) leaves them in flight until the queue's visibility timeout runs out, so every
- * retry waits a full timeout; `retry: 'immediately'` makes them visible again at once with
- * ChangeMessageVisibility 0, which Lambda never does but which makes retry paths fast. Either
- * way SQS counts the receives and moves a message to the dead-letter queue after
- * maxReceiveCount, as on AWS.
+ * Records not deleted come back as Lambda's do: the poller leaves them in flight (it does not
+ * call ChangeMessageVisibility), so they reappear when the queue's visibility timeout runs out,
+ * every retry waiting a full timeout. SQS counts the receives and moves a message to the
+ * dead-letter queue after maxReceiveCount, as on AWS. (Tests keep retries quick with short
+ * visibility timeouts on the queues, not with a retry mode Lambda does not have.)
  *
  * `intercept` simulates a function instance that dies mid-task: a record it marks 'crash' is
  * received (so it is in flight and its receive is counted) but neither handed to the handler nor
@@ -33,7 +32,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
   ReceiveMessageCommand,
   type Message,
@@ -56,8 +54,6 @@ export interface LambdaPollerOptions {
   concurrency?: number;
   /** Long-poll wait of each ReceiveMessage, seconds (short, so stop() is quick). @default 1 */
   waitSeconds?: number;
-  /** How records that were not deleted come back (see the module comment). @default 'visibility-timeout' */
-  retry?: 'visibility-timeout' | 'immediately';
   /** Decide per received record: deliver it, or simulate a crash (take it and drop it). @default deliver all */
   intercept?: (record: SQSRecord) => 'deliver' | 'crash';
   /** The function's name in the Lambda context. @default 'function' */
@@ -94,7 +90,6 @@ export class LambdaPoller {
       batchSize: 10,
       concurrency: 1,
       waitSeconds: 1,
-      retry: 'visibility-timeout',
       functionName: 'function',
       timeoutMs: 60_000,
       region: 'us-east-1',
@@ -164,7 +159,7 @@ export class LambdaPoller {
   }
 
   private async invoke(received: SQSRecord[]): Promise<void> {
-    const { handler, sqs, queueUrl, retry, intercept } = this.options;
+    const { handler, sqs, queueUrl, intercept } = this.options;
     const records: SQSRecord[] = [];
     for (const record of received) {
       if (intercept?.(record) === 'crash') this.record(record, 'crashed');
@@ -178,7 +173,6 @@ export class LambdaPoller {
     } catch (error) {
       this.handlerErrors.push(error);
       for (const r of records) this.record(r, 'thrown');
-      if (retry === 'immediately') await this.makeVisible(records);
       return;
     }
     const failedIds = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
@@ -195,17 +189,6 @@ export class LambdaPoller {
     }
     for (const r of succeeded) this.record(r, 'deleted');
     for (const r of failed) this.record(r, 'failed');
-    if (retry === 'immediately') await this.makeVisible(failed);
-  }
-
-  private async makeVisible(records: SQSRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    await this.options.sqs.send(
-      new ChangeMessageVisibilityBatchCommand({
-        QueueUrl: this.options.queueUrl,
-        Entries: records.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle, VisibilityTimeout: 0 })),
-      }),
-    );
   }
 
   private record(record: SQSRecord, outcome: Delivery['outcome']) {
