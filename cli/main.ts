@@ -143,6 +143,8 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Actions report a non-zero result through process.exitCode; start each call from a clean one.
+  process.exitCode = undefined;
   try {
     await program.parseAsync(argv);
     return Number(process.exitCode ?? 0);

@@ -60,7 +60,8 @@ describe('cdk synth with bundling', () => {
       const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
       expect(code.startsWith("import { createRequire as __cwCreateRequire } from 'node:module';")).toBe(true);
       expect(code).toMatch(/const require = __cwCreateRequire\(import\.meta\.url\)/);
-      expect(files.some((f) => f.endsWith('.wasm'))).toBe(role === 'worker');
+      // Every role that runs the kernel (planning a run, or a task) ships the wasm binaries.
+      expect(files.some((f) => f.endsWith('.wasm'))).toBe(role !== 'aggregator');
     }
   });
 
