@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { initialize } from '../lib/inference/init.js';
-import { batchUpdate, batchVb, localSums, paramsFor, sviUpdate } from '../lib/inference/vb.js';
+import { activeComponents, batchUpdate, batchVb, localSums, paramsFor, runLocalStep, sviUpdate } from '../lib/inference/vb.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import { derive, initialAlpha, klDivergence } from '../lib/model/posterior.js';
 import { priorCoordinates } from '../lib/model/spec.js';
@@ -69,5 +69,22 @@ describe('initialization', () => {
       expect(init.elbo).toBeGreaterThanOrEqual(previous);
       previous = init.elbo;
     }
+  });
+});
+
+describe('pruning empty components from the local step', () => {
+  it('gives the full local step\'s statistics and ELBO when the pruned components hold no rows', () => {
+    const spec = makeSpec(2, 3, { components: 10 });
+    const batch = makeBatch(spec, 600, 3);
+    const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 80, tolerance: 0 });
+    const params = paramsFor(spec, fit.state);
+    const active = activeComponents(params);
+    expect(active.length).toBeGreaterThan(0);
+    expect(active.length).toBeLessThan(spec.T); // the data has 3 groups: some of the 10 components died
+    const full = referenceKernel.localStep(params, batch, { responsibilities: true });
+    const pruned = runLocalStep(referenceKernel, params, batch, { responsibilities: true });
+    expect(pruned.logLik).toBeCloseTo(full.logLik, 6);
+    for (let i = 0; i < full.stats.length; i++) expect(Math.abs(pruned.stats[i] - full.stats[i])).toBeLessThan(1e-4);
+    for (let i = 0; i < full.responsibilities!.length; i++) expect(Math.abs(pruned.responsibilities![i] - full.responsibilities![i])).toBeLessThan(1e-6);
   });
 });

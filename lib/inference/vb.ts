@@ -2,7 +2,7 @@
  * The fit loop's building blocks, shared by every runner: evaluate the local step over batches,
  * form the ELBO, and apply the batch (CAVI) or stochastic (SVI) update.
  */
-import type { Batch, Kernel } from '../kernel/types.js';
+import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from '../kernel/types.js';
 import {
   batchCoordinates,
   derive,
@@ -38,11 +38,77 @@ export function paramsFor(spec: ModelSpec, state: GlobalState): LocalParams {
   return localParams(derive(spec, state));
 }
 
+/**
+ * Components expected to hold fewer rows than this are left out of the local step: their r_nk is
+ * set to 0 rather than computed. That restricts q(z) (the ELBO stays a valid bound, now of the
+ * restricted family), and it is what the next update would do anyway up to this many rows: an
+ * empty component sits at its prior. Most of a DP's truncation level is such components once
+ * the data has chosen its clusters, so this is most of the local step's cost saved.
+ */
+export const PRUNE_BELOW_ROWS = 1e-6;
+
+/** The components the local step computes: N_k ≥ PRUNE_BELOW_ROWS (at least the largest one). */
+export function activeComponents(params: LocalParams): number[] {
+  const active: number[] = [];
+  let largest = 0;
+  for (let k = 0; k < params.spec.T; k++) {
+    if (params.count[k] >= PRUNE_BELOW_ROWS) active.push(k);
+    if (params.count[k] > params.count[largest]) largest = k;
+  }
+  return active.length ? active : [largest];
+}
+
+/** LocalParams of the `active` components only, as a model with T = active.length. */
+export function restrictParams(params: LocalParams, active: number[]): LocalParams {
+  const { D, P } = params.spec;
+  const pick = (v: Float64Array, width: number) => {
+    const out = new Float64Array(active.length * width);
+    active.forEach((k, i) => out.set(v.subarray(k * width, (k + 1) * width), i * width));
+    return out;
+  };
+  return {
+    spec: { ...params.spec, T: active.length },
+    count: pick(params.count, 1),
+    logWeight: pick(params.logWeight, 1),
+    mean: pick(params.mean, D),
+    precisionFactor: pick(params.precisionFactor, D * D),
+    covariateConst: pick(params.covariateConst, 1),
+    coef: pick(params.coef, P),
+    coefCovFactor: pick(params.coefCovFactor, P * P),
+    noisePrecision: pick(params.noisePrecision, 1),
+    responseConst: pick(params.responseConst, 1),
+  };
+}
+
+/** The local step of every kernel, over the active components; results in the full layout. */
+export function runLocalStep<P>(kernel: Kernel<P>, params: LocalParams, prepared: P, options: LocalStepOptions = {}): LocalStepResult {
+  const active = activeComponents(params);
+  const { T, D, P: Pu } = params.spec;
+  if (active.length === T) return kernel.localStep(params, prepared, options);
+  const part = kernel.localStep(restrictParams(params, active), prepared, options);
+  const full = layoutOf(params.spec);
+  const small = layoutOf({ T: active.length, D, P: Pu });
+  const stats = new Float64Array(full.length);
+  const blocks: [keyof typeof full, number][] = [['count', 1], ['sx', D], ['sxx', D * D], ['suu', Pu * Pu], ['syu', Pu], ['syy', 1]];
+  active.forEach((k, i) => {
+    for (const [block, width] of blocks) {
+      stats.set(part.stats.subarray(small[block] + i * width, small[block] + (i + 1) * width), full[block] + k * width);
+    }
+  });
+  let responsibilities: Float64Array | undefined;
+  if (part.responsibilities) {
+    const n = part.responsibilities.length / active.length;
+    responsibilities = new Float64Array(n * T);
+    for (let row = 0; row < n; row++) active.forEach((k, i) => (responsibilities![row * T + k] = part.responsibilities![row * active.length + i]));
+  }
+  return { stats, logLik: part.logLik, responsibilities };
+}
+
 /** Run the local step over prepared batches and sum what it returns. */
 export function localSums<P>(kernel: Kernel<P>, params: LocalParams, prepared: { n: number; data: P }[]): BatchSums {
   const sums = emptySums(params.spec);
   for (const batch of prepared) {
-    const result = kernel.localStep(params, batch.data);
+    const result = runLocalStep(kernel, params, batch.data);
     addSums(sums, { stats: result.stats, logLik: result.logLik, rows: batch.n });
   }
   return sums;

@@ -247,6 +247,8 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
  */
 export interface LocalParams {
   spec: ModelSpec;
+  /** N_k, shape (T): which components are worth computing (vb.ts runLocalStep). */
+  count: Float64Array;
   /** E ln π_k, shape (T). */
   logWeight: Float64Array;
   /** m_k, shape (T, D). */
@@ -290,6 +292,7 @@ export function localParams(derived: Derived): LocalParams {
   }
   return {
     spec,
+    count: derived.count,
     logWeight: derived.eLnPi,
     mean: derived.mean,
     precisionFactor,

@@ -6,7 +6,7 @@
 import { readOwnedLines } from '../data/csv.js';
 import { parseWith } from '../data/dataset.js';
 import { toBatch } from '../data/dataset.js';
-import { paramsFor } from '../inference/vb.js';
+import { paramsFor, runLocalStep } from '../inference/vb.js';
 import type { LocalParams } from '../model/posterior.js';
 import { requestRefit } from './ingest.js';
 import type { QueueMessage } from './ports.js';
@@ -101,7 +101,7 @@ export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = def
   const params = await cache.localParams(ctx, manifest, task.posteriorKey);
   const shard = await cache.shard(ctx, manifest, task.shard);
   const assign = task.phase === 'assign';
-  const result = ctx.kernel.localStep(params, shard.prepared, { responsibilities: assign });
+  const result = runLocalStep(ctx.kernel, params, shard.prepared, { responsibilities: assign });
   if (assign) await writeAssignments(ctx, manifest, task, result.responsibilities!, shard.rows);
   return {
     kind: 'result',
