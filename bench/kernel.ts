@@ -30,6 +30,7 @@ import { createTfjsKernel, type TfjsBackendName } from '../lib/kernel/tfjs.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { createRandom as random } from '../lib/math/random.js';
 
 const ROWS = 20_000;
 const D = 10;
@@ -53,18 +54,6 @@ export interface KernelBenchResult {
   wasmHeapBytesPerRow?: number;
 }
 
-/** A deterministic generator (mulberry32) and standard normals from it. */
-function random(seed: number): { uniform: () => number; normal: () => number } {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
-}
 
 /** Standardized clustered data: x = the D covariates, u = [x, 1], y per cluster's regression. */
 export function benchBatch(n = ROWS, clusters = 8, seed = 1): Batch {

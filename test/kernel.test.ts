@@ -30,20 +30,10 @@ import { createTfjsKernel } from '../lib/kernel/tfjs.js';
 import type { Batch, LocalStepResult } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { createRandom as random } from '../lib/math/random.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function random(seed: number): { uniform: () => number; normal: () => number } {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
-}
 
 function standardize(v: Float64Array, n: number, m: number): void {
   for (let j = 0; j < m; j++) {
