@@ -25,6 +25,7 @@ import {
   loadHandlers,
   queueDepth,
   readObject,
+  runState,
   runEnded,
   splitCsv,
   startRun,
@@ -165,5 +166,21 @@ describe('serverless pipeline on the emulator', () => {
     expect(printed).toContain(`result: s3://${stack.bucket}/${keys.result(DATASET, runId, 'posterior.json')}`);
     expect(printed).toContain('dead letters (tasks): 0');
     expect(printed).toContain('dead letters (updates): 0');
+  });
+
+  it('`clusterwise submit` plans a new run of the dataset from here and sends its first tasks', async () => {
+    const { main } = await import('../../cli/main.js');
+    const before = logs.entries.length;
+    const code = await main(['node', 'clusterwise', 'submit', DATASET, '--bucket', stack.bucket, '--stack', 'Clusterwise', '--endpoint', stack.emulator.endpoint]);
+    expect(code).toBe(0);
+    const printed = logs.entries.slice(before).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
+    const started = /started run (\S+) of forum/.exec(printed)?.[1];
+    expect(started).toBeDefined();
+    expect(started).not.toBe(runId);
+    const state = await runState(stack, DATASET, started!);
+    expect(state?.status).toBe('running');
+    // It warm-starts from the finished run's model, which latest.json names.
+    const manifest = await readObject<{ warmStartFrom?: string }>(stack, keys.manifest(DATASET, started!));
+    expect(manifest.warmStartFrom).toBe(runId);
   });
 });
