@@ -5,6 +5,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../lib/config.js';
 import { fitLocal } from '../lib/local/runner.js';
+import type { PosteriorDocument } from '../lib/model/summary.js';
 import type { Progress } from '../lib/pipeline/run.js';
 import { predictFile } from './predict.js';
 import { progressPrinter } from './progress.js';
@@ -71,6 +72,7 @@ export function buildProgram(): Command {
           `${p.components.length} clusters, ${p.rows} rows used, ${p.skippedRows} skipped, ELBO ${p.elbo.toFixed(2)}` +
             `${p.converged ? '' : ' (not converged: raise schedule.maxSweeps)'}; ${seconds} s with ${result.kernel}`,
         );
+        console.log(clusterTable(p));
         console.log(`wrote ${result.posteriorPath}, ${result.reportPath}${result.assignmentsPath ? `, ${result.assignmentsPath}` : ''}`);
       } finally {
         progress.stop();
@@ -120,6 +122,25 @@ export function buildProgram(): Command {
   });
 
   return program;
+}
+
+/** The clusters as a plain-text table (data units; at most 6 columns of x and of coefficients shown). */
+export function clusterTable(p: PosteriorDocument): string {
+  const fmt = (v: number) => Number(v.toPrecision(4)).toString();
+  const few = (names: string[], values: number[]) =>
+    values.slice(0, 6).map((v, i) => `${names[i]}=${fmt(v)}`).join(' ') + (values.length > 6 ? ' …' : '');
+  const rows = p.components.map((c, i) => [
+    String(i),
+    fmt(c.weight),
+    fmt(c.size),
+    ...(p.covariateModel ? [few(p.columns, c.mean ?? [])] : []),
+    fmt(c.intercept),
+    few(p.regressionColumns, c.coefficients),
+    ...(p.family === 'gaussian' ? [fmt(c.noiseSd ?? NaN)] : []),
+  ]);
+  const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(p.family === 'gaussian' ? ['noise sd'] : [])];
+  const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
+  return [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd()).join('\n');
 }
 
 export class UserError extends Error {
