@@ -7,6 +7,7 @@
  * state is written with If-Match. A losing or crashed aggregator leaves at most orphan versions
  * and orphan tasks, whose results are ignored because their task ids are not in the state.
  */
+import { randomUUID } from 'node:crypto';
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
 import { renderReport } from '../model/report.js';
@@ -66,7 +67,7 @@ async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Pr
   const stateKey = keys.state(dataset, runId);
   const { value: state, etag } = await readJson<RunState>(ctx.store, stateKey);
   const global = decodeState((await readJson<PosteriorVersion>(ctx.store, state.posteriorKey)).value);
-  const run: RunContext = { ctx, manifest, state, global, outbox: [], writer: messages[0].kind === 'result' ? messages[0].taskId.slice(-8) : 'f' };
+  const run: RunContext = { ctx, manifest, state, global, outbox: [], writer: randomUUID().slice(0, 8) };
   const wasRunning = state.status === 'running';
   for (const message of messages) await apply(run, message);
   state.updatedAt = new Date().toISOString();
