@@ -31,6 +31,7 @@ import type { Batch, LocalStepResult } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { createRandom as random } from '../lib/math/random.js';
+import { hardAssignmentStats } from '../lib/inference/init.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -86,35 +87,16 @@ function makeSpec(family: 'gaussian' | 'bernoulli', T: number, D: number, P: num
   return specFromConfig(parseConfig({ target: 'y', family, components: T, covariateModel }), D, P);
 }
 
-/** Statistics of random hard assignments (bernoulli: with λ(ξ) = 1/8), as the reference lays them out. */
-function hardAssignmentStats(spec: ModelSpec, batch: Batch, seed: number): Float64Array {
+/** Statistics of random hard assignments (init.ts; bernoulli: with λ(ξ) = 1/8). */
+function randomAssignmentStats(spec: ModelSpec, batch: Batch, seed: number): Float64Array {
   const rng = random(seed);
-  const { T, D, P } = spec;
-  const layout = layoutOf(spec);
-  const stats = new Float64Array(layout.length);
-  const gaussian = spec.family === 'gaussian';
-  for (let i = 0; i < batch.n; i++) {
-    const k = Math.min(T - 1, Math.floor(rng.uniform() * T));
-    const y = batch.y[i];
-    stats[layout.count + k] += 1;
-    for (let a = 0; a < D; a++) {
-      const xa = batch.x[i * D + a];
-      stats[layout.sx + k * D + a] += xa;
-      for (let b = 0; b < D; b++) stats[layout.sxx + k * D * D + a * D + b] += xa * batch.x[i * D + b];
-    }
-    for (let a = 0; a < P; a++) {
-      const ua = batch.u[i * P + a];
-      stats[layout.syu + k * P + a] += (gaussian ? y : y - 0.5) * ua;
-      for (let b = 0; b < P; b++) stats[layout.suu + k * P * P + a * P + b] += (gaussian ? 1 : 0.25) * ua * batch.u[i * P + b];
-    }
-    if (gaussian) stats[layout.syy + k] += y * y;
-  }
-  return stats;
+  const labels = Int32Array.from({ length: batch.n }, () => rng.int(spec.T));
+  return hardAssignmentStats(spec, batch, labels);
 }
 
 /** LocalParams of the posterior λ0 + S(random hard assignments), optionally after batch-VB sweeps. */
 function makeParams(spec: ModelSpec, batch: Batch, seed = 7, sweeps = 0): LocalParams {
-  const state = { lambda: batchCoordinates(spec, hardAssignmentStats(spec, batch, seed)), alpha: initialAlpha(spec) };
+  const state = { lambda: batchCoordinates(spec, randomAssignmentStats(spec, batch, seed)), alpha: initialAlpha(spec) };
   if (sweeps === 0) return localParams(derive(spec, state));
   const fit = batchVb(spec, state, referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: sweeps, tolerance: 0 });
   return localParams(derive(spec, fit.state));
