@@ -158,6 +158,8 @@ export interface Sample {
   rowEstimate: number;
   /** Mean bytes per line in the sample. */
   bytesPerLine: number;
+  /** The files were read whole, so skipped rows carry their line in the file (else an index in a window). */
+  wholeFiles: boolean;
 }
 
 /** Concatenate parsed row sets (same select list). */
@@ -201,7 +203,7 @@ export async function readSample(
     for (const f of files) {
       const bytes = await readOwnedLines(store, f.key, f.dataStart, f.size, f.dataStart, { fileSize: f.size });
       sampledBytes += bytes.length;
-      parts.push(parseWith(plan, f, bytes));
+      parts.push(parseWith(plan, f, bytes, 2)); // line 1 is the header
     }
   } else {
     const window = Math.ceil(wantedBytes / chunks);
@@ -222,5 +224,5 @@ export async function readSample(
   }
   const parsed = concatParsed(parts);
   const perLine = parsed.lineCount > 0 ? sampledBytes / parsed.lineCount : bytesPerLine;
-  return { parsed, rowEstimate: Math.max(1, Math.round(totalBytes / perLine)), bytesPerLine: perLine };
+  return { parsed, rowEstimate: Math.max(1, Math.round(totalBytes / perLine)), bytesPerLine: perLine, wholeFiles: wantedBytes >= totalBytes * 0.8 };
 }

@@ -72,7 +72,7 @@ async function listDataFiles(ctx: RoleContext, request: PlanRequest): Promise<Da
 }
 
 /** The last model of the dataset, when it was fitted on the same columns and model. */
-async function warmStartModel(ctx: RoleContext, manifest: Omit<Manifest, 'rowEstimate'>): Promise<PosteriorDocument | undefined> {
+async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'dataset' | 'config' | 'plan'>): Promise<PosteriorDocument | undefined> {
   const pointer = await readJsonIfExists<{ posterior: string }>(ctx.store, keys.latestModel(manifest.dataset));
   if (!pointer) return undefined;
   const doc = (await readJsonIfExists<PosteriorDocument>(ctx.store, pointer.value.posterior))?.value;
@@ -101,10 +101,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   const sample = await readSample(dataStore, files, columnPlan, firstBytes, config.schedule.sampleRows);
   if (sample.parsed.rows < 2) {
     const why = sample.parsed.skipped[0];
-    throw new DataError(
-      `no usable rows: every sampled row was skipped` + (why ? ` (first: line ${why.line + 2}, column "${why.column}": ${why.reason})` : ''),
-      { file: first.name },
-    );
+    const where = why ? ` (first: ${sample.wholeFiles ? `${why.file}:${why.line}: ` : ''}column "${why.column}": ${why.reason})` : '';
+    throw new DataError(`no usable rows: every sampled row was skipped${where}`, { file: first.name });
   }
 
   const shardBytes = Math.max(64, Math.round(config.schedule.shardRows * sample.bytesPerLine));
@@ -113,8 +111,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     for (const range of planByteShards(f.size, f.dataStart, shardBytes)) shards.push({ index: shards.length, file, ...range });
   });
 
-  const draft: Omit<Manifest, 'rowEstimate' | 'standardization' | 'sample'> & Partial<Manifest> = {
-    format: 'clusterwise/manifest@1',
+  const draft = {
+    format: 'clusterwise/manifest@1' as const,
     dataset: request.dataset,
     runId,
     createdAt: now.toISOString(),
@@ -126,7 +124,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     assign: config.assignments,
   };
 
-  const warm = request.warmStart === false ? undefined : await warmStartModel(ctx, draft as Manifest);
+  const warm = request.warmStart === false ? undefined : await warmStartModel(ctx, draft);
   let manifest: Manifest;
   let state: GlobalState;
   if (warm) {
@@ -136,14 +134,14 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
       ...draft,
       standardization: warm.state.standardization,
       rowEstimate: sample.rowEstimate,
-      sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: NaN, restartElbos: [] },
+      sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: null, restartElbos: [] },
       warmStartFrom: warm.runId,
     };
     state = withUpdatedAlpha(old.spec, scaleToRows(old.spec, old.state, warm.rows, sample.rowEstimate));
     log.info('warm start', { runId, from: warm.runId });
   } else {
     const standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
-    const spec = specOf({ config, plan: columnPlan } as Manifest);
+    const spec = specOf({ config, plan: columnPlan });
     const batch = toBatch(columnPlan, standardization, sample.parsed);
     const init = initialize(spec, batch, kernel, { restarts: config.schedule.restarts, seed: config.seed });
     manifest = {

@@ -26,7 +26,8 @@ export interface Manifest {
   files: DataFile[];
   shards: Shard[];
   rowEstimate: number;
-  sample: { rows: number; skipped: number; elbo: number; restartElbos: number[] };
+  /** The sample: its rows, and the initialization's ELBO on it (null after a warm start). */
+  sample: { rows: number; skipped: number; elbo: number | null; restartElbos: number[] };
   /** Tasks kept in flight during SVI. */
   inFlight: number;
   /** Write per-row assignments at the end. */
@@ -35,7 +36,7 @@ export interface Manifest {
   warmStartFrom?: string;
 }
 
-export function specOf(manifest: Manifest): ModelSpec {
+export function specOf(manifest: Pick<Manifest, 'config' | 'plan'>): ModelSpec {
   return specFromConfig(manifest.config, manifest.plan.x.length, manifest.plan.r.length + 1);
 }
 
