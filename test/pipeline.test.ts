@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config.js';
 import { planRun } from '../lib/pipeline/planner.js';
-import { keys } from '../lib/pipeline/protocol.js';
+import { handleUpdates } from '../lib/pipeline/aggregator.js';
+import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { handleTaskDelivery } from '../lib/pipeline/worker.js';
 import { readJson, type Manifest, type RunState } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
@@ -30,6 +32,23 @@ describe('pipeline roles over in-memory ports', () => {
     expect(posterior.components.length).toBe(4);
     const latest = (await readJson<{ posterior: string }>(ctx.store, keys.latestModel('forum'))).value;
     expect(latest.posterior).toBe(state.resultKey);
+  });
+
+  it('fails the run, naming the file, when a data object changes under it', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const manifest = await planRun(ctx, { dataset: 'forum', config: parseConfig({ target: 'y', components: 6 }) }, ctx.kernel);
+    await ctx.store.put('datasets/forum/data/a.csv', forum.subarray(0, forum.length / 2)); // a new upload
+    const [task] = await ctx.tasks.receive(1, 0);
+    const lastDelivery = { ...task, receiveCount: 3 };
+    await expect(handleTaskDelivery(ctx, lastDelivery, 3)).rejects.toThrow(
+      'datasets/forum/data/a.csv: changed since the run was planned',
+    );
+    const updates = await ctx.updates.receive(10, 0);
+    await handleUpdates(ctx, updates.map((m) => parseMessage(UpdateMessage, m.body, 'updates')));
+    const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+    expect(state.status).toBe('failed');
+    expect(state.failure).toContain('changed since the run was planned');
   });
 
   it('warm-starts a refit from the dataset\'s last model when the columns and model match', async () => {

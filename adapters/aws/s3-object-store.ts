@@ -93,11 +93,11 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+  async getRange(key: string, start: number, end: number, options: { ifMatch?: string } = {}): Promise<Uint8Array> {
     if (checkRange(key, start, end)) return new Uint8Array(0);
     const range = end === Number.POSITIVE_INFINITY ? `bytes=${start}-` : `bytes=${start}-${end - 1}`;
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch }));
       const body = out.Body ? plain(await out.Body.transformToByteArray()) : new Uint8Array(0);
       // A server that ignored the Range header sent the whole object (200): cut it here.
       return out.ContentRange === undefined && body.length > end - start ? body.slice(start, end) : body;

@@ -186,6 +186,8 @@ export interface ReadOwnedOptions {
   overlap?: number;
   /** Object size when known (the planner knows it): requests are clamped to it. */
   fileSize?: number;
+  /** Read only this version of the object (its ETag): PreconditionFailedError if it changed. */
+  ifMatch?: string;
 }
 
 const DEFAULT_OVERLAP = 64 * 1024;
@@ -209,7 +211,7 @@ export async function readOwnedLines(
 ): Promise<Uint8Array> {
   const from = Math.max(start, dataStart);
   if (from >= end) return EMPTY;
-  const reader = new RangeReader(store, key, options.fileSize);
+  const reader = new RangeReader(store, key, options.fileSize, options.ifMatch);
   // Reading from the byte before `from` (unless `from` is the first data line) shows whether
   // a line starts at `from`.
   const origin = from === dataStart ? from : from - 1;
@@ -268,6 +270,7 @@ class RangeReader {
     private readonly store: ObjectStore,
     private readonly key: string,
     private readonly size: number | undefined,
+    private readonly ifMatch?: string,
   ) {}
 
   async read(start: number, end: number): Promise<Uint8Array> {
@@ -276,7 +279,7 @@ class RangeReader {
       this.atEnd = true;
       return EMPTY;
     }
-    const bytes = await this.store.getRange(this.key, start, stop);
+    const bytes = await this.store.getRange(this.key, start, stop, this.ifMatch === undefined ? undefined : { ifMatch: this.ifMatch });
     if (bytes.length < stop - start || stop === this.size) this.atEnd = true;
     return bytes;
   }

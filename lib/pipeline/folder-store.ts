@@ -135,9 +135,15 @@ export class FolderObjectStore implements ObjectStore {
     }
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+  async getRange(key: string, start: number, end: number, options: { ifMatch?: string } = {}): Promise<Uint8Array> {
     if (checkRange(key, start, end)) return new Uint8Array(0);
     const file = this.pathOf(key);
+    if (options.ifMatch !== undefined) {
+      // Checked before the read; objects are replaced by rename, so a read sees one version whole.
+      const info = await this.infoAt(file, key);
+      if (!info) throw new NotFoundError(key);
+      if (info.etag !== options.ifMatch) throw new PreconditionFailedError(key);
+    }
     const fh = await this.openObject(file, key);
     try {
       const st = await fh.stat();

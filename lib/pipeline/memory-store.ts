@@ -80,10 +80,11 @@ export class MemoryObjectStore implements ObjectStore {
     return { body: obj.body.slice(), etag: obj.etag };
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+  async getRange(key: string, start: number, end: number, options: { ifMatch?: string } = {}): Promise<Uint8Array> {
     if (checkRange(key, start, end)) return new Uint8Array(0);
     const obj = this.objects.get(key);
     if (!obj) throw new NotFoundError(key);
+    if (options.ifMatch !== undefined && obj.etag !== options.ifMatch) throw new PreconditionFailedError(key);
     return obj.body.slice(Math.min(start, obj.body.length), Math.min(end, obj.body.length));
   }
 

@@ -59,8 +59,11 @@ export interface PutOptions {
 export interface ObjectStore {
   /** Whole object; NotFoundError when absent. */
   get(key: string): Promise<GetResult>;
-  /** Bytes [start, end) of the object (end exclusive, clamped to the size); NotFoundError when absent. */
-  getRange(key: string, start: number, end: number): Promise<Uint8Array>;
+  /**
+   * Bytes [start, end) of the object (end exclusive, clamped to the size); NotFoundError when
+   * absent; with ifMatch, PreconditionFailedError when the object's ETag is another (S3 GET If-Match).
+   */
+  getRange(key: string, start: number, end: number, options?: { ifMatch?: string }): Promise<Uint8Array>;
   /** Metadata only; undefined when absent. */
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Write; PreconditionFailedError when a condition does not hold. Returns the new ETag. */

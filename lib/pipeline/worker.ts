@@ -9,7 +9,8 @@ import { toBatch } from '../data/dataset.js';
 import { paramsFor, runLocalStep } from '../inference/vb.js';
 import type { LocalParams } from '../model/posterior.js';
 import { requestRefit } from './ingest.js';
-import type { QueueMessage } from './ports.js';
+import { DataError } from '../data/errors.js';
+import { PreconditionFailedError, type QueueMessage } from './ports.js';
 import {
   encodeFloat64,
   keys,
@@ -70,7 +71,15 @@ export class WorkerCache {
     if (hit) return hit;
     const shard = manifest.shards[index];
     const file = manifest.files[shard.file];
-    const bytes = await readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, { fileSize: file.size });
+    // Only the version the planner cut into shards: byte ranges of another version would split
+    // lines anywhere and mix two datasets.
+    const bytes = await readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, {
+      fileSize: file.size,
+      ifMatch: file.etag,
+    }).catch((error: unknown) => {
+      if (!(error instanceof PreconditionFailedError)) throw error;
+      throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
+    });
     const parsed = parseWith(manifest.plan, file, bytes);
     const batch = toBatch(manifest.plan, manifest.standardization, parsed);
     const entry: CachedShard = {

@@ -311,6 +311,18 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Objec
       });
     });
 
+    describe('conditional ranged reads', () => {
+      it('getRange with ifMatch reads only the named version', async (ctx) => {
+        ctx.skip(!fx.enforcesConditions, fx.conditionsNote);
+        const v1 = await store.put('r/data.csv', 'a,b\n1,2\n');
+        expect(text(await store.getRange('r/data.csv', 4, 7, { ifMatch: v1.etag }))).toBe('1,2');
+        await store.put('r/data.csv', 'a,b\n3,4\n5,6\n');
+        const err = await store.getRange('r/data.csv', 4, 7, { ifMatch: v1.etag }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(PreconditionFailedError);
+        expect((err as PreconditionFailedError).key).toBe('r/data.csv');
+      });
+    });
+
     describe('conditional puts', () => {
       it('ifNoneMatch "*" creates only when the key is free', async (ctx) => {
         ctx.skip(!fx.enforcesConditions, fx.conditionsNote);
