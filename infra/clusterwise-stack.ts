@@ -16,6 +16,7 @@ import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { Bucket } from 'aws-cdk-lib/aws-s3';
 import { EventType } from 'aws-cdk-lib/aws-s3';
 import { LambdaDestination } from 'aws-cdk-lib/aws-s3-notifications';
+import type { ILogGroup } from 'aws-cdk-lib/aws-logs';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { DataBucket, KeyPrefix } from './constructs/data-bucket.js';
@@ -239,8 +240,9 @@ export class ClusterwiseStack extends Stack {
       UPDATES_DLQ_URL: this.updates.deadLetterQueue.queueUrl,
       WORKER_CONCURRENCY: String(p.workerConcurrency),
     };
-    const make = (id: string, role: PipelineRole, memorySize: number, timeout: Duration, shipWasm = false): NodejsFunction =>
-      new RoleFunction(this, id, {
+    const logGroups: Partial<Record<PipelineRole, ILogGroup>> = {};
+    const make = (id: string, role: PipelineRole, memorySize: number, timeout: Duration, shipWasm = false): NodejsFunction => {
+      const made = new RoleFunction(this, id, {
         role,
         projectRoot: PROJECT_ROOT,
         memorySize,
@@ -248,7 +250,10 @@ export class ClusterwiseStack extends Stack {
         environment,
         shipWasm,
         removalPolicy: p.removalPolicy,
-      }).function;
+      });
+      logGroups[role] = made.logGroup;
+      return made.function;
+    };
     // ingest may start a run itself (the planner role in process), so it is sized like the planner.
     // ingest and planner initialize a run (k-means++ restarts scored by VB on a sample): they ship
     // the TensorFlow.js wasm kernel too.
@@ -328,6 +333,7 @@ export class ClusterwiseStack extends Stack {
     this.alarms = new PipelineAlarms(this, 'Alarms', {
       deadLetterQueues: { Tasks: this.tasks.deadLetterQueue, Updates: this.updates.deadLetterQueue },
       functions: { Ingest: ingest, Planner: planner, Worker: worker, Aggregator: aggregator },
+      errorLogs: { Worker: logGroups.worker!, Aggregator: logGroups.aggregator!, Planner: logGroups.planner! },
       alarmTopic,
     });
 

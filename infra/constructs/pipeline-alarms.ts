@@ -6,6 +6,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { FilterPattern, MetricFilter, type ILogGroup } from 'aws-cdk-lib/aws-logs';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -15,6 +16,12 @@ export interface PipelineAlarmsProps {
   readonly deadLetterQueues: Record<string, IQueue>;
   /** Functions, by a name used in the alarm's construct id and description. */
   readonly functions: Record<string, IFunction>;
+  /**
+   * Log groups of functions whose failures are reported, not thrown (SQS partial batch responses
+   * do not count as Errors): an alarm on their ERROR-level structured log lines.
+   * @default none
+   */
+  readonly errorLogs?: Record<string, ILogGroup>;
   /**
    * Where alarms notify.
    * @default no alarm actions
@@ -32,6 +39,8 @@ export class PipelineAlarms extends Construct {
   public readonly deadLetterAlarms: Alarm[] = [];
   /** Alarm per function: Errors > 0. */
   public readonly errorAlarms: Alarm[] = [];
+  /** Alarm per log group of `errorLogs`: ERROR-level log lines > 0. */
+  public readonly errorLogAlarms: Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: PipelineAlarmsProps) {
     super(scope, id);
@@ -62,9 +71,29 @@ export class PipelineAlarms extends Construct {
       );
     }
 
+    for (const [name, logGroup] of Object.entries(props.errorLogs ?? {})) {
+      // Powertools Logger writes JSON with "level": a failed record is logged at ERROR and
+      // reported as a batch item failure, which the Errors metric never sees.
+      const filter = new MetricFilter(this, `${name}ErrorLogFilter`, {
+        logGroup,
+        filterPattern: FilterPattern.stringValue('$.level', '=', 'ERROR'),
+        metricNamespace: 'clusterwise',
+        metricName: `${name}ErrorLogs`,
+        metricValue: '1',
+        defaultValue: 0,
+      });
+      this.errorLogAlarms.push(
+        new Alarm(this, `${name}ErrorLogs`, {
+          ...common,
+          alarmDescription: `clusterwise: the ${name} function logged an error (a record failed and will be retried or dead-lettered)`,
+          metric: filter.metric({ period, statistic: 'Sum' }),
+        }),
+      );
+    }
+
     if (props.alarmTopic) {
       const action = new SnsAction(props.alarmTopic);
-      for (const alarm of [...this.deadLetterAlarms, ...this.errorAlarms]) alarm.addAlarmAction(action);
+      for (const alarm of [...this.deadLetterAlarms, ...this.errorAlarms, ...this.errorLogAlarms]) alarm.addAlarmAction(action);
     }
   }
 }

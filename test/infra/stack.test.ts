@@ -314,6 +314,21 @@ describe('ClusterwiseStack (defaults)', () => {
     }
   });
 
+  it('alarms on ERROR log lines of the functions whose failures are reported, not thrown', () => {
+    for (const name of ['Worker', 'Aggregator', 'Planner']) {
+      template.hasResourceProperties('AWS::Logs::MetricFilter', {
+        FilterPattern: '{ $.level = "ERROR" }',
+        MetricTransformations: [Match.objectLike({ MetricNamespace: 'clusterwise', MetricName: `${name}ErrorLogs`, MetricValue: '1' })],
+      });
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'clusterwise',
+        MetricName: `${name}ErrorLogs`,
+        ComparisonOperator: 'GreaterThanThreshold',
+        Threshold: 0,
+      });
+    }
+  });
+
   it('outputs the bucket name and the four queue URLs', () => {
     template.hasOutput('BucketName', { Value: { Ref: idOf(stack, stack.bucket) } });
     template.hasOutput('TasksQueueUrl', { Value: { Ref: idOf(stack, stack.tasks.queue) } });
@@ -360,7 +375,7 @@ describe('ClusterwiseStack (props)', () => {
     const stack = new ClusterwiseStack(app, 'Test', { alarmTopic: topic });
     const template = Template.fromStack(stack);
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as Resource[];
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(9); // 2 dead-letter, 4 function errors, 3 error logs
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toHaveLength(1);
 
     const byArn = synth({ alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops' }).template;
