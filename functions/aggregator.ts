@@ -10,9 +10,15 @@ const ctx = roleContext(logger);
 const processor = new SqsFifoPartialProcessorAsync();
 
 async function record(record: SQSRecord): Promise<void> {
-  const message = parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates');
-  logger.appendKeys({ runId: message.runId, taskId: message.taskId });
-  await handleUpdates(ctx, [message]);
+  try {
+    const message = parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates');
+    logger.appendKeys({ runId: message.runId, taskId: message.taskId });
+    await handleUpdates(ctx, [message]);
+  } catch (error) {
+    // Reported as a batch item failure (retried, then dead-lettered); logged for the error-log alarm.
+    logger.error('update failed', { messageId: record.messageId, receiveCount: record.attributes.ApproximateReceiveCount, error: error as Error });
+    throw error;
+  }
 }
 
 export const handler = async (event: SQSEvent, context: Context) => {
