@@ -2,7 +2,7 @@
  * The fit loop's building blocks, shared by every runner: evaluate the local step over batches,
  * form the ELBO, and apply the batch (CAVI) or stochastic (SVI) update.
  */
-import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from '../kernel/types.js';
+import type { Kernel, LocalStepOptions, LocalStepResult } from '../kernel/types.js';
 import {
   batchCoordinates,
   derive,

@@ -66,12 +66,6 @@ export function backSubstitute(l: Float64Array, n: number, b: Float64Array): Flo
   return b;
 }
 
-/** Solve A x = b for SPD A given its Cholesky factor L; returns a new vector. */
-export function choleskySolve(l: Float64Array, n: number, b: ArrayLike<number>): Float64Array {
-  const x = Float64Array.from(b);
-  return backSubstitute(l, n, forwardSubstitute(l, n, x));
-}
-
 /** A⁻¹ for SPD A given its Cholesky factor L. */
 export function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
   const inv = new Float64Array(n * n);
@@ -83,11 +77,6 @@ export function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
     for (let i = 0; i < n; i++) inv[i * n + j] = e[i];
   }
   return inv;
-}
-
-/** Lower Cholesky factor of A⁻¹, i.e. C with C Cᵀ = A⁻¹ (so xᵀ A⁻¹ x = ‖Cᵀ x‖²). */
-export function choleskyOfInverse(a: Float64Array, n: number, what = 'matrix'): Float64Array {
-  return cholesky(inverseFromCholesky(cholesky(a, n, what), n), n, what);
 }
 
 /** Quadratic form xᵀ A y for row-major n×n A. */
@@ -116,13 +105,6 @@ export function matVec(a: Float64Array, n: number, x: ArrayLike<number>): Float6
     for (let j = 0; j < n; j++) s += a[i * n + j] * x[j];
     out[i] = s;
   }
-  return out;
-}
-
-/** c · I (n×n). */
-export function scaledIdentity(n: number, c: number): Float64Array {
-  const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) out[i * n + i] = c;
   return out;
 }
 

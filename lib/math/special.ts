@@ -26,16 +26,6 @@ export function lnBeta(a: number, b: number): number {
   return lnGamma(a) + lnGamma(b) - lnGamma(a + b);
 }
 
-/** log Σ exp(v_i) over v[offset .. offset+n), stable: subtract the max before exponentiating. */
-export function logSumExp(v: ArrayLike<number>, offset = 0, n = v.length - offset): number {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (v[offset + i] > max) max = v[offset + i];
-  if (max === -Infinity) return -Infinity;
-  let s = 0;
-  for (let i = 0; i < n; i++) s += Math.exp(v[offset + i] - max);
-  return max + Math.log(s);
-}
-
 /** ln σ(x) = −ln(1 + e^{−x}), stable for large |x|. */
 export function logSigmoid(x: number): number {
   return x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x));

@@ -5,7 +5,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GammaParams, GlobalState } from '../model/posterior.js';
 import { specFromConfig, type ModelSpec } from '../model/spec.js';
 import { NotFoundError, type ObjectStore, type Queue } from './ports.js';
-import { decodeFloat64, encodeFloat64, keys, type Phase } from './protocol.js';
+import { decodeFloat64, encodeFloat64, type Phase } from './protocol.js';
 
 export interface Shard {
   index: number;
@@ -150,11 +150,4 @@ export interface Progress {
   skipped: number;
   converged: boolean;
   failure?: string;
-}
-
-export function runKeys(manifest: Pick<Manifest, 'dataset' | 'runId'>) {
-  return {
-    manifest: keys.manifest(manifest.dataset, manifest.runId),
-    state: keys.state(manifest.dataset, manifest.runId),
-  };
 }
