@@ -18,7 +18,7 @@ function traceChart(trace: { phase: string; elbo: number }[]): string {
     .join('');
   const line = points.map((p, i) => `${x(i).toFixed(1)},${y(p.elbo).toFixed(1)}`).join(' ');
   return `<svg width="${w}" height="${h}" role="img" aria-label="ELBO trace"><polyline fill="none" stroke="#888" points="${line}"/>${dots}
-<text x="${pad}" y="15" font-size="11">ELBO ${fmt(lo)} … ${fmt(hi)} (grey: SVI estimates, black: batch sweeps)</text></svg>`;
+<text x="${pad}" y="15" font-size="11">ELBO ${lo.toFixed(2)} … ${hi.toFixed(2)} (grey: SVI estimates, black: batch sweeps)</text></svg>`;
 }
 
 export function renderReport(
@@ -40,7 +40,7 @@ export function renderReport(
   return `<!doctype html><html><head><meta charset="utf-8"><title>clusterwise: ${escape(doc.dataset)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head>
 <body><h1>${escape(doc.dataset)} — mixture of ${doc.family} regressions of ${escape(doc.target)}</h1>
-<p>${doc.rows} rows used, ${doc.skippedRows} skipped; ${doc.components.length} clusters; ELBO ${fmt(doc.elbo)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.</p>
+<p>${doc.rows} rows used, ${doc.skippedRows} skipped; ${doc.components.length} clusters; ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.</p>
 ${table}<h2>ELBO</h2>${traceChart(trace)}${skippedList}</body></html>
 `;
 }
