@@ -119,3 +119,23 @@ describe('clusterwise predict', () => {
     expect(r.stderr).toContain('nope/posterior.json: file not found');
   });
 });
+
+describe('clusterwise fit over several files', () => {
+  it('reads every row of every file once, and names a file whose header lacks a used column', () => {
+    const dir = tempDir();
+    const [header, ...rows] = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+    const a = path.join(dir, 'a.csv');
+    const b = path.join(dir, 'b.csv');
+    writeFileSync(a, [header, ...rows.slice(0, 600)].join('\n') + '\n');
+    writeFileSync(b, [header, ...rows.slice(600)].join('\r\n') + '\r\n'); // CRLF in the second
+    const ok = runCli(['fit', a, b, '--target', 'y', '--out', path.join(dir, 'out'), '--workers', '0']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(readFileSync(path.join(dir, 'out', 'posterior.json'), 'utf8')).rows).toBe(1000);
+
+    const c = path.join(dir, 'c.csv');
+    writeFileSync(c, 'x1,y\n1,2\n');
+    const bad = runCli(['fit', a, c, '--target', 'y', '--columns', 'x1,x2', '--out', path.join(dir, 'out2'), '--workers', '0']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`${c}: unknown clustering column "x2" (columns: x1, y)`);
+  });
+});
