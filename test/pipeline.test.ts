@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config.js';
 import { planRun } from '../lib/pipeline/planner.js';
+import { stepSize } from '../lib/inference/vb.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { handleTaskDelivery } from '../lib/pipeline/worker.js';
@@ -69,5 +70,41 @@ describe('pipeline roles over in-memory ports', () => {
     expect(other.warmStartFrom).toBeUndefined();
     const m = (await readJson<Manifest>(ctx.store, keys.manifest('forum', other.runId))).value;
     expect(m.sample.restartElbos.length).toBe(config.schedule.restarts);
+  });
+});
+
+describe('stale SVI results', () => {
+  it('damps the step size of results computed against old posterior versions', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    // 12 tasks in flight, one result per step: results arrive up to ~11 versions late.
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 40, sviEpochs: 1, shardsPerStep: 1 } });
+    const manifest = await planRun(ctx, { dataset: 'forum', config, inFlight: 12 }, ctx.kernel);
+    // A slow worker: the first task's result is held back while 15 others are applied.
+    const [slow] = await ctx.tasks.receive(1, 0);
+    for (let applied = 0; applied < 15; ) {
+      const [task] = await ctx.tasks.receive(1, 0);
+      await handleTaskDelivery(ctx, task, 3);
+      await ctx.tasks.delete(task);
+      const updates = await ctx.updates.receive(10, 0);
+      await handleUpdates(ctx, updates.map((m) => parseMessage(UpdateMessage, m.body, 'updates')));
+      for (const m of updates) await ctx.updates.delete(m);
+      applied += updates.length;
+    }
+    await handleTaskDelivery(ctx, slow, 3);
+    await ctx.tasks.delete(slow);
+    await drive(ctx);
+    const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+    const steps = state.trace.filter((t) => t.phase === 'svi');
+    expect(steps.length).toBe(manifest.shards.length);
+    const expected = 12; // ⌈inFlight / shardsPerStep⌉
+    steps.forEach((t, i) => {
+      const rhoT = stepSize(i, config.schedule.delay, config.schedule.forgettingRate);
+      expect(t.rho).toBeCloseTo(rhoT * Math.min(1, (expected + 1) / (t.staleness! + 1)), 12);
+    });
+    const late = steps.find((t) => t.staleness! > expected)!;
+    expect(late.staleness).toBeGreaterThanOrEqual(15);
+    expect(late.rho).toBeLessThan(stepSize(steps.indexOf(late), config.schedule.delay, config.schedule.forgettingRate));
+    expect(state.status).toBe('done');
   });
 });

@@ -181,7 +181,7 @@ async function continueSvi(run: RunContext) {
     const n = totalRows(run);
     // An estimate: the minibatch's logsumexp terms scaled to N, minus the global KL.
     const elbo = elboOf(spec, run.global, (n / p.rows) * p.logLik);
-    state.trace.push({ phase: 'svi', round: state.round, version: state.version, elbo, staleness: p.maxStaleness });
+    state.trace.push({ phase: 'svi', round: state.round, version: state.version, elbo, staleness: p.maxStaleness, rho });
     const next = sviUpdate(spec, run.global, decodeFloat64(p.stats!), p.rows, n, rho);
     state.step += 1;
     clearPending(state);

@@ -62,7 +62,8 @@ export interface RunState {
   shards: Record<string, { rows: number; skipped: number; lines: number }>;
   /** Skipped-row details with shard-local lines (numbered in the file at the end). */
   skippedExamples: { shard: number; line: number; file: string; column: string; value: string; reason: string }[];
-  trace: { phase: Phase; round: number; version: number; elbo: number; staleness?: number }[];
+  /** ELBO per SVI step (an estimate; with the step size ρ used and the results' largest staleness) and per sweep. */
+  trace: { phase: Phase; round: number; version: number; elbo: number; staleness?: number; rho?: number }[];
   /** N once every shard has reported, else null (the manifest's estimate is used). */
   totalRows: number | null;
   converged: boolean;
