@@ -31,6 +31,7 @@ import type { Batch, Kernel } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { createRandom as random } from '../lib/math/random.js';
+import { standardizeColumns } from '../examples/generate.js';
 
 const ROWS = 20_000;
 const D = 10;
@@ -64,7 +65,7 @@ export function benchBatch(n = ROWS, clusters = 8, seed = 1): Batch {
   const u = new Float64Array(n * P);
   const y = new Float64Array(n);
   for (let i = 0; i < n; i++) for (let j = 0; j < D; j++) x[i * D + j] = centres[i % clusters][j] + 0.3 * rng.normal();
-  standardize(x, n, D);
+  standardizeColumns(x, n, D);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < D; j++) u[i * P + j] = x[i * D + j];
     u[i * P + D] = 1;
@@ -72,21 +73,10 @@ export function benchBatch(n = ROWS, clusters = 8, seed = 1): Batch {
     for (let j = 0; j < P; j++) eta += coefs[i % clusters][j] * u[i * P + j];
     y[i] = eta + 0.1 * rng.normal();
   }
-  standardize(y, n, 1);
+  standardizeColumns(y, n, 1);
   return { n, x, u, y };
 }
 
-function standardize(v: Float64Array, n: number, m: number): void {
-  for (let j = 0; j < m; j++) {
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += v[i * m + j];
-    mean /= n;
-    let variance = 0;
-    for (let i = 0; i < n; i++) variance += (v[i * m + j] - mean) ** 2;
-    const sd = Math.sqrt(variance / n) || 1;
-    for (let i = 0; i < n; i++) v[i * m + j] = (v[i * m + j] - mean) / sd;
-  }
-}
 
 export function benchSpec(): ModelSpec {
   return specFromConfig(parseConfig({ target: 'y', components: T }), D, P);

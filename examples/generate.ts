@@ -91,6 +91,19 @@ export function* largeRows(rows: number, D: number, K: number, seed = 3): Genera
   if (chunk.length) yield chunk.join('\n') + '\n';
 }
 
+/** Standardize each of the m columns of a row-major (n, m) matrix in place (a constant column stays put). */
+export function standardizeColumns(v: Float64Array, n: number, m: number): void {
+  for (let j = 0; j < m; j++) {
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += v[i * m + j];
+    mean /= n;
+    let variance = 0;
+    for (let i = 0; i < n; i++) variance += (v[i * m + j] - mean) ** 2;
+    const sd = Math.sqrt(variance / n) || 1;
+    for (let i = 0; i < n; i++) v[i * m + j] = (v[i * m + j] - mean) / sd;
+  }
+}
+
 export function writeExample(path: string, e: Example) {
   writeFileSync(path, toCsv(e));
 }

@@ -12,58 +12,17 @@ import {
   type ParseOptions,
 } from '../lib/data/csv.js';
 import { asDataError } from '../lib/data/errors.js';
-import {
-  NotFoundError,
-  PreconditionFailedError,
-  type GetResult,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutOptions,
-} from '../lib/pipeline/ports.js';
+import { MemoryObjectStore } from '../lib/pipeline/memory-store.js';
+import { NotFoundError } from '../lib/pipeline/ports.js';
 
-/** A minimal in-memory ObjectStore that counts range requests. */
-class TinyStore implements ObjectStore {
-  readonly objects = new Map<string, { body: Uint8Array; etag: string }>();
+/** The in-memory store, counting range requests (a shard should cost one). */
+class TinyStore extends MemoryObjectStore {
   rangeRequests = 0;
-  private version = 0;
 
-  async get(key: string): Promise<GetResult> {
-    const object = this.objects.get(key);
-    if (object === undefined) throw new NotFoundError(key);
-    return { body: object.body.slice(), etag: object.etag };
-  }
-
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
-    const object = this.objects.get(key);
-    if (object === undefined) throw new NotFoundError(key);
+  override async getRange(key: string, start: number, end: number, options?: { ifMatch?: string }): Promise<Uint8Array> {
+    const bytes = await super.getRange(key, start, end, options);
     this.rangeRequests++;
-    return object.body.slice(start, Math.min(end, object.body.length));
-  }
-
-  async head(key: string): Promise<ObjectInfo | undefined> {
-    const object = this.objects.get(key);
-    return object && { key, size: object.body.length, etag: object.etag };
-  }
-
-  async put(key: string, body: Uint8Array | string, options: PutOptions = {}): Promise<{ etag: string }> {
-    const current = this.objects.get(key);
-    if (options.ifNoneMatch === '*' && current !== undefined) throw new PreconditionFailedError(key);
-    if (options.ifMatch !== undefined && current?.etag !== options.ifMatch) throw new PreconditionFailedError(key);
-    const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body.slice();
-    const etag = `"${++this.version}"`;
-    this.objects.set(key, { body: bytes, etag });
-    return { etag };
-  }
-
-  async list(prefix: string): Promise<ObjectInfo[]> {
-    return [...this.objects.keys()]
-      .filter((key) => key.startsWith(prefix))
-      .sort()
-      .map((key) => ({ key, size: this.objects.get(key)!.body.length, etag: this.objects.get(key)!.etag }));
-  }
-
-  async delete(key: string): Promise<void> {
-    this.objects.delete(key);
+    return bytes;
   }
 }
 

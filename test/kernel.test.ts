@@ -32,21 +32,11 @@ import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams }
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { createRandom as random } from '../lib/math/random.js';
 import { hardAssignmentStats } from '../lib/inference/init.js';
+import { standardizeColumns } from '../examples/generate.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 
-function standardize(v: Float64Array, n: number, m: number): void {
-  for (let j = 0; j < m; j++) {
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += v[i * m + j];
-    mean /= n;
-    let variance = 0;
-    for (let i = 0; i < n; i++) variance += (v[i * m + j] - mean) ** 2;
-    const sd = Math.sqrt(variance / n) || 1;
-    for (let i = 0; i < n; i++) v[i * m + j] = (v[i * m + j] - mean) / sd;
-  }
-}
 
 /**
  * Standardized data from `clusters` clusters: R = P − 1 regression columns r (u = [r, 1]) and,
@@ -67,7 +57,7 @@ function makeBatch(
   const coefs = Array.from({ length: clusters }, () => Array.from({ length: P }, () => rng.normal()));
   const cols = new Float64Array(n * R);
   for (let i = 0; i < n; i++) for (let j = 0; j < R; j++) cols[i * R + j] = centres[i % clusters][j] + spread * rng.normal();
-  standardize(cols, n, R);
+  standardizeColumns(cols, n, R);
   const x = new Float64Array(n * D);
   const u = new Float64Array(n * P);
   const y = new Float64Array(n);
@@ -79,7 +69,7 @@ function makeBatch(
     for (let j = 0; j < P; j++) eta += coefs[i % clusters][j] * u[i * P + j];
     y[i] = family === 'gaussian' ? eta + noise * rng.normal() : rng.uniform() < 1 / (1 + Math.exp(-2 * eta)) ? 1 : 0;
   }
-  if (family === 'gaussian') standardize(y, n, 1);
+  if (family === 'gaussian') standardizeColumns(y, n, 1);
   return { n, x, u, y };
 }
 
