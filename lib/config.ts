@@ -1,64 +1,101 @@
 /**
  * The one configuration schema: what a user may set (CLI flags, datasets/<name>/model.json) and
- * every default. Parse with `parseConfig`; nothing else in the code base supplies a default.
+ * every default and bound. Parse with `parseConfig` (or `parseConfigLayers` when the settings come
+ * from several places); nothing else in the code base supplies a default.
+ *
+ * Every number is bounded: a setting is also a bill (tasks, files written, planner memory), so a
+ * value far past anything useful is an error that states the bound, not a run that never ends.
  */
 import { z } from 'zod';
 
-const positive = z.number().positive();
+/** A finite number in [min, max]; the bounds appear in the error (see describeIssue). */
+const between = (min: number, max: number) => z.number().min(min).max(max);
+const wholeBetween = (min: number, max: number) => z.number().int().min(min).max(max);
+/** Prior hyperparameters: positive, and within 1e-8…1e8, far past any prior that means something on the standardized scale. */
+const hyper = between(1e-8, 1e8);
+
+/** Column name lists: distinct names (a repeated column would count its evidence twice). */
+const columnList = (max: number) =>
+  z
+    .array(z.string().min(1))
+    .max(max)
+    .refine((names) => new Set(names).size === names.length, {
+      message: 'lists a column more than once',
+    });
+
+/** Most columns in a list: the statistics grow as T·D², and so do every queue message and posterior version. */
+export const MAX_COLUMNS = 100;
+
+/** Field separators a CSV may use: `,` (the default), `;`, tab or `|`. */
+export const DELIMITERS = [',', ';', '\t', '|'] as const;
+export type Delimiter = (typeof DELIMITERS)[number];
 
 /** Priors, all on the standardized scale (columns centred and divided by their deviation). */
 export const PriorSchema = z
   .object({
     /** Finite weights: symmetric Dirichlet concentration α0. @default 1 / components */
-    dirichletConcentration: positive.optional(),
+    dirichletConcentration: hyper.optional(),
     /** Stick-breaking concentration α when it is fixed. @default 1 */
-    dpConcentration: positive.default(1),
+    dpConcentration: hyper.default(1),
     /** Gamma(shape, rate) prior on the DP concentration α; when absent α is fixed. @default absent */
-    dpConcentrationPrior: z.object({ shape: positive, rate: positive }).optional(),
+    dpConcentrationPrior: z.object({ shape: hyper, rate: hyper }).strict().optional(),
     /** Normal-Wishart β0: prior pseudo-count on the cluster means (prior mean m0 = 0). @default 1 */
-    meanPrecision: positive.default(1),
+    meanPrecision: hyper.default(1),
     /** Normal-Wishart ν0 − D: extra degrees of freedom of the Wishart prior. @default 2 */
-    extraDegreesOfFreedom: z.number().min(0).default(2),
+    extraDegreesOfFreedom: between(0, 1e6).default(2),
     /** Prior guess of a cluster's variance per standardized covariate: W0⁻¹ = ν0 · s · I. @default 0.1 */
-    clusterVariance: positive.default(0.1),
+    clusterVariance: hyper.default(0.1),
     /** Regression coefficients θ ~ N(0, (τ Λ0)⁻¹) (gaussian) or N(0, Λ0⁻¹) (bernoulli), Λ0 = this · I. @default 0.01 */
-    coefficientPrecision: positive.default(0.01),
+    coefficientPrecision: hyper.default(0.01),
     /** Gaussian noise precision τ ~ Gamma(a0, b0). @default 0.01 */
-    noiseShape: positive.default(0.01),
+    noiseShape: hyper.default(0.01),
     /** @default 0.01 */
-    noiseRate: positive.default(0.01),
+    noiseRate: hyper.default(0.01),
   })
   .strict();
 
 /** How inference proceeds. */
 export const ScheduleSchema = z
   .object({
-    /** Rows per shard (one worker task). @default 50_000 */
-    shardRows: z.number().int().positive().default(50_000),
     /**
-     * SVI passes over the shuffled shards before batch sweeps. One suffices after the sample-based
-     * initialization on the data we measured; each pass costs as much as a batch sweep. @default 1
+     * Rows per shard (one worker task), 40 to 1 000 000. Below the floor a task's fixed costs
+     * (a queue message, a range read, a posterior read) outweigh its rows; above the ceiling a
+     * shard outgrows a worker's cache and timeout. @default 50_000
      */
-    sviEpochs: z.number().int().min(0).default(1),
+    shardRows: wholeBetween(40, 1_000_000).default(50_000),
     /**
-     * Step size ρ_t = (t + τ)^(−κ): delay τ ≥ 0. With τ = 4 the first step keeps ~60% of the
-     * sample-based initialization instead of replacing it (τ = 1 gives ρ_0 = 1). @default 4
+     * SVI passes over the shuffled shards before batch sweeps, 0 to 20. One suffices after the
+     * sample-based initialization on the data we measured; each pass costs as much as a batch
+     * sweep. @default 1
      */
-    delay: z.number().min(0).default(4),
+    sviEpochs: wholeBetween(0, 20).default(1),
+    /**
+     * Step size ρ_t = (t + τ)^(−κ): delay τ in [0, 10 000]. With τ = 4 the first step keeps ~60%
+     * of the sample-based initialization instead of replacing it (τ = 1 gives ρ_0 = 1). @default 4
+     */
+    delay: between(0, 10_000).default(4),
     /** Forgetting rate κ ∈ (0.5, 1]. @default 0.7 */
     forgettingRate: z.number().gt(0.5).max(1).default(0.7),
-    /** Shard results folded into one SVI step. @default 2 */
-    shardsPerStep: z.number().int().positive().default(2),
-    /** Stop batch sweeps when |ΔELBO| / |ELBO| falls below this. @default 1e-6 */
-    tolerance: positive.default(1e-6),
-    /** At most this many batch sweeps (not converged is reported, not an error). @default 50 */
-    maxSweeps: z.number().int().min(1).default(50),
-    /** k-means++ restarts on the sample, the best by ELBO seeds the run. @default 5 */
-    restarts: z.number().int().positive().default(5),
-    /** Rows sampled for standardization and initialization. @default 20_000 */
-    sampleRows: z.number().int().positive().default(20_000),
+    /** Shard results folded into one SVI step, 1 to 100. @default 2 */
+    shardsPerStep: wholeBetween(1, 100).default(2),
+    /**
+     * Stop batch sweeps when |ΔELBO| / |ELBO| falls below this, in [1e-12, 0.1]: below 1e-12 the
+     * change is float rounding (the float32 kernel's sums differ by ~1e-8), so sweeps would only
+     * end at maxSweeps. @default 1e-6
+     */
+    tolerance: between(1e-12, 0.1).default(1e-6),
+    /** At most this many batch sweeps, 1 to 500 (not converged is reported, not an error). @default 50 */
+    maxSweeps: wholeBetween(1, 500).default(50),
+    /** k-means++ restarts on the sample, 1 to 20; the best by ELBO seeds the run. @default 5 */
+    restarts: wholeBetween(1, 20).default(5),
+    /**
+     * Rows sampled for standardization and initialization, 100 to 200 000: the planner holds the
+     * sample several times over (parsed, standardized, the kernel's copy), ~1.2 GB at the ceiling
+     * with 100 columns, within a 2 GB planner function. @default 20_000
+     */
+    sampleRows: wholeBetween(100, 200_000).default(20_000),
     /** Maximum share of rows that may be skipped as unusable before the run fails. @default 0.01 */
-    maxSkippedShare: z.number().min(0).max(1).default(0.01),
+    maxSkippedShare: between(0, 1).default(0.01),
   })
   .strict();
 
@@ -66,26 +103,39 @@ export const ModelConfigSchema = z
   .object({
     /** The response column. Required. */
     target: z.string().min(1),
-    /** Clustering columns x. @default every numeric column but the target */
-    columns: z.array(z.string().min(1)).min(1).optional(),
-    /** Regression columns r (an intercept is always added). @default the clustering columns */
-    regressionColumns: z.array(z.string().min(1)).optional(),
+    /** Clustering columns x, distinct, at most 100. @default every numeric column but the target and the id */
+    columns: columnList(MAX_COLUMNS).min(1).optional(),
+    /** Regression columns r (an intercept is always added), distinct, at most 100. @default the clustering columns */
+    regressionColumns: columnList(MAX_COLUMNS).optional(),
+    /** A column naming each row: never a covariate; locally, assignments.csv carries it. @default none */
+    id: z.string().min(1).optional(),
+    /** The field separator. @default detected from each file's header line among , ; tab | */
+    delimiter: z.enum(DELIMITERS).optional(),
     /** Response family. @default "gaussian" */
     family: z.enum(['gaussian', 'bernoulli']).default('gaussian'),
-    /** Truncation level T (stick-breaking) or number of components (dirichlet). @default 20 */
-    components: z.number().int().min(1).max(200).default(20),
+    /** Truncation level T (stick-breaking) or number of components (dirichlet), 1 to 200. @default 20 */
+    components: wholeBetween(1, 200).default(20),
     /** Mixing weights. @default "stick-breaking" */
     weights: z.enum(['stick-breaking', 'dirichlet']).default('stick-breaking'),
     /** Model p(x) with a Gaussian mixture (cluster-weighted model); false: conditional-only. @default true */
     covariateModel: z.boolean().default(true),
-    /** Seed of every random choice (k-means++ restarts, the SVI shard order). @default 1 */
-    seed: z.number().int().default(1),
+    /** Seed of every random choice (k-means++ restarts, the SVI shard order), 0 to 2³¹ − 1. @default 1 */
+    seed: wholeBetween(0, 2 ** 31 - 1).default(1),
     /** Also write per-row assignments (result/assignments/part-*.csv; locally OUT/assignments.csv). @default false */
     assignments: z.boolean().default(false),
     priors: PriorSchema.default(() => PriorSchema.parse({})),
     schedule: ScheduleSchema.default(() => ScheduleSchema.parse({})),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    for (const role of ['columns', 'regressionColumns'] as const) {
+      if (config[role]?.includes(config.target))
+        ctx.addIssue({ code: 'custom', path: [role], message: `includes the target "${config.target}"` });
+      if (config.id !== undefined && config[role]?.includes(config.id))
+        ctx.addIssue({ code: 'custom', path: [role], message: `includes the id column "${config.id}"` });
+    }
+    if (config.id === config.target) ctx.addIssue({ code: 'custom', path: ['id'], message: 'is the target column' });
+  });
 
 export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
 export type ModelConfig = z.output<typeof ModelConfigSchema>;
@@ -103,12 +153,129 @@ export class ConfigError extends Error {
 
 /** Validate and fill defaults. `source` names where the config came from (a file, "command line"). */
 export function parseConfig(input: unknown, source = 'configuration'): ModelConfig {
-  const parsed = ModelConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const problems = parsed.error.issues
-      .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
-      .join('; ');
-    throw new ConfigError(`${source}: invalid model configuration: ${problems}`);
+  return parseConfigLayers([{ source, values: input }]);
+}
+
+/** Settings from one place: a file's contents, or the command line's flags. */
+export interface ConfigLayer {
+  /** Shown in errors: a file name, or "command line". */
+  source: string;
+  values: unknown;
+}
+
+/**
+ * Merges layers key by key at the top level (a later layer wins; a `priors` or `schedule` object
+ * replaces an earlier one whole), validates, and fills defaults. Each error names the layer that
+ * set the offending key, e.g. `fit.json: invalid model configuration: schedule.maxSweeps: must be
+ * at most 500 (got 1000000000)`; an unknown key gets the closest known one as a suggestion.
+ */
+export function parseConfigLayers(layers: readonly ConfigLayer[]): ModelConfig {
+  const merged: Record<string, unknown> = {};
+  const origin = new Map<string, string>();
+  for (const layer of layers) {
+    if (!isPlainObject(layer.values))
+      throw new ConfigError(`${layer.source}: invalid model configuration: must be a JSON object, got ${describeValue(layer.values)}`);
+    for (const [key, value] of Object.entries(layer.values)) {
+      if (value === undefined) continue;
+      merged[key] = value;
+      origin.set(key, layer.source);
+    }
   }
-  return parsed.data;
+  const parsed = ModelConfigSchema.safeParse(merged);
+  if (parsed.success) return parsed.data;
+  const bySource = new Map<string, string[]>();
+  const fallback = layers[layers.length - 1]?.source ?? 'configuration';
+  for (const issue of parsed.error.issues) {
+    for (const { path, text } of describeIssue(issue, merged)) {
+      const source = origin.get(String(path[0])) ?? fallback;
+      bySource.set(source, [...(bySource.get(source) ?? []), `${path.join('.') || '(root)'}: ${text}`]);
+    }
+  }
+  throw new ConfigError(
+    [...bySource].map(([source, problems]) => `${source}: invalid model configuration: ${problems.join('; ')}`).join('\n'),
+  );
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value === 'object' ? 'an object' : String(value);
+}
+
+/** The value at `path` in the input, for "(got …)". */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) value = isPlainObject(value) || Array.isArray(value) ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  return value;
+}
+
+/** The keys an object at `path` accepts (for "did you mean"). */
+function knownKeys(path: readonly PropertyKey[]): string[] {
+  const where = path.join('.');
+  const schema = where === '' ? ModelConfigSchema : where === 'priors' ? PriorSchema : where === 'schedule' ? ScheduleSchema : undefined;
+  return schema ? Object.keys(schema.shape) : ['shape', 'rate']; // priors.dpConcentrationPrior
+}
+
+/** One zod issue as messages a person can act on: the bound, the allowed values, a suggestion. */
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): { path: PropertyKey[]; text: string }[] {
+  const path = issue.path;
+  const got = () => {
+    const value = valueAt(input, path);
+    return value === undefined ? '' : ` (got ${JSON.stringify(value) ?? String(value)})`;
+  };
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const known = knownKeys(path);
+      return issue.keys.map((key) => {
+        const near = closest(key, known);
+        return { path: [...path, key], text: `unknown setting${near ? `; did you mean "${near}"?` : ` (known: ${known.join(', ')})`}` };
+      });
+    }
+    case 'too_big':
+      if (issue.origin === 'array') return [{ path, text: `at most ${issue.maximum} entries` }];
+      return [{ path, text: `must be ${issue.inclusive ? 'at most' : 'less than'} ${String(issue.maximum)}${got()}` }];
+    case 'too_small':
+      if (issue.origin === 'array') return [{ path, text: `at least ${issue.minimum} ${Number(issue.minimum) === 1 ? 'entry' : 'entries'}` }];
+      if (issue.origin === 'string') return [{ path, text: 'must not be empty' }];
+      return [{ path, text: `must be ${issue.inclusive ? 'at least' : 'greater than'} ${String(issue.minimum)}${got()}` }];
+    case 'invalid_value':
+      return [{ path, text: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}${got()}` }];
+    case 'invalid_type': {
+      const value = valueAt(input, path);
+      if (value === undefined) return [{ path, text: 'required' }];
+      const expected = issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`;
+      return [{ path, text: `must be ${expected}${got()}` }];
+    }
+    default:
+      return [{ path, text: `${issue.message}${got()}` }];
+  }
+}
+
+/** The known key nearest to `key` (case-insensitive edit distance ≤ 1/3 of its length, at least 2), if any. */
+export function closest(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const candidate of known) {
+    const d = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length];
 }
