@@ -1,27 +1,35 @@
-/** Aggregator Lambda (FIFO updates queue, group = run id): folds results into the posterior. */
-import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
-import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+/**
+ * Aggregator Lambda (FIFO updates queue, group = run id): the whole delivery batch is applied in
+ * one call, so each run's state is read and written once per batch (lib/pipeline/aggregator.ts).
+ * A record that does not parse fails alone; if applying the batch fails, every parsed record is
+ * reported failed and redelivered in order (partial batch responses, ReportBatchItemFailures).
+ */
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { createLogger, roleContext, toQueueMessage } from './runtime.js';
 
 const logger = createLogger();
 const ctx = roleContext(logger);
-const processor = new SqsFifoPartialProcessorAsync();
 
-async function record(record: SQSRecord): Promise<void> {
-  try {
-    const message = parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates');
-    logger.appendKeys({ runId: message.runId, taskId: message.taskId });
-    await handleUpdates(ctx, [message]);
-  } catch (error) {
-    // Reported as a batch item failure (retried, then dead-lettered); logged for the error-log alarm.
-    logger.error('update failed', { messageId: record.messageId, receiveCount: record.attributes.ApproximateReceiveCount, error: error as Error });
-    throw error;
-  }
-}
-
-export const handler = async (event: SQSEvent, context: Context) => {
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   logger.addContext(context);
-  return processPartialResponse(event, record, processor, { context, throwOnFullBatchFailure: false });
+  const failed: string[] = [];
+  const parsed: { id: string; message: UpdateMessage }[] = [];
+  for (const record of event.Records) {
+    try {
+      parsed.push({ id: record.messageId, message: parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates') });
+    } catch (error) {
+      // Logged for the error-log alarm; retried, then dead-lettered.
+      logger.error('update failed', { messageId: record.messageId, receiveCount: record.attributes.ApproximateReceiveCount, error: error as Error });
+      failed.push(record.messageId);
+    }
+  }
+  try {
+    if (parsed.length) await handleUpdates(ctx, parsed.map((p) => p.message));
+  } catch (error) {
+    logger.error('update failed', { messageIds: parsed.map((p) => p.id), error: error as Error });
+    failed.push(...parsed.map((p) => p.id));
+  }
+  return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
 };

@@ -60,9 +60,10 @@ export const ScheduleSchema = z
     /**
      * Rows per shard (one worker task), 40 to 1 000 000. Below the floor a task's fixed costs
      * (a queue message, a range read, a posterior read) outweigh its rows; above the ceiling a
-     * shard outgrows a worker's cache and timeout. @default 50_000
+     * shard outgrows a worker's cache and timeout. @default sized to the deployment: the estimated
+     * rows / (3 × worker concurrency), between 20 000 and 500 000 (lib/pipeline/planner.ts)
      */
-    shardRows: wholeBetween(40, 1_000_000).default(50_000),
+    shardRows: wholeBetween(40, 1_000_000).optional(),
     /**
      * SVI passes over the shuffled shards before batch sweeps, 0 to 20. One suffices after the
      * sample-based initialization on the data we measured; each pass costs as much as a batch
@@ -76,8 +77,13 @@ export const ScheduleSchema = z
     delay: between(0, 10_000).default(4),
     /** Forgetting rate κ ∈ (0.5, 1]. @default 0.7 */
     forgettingRate: z.number().gt(0.5).max(1).default(0.7),
-    /** Shard results folded into one SVI step, 1 to 100. @default 2 */
-    shardsPerStep: wholeBetween(1, 100).default(2),
+    /**
+     * Shards (tasks) in one SVI step, 1 to 10 000: every task of a step runs against the same
+     * version and their sums make one step (Hoffman et al. 2013 with |B| = their rows).
+     * @default the worker concurrency (Lambda concurrency, local threads), so a step takes one
+     * task-time whatever the scale
+     */
+    shardsPerStep: wholeBetween(1, 10_000).optional(),
     /**
      * Stop batch sweeps when |ΔELBO| / |ELBO| falls below this, in [1e-12, 0.1]: below 1e-12 the
      * change is float rounding (the float32 kernel's sums differ by ~1e-8), so sweeps would only

@@ -3,11 +3,14 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config.js';
 import { planRun } from '../lib/pipeline/planner.js';
-import { stepSize } from '../lib/inference/vb.js';
+import { batchUpdate, paramsFor, runLocalStep, stepSize } from '../lib/inference/vb.js';
+import { readOwnedLines } from '../lib/data/csv.js';
+import { parseWith, toBatch } from '../lib/data/dataset.js';
+import { layoutOf } from '../lib/model/spec.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
-import { handleTaskDelivery } from '../lib/pipeline/worker.js';
-import { readJson, type Manifest, type RunState } from '../lib/pipeline/run.js';
+import { handleTaskDelivery, WorkerCache } from '../lib/pipeline/worker.js';
+import { readJson, readPosterior, specOf, type Manifest, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
 
@@ -17,18 +20,21 @@ describe('pipeline roles over in-memory ports', () => {
   it('runs SVI over many shards, then batch sweeps to convergence, counting every row once', async () => {
     const ctx = inlinePorts();
     await ctx.store.put('datasets/forum/data/a.csv', forum);
-    const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 40, sviEpochs: 2 } });
+    const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 40, sviEpochs: 2, shardsPerStep: 2 } });
     const manifest = await planRun(ctx, { dataset: 'forum', config }, ctx.kernel);
     expect(manifest.shards.length).toBeGreaterThanOrEqual(20);
     const progress = await drive(ctx);
     expect(progress.status).toBe('done');
     const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
-    expect(state.trace.filter((t) => t.phase === 'svi').length).toBeGreaterThan(10);
     expect(state.converged).toBe(true);
+    const posterior = (await readJson<PosteriorDocument & { trace: TraceEntry[] }>(ctx.store, state.resultKey!)).value;
+    // 2 epochs of ⌈25 / 2⌉ steps, each with the step size of its place in the schedule.
+    const steps = posterior.trace.filter((t) => t.phase === 'svi');
+    expect(steps.length).toBe(2 * Math.ceil(manifest.shards.length / 2));
+    steps.forEach((t, i) => expect(t.rho).toBe(stepSize(i, config.schedule.delay, config.schedule.forgettingRate)));
     // Batch sweeps never lower the ELBO.
-    const sweeps = state.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+    const sweeps = posterior.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
     for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
-    const posterior = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
     expect(posterior.rows).toBe(1000);
     expect(posterior.components.length).toBe(4);
     const latest = (await readJson<{ posterior: string }>(ctx.store, keys.latestModel('forum'))).value;
@@ -64,7 +70,8 @@ describe('pipeline roles over in-memory ports', () => {
     const progress = await drive(ctx);
     expect(progress.status).toBe('done');
     const state = (await readJson<RunState>(ctx.store, keys.state('forum', second.runId))).value;
-    expect(state.trace.filter((t) => t.phase === 'batch').length).toBeLessThanOrEqual(3);
+    const doc = (await readJson<{ trace: TraceEntry[] }>(ctx.store, state.resultKey!)).value;
+    expect(doc.trace.filter((t) => t.phase === 'batch').length).toBeLessThanOrEqual(3);
     // A different model is not warm-started.
     const other = await planRun(ctx, { dataset: 'forum', config: parseConfig({ target: 'y', components: 6 }) }, ctx.kernel);
     expect(other.warmStartFrom).toBeUndefined();
@@ -73,38 +80,78 @@ describe('pipeline roles over in-memory ports', () => {
   });
 });
 
-describe('stale SVI results', () => {
-  it('damps the step size of results computed against old posterior versions', async () => {
+describe('rounds and their reduce', () => {
+  /** Run the planned run's tasks in the order `pick` chooses, one at a time, until it ends. */
+  async function runInOrder(ctx: ReturnType<typeof inlinePorts>, pick: (n: number) => number) {
+    const cache = new WorkerCache();
+    for (;;) {
+      const pending = await ctx.tasks.receive(10, 0);
+      for (let left = [...pending]; left.length; ) {
+        const [task] = left.splice(pick(left.length), 1);
+        await handleTaskDelivery(ctx, task, 3, cache);
+        await ctx.tasks.delete(task);
+      }
+      const updates = await ctx.updates.receive(10, 0);
+      if (updates.length) await handleUpdates(ctx, updates.map((m) => parseMessage(UpdateMessage, m.body, 'updates')));
+      for (const m of updates) await ctx.updates.delete(m);
+      if (ctx.progress && ctx.progress.status !== 'running') return ctx.progress;
+      if (!pending.length && !updates.length) throw new Error('stalled');
+    }
+  }
+
+  it('gives the same posterior, to the bit, whatever order the tasks finish in', async () => {
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 40, shardsPerStep: 7 } });
+    const results = [];
+    for (const pick of [() => 0, (n: number) => n - 1, (n: number) => Math.floor(n / 2)]) {
+      const ctx = inlinePorts();
+      await ctx.store.put('datasets/forum/data/a.csv', forum);
+      const manifest = await planRun(ctx, { dataset: 'forum', config, runId: 'fixed' }, ctx.kernel);
+      expect((await runInOrder(ctx, pick)).status).toBe('done');
+      const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+      results.push((await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value.state.lambda);
+    }
+    expect(results[1]).toBe(results[0]);
+    expect(results[2]).toBe(results[0]);
+  });
+
+  it('reduces a round to the sum of its shards\' local steps, and a repeated or stale completion changes nothing', async () => {
     const ctx = inlinePorts();
     await ctx.store.put('datasets/forum/data/a.csv', forum);
-    // 12 tasks in flight, one result per step: results arrive up to ~11 versions late.
-    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 40, sviEpochs: 1, shardsPerStep: 1 } });
-    const manifest = await planRun(ctx, { dataset: 'forum', config, inFlight: 12 }, ctx.kernel);
-    // A slow worker: the first task's result is held back while 15 others are applied.
-    const [slow] = await ctx.tasks.receive(1, 0);
-    for (let applied = 0; applied < 15; ) {
-      const [task] = await ctx.tasks.receive(1, 0);
-      await handleTaskDelivery(ctx, task, 3);
-      await ctx.tasks.delete(task);
-      const updates = await ctx.updates.receive(10, 0);
-      await handleUpdates(ctx, updates.map((m) => parseMessage(UpdateMessage, m.body, 'updates')));
-      for (const m of updates) await ctx.updates.delete(m);
-      applied += updates.length;
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 40, sviEpochs: 0 } });
+    const manifest = await planRun(ctx, { dataset: 'forum', config }, ctx.kernel);
+    const spec = specOf(manifest);
+    const tasks = await ctx.tasks.receive(10, 0);
+    for (let more = tasks; more.length; more = await ctx.tasks.receive(10, 0)) if (more !== tasks) tasks.push(...more);
+    expect(tasks.length).toBe(manifest.shards.length);
+    for (const task of tasks) await handleTaskDelivery(ctx, task, 3);
+    // Every shard completed: exactly one completion message (the round's id deduplicates a second).
+    const completions = await ctx.updates.receive(10, 0);
+    expect(completions.length).toBe(1);
+    const before = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+    // The sweep's total equals the local steps of the shards, summed directly.
+    const version0 = await readPosterior(ctx.store, spec, before.posteriorKey);
+    const params = paramsFor(spec, version0.state);
+    const expected = new Float64Array(layoutOf(spec).length);
+    let expectedRows = 0;
+    for (const shard of manifest.shards) {
+      const bytes = await readOwnedLines(ctx.store, manifest.files[0].key, shard.start, shard.end, manifest.files[0].dataStart);
+      const parsed = parseWith(manifest.plan, manifest.files[0], bytes);
+      const batch = toBatch(manifest.plan, manifest.standardization, parsed);
+      const rounded = { n: batch.n, x: Float64Array.from(Float32Array.from(batch.x)), u: Float64Array.from(Float32Array.from(batch.u)), y: Float64Array.from(Float32Array.from(batch.y)) };
+      const result = runLocalStep(ctx.kernel, params, ctx.kernel.prepare(rounded));
+      for (let i = 0; i < expected.length; i++) expected[i] += result.stats[i];
+      expectedRows += parsed.rows;
     }
-    await handleTaskDelivery(ctx, slow, 3);
-    await ctx.tasks.delete(slow);
-    await drive(ctx);
-    const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
-    const steps = state.trace.filter((t) => t.phase === 'svi');
-    expect(steps.length).toBe(manifest.shards.length);
-    const expected = 12; // ⌈inFlight / shardsPerStep⌉
-    steps.forEach((t, i) => {
-      const rhoT = stepSize(i, config.schedule.delay, config.schedule.forgettingRate);
-      expect(t.rho).toBeCloseTo(rhoT * Math.min(1, (expected + 1) / (t.staleness! + 1)), 12);
-    });
-    const late = steps.find((t) => t.staleness! > expected)!;
-    expect(late.staleness).toBeGreaterThanOrEqual(15);
-    expect(late.rho).toBeLessThan(stepSize(steps.indexOf(late), config.schedule.delay, config.schedule.forgettingRate));
-    expect(state.status).toBe('done');
+    const message = parseMessage(UpdateMessage, completions[0].body, 'updates');
+    await handleUpdates(ctx, [message]);
+    const after = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+    expect(after.version).toBe(1);
+    expect(after.totalRows).toBe(expectedRows);
+    const version1 = await readPosterior(ctx.store, spec, after.posteriorKey);
+    const lambda0 = batchUpdate(spec, version0.state, expected).lambda;
+    version1.state.lambda.forEach((v, i) => expect(v).toBeCloseTo(lambda0[i], 8));
+    // The same completion again, and one of an unknown round: the state is untouched.
+    await handleUpdates(ctx, [message, { ...message, roundId: 'batch0-o0-v0-someone' }]);
+    expect((await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value).toEqual(after);
   });
 });

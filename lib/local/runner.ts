@@ -12,6 +12,7 @@ import { loadKernel, type BackendName } from '../kernel/backend.js';
 import type { PosteriorDocument } from '../model/summary.js';
 import { handleUpdates } from '../pipeline/aggregator.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
+import { withLargePayloads } from '../pipeline/large-payloads.js';
 import { MemoryQueue } from '../pipeline/memory-queue.js';
 import { planRun } from '../pipeline/planner.js';
 import type { QueueMessage } from '../pipeline/ports.js';
@@ -72,12 +73,20 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   const store = new FolderObjectStore(storeRoot, { durable: false });
   const dataStore = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const deadTasks = new MemoryQueue({ name: 'tasks-dlq' });
-  const tasks = new MemoryQueue({ name: 'tasks', visibilityTimeoutSeconds: 900, maxReceiveCount: MAX_RECEIVE_COUNT, deadLetter: deadTasks });
-  const updates = new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 });
+  // Large bodies go through the folder exactly as they go through the bucket on AWS.
+  const offload = { prefix: 'queue-payloads' };
+  const tasks = withLargePayloads(
+    new MemoryQueue({ name: 'tasks', visibilityTimeoutSeconds: 900, maxReceiveCount: MAX_RECEIVE_COUNT, deadLetter: deadTasks }),
+    store,
+    offload,
+  );
+  const updates = withLargePayloads(new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 }), store, offload);
   const backend = options.backend ?? 'auto';
   const kernel = await loadKernel(backend);
 
   let progress: Progress | undefined;
+  /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */
+  let tasksDone = 0;
   const workerCount = options.workers ?? availableParallelism();
   const ctx = {
     store,
@@ -88,6 +97,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     workerConcurrency: Math.max(1, workerCount),
     onProgress: (p: Progress) => {
       progress = p;
+      tasksDone = 0;
       options.onProgress?.(p);
     },
   };
@@ -98,10 +108,16 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
       config: options.config,
       files: options.files.map((f) => ({ key: localDataKey(path.resolve(f)), name: f })),
       warmStart: false,
+      // Each thread keeps its shards (shard affinity below): no binary copies to write or read.
+      binaryShards: false,
     },
     kernel,
   );
 
+  const reportTask = () => {
+    tasksDone += 1;
+    if (progress?.status === 'running' && progress.phase !== 'done') options.onProgress?.({ ...progress, shardsDone: Math.min(progress.shards, progress.shardsDone + tasksDone) });
+  };
   const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => void updates.send(body, o)) : undefined;
   const inline = { ...ctx, kernel };
   const cache = new WorkerCache();
@@ -119,7 +135,11 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
         for (const worker of pool.idle()) {
           const task = pool.pending[worker].shift();
           if (!task) continue;
-          pool.run(worker, task, (error) => (error ? void tasks.release(task, 0) : void tasks.delete(task)));
+          pool.run(worker, task, (error) => {
+            if (error) return void tasks.release(task, 0);
+            void tasks.delete(task);
+            reportTask();
+          });
           busy = true;
         }
       } else {
@@ -127,7 +147,10 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
         if (task) {
           busy = true;
           await handleTaskDelivery(inline, task, MAX_RECEIVE_COUNT, cache).then(
-            () => tasks.delete(task),
+            async () => {
+              await tasks.delete(task);
+              reportTask();
+            },
             () => tasks.release(task, 0),
           );
         }

@@ -91,3 +91,58 @@ export function specFromConfig(config: ModelConfig, D: number, P: number): Model
     priors: config.priors,
   };
 }
+
+/**
+ * Symmetric blocks (sxx: T×D×D, suu: T×P×P) stored as their upper triangles, row by row: what
+ * statistics and coordinates take on the wire and in the object store (half the bytes at large D).
+ * Every other block is copied as it is. `unpackSymmetric(spec, packSymmetric(spec, v))` equals v
+ * for every v whose symmetric blocks are symmetric.
+ */
+export function packedLength(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>): number {
+  const { T, D, P } = spec;
+  return layoutOf(spec).length - T * (D * (D - 1) + P * (P - 1)) / 2;
+}
+
+function symmetricBlocks(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>): { offset: number; n: number; end: number }[] {
+  const layout = layoutOf(spec);
+  return [
+    { offset: layout.sxx, n: spec.D, end: layout.suu },
+    { offset: layout.suu, n: spec.P, end: layout.syu },
+  ];
+}
+
+export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>, full: Float64Array): Float64Array {
+  const out = new Float64Array(packedLength(spec));
+  let from = 0;
+  let to = 0;
+  for (const { offset, n, end } of symmetricBlocks(spec)) {
+    out.set(full.subarray(from, offset), to);
+    to += offset - from;
+    for (let base = offset; base < end; base += n * n)
+      for (let i = 0; i < n; i++) for (let j = i; j < n; j++) out[to++] = full[base + i * n + j];
+    from = end;
+  }
+  out.set(full.subarray(from), to);
+  return out;
+}
+
+export function unpackSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>, packed: Float64Array): Float64Array {
+  const full = new Float64Array(layoutOf(spec).length);
+  if (packed.length !== packedLength(spec)) throw new RangeError(`packed statistics: expected ${packedLength(spec)} values, got ${packed.length}`);
+  let from = 0;
+  let to = 0;
+  for (const { offset, n, end } of symmetricBlocks(spec)) {
+    full.set(packed.subarray(from, from + offset - to), to);
+    from += offset - to;
+    for (let base = offset; base < end; base += n * n)
+      for (let i = 0; i < n; i++)
+        for (let j = i; j < n; j++) {
+          const v = packed[from++];
+          full[base + i * n + j] = v;
+          full[base + j * n + i] = v;
+        }
+    to = end;
+  }
+  full.set(packed.subarray(from), to);
+  return full;
+}

@@ -1,35 +1,40 @@
 /**
- * Aggregator: the one writer of a run (FIFO group = run id). Folds worker results, applies the
- * natural-gradient step (SVI) or the batch update, versions the posterior, keeps tasks in flight,
- * switches from SVI to batch sweeps, stops at convergence and writes the results (DESIGN.md §3).
+ * Aggregator: the one writer of a run (FIFO group = run id). Its decisions are serial, its
+ * arithmetic is not: workers reduce each round to a few group sums (worker.ts), and the
+ * aggregator, woken once per round, adds those, applies the natural-gradient step (SVI) or the
+ * batch update, writes the next posterior version, starts the next round, and at the end writes
+ * the results (docs/deploy.md §6, docs/model.md §6–7).
  *
- * Crash safety: new posterior versions get unique keys, tasks are sent before the state, and the
- * state is written with If-Match. A losing or crashed aggregator leaves at most orphan versions
- * and orphan tasks, whose results are ignored because their task ids are not in the state.
+ * Crash safety and idempotency: versions and rounds carry the writer's id, tasks are sent before
+ * the state, and the state is written with If-Match. A round counts only when it is the state's
+ * current round, so a duplicate completion, a stale one, or one of a losing aggregator's orphan
+ * rounds changes nothing; a crashed aggregator's message is redelivered and redone.
  */
 import { randomUUID } from 'node:crypto';
+import pMap from 'p-map';
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
 import { renderReport } from '../model/report.js';
 import { clusterNumbers, logJacobianPerRow, summarize } from '../model/summary.js';
-import { epochOrder, makeTasks, sendTasks } from './dispatch.js';
+import { unpackSymmetric } from '../model/spec.js';
+import { decodeBinary } from './binary.js';
+import { sendTasks, startRound } from './dispatch.js';
 import { releaseDataset } from './ingest.js';
-import { decodeFloat64, encodeFloat64, INTERMEDIATE_TAGS, keys, type RefitMessage, type ResultMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
+import { groupCount, INTERMEDIATE_TAGS, keys, type RefitMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
-  decodeState,
-  encodeState,
+  encodePosterior,
   jsonBody,
   readJson,
+  readPosterior,
   silentLog,
   specOf,
   type Manifest,
-  type PosteriorVersion,
   type Progress,
   type RoleContext,
   type RunState,
+  type TraceEntry,
 } from './run.js';
-
-const MAX_SKIPPED_EXAMPLES = 50;
+import { addInto, MAX_SKIPPED_EXAMPLES, READ_CONCURRENCY, type GroupReport } from './worker.js';
 
 /** A run that ended in this call; when `refitPending`, a refit message was sent to the tasks queue. */
 export interface EndedRun {
@@ -39,7 +44,10 @@ export interface EndedRun {
   refitPending: boolean;
 }
 
-/** Apply a batch of update messages (any runs); throws if a run's state was written meanwhile. */
+/**
+ * Apply a delivery of update messages (any runs): one read and at most one conditional write of
+ * each run's state. Throws if a run's state was written meanwhile (the delivery is then redone).
+ */
 export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun[]> {
   const byRun = new Map<string, UpdateMessage[]>();
   for (const m of messages) byRun.set(`${m.dataset}/${m.runId}`, [...(byRun.get(`${m.dataset}/${m.runId}`) ?? []), m]);
@@ -51,115 +59,209 @@ export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[])
   return ended;
 }
 
+/** Manifests are immutable: read once per process (a Lambda container, the local runner). */
+const manifests = new Map<string, Manifest>();
+async function manifestOf(ctx: RoleContext, dataset: string, runId: string): Promise<Manifest> {
+  const key = keys.manifest(dataset, runId);
+  let manifest = manifests.get(key);
+  if (!manifest) {
+    manifest = (await readJson<Manifest>(ctx.store, key)).value;
+    if (manifests.size > 16) manifests.clear();
+    manifests.set(key, manifest);
+  }
+  return manifest;
+}
+
 /** Everything one invocation needs about a run. */
 interface RunContext {
   ctx: RoleContext;
   manifest: Manifest;
   state: RunState;
-  global: GlobalState;
   outbox: TaskMessage[];
   writer: string;
+  changed: boolean;
 }
 
 async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun | undefined> {
   const { dataset, runId } = messages[0];
-  const manifest = (await readJson<Manifest>(ctx.store, keys.manifest(dataset, runId))).value;
+  const manifest = await manifestOf(ctx, dataset, runId);
   const stateKey = keys.state(dataset, runId);
   const { value: state, etag } = await readJson<RunState>(ctx.store, stateKey);
-  const global = decodeState((await readJson<PosteriorVersion>(ctx.store, state.posteriorKey)).value);
-  const run: RunContext = { ctx, manifest, state, global, outbox: [], writer: randomUUID().slice(0, 8) };
+  const run: RunContext = { ctx, manifest, state, outbox: [], writer: randomUUID().slice(0, 8), changed: false };
   const wasRunning = state.status === 'running';
   for (const message of messages) await apply(run, message);
-  state.updatedAt = new Date().toISOString();
-  await sendTasks(ctx.tasks, run.outbox);
-  await ctx.store.put(stateKey, jsonBody(state), { ifMatch: etag });
-  ctx.onProgress?.(progressOf(manifest, state));
-  if (!wasRunning || state.status === 'running') return undefined;
+  if (run.changed) {
+    state.updatedAt = new Date().toISOString();
+    await sendTasks(ctx.tasks, run.outbox);
+    await ctx.store.put(stateKey, jsonBody(state), { ifMatch: etag });
+    ctx.onProgress?.(progressOf(manifest, state));
+  }
+  if (state.status === 'running') return undefined;
+  // Release the dataset when the run ended now, and again on a redelivery after a crash that
+  // came between the state write and the release (releaseDataset does nothing once released).
   const refitPending = await releaseDataset(ctx, dataset, runId);
   if (refitPending) await ctx.tasks.send(JSON.stringify({ kind: 'refit', dataset } satisfies RefitMessage));
-  return { dataset, runId, status: state.status, refitPending };
+  return wasRunning || refitPending ? { dataset, runId, status: state.status, refitPending } : undefined;
 }
 
 async function apply(run: RunContext, message: UpdateMessage): Promise<void> {
   const { state } = run;
   const log = run.ctx.log ?? silentLog;
   if (state.status !== 'running') return;
+  const current = state.round?.id;
   if (message.kind === 'task-failed') {
-    if (message.taskId in state.inFlight || message.taskId === 'unknown') {
-      fail(run, `task ${message.taskId} failed for good: ${message.reason}`);
+    // A task of the current round is lost, or one too broken to say which (its body named the run
+    // only): the round cannot complete. A task of another round (an orphan, a stale one) is not missed.
+    const ours = message.taskId === 'unknown' || message.roundId === current || message.taskId.startsWith(`${current}-t`);
+    if (ours) return fail(run, `task ${message.taskId} failed for good: ${message.reason}`);
+    log.warn('failure of a task outside the current round ignored', { runId: message.runId, taskId: message.taskId });
+    return;
+  }
+  if (message.roundId !== current) {
+    log.info('completion of a finished or unknown round ignored', { runId: message.runId, roundId: message.roundId });
+    return;
+  }
+  await completeRound(run);
+}
+
+/** The round's total: its group sums added in group order (the same bits whoever wrote them). */
+interface RoundTotal {
+  stats: Float64Array | undefined;
+  rows: number;
+  logLik: number;
+  groups: GroupReport[];
+}
+
+async function readRoundTotal(run: RunContext): Promise<RoundTotal> {
+  const { manifest, ctx } = run;
+  const round = run.state.round!;
+  const spec = specOf(manifest);
+  const groups = await pMap(
+    Array.from({ length: groupCount(round) }, (_, g) => keys.groupSum(manifest.dataset, manifest.runId, round.id, g)),
+    async (key) => decodeBinary<GroupReport>((await ctx.store.get(key)).body, key),
+    { concurrency: READ_CONCURRENCY },
+  );
+  const total: RoundTotal = { stats: undefined, rows: 0, logLik: 0, groups: groups.map((g) => g.header) };
+  for (const { header, arrays } of groups) {
+    total.rows += header.rows;
+    total.logLik += header.logLik;
+    if (arrays.stats) total.stats = total.stats ? addInto(total.stats, arrays.stats as Float64Array) : Float64Array.from(arrays.stats);
+  }
+  if (total.stats) total.stats = unpackSymmetric(spec, total.stats);
+  return total;
+}
+
+async function completeRound(run: RunContext): Promise<void> {
+  const { state, manifest } = run;
+  const round = state.round!;
+  const total = await readRoundTotal(run);
+  run.changed = true;
+  await recordShards(run, total);
+  if (state.status !== 'running') return;
+  const spec = specOf(manifest);
+  const current = await readPosterior(run.ctx.store, spec, state.posteriorKey);
+  const schedule = manifest.config.schedule;
+  const trace = current.trace;
+  const S = manifest.shards.length;
+
+  if (round.phase === 'assign') return finalize(run, current.state, trace);
+
+  if (round.phase === 'svi') {
+    // Hoffman et al. 2013 eq. 27 with |B| = the round's rows: every task of the round saw the same version.
+    const n = totalRows(run);
+    const rho = stepSize(state.step, schedule.delay, schedule.forgettingRate);
+    const elbo = elboOf(spec, current.state, (n / total.rows) * total.logLik); // an estimate
+    const next = sviUpdate(spec, current.state, total.stats!, total.rows, n, rho);
+    state.step += 1;
+    await newVersion(run, next, [...trace, { phase: 'svi', round: round.number, version: state.version, elbo, rho }]);
+    const offset = round.offset + round.tasks;
+    const epoch = offset >= S ? round.number + 1 : round.number;
+    if (epoch < schedule.sviEpochs) {
+      const start = offset >= S ? 0 : offset;
+      run.outbox.push(...startRound(manifest, state, { phase: 'svi', number: epoch, offset: start, tasks: Math.min(manifest.stepWidth, S - start), writer: run.writer }));
+    } else {
+      run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: 0, writer: run.writer }));
     }
     return;
   }
-  if (state.applied.includes(message.taskId)) {
-    log.info('duplicate result ignored', { runId: message.runId, taskId: message.taskId });
-    return;
-  }
-  if (!(message.taskId in state.inFlight)) {
-    log.warn('result of an unknown task ignored', { runId: message.runId, taskId: message.taskId });
-    return;
-  }
-  delete state.inFlight[message.taskId];
-  state.applied.push(message.taskId);
-  recordShard(run, message);
-  if (state.status !== 'running') return;
 
-  if (message.phase === 'assign') {
-    if (Object.keys(state.inFlight).length === 0) await finalize(run);
-    return;
+  // A batch sweep: its ELBO is exact for the version every task used.
+  const elbo = elboOf(spec, current.state, total.logLik);
+  const previous = [...trace].reverse().find((t) => t.phase === 'batch');
+  const entry: TraceEntry = { phase: 'batch', round: round.number, version: state.version, elbo };
+  const converged = previous !== undefined && Math.abs(elbo - previous.elbo) <= schedule.tolerance * Math.abs(elbo);
+  if (converged || round.number + 1 >= schedule.maxSweeps) {
+    // Keep the version whose ELBO was just measured: the reported posterior and ELBO agree.
+    state.converged = converged;
+    return finish(run, current.state, [...trace, entry]);
   }
-  fold(state, message, state.version - message.baseVersion);
-  if (message.phase === 'svi') await continueSvi(run);
-  else if (state.pending.results === run.manifest.shards.length) await completeSweep(run);
+  await newVersion(run, batchUpdate(spec, current.state, total.stats!), [...trace, entry]);
+  run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: round.number + 1, writer: run.writer }));
 }
 
-/** The first report of each shard fixes its row, skip and line counts. */
-function recordShard(run: RunContext, message: ResultMessage) {
+/**
+ * Shards reported for the first time: their counts go to a `counts/` object of this round (read
+ * again only at the end), the state keeps a bitmap and the sums. Once every shard has reported,
+ * N is exact and the share of skipped rows is checked.
+ */
+async function recordShards(run: RunContext, total: RoundTotal) {
   const { state, manifest } = run;
-  if (state.shards[message.shard]) return;
-  state.shards[message.shard] = { rows: message.rows, skipped: message.skipped, lines: message.lines };
-  for (const s of message.skippedExamples) {
-    if (state.skippedExamples.length >= MAX_SKIPPED_EXAMPLES) break;
-    state.skippedExamples.push({ shard: message.shard, ...s });
+  const seen = Buffer.alloc(Math.ceil(manifest.shards.length / 8));
+  Buffer.from(state.seen.shards, 'base64').copy(seen);
+  const fresh: [number, number, number, number][] = [];
+  const freshShards = new Set<number>();
+  for (const group of total.groups) {
+    for (const counts of group.shards) {
+      const [shard, rows, skipped] = counts;
+      if (seen[shard >> 3] & (1 << (shard & 7))) continue;
+      seen[shard >> 3] |= 1 << (shard & 7);
+      fresh.push(counts);
+      freshShards.add(shard);
+      state.seen.count += 1;
+      state.seen.rows += rows;
+      state.seen.skipped += skipped;
+    }
+    for (const example of group.skippedExamples) {
+      if (state.skippedExamples.length < MAX_SKIPPED_EXAMPLES && freshShards.has(example.shard)) state.skippedExamples.push(example);
+    }
   }
-  if (Object.keys(state.shards).length < manifest.shards.length) return;
-  const counts = Object.values(state.shards);
-  state.totalRows = counts.reduce((s, c) => s + c.rows, 0);
-  const skipped = counts.reduce((s, c) => s + c.skipped, 0);
-  const share = skipped / Math.max(1, state.totalRows + skipped);
-  if (state.totalRows === 0 || share > manifest.config.schedule.maxSkippedShare) {
-    const first = numberedSkipped(manifest, state)[0];
+  if (fresh.length === 0) return;
+  state.seen.shards = seen.toString('base64');
+  await run.ctx.store.put(keys.shardCounts(manifest.dataset, manifest.runId, state.round!.id), jsonBody(fresh));
+  if (state.seen.count < manifest.shards.length) return;
+  state.totalRows = state.seen.rows;
+  const { rows, skipped } = state.seen;
+  const share = skipped / Math.max(1, rows + skipped);
+  if (rows === 0 || share > manifest.config.schedule.maxSkippedShare) {
+    const first = numberedSkipped(manifest, state, await readShardCounts(run))[0];
     fail(
       run,
-      `${skipped} of ${state.totalRows + skipped} rows are unusable (more than ${manifest.config.schedule.maxSkippedShare * 100}%)` +
+      `${skipped} of ${rows + skipped} rows are unusable (more than ${manifest.config.schedule.maxSkippedShare * 100}%)` +
         (first ? `; first: ${first.file}:${first.line}: column "${first.column}": ${JSON.stringify(first.value)} ${first.reason}` : ''),
     );
   }
 }
 
-function fold(state: RunState, message: ResultMessage, staleness: number) {
-  const p = state.pending;
-  const stats = decodeFloat64(message.stats!);
-  if (p.stats) {
-    const sum = decodeFloat64(p.stats);
-    for (let i = 0; i < sum.length; i++) sum[i] += stats[i];
-    p.stats = encodeFloat64(sum);
-  } else p.stats = message.stats!;
-  p.rows += message.rows;
-  p.logLik += message.logLik;
-  p.results += 1;
-  p.maxStaleness = Math.max(p.maxStaleness, staleness);
+/** Rows, skipped rows and lines of every shard, from the run's `counts/` objects. */
+async function readShardCounts(run: RunContext): Promise<Map<number, { rows: number; skipped: number; lines: number }>> {
+  const { ctx, manifest } = run;
+  const objects = await ctx.store.list(keys.shardCountsPrefix(manifest.dataset, manifest.runId));
+  const parts = await pMap(objects, async (o) => (await readJson<[number, number, number, number][]>(ctx.store, o.key)).value, {
+    concurrency: READ_CONCURRENCY,
+  });
+  const counts = new Map<number, { rows: number; skipped: number; lines: number }>();
+  for (const part of parts) for (const [shard, rows, skipped, lines] of part) if (!counts.has(shard)) counts.set(shard, { rows, skipped, lines });
+  return counts;
 }
 
-function clearPending(state: RunState) {
-  state.pending = { stats: null, rows: 0, logLik: 0, results: 0, maxStaleness: 0 };
-}
-
-async function newVersion(run: RunContext, global: GlobalState) {
+async function newVersion(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
   const { state, manifest } = run;
   state.version += 1;
   state.posteriorKey = keys.posterior(manifest.dataset, manifest.runId, state.version, run.writer);
-  await run.ctx.store.put(state.posteriorKey, jsonBody(encodeState(state.version, global)), { tags: { ...INTERMEDIATE_TAGS } });
-  run.global = global;
+  state.latest = trace[trace.length - 1] ?? null;
+  await run.ctx.store.put(state.posteriorKey, encodePosterior(specOf(manifest), { version: state.version, state: global, trace }), {
+    tags: { ...INTERMEDIATE_TAGS },
+  });
 }
 
 /** N: exact once every shard has reported, the planner's estimate before. */
@@ -167,115 +269,55 @@ function totalRows(run: RunContext): number {
   return run.state.totalRows ?? run.manifest.rowEstimate;
 }
 
-async function continueSvi(run: RunContext) {
+/** After the last sweep: the assignment pass when asked for, else the results. */
+async function finish(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
   const { state, manifest } = run;
-  const schedule = manifest.config.schedule;
-  const spec = specOf(manifest);
-  const inFlight = () => Object.keys(state.inFlight).length;
-  const sviOver = () => state.queue.length === 0 && state.round + 1 >= schedule.sviEpochs;
-  const p = state.pending;
-  if (p.results >= schedule.shardsPerStep || (sviOver() && inFlight() === 0 && p.results > 0)) {
-    // Staleness beyond what the pipeline's depth implies is damped (DESIGN.md §2, stale updates).
-    const expected = Math.ceil(manifest.inFlight / schedule.shardsPerStep);
-    const rho = stepSize(state.step, schedule.delay, schedule.forgettingRate) * Math.min(1, (expected + 1) / (p.maxStaleness + 1));
-    const n = totalRows(run);
-    // An estimate: the minibatch's logsumexp terms scaled to N, minus the global KL.
-    const elbo = elboOf(spec, run.global, (n / p.rows) * p.logLik);
-    state.trace.push({ phase: 'svi', round: state.round, version: state.version, elbo, staleness: p.maxStaleness, rho });
-    const next = sviUpdate(spec, run.global, decodeFloat64(p.stats!), p.rows, n, rho);
-    state.step += 1;
-    clearPending(state);
-    await newVersion(run, next);
-  }
-  // Keep the pipeline full.
-  const wanted: number[] = [];
-  while (inFlight() + wanted.length < manifest.inFlight) {
-    if (state.queue.length === 0) {
-      if (state.round + 1 >= schedule.sviEpochs) break;
-      state.round += 1;
-      state.queue = epochOrder(manifest, state.round);
-    }
-    wanted.push(state.queue.shift()!);
-  }
-  run.outbox.push(...makeTasks(manifest, state, wanted, 'svi'));
-  if (sviOver() && inFlight() === 0 && state.pending.results === 0) {
-    state.phase = 'batch';
-    state.round = 0;
-    run.outbox.push(...makeTasks(manifest, state, manifest.shards.map((s) => s.index), 'batch'));
-  }
-}
-
-async function completeSweep(run: RunContext) {
-  const { state, manifest } = run;
-  const schedule = manifest.config.schedule;
-  const spec = specOf(manifest);
-  const elbo = elboOf(spec, run.global, state.pending.logLik);
-  const previous = [...state.trace].reverse().find((t) => t.phase === 'batch');
-  state.trace.push({ phase: 'batch', round: state.round, version: state.version, elbo });
-  const converged = previous !== undefined && Math.abs(elbo - previous.elbo) <= schedule.tolerance * Math.abs(elbo);
-  if (converged || state.round + 1 >= schedule.maxSweeps) {
-    // Keep the version whose ELBO was just measured: the reported posterior and ELBO agree.
-    state.converged = converged;
-    clearPending(state);
-    await finish(run);
-    return;
-  }
-  const next = batchUpdate(spec, run.global, decodeFloat64(state.pending.stats!));
-  clearPending(state);
-  state.round += 1;
-  await newVersion(run, next);
-  run.outbox.push(...makeTasks(manifest, state, manifest.shards.map((s) => s.index), 'batch'));
-}
-
-async function finish(run: RunContext) {
-  const { state, manifest } = run;
-  if (!manifest.assign) return finalize(run);
-  state.phase = 'assign';
-  const clusterOf = clusterNumbers(derive(specOf(manifest), run.global));
+  if (!manifest.assign) return finalize(run, global, trace);
+  // The same λ as a new version, so the trace's last sweep travels with it to the end.
+  await newVersion(run, global, trace);
+  const counts = await readShardCounts(run);
+  const rowOffsets = new Map<number, number>();
   let offset = 0;
   for (const shard of manifest.shards) {
-    const [task] = makeTasks(manifest, state, [shard.index], 'assign', clusterOf);
-    task.rowOffset = offset;
-    offset += state.shards[shard.index].rows;
-    run.outbox.push(task);
+    rowOffsets.set(shard.index, offset);
+    offset += counts.get(shard.index)?.rows ?? 0;
   }
+  const clusterOf = clusterNumbers(derive(specOf(manifest), global));
+  run.outbox.push(...startRound(manifest, state, { phase: 'assign', number: 0, writer: run.writer, clusterOf, rowOffsets }));
 }
 
 /** Skipped-row examples with their line numbers in the file (every shard's line count is known). */
-export function numberedSkipped(manifest: Manifest, state: RunState) {
+export function numberedSkipped(manifest: Manifest, state: RunState, counts: Map<number, { lines: number }>) {
   const firstLine = new Map<number, number>();
   const next = new Map<number, number>();
   for (const shard of manifest.shards) {
     const line = next.get(shard.file) ?? 2; // line 1 is the header
     firstLine.set(shard.index, line);
-    next.set(shard.file, line + (state.shards[shard.index]?.lines ?? 0));
+    next.set(shard.file, line + (counts.get(shard.index)?.lines ?? 0));
   }
   return state.skippedExamples.map(({ shard, line, ...rest }) => ({ ...rest, line: (firstLine.get(shard) ?? 0) + line }));
 }
 
-async function finalize(run: RunContext) {
+async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
   const { state, manifest, ctx } = run;
-  const counts = Object.values(state.shards);
-  const rows = counts.reduce((s, c) => s + c.rows, 0);
-  const skippedRows = counts.reduce((s, c) => s + c.skipped, 0);
-  const lastBatch = [...state.trace].reverse().find((t) => t.phase === 'batch');
+  const lastBatch = [...trace].reverse().find((t) => t.phase === 'batch');
   const doc = summarize({
     dataset: manifest.dataset,
     runId: manifest.runId,
     config: manifest.config,
     plan: manifest.plan,
     standardization: manifest.standardization,
-    state: run.global,
-    rows,
-    skippedRows,
+    state: global,
+    rows: state.seen.rows,
+    skippedRows: state.seen.skipped,
     elboStandardized: lastBatch?.elbo ?? NaN,
     converged: state.converged,
   });
-  const skipped = numberedSkipped(manifest, state);
-  const trace = state.trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
+  const skipped = numberedSkipped(manifest, state, await readShardCounts(run));
+  const shownTrace = trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
   const posteriorKey = keys.result(manifest.dataset, manifest.runId, 'posterior.json');
-  await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace }, null, 1), { contentType: 'application/json' });
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, trace, skipped), {
+  await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' });
+  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, shownTrace, skipped), {
     contentType: 'text/html',
   });
   await ctx.store.put(
@@ -284,12 +326,16 @@ async function finalize(run: RunContext) {
   );
   state.status = 'done';
   state.phase = 'done';
+  state.round = null;
+  state.latest = lastBatch ?? state.latest;
   state.resultKey = posteriorKey;
 }
 
 function fail(run: RunContext, reason: string) {
+  run.changed = true;
   run.state.status = 'failed';
   run.state.failure = reason;
+  run.state.round = null;
   (run.ctx.log ?? silentLog).error('run failed', { runId: run.manifest.runId, reason });
 }
 
@@ -301,29 +347,26 @@ function inDataUnits(manifest: Manifest, state: RunState, elbo: number): number 
   return elbo - (state.totalRows ?? manifest.rowEstimate) * logJacobianPerRow(specOf(manifest), manifest.standardization);
 }
 
-export function progressOf(manifest: Manifest, state: RunState): Progress {
+/** What `status` and the progress bar show; `tasksDone` of the current round when the caller counts them. */
+export function progressOf(manifest: Manifest, state: RunState, tasksDone = 0): Progress {
   const schedule = manifest.config.schedule;
-  const counts = Object.values(state.shards);
-  const inFlight = Object.keys(state.inFlight).length;
   const shards = manifest.shards.length;
-  const shardsDone =
-    state.phase === 'svi' ? shards - state.queue.length - inFlight : state.phase === 'done' ? shards : shards - inFlight;
-  const last = state.trace[state.trace.length - 1];
+  const round = state.round;
+  const last = state.latest;
   return {
     dataset: manifest.dataset,
     runId: manifest.runId,
     status: state.status,
     phase: state.phase,
-    round: state.round,
+    round: round?.number ?? 0,
     rounds: state.phase === 'svi' ? schedule.sviEpochs : schedule.maxSweeps,
-    shardsDone: Math.max(0, shardsDone),
+    shardsDone: state.phase === 'done' ? shards : round ? Math.min(round.offset + tasksDone, shards) : 0,
     shards,
     elbo: last ? inDataUnits(manifest, state, last.elbo) : null,
     elboFrom: last ? (last.phase === 'batch' ? `sweep ${last.round + 1}` : `SVI epoch ${last.round + 1} (estimate)`) : null,
-    rows: counts.reduce((s, c) => s + c.rows, 0),
-    skipped: counts.reduce((s, c) => s + c.skipped, 0),
+    rows: state.seen.rows,
+    skipped: state.seen.skipped,
     converged: state.converged,
     ...(state.failure ? { failure: state.failure } : {}),
   };
 }
-

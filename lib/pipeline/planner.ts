@@ -24,7 +24,7 @@ import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
 import { INTERMEDIATE_TAGS, keys } from './protocol.js';
 import {
-  encodeState,
+  encodePosterior,
   jsonBody,
   readJsonIfExists,
   silentLog,
@@ -40,12 +40,35 @@ export interface PlanRequest {
   config: ModelConfig;
   /** Explicit data objects; default: every .csv under datasets/<dataset>/data/. */
   files?: { key: string; name?: string }[];
-  /** Tasks in flight during SVI. @default max(2 × shardsPerStep, min(ctx.workerConcurrency, shards)) */
-  inFlight?: number;
+  /** Workers the run is planned for (shard size, SVI step width). @default ctx.workerConcurrency, else DEFAULT_WORKER_CONCURRENCY */
+  workers?: number;
+  /**
+   * Workers store each shard's parsed rows in binary on first read, so later passes read no CSV
+   * and any worker can take any shard (Lambda). Off where one process keeps its shards (local threads). @default true
+   */
+  binaryShards?: boolean;
   /** Start from models/<dataset>/latest.json when it fits the same columns. @default true */
   warmStart?: boolean;
   runId?: string;
   now?: Date;
+}
+
+/** Workers assumed when the caller does not know them (`clusterwise submit`): the stack's default concurrency. */
+export const DEFAULT_WORKER_CONCURRENCY = 20;
+
+/**
+ * Shards sized to the deployment (docs/deploy.md §6): about SHARDS_PER_WORKER shards per worker
+ * per pass, so a sweep balances over the workers, within [MIN_SHARD_ROWS, MAX_SHARD_ROWS]: below,
+ * a task's fixed costs (queue message, posterior read, partial write) dominate; above, a shard
+ * outgrows a worker's memory and its task outlasts a step. `schedule.shardRows` overrides.
+ */
+export const SHARDS_PER_WORKER = 3;
+export const MIN_SHARD_ROWS = 20_000;
+export const MAX_SHARD_ROWS = 500_000;
+
+export function shardRowsFor(config: ModelConfig, rowEstimate: number, workers: number): number {
+  const sized = Math.round(rowEstimate / (SHARDS_PER_WORKER * workers));
+  return config.schedule.shardRows ?? Math.min(MAX_SHARD_ROWS, Math.max(MIN_SHARD_ROWS, sized));
 }
 
 /** Read datasets/<name>/model.json (if any) and merge the request's settings over it. */
@@ -105,14 +128,15 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     throw new DataError(`no usable rows: every sampled row was skipped${where}`, { file: first.name });
   }
 
-  const shardBytes = Math.max(64, Math.round(config.schedule.shardRows * sample.bytesPerLine));
+  const workers = Math.max(1, request.workers ?? ctx.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY);
+  const shardBytes = Math.max(64, Math.round(shardRowsFor(config, sample.rowEstimate, workers) * sample.bytesPerLine));
   const shards: Shard[] = [];
   files.forEach((f, file) => {
     for (const range of planByteShards(f.size, f.dataStart, shardBytes)) shards.push({ index: shards.length, file, ...range });
   });
 
   const draft = {
-    format: 'clusterwise/manifest@1' as const,
+    format: 'clusterwise/manifest@2' as const,
     dataset: request.dataset,
     runId,
     createdAt: now.toISOString(),
@@ -120,7 +144,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     plan: columnPlan,
     files,
     shards,
-    inFlight: request.inFlight ?? Math.max(2 * config.schedule.shardsPerStep, Math.min(ctx.workerConcurrency ?? 0, shards.length)),
+    stepWidth: config.schedule.shardsPerStep ?? workers,
+    binaryShards: request.binaryShards ?? true,
     assign: config.assignments,
   };
 
@@ -155,8 +180,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
 
   const posteriorKey = keys.posterior(request.dataset, runId, 0, 'planner');
   await ctx.store.put(keys.manifest(request.dataset, runId), jsonBody(manifest), { ifNoneMatch: '*' });
-  await ctx.store.put(posteriorKey, jsonBody(encodeState(0, state)), { tags: { ...INTERMEDIATE_TAGS } });
-  const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now);
+  await ctx.store.put(posteriorKey, encodePosterior(specOf(manifest), { version: 0, state, trace: [] }), { tags: { ...INTERMEDIATE_TAGS } });
+  const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now, 'planner');
   await ctx.store.put(keys.state(request.dataset, runId), jsonBody(runState), { ifNoneMatch: '*' });
   await sendTasks(ctx.tasks, tasks);
   log.info('run planned', { runId, dataset: request.dataset, files: files.length, shards: shards.length, rowEstimate: sample.rowEstimate });

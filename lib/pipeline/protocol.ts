@@ -1,10 +1,11 @@
 /**
  * The one module for what crosses a queue or lands in the object store between roles: message
- * schemas (zod), object keys, and the float64 encoding of statistics.
+ * schemas (zod) and object keys. Numeric objects use the binary format of binary.ts.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
-// ---- float64 vectors travel as base64 of their little-endian bytes (exact, 8 bytes a value) ----
+// ---- float64 vectors in JSON documents (posterior.json's state) as base64 of their little-endian bytes ----
 
 export function encodeFloat64(v: Float64Array): string {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
@@ -26,6 +27,8 @@ export function decodeFloat64(text: string): Float64Array {
  */
 export const INTERMEDIATE_TAGS: Readonly<Record<string, string>> = { 'clusterwise:intermediate': 'true' };
 
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+
 export const keys = {
   dataPrefix: (dataset: string) => `datasets/${dataset}/data/`,
   modelConfig: (dataset: string) => `datasets/${dataset}/model.json`,
@@ -34,10 +37,23 @@ export const keys = {
   state: (dataset: string, runId: string) => `runs/${dataset}/${runId}/state.json`,
   /** Versions carry a unique suffix so a losing aggregator's write never clobbers the winner's. */
   posterior: (dataset: string, runId: string, version: number, writer: string) =>
-    `runs/${dataset}/${runId}/posterior/v${String(version).padStart(6, '0')}-${writer}.json`,
+    `runs/${dataset}/${runId}/posterior/v${pad(version, 6)}-${writer}.bin`,
+  /** A shard's parsed, standardized rows (float32), written on its first read: later passes read no CSV. */
+  shardRows: (dataset: string, runId: string, shard: number) => `runs/${dataset}/${runId}/shards/s${pad(shard, 6)}.bin`,
+  /** One task's statistics, under its group's prefix (the group's combiner lists that prefix). */
+  partialPrefix: (dataset: string, runId: string, roundId: string, group: number) => `runs/${dataset}/${runId}/rounds/${roundId}/g${pad(group, 5)}/`,
+  partial: (dataset: string, runId: string, roundId: string, group: number, task: number) =>
+    `${keys.partialPrefix(dataset, runId, roundId, group)}t${pad(task, 6)}.bin`,
+  /** A group's sum, under the round's prefix (whoever completes the last group lists it). */
+  groupSumPrefix: (dataset: string, runId: string, roundId: string) => `runs/${dataset}/${runId}/rounds/${roundId}/sums/`,
+  groupSum: (dataset: string, runId: string, roundId: string, group: number) =>
+    `${keys.groupSumPrefix(dataset, runId, roundId)}g${pad(group, 5)}.bin`,
+  /** Per-shard counts (rows, skipped, lines) of the shards first seen in a round: history, not hot state. */
+  shardCountsPrefix: (dataset: string, runId: string) => `runs/${dataset}/${runId}/counts/`,
+  shardCounts: (dataset: string, runId: string, roundId: string) => `runs/${dataset}/${runId}/counts/${roundId}.json`,
   result: (dataset: string, runId: string, name: string) => `runs/${dataset}/${runId}/result/${name}`,
   assignmentPart: (dataset: string, runId: string, shard: number) =>
-    `runs/${dataset}/${runId}/result/assignments/part-${String(shard).padStart(5, '0')}.csv`,
+    `runs/${dataset}/${runId}/result/assignments/part-${pad(shard, 5)}.csv`,
   latestModel: (dataset: string) => `models/${dataset}/latest.json`,
   /** Present while a run of the dataset is active; its body names the run and a pending refit. */
   activeRun: (dataset: string) => `runs/${dataset}/active.json`,
@@ -62,21 +78,41 @@ export const DatasetName = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters,
 export const Phase = z.enum(['svi', 'batch', 'assign']);
 export type Phase = z.infer<typeof Phase>;
 
-/** What names a task: its run, its shard, and the posterior version it was computed against. */
-const TaskIdentity = z.object({
+/**
+ * A round: tasks that all run against one posterior version and whose statistics are reduced to
+ * one total before the aggregator decides (an SVI step, a batch sweep, or the assignment pass).
+ * Task i belongs to group ⌊i / fanIn⌋; the group's sum is formed by whichever of its tasks sees
+ * the whole group written, the round's by whichever group sum completes the round (worker.ts).
+ */
+export const RoundRef = z.object({
+  /** Unique for this round and this aggregator invocation: names the round's objects. */
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,80}$/),
+  phase: Phase,
+  /** SVI epoch or batch sweep number. */
+  number: z.number().int().min(0),
+  baseVersion: z.number().int().min(0),
+  tasks: z.number().int().min(1),
+  fanIn: z.number().int().min(1),
+});
+export type RoundRef = z.infer<typeof RoundRef>;
+
+/** Groups of a round, and the size of group g. */
+export function groupCount(round: Pick<RoundRef, 'tasks' | 'fanIn'>): number {
+  return Math.ceil(round.tasks / round.fanIn);
+}
+export function groupSize(round: Pick<RoundRef, 'tasks' | 'fanIn'>, group: number): number {
+  return Math.min(round.fanIn, round.tasks - group * round.fanIn);
+}
+
+/** Aggregator → worker (tasks queue): task `index` of a round reads shard `shard`. */
+export const TaskMessage = z.object({
+  kind: z.literal('task'),
   dataset: DatasetName,
   runId: z.string().min(1),
   taskId: z.string().min(1),
+  round: RoundRef,
+  index: z.number().int().min(0),
   shard: z.number().int().min(0),
-  phase: Phase,
-  /** SVI epoch or batch sweep number. */
-  round: z.number().int().min(0),
-  baseVersion: z.number().int().min(0),
-});
-
-/** Planner/aggregator → worker (tasks queue). */
-export const TaskMessage = TaskIdentity.extend({
-  kind: z.literal('task'),
   posteriorKey: z.string().min(1),
   /** assign phase: reported cluster number for each component (−1: not reported). */
   clusterOf: z.array(z.number().int()).optional(),
@@ -101,32 +137,30 @@ export const SkippedRowReport = z.object({
   value: z.string(),
   reason: z.string(),
 });
+export type SkippedRowReport = z.infer<typeof SkippedRowReport>;
 
-/** Worker → aggregator (updates queue, FIFO, group = run id). */
-export const ResultMessage = TaskIdentity.extend({
-  kind: z.literal('result'),
-  rows: z.number().int().min(0),
-  skipped: z.number().int().min(0),
-  /** Physical lines the shard owns (blank ones included), to number lines across shards. */
-  lines: z.number().int().min(0),
-  skippedExamples: z.array(SkippedRowReport),
-  logLik: z.number(),
-  /** S_B, base64 float64 in the layout of model/spec.ts (absent in the assign phase). */
-  stats: z.string().optional(),
+/** Worker → aggregator (updates queue, FIFO, group = run id): every group sum of the round is written. */
+export const RoundCompleteMessage = z.object({
+  kind: z.literal('round-complete'),
+  dataset: DatasetName,
+  runId: z.string().min(1),
+  roundId: z.string().min(1),
 });
-export type ResultMessage = z.infer<typeof ResultMessage>;
+export type RoundCompleteMessage = z.infer<typeof RoundCompleteMessage>;
 
 /** Worker → aggregator: a task failed for good (its last delivery); the run cannot finish. */
 export const TaskFailedMessage = z.object({
   kind: z.literal('task-failed'),
   dataset: DatasetName,
   runId: z.string().min(1),
+  /** The task's round, or "unknown" for a body too broken to name it. */
+  roundId: z.string().min(1),
   taskId: z.string(),
   reason: z.string(),
 });
 export type TaskFailedMessage = z.infer<typeof TaskFailedMessage>;
 
-export const UpdateMessage = z.discriminatedUnion('kind', [ResultMessage, TaskFailedMessage]);
+export const UpdateMessage = z.discriminatedUnion('kind', [RoundCompleteMessage, TaskFailedMessage]);
 export type UpdateMessage = z.infer<typeof UpdateMessage>;
 
 /** Parse a JSON body with a schema; the error names the queue and the first problems. */
@@ -152,7 +186,12 @@ export class ProtocolError extends Error {
   }
 }
 
-/** FIFO settings for an update: one group per run (one writer), deduplicated by task id. */
-export function updateSendOptions(message: { runId: string; taskId: string; kind: string }) {
-  return { groupId: message.runId, deduplicationId: `${message.kind}-${message.taskId}` };
+/**
+ * FIFO settings for an update: one group per run (one writer). A round completes once, however
+ * many workers saw it complete, so its completion is deduplicated by the round id.
+ */
+export function updateSendOptions(message: UpdateMessage) {
+  // FIFO deduplication is per queue, and ids are at most 128 characters: hash the full identity.
+  const identity = [message.kind, message.dataset, message.runId, message.roundId, message.kind === 'task-failed' ? message.taskId : ''];
+  return { groupId: message.runId, deduplicationId: createHash('sha256').update(identity.join('\n')).digest('hex') };
 }

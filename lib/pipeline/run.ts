@@ -5,7 +5,9 @@ import type { Kernel } from '../kernel/types.js';
 import type { GammaParams, GlobalState } from '../model/posterior.js';
 import { specFromConfig, type ModelSpec } from '../model/spec.js';
 import { NotFoundError, type ObjectStore, type Queue } from './ports.js';
-import { decodeFloat64, encodeFloat64, type Phase } from './protocol.js';
+import { decodeBinary, encodeBinary } from './binary.js';
+import { packSymmetric, unpackSymmetric } from '../model/spec.js';
+import type { Phase, RoundRef, SkippedRowReport } from './protocol.js';
 
 export interface Shard {
   index: number;
@@ -16,7 +18,7 @@ export interface Shard {
 }
 
 export interface Manifest {
-  format: 'clusterwise/manifest@1';
+  format: 'clusterwise/manifest@2';
   dataset: string;
   runId: string;
   createdAt: string;
@@ -28,8 +30,10 @@ export interface Manifest {
   rowEstimate: number;
   /** The sample: its rows, and the initialization's ELBO on it (null after a warm start). */
   sample: { rows: number; skipped: number; elbo: number | null; restartElbos: number[] };
-  /** Tasks kept in flight during SVI. */
-  inFlight: number;
+  /** Tasks (shards) per SVI step: the worker concurrency the run was planned for. */
+  stepWidth: number;
+  /** Workers store each shard's parsed rows on first read (keys.shardRows) and later passes read those. */
+  binaryShards: boolean;
   /** Write per-row assignments at the end. */
   assign: boolean;
   /** The model this run warm-started from, if any. */
@@ -40,51 +44,70 @@ export function specOf(manifest: Pick<Manifest, 'config' | 'plan'>): ModelSpec {
   return specFromConfig(manifest.config, manifest.plan.x.length, manifest.plan.r.length + 1);
 }
 
-/** What the aggregator tracks; written with a conditional put after every batch of updates. */
+/** The round in flight, with what the aggregator needs to form its tasks again. */
+export interface RoundState extends RoundRef {
+  /** SVI: position of the round's first shard in the epoch's order; batch and assign: 0. */
+  offset: number;
+}
+
+/**
+ * What the aggregator rewrites once per round, with a conditional put. Its size does not grow with
+ * the number of tasks: shard counts live in `counts/` objects, the trace in posterior versions.
+ */
 export interface RunState {
-  format: 'clusterwise/state@1';
+  format: 'clusterwise/state@2';
   status: 'running' | 'done' | 'failed';
   phase: Phase | 'done';
   version: number;
   posteriorKey: string;
   /** SVI steps applied (t in ρ_t). */
   step: number;
-  /** SVI epoch or batch sweep number. */
-  round: number;
-  /** Shards not yet dispatched in the current SVI epoch. */
-  queue: number[];
-  inFlight: Record<string, { shard: number; baseVersion: number }>;
-  /** Task ids already applied (duplicates change nothing). */
-  applied: string[];
-  /** Results folded but not yet applied: the SVI step buffer or the batch sweep's sums. */
-  pending: { stats: string | null; rows: number; logLik: number; results: number; maxStaleness: number };
-  /** Per shard, from its first result: rows kept, rows skipped, physical lines. */
-  shards: Record<string, { rows: number; skipped: number; lines: number }>;
-  /** Skipped-row details with shard-local lines (numbered in the file at the end). */
-  skippedExamples: { shard: number; line: number; file: string; column: string; value: string; reason: string }[];
-  /** ELBO per SVI step (an estimate; with the step size ρ used and the results' largest staleness) and per sweep. */
-  trace: { phase: Phase; round: number; version: number; elbo: number; staleness?: number; rho?: number }[];
+  /** The round whose tasks are out; null once the run ended. */
+  round: RoundState | null;
+  /** Shards reported at least once: a bitmap (base64), and their summed counts. */
+  seen: { shards: string; count: number; rows: number; skipped: number };
+  /** Skipped-row details with shard-local lines (numbered in the file at the end), at most MAX_SKIPPED_EXAMPLES. */
+  skippedExamples: (SkippedRowReport & { shard: number })[];
   /** N once every shard has reported, else null (the manifest's estimate is used). */
   totalRows: number | null;
   converged: boolean;
+  /** The latest trace entry (what progress shows). */
+  latest: TraceEntry | null;
   failure?: string;
   resultKey?: string;
   updatedAt: string;
 }
 
-/** A stored posterior version. */
+/** One entry of the ELBO trace: per SVI step an estimate (with its ρ), per batch sweep the exact value. */
+export interface TraceEntry {
+  phase: Phase;
+  round: number;
+  version: number;
+  elbo: number;
+  rho?: number;
+}
+
+/** A stored posterior version: λ, q(α), and the trace of the run up to it (binary, keys.posterior). */
 export interface PosteriorVersion {
   version: number;
-  lambda: string;
-  alpha: GammaParams | null;
+  state: GlobalState;
+  trace: TraceEntry[];
 }
 
-export function encodeState(version: number, state: GlobalState): PosteriorVersion {
-  return { version, lambda: encodeFloat64(state.lambda), alpha: state.alpha };
+export function encodePosterior(spec: ModelSpec, doc: PosteriorVersion): Uint8Array {
+  return encodeBinary(
+    { format: 'clusterwise/posterior@2', version: doc.version, alpha: doc.state.alpha, trace: doc.trace },
+    { lambda: packSymmetric(spec, doc.state.lambda) },
+  );
 }
 
-export function decodeState(doc: PosteriorVersion): GlobalState {
-  return { lambda: decodeFloat64(doc.lambda), alpha: doc.alpha };
+export function decodePosterior(spec: ModelSpec, bytes: Uint8Array, key: string): PosteriorVersion {
+  const { header, arrays } = decodeBinary<{ version: number; alpha: GammaParams | null; trace: TraceEntry[] }>(bytes, key);
+  return { version: header.version, state: { lambda: unpackSymmetric(spec, arrays.lambda as Float64Array), alpha: header.alpha }, trace: header.trace };
+}
+
+export async function readPosterior(store: ObjectStore, spec: ModelSpec, key: string): Promise<PosteriorVersion> {
+  return decodePosterior(spec, (await store.get(key)).body, key);
 }
 
 export async function readJson<T>(store: ObjectStore, key: string): Promise<{ value: T; etag: string }> {

@@ -1,46 +1,90 @@
 /**
- * Worker: one task = one shard against one posterior version (DESIGN.md §3). Reads the shard's
- * lines, parses and standardizes them (kept in a per-process cache across passes), runs the local
- * step and sends S_B with the row counts to the aggregator.
+ * Worker: one task = one shard against one posterior version (docs/model.md §7, docs/deploy.md §6).
+ * Reads the shard (parsed rows from a per-process cache, else the run's binary copy of the shard,
+ * else its CSV lines, parsed once and stored in binary for later passes), runs the local step,
+ * writes the shard's statistics, and takes part in the round's reduce: whichever task sees its
+ * whole group written sums the group, and whichever group sum completes the round tells the
+ * aggregator. So the serial aggregator reads a few group sums per round, not one result per task.
  */
+import pMap from 'p-map';
 import { readOwnedLines } from '../data/csv.js';
-import { parseWith } from '../data/dataset.js';
-import { toBatch } from '../data/dataset.js';
-import { paramsFor, runLocalStep } from '../inference/vb.js';
-import type { LocalParams } from '../model/posterior.js';
-import { requestRefit } from './ingest.js';
+import { parseWith, toBatch } from '../data/dataset.js';
 import { DataError } from '../data/errors.js';
-import { PreconditionFailedError, type QueueMessage } from './ports.js';
+import { paramsFor, runLocalStep } from '../inference/vb.js';
+import type { Batch } from '../kernel/types.js';
+import type { LocalParams } from '../model/posterior.js';
+import { packSymmetric } from '../model/spec.js';
+import { decodeBinary, encodeBinary } from './binary.js';
+import { requestRefit } from './ingest.js';
+import { NotFoundError, PreconditionFailedError, type ObjectStore, type QueueMessage } from './ports.js';
 import {
-  encodeFloat64,
+  groupCount,
+  groupSize,
+  INTERMEDIATE_TAGS,
   keys,
   parseMessage,
   TasksQueueMessage,
   updateSendOptions,
-  type TaskMessage,
-  type ResultMessage,
+  type RoundCompleteMessage,
+  type SkippedRowReport,
   type TaskFailedMessage,
+  type TaskMessage,
 } from './protocol.js';
-import { decodeState, readJson, silentLog, specOf, type Manifest, type PosteriorVersion, type WorkerContext } from './run.js';
+import { readJson, readPosterior, silentLog, specOf, type Manifest, type WorkerContext } from './run.js';
 
-interface CachedShard {
+/** Parallel object reads of one role invocation (S3 serves these concurrently). */
+export const READ_CONCURRENCY = 32;
+
+/** A shard's rows as the kernel takes them, with the counts every task of it reports. */
+interface LoadedShard {
   rows: number;
   skipped: number;
   lines: number;
-  skippedExamples: ResultMessage['skippedExamples'];
+  skippedExamples: SkippedRowReport[];
   prepared: unknown;
   bytes: number;
 }
 
+/** What a task reports for its shard: the header of a partial sum (statistics travel beside it). */
+export interface ShardReport {
+  shard: number;
+  rows: number;
+  skipped: number;
+  lines: number;
+  logLik: number;
+  skippedExamples: SkippedRowReport[];
+}
+
+/** What a group sum carries beside its statistics. */
+export interface GroupReport {
+  rows: number;
+  logLik: number;
+  /** [shard, rows, skipped, lines] of every task of the group. */
+  shards: [number, number, number, number][];
+  /** Skipped-row details of the group's shards (at most MAX_SKIPPED_EXAMPLES). */
+  skippedExamples: (SkippedRowReport & { shard: number })[];
+}
+
+export const MAX_SKIPPED_EXAMPLES = 50;
+
+/** The batch rounded to float32, the precision of the stored shard: every pass sees the same numbers. */
+function asFloat32(batch: Batch): { n: number; x: Float32Array; u: Float32Array; y: Float32Array } {
+  return { n: batch.n, x: Float32Array.from(batch.x), u: Float32Array.from(batch.u), y: Float32Array.from(batch.y) };
+}
+
+function toBatch64(rows: { n: number; x: Float32Array; u: Float32Array; y: Float32Array }): Batch {
+  return { n: rows.n, x: Float64Array.from(rows.x), u: Float64Array.from(rows.u), y: Float64Array.from(rows.y) };
+}
+
 /**
  * Per-process caches. A Lambda container or a local worker thread sees the same run many times
- * (SVI epochs, batch sweeps): parsing a shard once and reading each posterior version once is
- * most of the speed. Shards are evicted oldest-first beyond the byte budget.
+ * (SVI steps, batch sweeps): the manifest is read once, each posterior version once, and a shard
+ * is parsed once. Shards are evicted oldest-first beyond the byte budget.
  */
 export class WorkerCache {
   private manifests = new Map<string, Manifest>();
   private params = new Map<string, LocalParams>();
-  private shards = new Map<string, CachedShard>();
+  private shards = new Map<string, LoadedShard>();
   private shardBytes = 0;
 
   constructor(private readonly budgetBytes = 768 * 1024 * 1024) {}
@@ -57,39 +101,20 @@ export class WorkerCache {
   async localParams(ctx: WorkerContext, manifest: Manifest, key: string): Promise<LocalParams> {
     let p = this.params.get(key);
     if (!p) {
-      const doc = (await readJson<PosteriorVersion>(ctx.store, key)).value;
-      p = paramsFor(specOf(manifest), decodeState(doc));
+      const spec = specOf(manifest);
+      p = paramsFor(spec, (await readPosterior(ctx.store, spec, key)).state);
       if (this.params.size > 8) this.params.clear();
       this.params.set(key, p);
     }
     return p;
   }
 
-  async shard(ctx: WorkerContext, manifest: Manifest, index: number): Promise<CachedShard> {
+  async shard(ctx: WorkerContext, manifest: Manifest, index: number): Promise<LoadedShard> {
     const id = `${manifest.runId}/${index}`;
     const hit = this.shards.get(id);
     if (hit) return hit;
-    const shard = manifest.shards[index];
-    const file = manifest.files[shard.file];
-    // Only the version the planner cut into shards: byte ranges of another version would split
-    // lines anywhere and mix two datasets.
-    const bytes = await readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, {
-      fileSize: file.size,
-      ifMatch: file.etag,
-    }).catch((error: unknown) => {
-      if (!(error instanceof PreconditionFailedError)) throw error;
-      throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
-    });
-    const parsed = parseWith(manifest.plan, file, bytes);
-    const batch = toBatch(manifest.plan, manifest.standardization, parsed);
-    const entry: CachedShard = {
-      rows: parsed.rows,
-      skipped: parsed.skippedCount,
-      lines: parsed.lineCount,
-      skippedExamples: parsed.skipped,
-      prepared: ctx.kernel.prepare(batch),
-      bytes: (batch.x.length + batch.u.length + batch.y.length) * 8,
-    };
+    const rows = (manifest.binaryShards && (await readStoredShard(ctx.store, manifest, index))) || (await parseShard(ctx, manifest, index));
+    const entry: LoadedShard = { ...rows.counts, prepared: ctx.kernel.prepare(toBatch64(rows.batch)), bytes: (rows.batch.x.length + rows.batch.u.length + rows.batch.y.length) * 8 };
     this.shards.set(id, entry);
     this.shardBytes += entry.bytes;
     for (const [key, old] of this.shards) {
@@ -102,32 +127,133 @@ export class WorkerCache {
   }
 }
 
+type ShardCounts = Omit<LoadedShard, 'prepared' | 'bytes'>;
+type ShardRows = { counts: ShardCounts; batch: ReturnType<typeof asFloat32> };
+
+/** The run's binary copy of a shard, or undefined when no pass has stored it yet. */
+async function readStoredShard(store: ObjectStore, manifest: Manifest, index: number): Promise<ShardRows | undefined> {
+  const key = keys.shardRows(manifest.dataset, manifest.runId, index);
+  let body: Uint8Array;
+  try {
+    body = (await store.get(key)).body;
+  } catch (error) {
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  }
+  const { header, arrays } = decodeBinary<ShardCounts>(body, key);
+  return {
+    counts: { rows: header.rows, skipped: header.skipped, lines: header.lines, skippedExamples: header.skippedExamples },
+    batch: { n: header.rows, x: arrays.x as Float32Array, u: arrays.u as Float32Array, y: arrays.y as Float32Array },
+  };
+}
+
+/** Read and parse the shard's CSV lines; store them in binary for later passes when the run keeps shards. */
+async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number): Promise<ShardRows> {
+  const shard = manifest.shards[index];
+  const file = manifest.files[shard.file];
+  // Only the version the planner cut into shards: byte ranges of another version would split
+  // lines anywhere and mix two datasets.
+  const bytes = await readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, {
+    fileSize: file.size,
+    ifMatch: file.etag,
+  }).catch((error: unknown) => {
+    if (!(error instanceof PreconditionFailedError)) throw error;
+    throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
+  });
+  const parsed = parseWith(manifest.plan, file, bytes);
+  const counts: ShardCounts = { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped };
+  const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
+  if (manifest.binaryShards) {
+    await ctx.store.put(keys.shardRows(manifest.dataset, manifest.runId, index), encodeBinary({ format: 'clusterwise/shard@1', ...counts }, { x: batch.x, u: batch.u, y: batch.y }), {
+      tags: { ...INTERMEDIATE_TAGS },
+    });
+  }
+  return { counts, batch };
+}
+
 const defaultCache = new WorkerCache();
 
-/** Run one task; for the assign phase also writes the shard's assignment part. */
-export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = defaultCache): Promise<ResultMessage> {
+/** A task's result that cannot be used: a permanent failure of the run, with the shard named. */
+export class NonFiniteResultError extends DataError {
+  constructor(manifest: Manifest, shard: number) {
+    const s = manifest.shards[shard];
+    super(`shard ${shard} (bytes ${s.start}–${s.end}): the local step gave a non-finite value; a value in these rows is too large for the model`, {
+      file: manifest.files[s.file].name,
+    });
+    this.name = 'NonFiniteResultError';
+  }
+}
+
+/**
+ * Run one task: its shard's statistics are written as the task's partial sum, then the task takes
+ * its part in the round's reduce. The assign phase also writes the shard's assignment part.
+ */
+export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = defaultCache): Promise<ShardReport> {
   const manifest = await cache.manifest(ctx, task);
+  const spec = specOf(manifest);
   const params = await cache.localParams(ctx, manifest, task.posteriorKey);
   const shard = await cache.shard(ctx, manifest, task.shard);
-  const assign = task.phase === 'assign';
+  const assign = task.round.phase === 'assign';
   const result = runLocalStep(ctx.kernel, params, shard.prepared, { responsibilities: assign });
+  if (!Number.isFinite(result.logLik) || !result.stats.every(Number.isFinite)) throw new NonFiniteResultError(manifest, task.shard);
   if (assign) await writeAssignments(ctx, manifest, task, result.responsibilities!, shard.rows);
-  return {
-    kind: 'result',
-    dataset: task.dataset,
-    runId: task.runId,
-    taskId: task.taskId,
+  const report: ShardReport = {
     shard: task.shard,
-    phase: task.phase,
-    round: task.round,
-    baseVersion: task.baseVersion,
     rows: shard.rows,
     skipped: shard.skipped,
     lines: shard.lines,
-    skippedExamples: shard.skippedExamples,
     logLik: result.logLik,
-    ...(assign ? {} : { stats: encodeFloat64(result.stats) }),
+    skippedExamples: shard.skippedExamples,
   };
+  const group = Math.floor(task.index / task.round.fanIn);
+  await ctx.store.put(
+    keys.partial(task.dataset, task.runId, task.round.id, group, task.index),
+    encodeBinary({ format: 'clusterwise/partial@1', ...report }, assign ? {} : { stats: packSymmetric(spec, result.stats) }),
+    { tags: { ...INTERMEDIATE_TAGS } },
+  );
+  await reduceGroup(ctx, task, group);
+  return report;
+}
+
+/**
+ * The reduce's two levels. Each writer lists what its level holds after its own write; S3 lists
+ * are strongly consistent, so at least the last writer sees the level complete (two may: both form
+ * the same sum, in task order, so the objects are equal and the round completes once by its id).
+ */
+async function reduceGroup(ctx: WorkerContext, task: TaskMessage, group: number): Promise<void> {
+  const { dataset, runId, round } = task;
+  const size = groupSize(round, group);
+  if ((await ctx.store.list(keys.partialPrefix(dataset, runId, round.id, group))).length < size) return;
+  const parts = await pMap(
+    Array.from({ length: size }, (_, i) => keys.partial(dataset, runId, round.id, group, group * round.fanIn + i)),
+    async (key) => decodeBinary<ShardReport>((await ctx.store.get(key)).body, key),
+    { concurrency: READ_CONCURRENCY },
+  );
+  const report: GroupReport = { rows: 0, logLik: 0, shards: [], skippedExamples: [] };
+  const stats = parts[0].arrays.stats ? new Float64Array(parts[0].arrays.stats.length) : undefined;
+  for (const { header, arrays } of parts) {
+    report.rows += header.rows;
+    report.logLik += header.logLik;
+    report.shards.push([header.shard, header.rows, header.skipped, header.lines]);
+    for (const example of header.skippedExamples) {
+      if (report.skippedExamples.length < MAX_SKIPPED_EXAMPLES) report.skippedExamples.push({ shard: header.shard, ...example });
+    }
+    if (stats) addInto(stats, arrays.stats as Float64Array);
+  }
+  await ctx.store.put(
+    keys.groupSum(dataset, runId, round.id, group),
+    encodeBinary({ format: 'clusterwise/group@1', ...report }, stats ? { stats } : {}),
+    { tags: { ...INTERMEDIATE_TAGS } },
+  );
+  if ((await ctx.store.list(keys.groupSumPrefix(dataset, runId, round.id))).length < groupCount(round)) return;
+  const complete: RoundCompleteMessage = { kind: 'round-complete', dataset, runId, roundId: round.id };
+  await ctx.updates.send(JSON.stringify(complete), updateSendOptions(complete));
+}
+
+/** a += b, element by element (float64). */
+export function addInto(a: Float64Array, b: Float64Array): Float64Array {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+  return a;
 }
 
 /** row,cluster,probability for every kept row of the shard (row: 0-based among all kept rows). */
@@ -160,9 +286,8 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
       return;
     }
     task = parsed;
-    const result = await runTask(ctx, task, cache);
-    await ctx.updates.send(JSON.stringify(result), updateSendOptions(result));
-    log.info('task done', { runId: task.runId, taskId: task.taskId, rows: result.rows, skipped: result.skipped });
+    const report = await runTask(ctx, task, cache);
+    log.info('task done', { runId: task.runId, taskId: task.taskId, rows: report.rows, skipped: report.skipped });
   } catch (error) {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     log.error('task failed', { taskId: task?.taskId, receiveCount: message.receiveCount, reason });
@@ -173,7 +298,7 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
 
 /** Tell the aggregator a task is lost; a body too broken to name its run can only be dead-lettered. */
 async function reportFailure(ctx: WorkerContext, body: string, task: TaskMessage | undefined, reason: string) {
-  let ids: { dataset?: unknown; runId?: unknown; taskId?: unknown } = task ?? {};
+  let ids: { dataset?: unknown; runId?: unknown; taskId?: unknown; round?: { id?: unknown } } = task ?? {};
   if (!task) {
     try {
       ids = JSON.parse(body);
@@ -186,6 +311,7 @@ async function reportFailure(ctx: WorkerContext, body: string, task: TaskMessage
     kind: 'task-failed',
     dataset: ids.dataset,
     runId: ids.runId,
+    roundId: typeof ids.round?.id === 'string' ? ids.round.id : 'unknown',
     taskId: typeof ids.taskId === 'string' ? ids.taskId : 'unknown',
     reason,
   };

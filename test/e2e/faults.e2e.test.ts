@@ -23,8 +23,8 @@ import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
 import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
 import { planRun } from '../../lib/pipeline/planner.js';
 import { PreconditionFailedError, type ObjectStore, type QueueMessage } from '../../lib/pipeline/ports.js';
-import { keys, parseMessage, UpdateMessage, updateSendOptions, type ResultMessage } from '../../lib/pipeline/protocol.js';
-import { readJson, type Log, type Manifest, type RunState } from '../../lib/pipeline/run.js';
+import { keys, parseMessage, UpdateMessage, updateSendOptions, type TaskMessage } from '../../lib/pipeline/protocol.js';
+import { readJson, type Log, type Manifest, type RunState, type TraceEntry } from '../../lib/pipeline/run.js';
 import { handleTaskDelivery, WorkerCache } from '../../lib/pipeline/worker.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { pollUntil } from '../support/lambda-poller.js';
@@ -53,7 +53,7 @@ import {
 } from './stack.js';
 
 const PARTS = 10;
-const MODEL = { target: 'y', seed: 3, schedule: { shardRows: 100, sviEpochs: 1, maxSweeps: 2, tolerance: 1e-4 } };
+const MODEL = { target: 'y', seed: 3, schedule: { shardRows: 100, shardsPerStep: 4, sviEpochs: 1, maxSweeps: 2, tolerance: 1e-4 } };
 /** Short, so that a crashed or failed task comes back quickly (as on AWS, after the timeout). */
 const TASKS_VISIBILITY_SECONDS = 3;
 const RUN_TIMEOUT_MS = 60_000;
@@ -90,16 +90,18 @@ async function result(dataset: string, runId: string) {
   );
 }
 
-/** The bookkeeping every finished run must satisfy: each shard counted once, each task applied once. */
-function expectCountedOnce(state: RunState, manifest: Manifest, rows: number) {
+/**
+ * The bookkeeping every finished run must satisfy: each shard counted once, and exactly the rounds
+ * of the schedule (one SVI epoch of steps of 4 shards, two sweeps), each applied once.
+ */
+async function expectCountedOnce(state: RunState, manifest: Manifest, rows: number) {
   expect(state.status).toBe('done');
-  expect(new Set(state.applied).size).toBe(state.applied.length);
-  expect(Object.keys(state.shards)).toHaveLength(manifest.shards.length);
-  expect(Object.values(state.shards).reduce((s, c) => s + c.rows, 0)).toBe(rows);
+  expect(state.seen.count).toBe(manifest.shards.length);
+  expect(state.seen.rows).toBe(rows);
   expect(state.totalRows).toBe(rows);
-  // One SVI pass and two sweeps, each over every shard, nothing more.
-  expect(state.applied).toHaveLength(3 * manifest.shards.length);
-  expect(state.inFlight).toEqual({});
+  expect(state.round).toBeNull();
+  const trace = (await readObject<{ trace: TraceEntry[] }>(stack, state.resultKey!)).trace;
+  expect(trace.map((t) => t.phase)).toEqual([...Array(Math.ceil(manifest.shards.length / 4)).fill('svi'), 'batch', 'batch']);
 }
 
 const logsWith = (message: string) => logs.entries.filter((e) => e.message === message);
@@ -129,14 +131,13 @@ describe('faults on the emulated stack', () => {
     ]);
     const state = (await runState(stack, dataset, runId))!;
     const manifest = await readObject<Manifest>(stack, keys.manifest(dataset, runId));
-    expectCountedOnce(state, manifest, 1000);
-    expect(state.applied.filter((t) => t === crashed!.taskId)).toHaveLength(1);
+    await expectCountedOnce(state, manifest, 1000);
     const posterior = await result(dataset, runId);
     expect(posterior.rows).toBe(1000);
     expect(posterior.skippedRows).toBe(0);
   });
 
-  it('duplicated update messages are applied once', async () => {
+  it('duplicated round completions are applied once', async () => {
     const dataset = 'forum-dup';
     const runId = await startRun(stack, handlers, dataset, MODEL, forumParts());
     const copied: string[] = [];
@@ -145,18 +146,19 @@ describe('faults on the emulated stack', () => {
       stack.emulator.sqs.send(
         new SendMessageCommand({ QueueUrl: stack.queues.updates.url, MessageBody: body, MessageGroupId: runId, MessageDeduplicationId: deduplicationId }),
       );
-    // Before the aggregator sees a result, a copy goes to the updates queue with a deduplication
-    // id of its own (so FIFO deduplication lets it through), for the first two SVI results and
-    // the first batch result; a second copy with the original's id is dropped by the queue.
+    // Before the aggregator sees a round's completion, a copy goes to the updates queue with a
+    // deduplication id of its own (so FIFO deduplication lets it through), for the first two SVI
+    // steps and the first sweep; a second copy with the original's id is dropped by the queue.
     const duplicating = async (event: SQSEvent, context: Context) => {
       for (const record of event.Records) {
-        const m = JSON.parse(record.body) as ResultMessage;
-        const want = m.kind === 'result' && (m.phase === 'svi' ? copied.filter((t) => t.startsWith('svi')).length < 2 : !copied.some((t) => t.startsWith('batch')));
-        if (!want || copied.includes(m.taskId)) continue;
-        copied.push(m.taskId);
-        await send(record.body, `copy-${m.taskId}`);
+        const m = parseMessage(UpdateMessage, record.body, 'updates');
+        if (m.kind !== 'round-complete' || copied.includes(m.roundId)) continue;
+        const want = m.roundId.startsWith('svi') ? copied.filter((r) => r.startsWith('svi')).length < 2 : !copied.some((r) => r.startsWith('batch'));
+        if (!want) continue;
+        copied.push(m.roundId);
+        await send(record.body, `copy-${m.roundId}`);
         if (sameId.length === 0) {
-          sameId.push(m.taskId);
+          sameId.push(m.roundId);
           await send(record.body, updateSendOptions(m).deduplicationId);
         }
       }
@@ -166,13 +168,13 @@ describe('faults on the emulated stack', () => {
     await pollUntil([workers, aggregator], runEnded(stack, dataset, runId), { timeoutMs: RUN_TIMEOUT_MS, description: 'duplicates run ended' });
 
     expect(copied).toHaveLength(3);
-    const deliveredResults = aggregator.deliveries.map((d) => JSON.parse(d.body) as ResultMessage);
-    for (const taskId of copied) {
+    const delivered = aggregator.deliveries.map((d) => parseMessage(UpdateMessage, d.body, 'updates'));
+    for (const roundId of copied) {
       // Original and copy both reached the aggregator and both were acknowledged...
-      const deliveries = aggregator.deliveries.filter((d, i) => deliveredResults[i].taskId === taskId);
-      expect(deliveries.map((d) => d.outcome), taskId).toEqual(['deleted', 'deleted']);
+      const deliveries = aggregator.deliveries.filter((d, i) => delivered[i].roundId === roundId);
+      expect(deliveries.map((d) => d.outcome), roundId).toEqual(['deleted', 'deleted']);
       // ...and the copy was recognized and ignored.
-      expect(logsWith('duplicate result ignored').filter((e) => e.taskId === taskId), taskId).toHaveLength(1);
+      expect(logsWith('completion of a finished or unknown round ignored').filter((e) => e.roundId === roundId), roundId).toHaveLength(1);
     }
     // copied[0] was also sent with the original's deduplication id: the queue dropped that one
     // (two deliveries above, not three).
@@ -180,8 +182,7 @@ describe('faults on the emulated stack', () => {
 
     const state = (await runState(stack, dataset, runId))!;
     const manifest = await readObject<Manifest>(stack, keys.manifest(dataset, runId));
-    expectCountedOnce(state, manifest, 1000);
-    for (const taskId of copied) expect(state.applied.filter((t) => t === taskId), taskId).toHaveLength(1);
+    await expectCountedOnce(state, manifest, 1000);
     expect((await result(dataset, runId)).rows).toBe(1000);
   });
 
@@ -205,7 +206,7 @@ describe('faults on the emulated stack', () => {
     const state = (await runState(stack, dataset, runId))!;
     const manifest = await readObject<Manifest>(stack, keys.manifest(dataset, runId));
     expect(state.failure).toBeUndefined();
-    expectCountedOnce(state, manifest, 1000);
+    await expectCountedOnce(state, manifest, 1000);
     const posterior = await result(dataset, runId);
     expect(posterior.rows).toBe(1000);
     expect(posterior.skippedRows).toBe(bad.size);
@@ -288,8 +289,10 @@ describe('faults on the emulated stack', () => {
 
       const state = (await runState(stack, dataset, runId))!;
       expect(state.status).toBe('failed');
-      expect(state.failure).toMatch(new RegExp(`^task svi-0-(${lostShards.join('|')})-v\\d+-\\w+ failed for good: NotFoundError: object not found: ${lost}$`));
+      expect(state.failure).toMatch(new RegExp(`^task svi0-o\\d+-v\\d+-\\w+-t\\d+ failed for good: NotFoundError: object not found: ${lost}$`));
       const failedTask = /^task (\S+) /.exec(state.failure!)![1];
+      const failedBody = workers.deliveries.find((d) => d.body.includes(`"taskId":"${failedTask}"`))!.body;
+      expect(lostShards).toContain((JSON.parse(failedBody) as TaskMessage).shard);
       expect(
         logsWith('task failed')
           .filter((e) => e.taskId === failedTask)
@@ -338,7 +341,7 @@ describe('faults on the emulated stack', () => {
     expect(logsWith('refit requested by the aggregator').filter((e) => e.dataset === dataset).map((e) => e.started)).toEqual([run2]);
     for (const runId of [run1, run2]) {
       const state = (await runState(stack, dataset, runId))!;
-      expectCountedOnce(state, await readObject<Manifest>(stack, keys.manifest(dataset, runId)), 1000);
+      await expectCountedOnce(state, await readObject<Manifest>(stack, keys.manifest(dataset, runId)), 1000);
     }
     const manifest2 = await readObject<Manifest>(stack, keys.manifest(dataset, run2));
     expect(manifest2.warmStartFrom).toBe(run1); // the refit starts from the model the first run wrote
@@ -381,7 +384,7 @@ describe('two aggregators racing (MemoryObjectStore enforces conditional puts)',
     };
   }
 
-  it('exactly one wins; after redelivery each result is applied once and the run ends with every row counted once', async () => {
+  it('exactly one wins; the redelivery to the loser changes nothing, and the run ends with every row counted once', async () => {
     const store = new MemoryObjectStore();
     for (const [i, body] of forumParts().entries()) await store.put(partKey(dataset, i), body);
     const logLines: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
@@ -405,49 +408,33 @@ describe('two aggregators racing (MemoryObjectStore enforces conditional puts)',
       }
     };
     const parse = (m: QueueMessage) => parseMessage(UpdateMessage, m.body, 'updates');
-    const receiveResults = async (n: number) => {
-      const got: QueueMessage[] = [];
-      while (got.length < n) {
-        const batch = await updates.receive(n - got.length);
-        if (batch.length === 0) throw new Error(`only ${got.length} of ${n} results`);
-        got.push(...batch);
-      }
-      return got;
-    };
-    const race = async (a: QueueMessage[], b: QueueMessage[]) => {
-      const racingStore = racing(store, stateKey, 2);
-      const outcomes = await Promise.allSettled([
-        handleUpdates({ ...ctx, store: racingStore }, a.map(parse)),
-        handleUpdates({ ...ctx, store: racingStore }, b.map(parse)),
-      ]);
-      const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
-      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
-      expect(rejected).toHaveLength(1);
-      expect(rejected[0].reason).toBeInstanceOf(PreconditionFailedError);
-      return outcomes[0].status === 'fulfilled' ? { winner: a, loser: b } : { winner: b, loser: a };
-    };
-    const applied = async () => (await readJson<RunState>(store, stateKey)).value.applied;
+    const stateNow = async () => (await readJson<RunState>(store, stateKey)).value;
 
-    // The planner's first tasks (4 in flight), done by a worker: four results wait.
+    // The planner's first round, done by a worker: its completion waits.
     await work();
-    const [m1, m2, m3, m4] = await receiveResults(4);
+    const [completion] = await updates.receive(10);
+    const firstRound = (await stateNow()).round!.id;
+    expect(parse(completion)).toMatchObject({ kind: 'round-complete', roundId: firstRound });
 
-    // Different results, same starting state: one state write wins, the other throws, and the
-    // loser's message, not deleted, is delivered again and applied on top of the winner's state.
-    const first = await race([m1], [m2]);
-    expect(await applied()).toEqual([parse(first.winner[0]).taskId]);
-    await handleUpdates(ctx, first.loser.map(parse)); // the redelivery
-    expect((await applied()).sort()).toEqual([m1, m2].map((m) => parse(m).taskId).sort());
+    // The same completion delivered to two aggregators that read the same state: one state write
+    // wins, the other throws; the redelivery to the loser finds the round done and changes nothing.
+    const racingStore = racing(store, stateKey, 2);
+    const outcomes = await Promise.allSettled([
+      handleUpdates({ ...ctx, store: racingStore }, [parse(completion)]),
+      handleUpdates({ ...ctx, store: racingStore }, [parse(completion)]),
+    ]);
+    const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0].reason).toBeInstanceOf(PreconditionFailedError);
+    const afterRace = await stateNow();
+    expect(afterRace.version).toBe(1);
+    expect(afterRace.round!.id).not.toBe(firstRound);
+    await handleUpdates(ctx, [parse(completion)]); // the redelivery
+    expect(await stateNow()).toEqual(afterRace);
+    await updates.delete(completion);
 
-    // The same result delivered to both: one wins, the redelivery to the loser is a duplicate.
-    await race([m3], [m3]);
-    await handleUpdates(ctx, [parse(m3)]);
-    expect((await applied()).filter((t) => t === parse(m3).taskId)).toHaveLength(1);
-    await handleUpdates(ctx, [parse(m4)]);
-    for (const m of [m1, m2, m3, m4]) await updates.delete(m);
-
-    // The losers sent tasks before their state write failed (tasks go first, see aggregator.ts):
-    // orphans whose results the aggregator ignores. Run to the end with one aggregator.
+    // The loser sent its round's tasks before its state write failed (tasks go first, see
+    // aggregator.ts): an orphan round, whose completion the aggregator ignores. Run to the end.
     for (let rounds = 0; ; rounds++) {
       expect(rounds).toBeLessThan(500);
       await work();
@@ -456,13 +443,14 @@ describe('two aggregators racing (MemoryObjectStore enforces conditional puts)',
       await handleUpdates(ctx, batch.map(parse));
       for (const m of batch) await updates.delete(m);
     }
-    const state = (await readJson<RunState>(store, stateKey)).value;
-    expectCountedOnce(state, manifest, 1000);
-    const orphans = logLines.filter((l) => l.message === 'result of an unknown task ignored');
-    expect(orphans.length).toBeGreaterThanOrEqual(1);
-    for (const o of orphans) expect(state.applied).not.toContain(o.fields?.taskId);
-    expect(logLines.filter((l) => l.message === 'duplicate result ignored').map((l) => l.fields?.taskId)).toContain(parse(m3).taskId);
-    const posterior = (await readJson<PosteriorDocument>(store, state.resultKey!)).value;
+    const state = await stateNow();
+    expect(state.status).toBe('done');
+    expect(state.seen).toMatchObject({ count: manifest.shards.length, rows: 1000 });
+    const ignored = logLines.filter((l) => l.message === 'completion of a finished or unknown round ignored').map((l) => l.fields?.roundId);
+    expect(ignored).toContain(firstRound); // the redelivery
+    expect(ignored.filter((r) => r !== firstRound).length).toBeGreaterThanOrEqual(1); // the orphan round
+    const posterior = (await readJson<PosteriorDocument & { trace: TraceEntry[] }>(store, state.resultKey!)).value;
     expect(posterior.rows).toBe(1000);
+    expect(posterior.trace.map((t) => t.version)).toEqual(posterior.trace.map((_, i) => i)); // one step per version, none twice
   });
 });

@@ -14,7 +14,7 @@ import { parseConfig } from '../../lib/config.js';
 import { fitLocal } from '../../lib/local/runner.js';
 import type { ComponentSummary, PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
-import type { Manifest, RunState } from '../../lib/pipeline/run.js';
+import type { Manifest, RunState, TraceEntry } from '../../lib/pipeline/run.js';
 import { tempDir } from '../support/cli.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import {
@@ -111,9 +111,11 @@ describe('serverless pipeline on the emulator', () => {
     expect(aggregator.handlerErrors).toEqual([]);
     expect(workers.deliveries.filter((d) => d.outcome !== 'deleted')).toEqual([]);
     expect(aggregator.deliveries.filter((d) => d.outcome !== 'deleted')).toEqual([]);
-    // Every task was applied once: one SVI epoch and the sweeps, each over every shard.
-    expect(new Set(state.applied).size).toBe(state.applied.length);
-    expect(state.applied.filter((t) => t.startsWith('svi-'))).toHaveLength(manifest.shards.length);
+    // Every shard counted once; one SVI epoch of steps as wide as the workers, then the sweeps.
+    expect(state.seen.count).toBe(manifest.shards.length);
+    expect(state.totalRows).toBe(1000);
+    const trace = (await readObject<{ trace: TraceEntry[] }>(stack, state.resultKey!)).trace;
+    expect(trace.filter((t) => t.phase === 'svi')).toHaveLength(Math.ceil(manifest.shards.length / manifest.stepWidth));
   });
 
   it('writes the result and points models/<name>/latest.json at it', async () => {

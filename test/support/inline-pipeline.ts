@@ -20,6 +20,7 @@ export function inlinePorts(kernel: Kernel = referenceKernel) {
 /** Deliver tasks and updates until the run ends; returns the last progress. */
 export async function drive(ctx: ReturnType<typeof inlinePorts>, maxSteps = 100_000): Promise<Progress> {
   const cache = new WorkerCache();
+  Object.assign(ctx, { progress: undefined }); // forget a previous run's
   for (let step = 0; step < maxSteps; step++) {
     const [task] = await ctx.tasks.receive(1, 0);
     if (task) {
