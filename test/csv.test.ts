@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   DataError,
   formatSkipped,
+  MAX_MAGNITUDE,
   parseHeader,
   parseRows,
   planByteShards,
@@ -63,12 +64,12 @@ describe('DataError', () => {
 
 describe('parseHeader', () => {
   it('reads names and the offset of the first data line', () => {
-    expect(parseHeader(encode('a,b,c\n1,2,3\n'), 'd.csv')).toEqual({ columns: ['a', 'b', 'c'], dataStart: 6 });
+    expect(parseHeader(encode('a,b,c\n1,2,3\n'), 'd.csv')).toEqual({ columns: ['a', 'b', 'c'], dataStart: 6, delimiter: ',' });
   });
 
   it('skips a UTF-8 BOM and handles CRLF', () => {
     const bytes = new Uint8Array([0xef, 0xbb, 0xbf, ...encode('x,y\r\n1,2\r\n')]);
-    expect(parseHeader(bytes, 'd.csv')).toEqual({ columns: ['x', 'y'], dataStart: 8 });
+    expect(parseHeader(bytes, 'd.csv')).toEqual({ columns: ['x', 'y'], dataStart: 8, delimiter: ',' });
   });
 
   it('unquotes names with "" escapes and commas, trims unquoted names', () => {
@@ -78,7 +79,7 @@ describe('parseHeader', () => {
   });
 
   it('takes a header without newline as a header-only file', () => {
-    expect(parseHeader(encode('a,b'), 'd.csv')).toEqual({ columns: ['a', 'b'], dataStart: 3 });
+    expect(parseHeader(encode('a,b'), 'd.csv')).toEqual({ columns: ['a', 'b'], dataStart: 3, delimiter: ',' });
   });
 
   it('rejects an empty file, a BOM-only file and an empty first line', () => {
@@ -94,6 +95,15 @@ describe('parseHeader', () => {
       'd.csv:1: duplicated column name "a" (columns 1 and 3)',
     );
     expect(dataError(() => parseHeader(encode('a,"b\n'), 'd.csv')).message).toMatch(/^d\.csv:1: header: unterminated/);
+  });
+
+  it('detects ; tab and | as the delimiter, and takes a given one', () => {
+    expect(parseHeader(encode('a;b;c\n1,5;2;3\n'), 'd.csv')).toMatchObject({ columns: ['a', 'b', 'c'], delimiter: ';' });
+    expect(parseHeader(encode('a\tb\n'), 'd.csv')).toMatchObject({ columns: ['a', 'b'], delimiter: '\t' });
+    expect(parseHeader(encode('a|b|c\n'), 'd.csv')).toMatchObject({ columns: ['a', 'b', 'c'], delimiter: '|' });
+    // A tie goes to the comma; a given delimiter settles it.
+    expect(parseHeader(encode('a,b;c\n'), 'd.csv')).toMatchObject({ columns: ['a', 'b;c'], delimiter: ',' });
+    expect(parseHeader(encode('a,b;c\n'), 'd.csv', ';')).toMatchObject({ columns: ['a,b', 'c'], delimiter: ';' });
   });
 
   it('allows one empty name (an index column)', () => {
@@ -175,7 +185,7 @@ describe('parseRows', () => {
       [5, 'a', 'NaN', 'missing value'],
       [6, 'c', 'abc', 'not a number'],
       [7, 'b', 'inf', 'not a number'],
-      [8, 'c', '1e999', 'not a number'],
+      [8, 'c', '1e999', 'beyond ±1e150 (its square would overflow)'],
       [9, 'b', '1,5', 'not a number'],
     ]);
     expect(result.skipped.every((row) => row.file === 'd.csv')).toBe(true);
@@ -222,15 +232,46 @@ describe('parseRows', () => {
     expect(formatSkipped({ ...result.skipped[0], line: 3 })).toBe('d.csv:3: expected 3 fields, found 2');
   });
 
-  it('skips the pieces of a quoted field that spans lines, and malformed quotes', () => {
-    const text = '1,"a\nb",3\n1,"x"y,3\n2,2,2\n';
-    const result = parseRows(encode(text), { file: 'd.csv', header, select: numbers('a') });
-    expect(result.rows).toBe(1);
-    expect(result.skippedCount).toBe(3);
+  it('reads a quoted field holding line breaks as one record (RFC 4180), cited by its first line', () => {
+    const text = '1,"a\nb\r\nc",3\n1,"x"y,3\n2,2,2\n7,"never closed,3\n8,8,8\n';
+    const result = parseRows(encode(text), { file: 'd.csv', header, select: numbers('a', 'c'), firstLine: 2, records: true });
+    expect(result.rows).toBe(3);
+    expect([...result.values]).toEqual([1, 3, 2, 2, 8, 8]);
+    expect([...result.rowLine]).toEqual([0, 4, 6]);
+    expect(result.lineCount).toBe(7);
     expect(result.skipped.map(({ line, reason }) => [line, reason])).toEqual([
-      [0, 'unterminated quoted field (quoted fields cannot span lines)'],
-      [1, 'expected 3 fields, found 2'], // b",3 : an unquoted field may hold a '"'
-      [2, 'text after a closing quote'],
+      [5, 'text after a closing quote'],
+      [7, 'unterminated quoted field'], // no closing quote anywhere after it: its physical line only
+    ]);
+    const records = result.records!;
+    const spans = Array.from({ length: records.count }, (_, i) => [Buffer.from(encode(text).subarray(records.start[i], records.end[i])).toString(), records.row[i]]);
+    expect(spans).toEqual([['1,"a\nb\r\nc",3', 0], ['1,"x"y,3', -1], ['2,2,2', 1], ['7,"never closed,3', -1], ['8,8,8', 2]]);
+  });
+
+  it('partial: stops before a record that may go on past the bytes', () => {
+    const text = '1,2,3\n4,"5\n6",7\n8,"9';
+    const options = { file: 'd.csv', header, select: numbers('a'), partial: true };
+    expect(parseRows(encode(text), options)).toMatchObject({ rows: 2, consumed: text.indexOf('8') });
+    expect(parseRows(encode('1,2,3\n4,"5\n6'), options)).toMatchObject({ rows: 1, consumed: 6 });
+    expect(parseRows(encode('1,2,3\n4,5'), options)).toMatchObject({ rows: 1, consumed: 6 });
+  });
+
+  it('splits on the given delimiter and keeps a text column', () => {
+    const text = '1,5;2;x7\n3;"4;4";x8\n';
+    const result = parseRows(encode(text), { file: 'd.csv', header, select: numbers('b'), delimiter: ';', text: 'c' });
+    expect(result.rows).toBe(1);
+    expect(result.texts).toEqual(['x7']);
+    expect(result.skipped[0]).toMatchObject({ column: 'b', value: '4;4', reason: 'not a number' });
+  });
+
+  it('skips values whose square would overflow, with the reason', () => {
+    const text = '1,1e149,1\n1,1.4e154,1\n1,-1e200,1\n1,1e308,1\n';
+    const result = parseRows(encode(text), { file: 'd.csv', header, select: numbers('b'), firstLine: 2 });
+    expect([...result.values]).toEqual([1e149]);
+    expect(result.skipped.map((s) => formatSkipped(s))).toEqual([
+      'd.csv:3: column "b": beyond ±1e150 (its square would overflow) ("1.4e154")',
+      'd.csv:4: column "b": beyond ±1e150 (its square would overflow) ("-1e200")',
+      'd.csv:5: column "b": beyond ±1e150 (its square would overflow) ("1e308")',
     ]);
   });
 
@@ -261,7 +302,7 @@ describe('parseRows', () => {
       .map(([int, frac, exp, withExp]) => `${int}.${frac}${withExp ? `e${exp}` : ''}`);
     fc.assert(
       fc.property(fc.array(fc.oneof(formatted, digitText), { minLength: 1, maxLength: 20 }), (texts) => {
-        const usable = texts.filter((text) => Number.isFinite(Number(text.trim())) && text.trim() !== '');
+        const usable = texts.filter((text) => Math.abs(Number(text.trim())) < MAX_MAGNITUDE && text.trim() !== '');
         const result = parseRows(encode(usable.join('\n')), { file: 'p.csv', header: ['v'], select: numbers('v') });
         expect(result.skippedCount).toBe(0);
         expect(result.rows).toBe(usable.length);

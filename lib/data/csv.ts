@@ -2,22 +2,25 @@
  * The streaming CSV data layer: read a file's header, cut the data into byte-range shards,
  * fetch the lines a shard owns, and parse the selected columns into a Float64Array.
  *
- * Line model. A record is one physical line: lines end at '\n' (a '\r' before it is dropped, so
- * CRLF and LF files both work; old-Mac lone-CR files do not). Fields are separated by ',' and may
- * be quoted with '"' ("" is an escaped quote).
+ * Record model (RFC 4180, with the usual leniencies). Fields are separated by the file's
+ * delimiter (`,` by default; the header line tells `,` `;` tab and `|` apart) and may be quoted
+ * with '"' ("" is an escaped quote). A record ends at a '\n' outside quotes (a '\r' before it is
+ * dropped, so CRLF and LF files both work; old-Mac lone-CR files do not), so a quoted field may
+ * hold line breaks. Line numbers in reports are physical lines: a record is cited by the line it
+ * starts on.
  *
- * LIMITATION: a quoted field must not contain a newline. Byte-range shards are cut at '\n'
- * without knowing whether a '\n' sits inside quotes (that would need a scan from the start of the
- * file), so such a field cannot be split reliably. Rather than parse differently depending on
- * where the cuts fall, every '\n' ends a record everywhere: the pieces of such a row are skipped
- * and reported ("unterminated quoted field" / wrong field count), never merged and never dropped
- * silently. Numeric data never has this problem.
+ * LIMITATION: byte-range shards are cut at '\n' without knowing whether that '\n' sits inside
+ * quotes (that would need a scan from the start of the file). A record whose quoted line break
+ * lies across a shard boundary is therefore read as two pieces, each skipped and reported; within
+ * a shard (and in files smaller than one shard, and in `predict`, which reads a file from its
+ * start) such records are read whole. Numeric data never has this problem.
  *
  * Sharding rule: a shard [start, end) owns exactly the data lines that START inside it, where a
  * line starts at `dataStart` or right after a '\n'. Reading every shard of a plan and parsing
  * the bytes yields every row exactly once, in file order.
  */
 import type { ObjectStore } from '../pipeline/ports.js';
+import { DELIMITERS, type Delimiter } from '../config.js';
 import { asDataError, DataError, formatLocation } from './errors.js';
 
 export { DataError } from './errors.js';
@@ -28,7 +31,6 @@ const TAB = 9;
 const SPACE = 32;
 const QUOTE = 34;
 const PLUS = 43;
-const COMMA = 44;
 const MINUS = 45;
 const DOT = 46;
 const ZERO = 48;
@@ -42,11 +44,13 @@ const utf8 = new TextDecoder('utf-8');
 // Header
 // ---------------------------------------------------------------------------------------------
 
-/** The parsed header: column names and the byte offset of the first data line. */
+/** The parsed header: column names, the byte offset of the first data line, the field separator. */
 export interface Header {
   columns: string[];
   /** Byte offset (in the file, BOM included) of the first data line. */
   dataStart: number;
+  /** The delimiter given, or the one that splits the header line into the most fields (ties: the first of , ; tab |). */
+  delimiter: Delimiter;
 }
 
 /** One field of a line as byte positions: content is [start, end), `quoted` if "" must be unescaped. */
@@ -69,23 +73,34 @@ interface SplitFailure {
  * the header is taken to end at the end of `bytes` (a header-only file). Handles a UTF-8 BOM,
  * quoted names with "" escapes, CRLF or LF; unquoted names are trimmed.
  *
+ * Without `delimiter`, the header line is split by each of , ; tab | and the one giving the most
+ * fields wins (ties go to the earlier), which tells the usual CSV, European CSV and TSV apart.
+ *
  * Throws DataError for an empty file, an empty header line, a malformed quoted name, or a
  * duplicated name. Empty names are allowed (pandas writes one for the index) but cannot be
  * selected.
  */
-export function parseHeader(bytes: Uint8Array, file: string): Header {
+export function parseHeader(bytes: Uint8Array, file: string, delimiter?: Delimiter): Header {
   const begin = hasBom(bytes) ? 3 : 0;
   if (bytes.length === begin) throw new DataError('file is empty', { file });
   const newline = bytes.indexOf(LF, begin);
   const lineEnd = newline < 0 ? bytes.length : newline;
   const contentEnd = lineEnd > begin && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
-  const spans = splitLine(bytes, begin, contentEnd);
+  let best: { spans: FieldSpan[] | SplitFailure; delimiter: Delimiter } | undefined;
+  for (const candidate of delimiter === undefined ? DELIMITERS : [delimiter]) {
+    const spans = splitLine(bytes, begin, contentEnd, candidate.charCodeAt(0));
+    // Another delimiter must give more fields than the first (a header that fails to split with
+    // a comma, an unterminated quote say, is reported as such, not read as one ;-field).
+    const fields = (x: FieldSpan[] | SplitFailure) => (Array.isArray(x) ? x.length : 1);
+    if (!best || (Array.isArray(spans) && fields(spans) > fields(best.spans))) best = { spans, delimiter: candidate };
+  }
+  const { spans } = best!;
   if (!Array.isArray(spans)) {
     throw new DataError(`header: ${spans.reason}`, { file, line: 1 });
   }
   const columns = spans.map((span) => fieldText(bytes, span).trim());
   checkHeaderNames(columns, file);
-  return { columns, dataStart: newline < 0 ? bytes.length : newline + 1 };
+  return { columns, dataStart: newline < 0 ? bytes.length : newline + 1, delimiter: best!.delimiter };
 }
 
 function hasBom(bytes: Uint8Array): boolean {
@@ -120,6 +135,7 @@ export async function readHeader(
   store: ObjectStore,
   key: string,
   file: string = key,
+  delimiter?: Delimiter,
 ): Promise<Header & { size: number }> {
   const info = await store.head(key);
   if (info === undefined) throw new DataError('file not found', { file });
@@ -128,7 +144,7 @@ export async function readHeader(
       throw asDataError(error, file);
     });
     // Parse only a whole header line: a cut one could show a truncated name as a duplicate.
-    if (bytes.indexOf(LF) >= 0 || bytes.length >= info.size) return { ...parseHeader(bytes, file), size: info.size };
+    if (bytes.indexOf(LF) >= 0 || bytes.length >= info.size) return { ...parseHeader(bytes, file, delimiter), size: info.size };
   }
 }
 
@@ -312,6 +328,17 @@ export interface ParseOptions {
   select: readonly { column: string; kind: ColumnKind }[];
   /** 1-based file line of the first line of `bytes`; when absent, skipped rows carry 0-based indices. */
   firstLine?: number;
+  /** The field separator (parseHeader's). @default ',' */
+  delimiter?: Delimiter;
+  /** Also keep this column's text (trimmed, unquoted) for every kept row, in `texts` (an id column). */
+  text?: string;
+  /** Also return every non-blank record's byte span and row, in `records` (predict writes lines back). */
+  records?: boolean;
+  /**
+   * `bytes` is a prefix of the data that may end inside a record (a streaming reader's chunk):
+   * stop before the first record not ended by a '\n' within `bytes`; `consumed` says where.
+   */
+  partial?: boolean;
 }
 
 /** A row that was left out, for the report. */
@@ -327,54 +354,87 @@ export interface SkippedRow {
   reason: string;
 }
 
+/** Byte spans of the non-blank records (content without the line ending) and the row each became (−1: skipped). */
+export interface RecordSpans {
+  count: number;
+  start: Int32Array;
+  end: Int32Array;
+  row: Int32Array;
+}
+
 export interface ParsedRows {
+  /** The file and first line the rows were parsed with (for citing rows dropped later). */
+  file: string;
+  firstLine?: number;
   /** Rows kept. */
   rows: number;
   /** rows × select.length values, row-major, in select order (a view: its buffer may be longer). */
   values: Float64Array;
-  /** Physical lines in the bytes, blank ones included. */
+  /** Physical lines in the bytes (up to `consumed`), blank ones included. */
   lineCount: number;
-  /** 0-based line index within the bytes of every kept row (length rows). */
+  /** 0-based index within the bytes of the physical line each kept row starts on (length rows). */
   rowLine: Int32Array;
   /** Rows skipped as unusable (blank lines are not rows and not counted). */
   skippedCount: number;
   /** Details of the first MAX_SKIPPED_DETAILS skipped rows. */
   skipped: SkippedRow[];
+  /** Bytes parsed: all of them, unless `partial` stopped before an unfinished record. */
+  consumed: number;
+  /** With `text`: the column's text per kept row. */
+  texts?: string[];
+  /** With `records`: every non-blank record. */
+  records?: RecordSpans;
 }
 
 /** Skipped rows described in detail; the rest are only counted. */
 export const MAX_SKIPPED_DETAILS = 50;
 
+/**
+ * Values at or beyond ±1e150 are skipped: squares and products of two such values overflow
+ * float64 (1e300 · a few thousand rows is near the 1.8e308 limit), which no sum over rows survives.
+ */
+export const MAX_MAGNITUDE = 1e150;
+
 const KIND_NUMBER = 1;
 const KIND_BINARY = 2;
 
-/** Per-call state shared by the fast scanner and the slow per-line path. */
+/** Per-call state shared by the fast scanner and the slow per-record path. */
 interface ParseState {
   bytes: Uint8Array;
+  /** Where records may be read up to: bytes.length, or after the last '\n' when partial. */
+  end: number;
   options: ParseOptions;
+  delimiter: number;
   fieldCount: number;
   /** For each header column, its index in `select`, or -1 when not converted. */
   slot: Int32Array;
   /** For each header column, KIND_NUMBER / KIND_BINARY, or 0. */
   kind: Uint8Array;
+  /** Header index of the `text` column, or -1. */
+  textField: number;
   width: number;
   values: Float64Array;
   rowLine: Int32Array;
   rows: number;
   skippedCount: number;
   skipped: SkippedRow[];
+  texts?: string[];
+  records?: RecordSpans;
+  /** Physical line of the next record (0-based in the bytes). */
+  line: number;
 }
 
 /**
- * Parses the data lines in `bytes` (no header) and converts the selected columns.
+ * Parses the data records in `bytes` (no header) and converts the selected columns.
  *
  * Rules: a blank (or whitespace-only) line is ignored; a row with the wrong number of fields, or
  * a selected value that is missing (empty, NA, N/A, NaN, null, None), not a finite decimal
- * number (exponent forms, leading +/-, surrounding blanks allowed), or for `binary` not one of
- * 0/1/true/false (any case; also 0.0, 1.0) is skipped, counted and, for the first 50, described.
+ * number (exponent forms, leading +/-, surrounding blanks allowed), beyond ±MAX_MAGNITUDE, or for
+ * `binary` not one of 0/1/true/false (any case; also 0.0, 1.0) is skipped, counted and, for the
+ * first 50, described. A quote that never closes makes its physical line a skipped row.
  * Never throws for a bad row; throws DataError for an unknown selected column.
  *
- * Why hand-written rather than csv-parse: on the benchmark data (11 numeric columns, ~6
+ * Why hand-written rather than a CSV library: on the benchmark data (11 numeric columns, ~6
  * significant digits; bench/csv.ts) measured in one process on Node 20, one shared core,
  * csv-parse/sync with `cast: false` ran at ~13 MB/s before any number conversion (~10 MB/s
  * with Number() on each field), this scanner at ~100–140 MB/s converting everything. The
@@ -385,15 +445,20 @@ interface ParseState {
  */
 export function parseRows(bytes: Uint8Array, options: ParseOptions): ParsedRows {
   const state = createState(bytes, options);
-  scanRows(state);
+  const consumed = scanRows(state);
   const { rows, width } = state;
   return {
+    file: options.file,
+    ...(options.firstLine === undefined ? {} : { firstLine: options.firstLine }),
     rows,
     values: state.values.subarray(0, rows * width),
-    lineCount: state.rowLine.length,
+    lineCount: state.line,
     rowLine: state.rowLine.subarray(0, rows),
     skippedCount: state.skippedCount,
     skipped: state.skipped,
+    consumed,
+    ...(state.texts ? { texts: state.texts } : {}),
+    ...(state.records ? { records: state.records } : {}),
   };
 }
 
@@ -406,21 +471,31 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     slot[column] = index;
     kind[column] = selected.kind === 'binary' ? KIND_BINARY : KIND_NUMBER;
   });
+  const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
+  const end = options.partial ? bytes.lastIndexOf(LF) + 1 : bytes.length;
   const width = options.select.length;
   // Sized by the line count (a native memchr pass), an upper bound on the rows.
-  const lines = countLines(bytes);
+  const lines = countLines(bytes.subarray(0, end));
   return {
     bytes,
+    end,
     options,
+    delimiter: (options.delimiter ?? ',').charCodeAt(0),
     fieldCount,
     slot,
     kind,
+    textField,
     width,
     values: new Float64Array(lines * width),
     rowLine: new Int32Array(lines),
     rows: 0,
     skippedCount: 0,
     skipped: [],
+    ...(textField >= 0 ? { texts: [] } : {}),
+    ...(options.records
+      ? { records: { count: 0, start: new Int32Array(lines), end: new Int32Array(lines), row: new Int32Array(lines) } }
+      : {}),
+    line: 0,
   };
 }
 
@@ -484,6 +559,7 @@ function scanNumber(bytes: Uint8Array, pos: number, end: number): number {
     if (pos < 0) return -1;
     exponent += scanOut[1];
   }
+  // At most 15 digits and |exponent| ≤ 22: |value| < 1e38, far inside MAX_MAGNITUDE.
   let value: number;
   if (mantissa === 0) value = 0;
   else if (exponent >= 0 && exponent <= 22) value = mantissa * POW10[exponent];
@@ -517,18 +593,21 @@ function scanExponent(bytes: Uint8Array, pos: number, end: number): number {
 /**
  * The hot loop: walks the bytes once, converting selected fields in place with scanNumber and
  * stepping over the others. A line it cannot take as a plain good row (quotes, blank start, bad
- * value, wrong field count, lone '\r') goes to parseLineSlowly, which decides.
+ * value, wrong field count, lone '\r') goes to parseRecordSlowly, which decides.
+ * Returns the bytes consumed.
  */
-function scanRows(state: ParseState): void {
-  const { bytes, slot, kind, width, values, rowLine, fieldCount } = state;
-  const n = bytes.length;
+function scanRows(state: ParseState): number {
+  const { bytes, slot, kind, width, values, rowLine, fieldCount, delimiter, textField, records } = state;
+  const n = state.end;
   let pos = 0;
-  let line = 0;
   while (pos < n) {
     const lineStart = pos;
     const base = state.rows * width;
     let field = 0;
     let good = true;
+    let contentEnd = n;
+    let textStart = 0;
+    let textEnd = 0;
     let c = bytes[pos];
     if (c === LF || c === CR || c === SPACE || c === TAB) good = false; // maybe blank: slow path decides
     while (good) {
@@ -543,7 +622,8 @@ function scanRows(state: ParseState): void {
         values[base + s] = kind[field] === KIND_BINARY ? (value === 1 ? 1 : 0) : value;
         pos = next;
       } else {
-        while (pos < n && (c = bytes[pos]) !== COMMA && c !== LF && c !== CR) {
+        const fieldStart = pos;
+        while (pos < n && (c = bytes[pos]) !== delimiter && c !== LF && c !== CR) {
           if (c === QUOTE) {
             good = false;
             break;
@@ -551,54 +631,109 @@ function scanRows(state: ParseState): void {
           pos++;
         }
         if (!good) break;
+        if (field === textField) {
+          textStart = fieldStart;
+          textEnd = pos;
+        }
       }
       field++;
       if (pos >= n) break;
       c = bytes[pos];
-      if (c === COMMA) {
+      if (c === delimiter) {
         pos++;
         continue;
       }
       if (c === LF) {
-        pos++;
+        contentEnd = pos++;
         break;
       }
       if (c === CR && (pos + 1 === n || bytes[pos + 1] === LF)) {
+        contentEnd = pos;
         pos += pos + 1 === n ? 1 : 2;
         break;
       }
       good = false; // junk after a number, or a lone '\r'
     }
     if (good && field === fieldCount) {
-      rowLine[state.rows++] = line;
+      if (records) addRecord(records, lineStart, contentEnd, state.rows);
+      if (state.texts) state.texts.push(utf8.decode(bytes.subarray(textStart, textEnd)).trim());
+      rowLine[state.rows++] = state.line++;
     } else {
-      pos = parseLineSlowly(state, lineStart, line);
+      const next = parseRecordSlowly(state, lineStart);
+      if (next < 0) return lineStart; // partial: the record goes on past the bytes
+      pos = next;
     }
-    line++;
   }
+  return n;
+}
+
+function addRecord(records: RecordSpans, start: number, end: number, row: number): void {
+  const i = records.count++;
+  records.start[i] = start;
+  records.end[i] = end;
+  records.row[i] = row;
 }
 
 /**
- * The slow, general path for the line starting at `lineStart`: splits it with quoting rules,
- * then keeps, skips (recording why) or ignores (blank) it. Returns the start of the next line.
+ * The extent of the record starting at `start`: its content end (before '\r\n' or '\n') and the
+ * start of the next record, following quoted fields across line breaks. A quote that does not
+ * close before `end` makes the record its physical line only (it is then skipped as unterminated),
+ * except in partial mode, where the record may finish in bytes not read yet: null.
  */
-function parseLineSlowly(state: ParseState, lineStart: number, line: number): number {
+function recordExtent(state: ParseState, start: number): { contentEnd: number; next: number } | null {
+  const { bytes, end, delimiter } = state;
+  let pos = start;
+  for (;;) {
+    let lead = pos;
+    while (lead < end && (bytes[lead] === SPACE || bytes[lead] === TAB)) lead++;
+    if (lead < end && bytes[lead] === QUOTE) {
+      const close = closingQuote(bytes, lead + 1, end);
+      if (close < 0) {
+        if (state.options.partial) return null;
+        const newline = bytes.indexOf(LF, start);
+        return lineExtent(bytes, newline < 0 || newline >= end ? end : newline, end);
+      }
+      pos = close + 1;
+    }
+    while (pos < end && bytes[pos] !== delimiter && bytes[pos] !== LF) pos++;
+    if (pos >= end || bytes[pos] === LF) return lineExtent(bytes, pos, end);
+    pos++; // the delimiter
+  }
+}
+
+/** Content end and next start for a record whose terminating '\n' is at `newline` (or `end`). */
+function lineExtent(bytes: Uint8Array, newline: number, end: number): { contentEnd: number; next: number } {
+  const contentEnd = newline > 0 && bytes[newline - 1] === CR ? newline - 1 : newline;
+  return { contentEnd, next: newline >= end ? end : newline + 1 };
+}
+
+/**
+ * The slow, general path for the record starting at `start`: splits it with quoting rules,
+ * then keeps, skips (recording why) or ignores (blank) it. Returns the start of the next record,
+ * or -1 in partial mode when the record is not complete within the bytes.
+ */
+function parseRecordSlowly(state: ParseState, start: number): number {
   const { bytes } = state;
-  const newline = bytes.indexOf(LF, lineStart);
-  const lineEnd = newline < 0 ? bytes.length : newline;
-  const contentEnd = lineEnd > lineStart && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
-  if (isBlank(bytes, lineStart, contentEnd)) return lineEnd + 1;
-  const spans = splitLine(bytes, lineStart, contentEnd);
+  const extent = recordExtent(state, start);
+  if (!extent) return -1;
+  const { contentEnd, next } = extent;
+  const line = state.line;
+  for (let q = bytes.indexOf(LF, start); q >= 0 && q < contentEnd; q = bytes.indexOf(LF, q + 1)) state.line++;
+  state.line++;
+  if (isBlank(bytes, start, contentEnd)) return next;
+  const records = state.records;
+  if (records) addRecord(records, start, contentEnd, -1);
+  const spans = splitLine(bytes, start, contentEnd, state.delimiter);
   if (!Array.isArray(spans)) {
     const column = state.options.header[spans.field] ?? '';
-    skipRow(state, line, column, () => utf8.decode(bytes.subarray(lineStart, contentEnd)), spans.reason);
+    skipRow(state, line, column, () => utf8.decode(bytes.subarray(start, contentEnd)), spans.reason);
   } else if (spans.length !== state.fieldCount) {
     const reason = `expected ${state.fieldCount} fields, found ${spans.length}`;
-    skipRow(state, line, '', () => utf8.decode(bytes.subarray(lineStart, contentEnd)), reason);
-  } else {
-    convertRow(state, spans, line);
+    skipRow(state, line, '', () => utf8.decode(bytes.subarray(start, contentEnd)), reason);
+  } else if (convertRow(state, spans, line) && records) {
+    records.row[records.count - 1] = state.rows - 1;
   }
-  return lineEnd + 1;
+  return next;
 }
 
 function isBlank(bytes: Uint8Array, start: number, end: number): boolean {
@@ -609,8 +744,8 @@ function isBlank(bytes: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
-/** Converts the selected fields of a split line; keeps the row or skips it at the first bad value. */
-function convertRow(state: ParseState, spans: FieldSpan[], line: number): void {
+/** Converts the selected fields of a split record; keeps the row (true) or skips it at the first bad value. */
+function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolean {
   const base = state.rows * state.width;
   for (let field = 0; field < spans.length; field++) {
     const s = state.slot[field];
@@ -619,24 +754,23 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): void {
     const value = state.kind[field] === KIND_BINARY ? toBinary(text) : toNumber(text);
     if (typeof value === 'string') {
       skipRow(state, line, state.options.header[field], () => text, value);
-      return;
+      return false;
     }
     state.values[base + s] = value;
   }
+  if (state.texts) state.texts.push(fieldText(state.bytes, spans[state.textField]).trim());
   state.rowLine[state.rows++] = line;
+  return true;
 }
 
 function skipRow(state: ParseState, line: number, column: string, value: () => string, reason: string): void {
-  state.skippedCount++;
-  if (state.skipped.length >= MAX_SKIPPED_DETAILS) return;
-  const { file, firstLine } = state.options;
-  state.skipped.push({
-    file,
-    line: firstLine === undefined ? line : firstLine + line,
-    column,
-    value: truncate(value(), 100),
-    reason,
-  });
+  recordSkipped(state, { file: state.options.file, line: state.options.firstLine === undefined ? line : state.options.firstLine + line, column, value: value(), reason });
+}
+
+/** Counts a skipped row and keeps its details while fewer than MAX_SKIPPED_DETAILS are kept. */
+export function recordSkipped(into: { skippedCount: number; skipped: SkippedRow[] }, row: SkippedRow): void {
+  into.skippedCount++;
+  if (into.skipped.length < MAX_SKIPPED_DETAILS) into.skipped.push({ ...row, value: truncate(row.value, 100) });
 }
 
 function truncate(text: string, max: number): string {
@@ -644,11 +778,12 @@ function truncate(text: string, max: number): string {
 }
 
 /**
- * Splits bytes [start, end) (one line, no line terminator) into fields. A field whose first
- * non-blank byte is '"' is quoted: it runs to the matching '"' ("" escapes a quote) and only
- * blanks may follow before the next ','. A '"' inside an unquoted field is kept as text.
+ * Splits bytes [start, end) (one record, no line terminator) into fields. A field whose first
+ * non-blank byte is '"' is quoted: it runs to the matching '"' ("" escapes a quote; line breaks
+ * are content) and only blanks may follow before the next delimiter. A '"' inside an unquoted
+ * field is kept as text.
  */
-function splitLine(bytes: Uint8Array, start: number, end: number): FieldSpan[] | SplitFailure {
+function splitLine(bytes: Uint8Array, start: number, end: number, delimiter: number): FieldSpan[] | SplitFailure {
   const spans: FieldSpan[] = [];
   let pos = start;
   for (;;) {
@@ -656,19 +791,19 @@ function splitLine(bytes: Uint8Array, start: number, end: number): FieldSpan[] |
     while (lead < end && (bytes[lead] === SPACE || bytes[lead] === TAB)) lead++;
     if (lead < end && bytes[lead] === QUOTE) {
       const close = closingQuote(bytes, lead + 1, end);
-      if (close < 0) return { reason: 'unterminated quoted field (quoted fields cannot span lines)', field: spans.length };
+      if (close < 0) return { reason: 'unterminated quoted field', field: spans.length };
       spans.push({ start: lead + 1, end: close, quoted: true });
       pos = close + 1;
       while (pos < end && (bytes[pos] === SPACE || bytes[pos] === TAB)) pos++;
-      if (pos < end && bytes[pos] !== COMMA) return { reason: 'text after a closing quote', field: spans.length - 1 };
+      if (pos < end && bytes[pos] !== delimiter) return { reason: 'text after a closing quote', field: spans.length - 1 };
     } else {
-      const comma = bytes.subarray(pos, end).indexOf(COMMA);
-      const fieldEnd = comma < 0 ? end : pos + comma;
+      const found = bytes.subarray(pos, end).indexOf(delimiter);
+      const fieldEnd = found < 0 ? end : pos + found;
       spans.push({ start: pos, end: fieldEnd, quoted: false });
       pos = fieldEnd;
     }
     if (pos >= end) return spans;
-    pos++; // the comma
+    pos++; // the delimiter
   }
 }
 
@@ -691,13 +826,16 @@ function fieldText(bytes: Uint8Array, span: FieldSpan): string {
 const MISSING = new Set(['', 'na', 'n/a', 'nan', 'null', 'none']);
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
-/** A finite decimal number, or the reason the text is not one. */
+/** The reason a decimal too large to use is skipped (MAX_MAGNITUDE). */
+export const TOO_LARGE = 'beyond ±1e150 (its square would overflow)';
+
+/** A finite decimal number within ±MAX_MAGNITUDE, or the reason the text is not one. */
 export function toNumber(text: string): number | string {
   const t = text.trim();
   if (MISSING.has(t.toLowerCase())) return 'missing value';
   if (!DECIMAL.test(t)) return 'not a number';
   const value = Number(t);
-  return Number.isFinite(value) ? value : 'not a number';
+  return Math.abs(value) < MAX_MAGNITUDE ? value : TOO_LARGE;
 }
 
 /** 0 or 1 from 0/1/true/false (any case; numeric forms like 1.0 too), or the reason it is not. */

@@ -2,10 +2,19 @@
  * From CSV objects to standardized batches: which columns play which role, the standardization
  * fixed for a run, the row sample the planner draws, and the conversion of parsed rows to a Batch.
  */
-import type { ModelConfig } from '../config.js';
+import type { Delimiter, ModelConfig } from '../config.js';
 import type { Batch } from '../kernel/types.js';
 import type { ObjectStore } from '../pipeline/ports.js';
-import { parseRows, readHeader, readOwnedLines, resolveColumn, type ColumnKind, type ParsedRows } from './csv.js';
+import {
+  parseHeader,
+  parseRows,
+  readHeader,
+  readOwnedLines,
+  recordSkipped,
+  resolveColumn,
+  type ColumnKind,
+  type ParsedRows,
+} from './csv.js';
 import { DataError } from './errors.js';
 
 /** One CSV object of a dataset, as the planner found it. */
@@ -17,6 +26,10 @@ export interface DataFile {
   etag: string;
   dataStart: number;
   columns: string[];
+  /** The field separator: detected from the header line, or the configured one (planColumns). */
+  delimiter: Delimiter;
+  /** The header line as read (so a configured delimiter can split it again). */
+  headerLine: string;
 }
 
 /** Which columns are used, and how each is converted. */
@@ -50,16 +63,40 @@ export async function openDataFile(store: ObjectStore, key: string, name = key):
   if (!info) throw new DataError('file not found', { file: name });
   const header = await readHeader(store, key, name);
   if (header.dataStart >= header.size) throw new DataError('no data rows after the header', { file: name, line: 2 });
-  return { key, name, size: info.size, etag: info.etag, dataStart: header.dataStart, columns: header.columns };
+  const headerBytes = await store.getRange(key, 0, header.dataStart);
+  return {
+    key,
+    name,
+    size: info.size,
+    etag: info.etag,
+    dataStart: header.dataStart,
+    columns: header.columns,
+    delimiter: header.delimiter,
+    headerLine: new TextDecoder().decode(headerBytes),
+  };
 }
 
 /** Columns whose values in `bytes` are mostly numbers: the default clustering/regression columns. */
-function numericColumns(file: DataFile, bytes: Uint8Array, exclude: string): string[] {
+function numericColumns(file: DataFile, bytes: Uint8Array, exclude: readonly string[]): string[] {
   return file.columns.filter((column) => {
-    if (column === exclude || column === '') return false;
-    const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }] });
+    if (exclude.includes(column) || column === '') return false;
+    const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }], delimiter: file.delimiter });
     return parsed.rows > 0 && parsed.rows >= parsed.skippedCount;
   });
+}
+
+/**
+ * A configured delimiter replaces the detected one: each file's header is split again with it.
+ * Changes the files in place, so the manifest that lists them records what the workers parse with.
+ */
+function applyDelimiter(files: DataFile[], delimiter: Delimiter | undefined): void {
+  if (delimiter === undefined) return;
+  for (const file of files) {
+    if (file.delimiter === delimiter) continue;
+    const header = parseHeader(new TextEncoder().encode(file.headerLine), file.name, delimiter);
+    file.columns = header.columns;
+    file.delimiter = delimiter;
+  }
 }
 
 /**
@@ -68,12 +105,14 @@ function numericColumns(file: DataFile, bytes: Uint8Array, exclude: string): str
  */
 export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: Uint8Array): ColumnPlan {
   const first = files[0];
+  applyDelimiter(files, config.delimiter);
   for (const file of files) {
     resolveColumn(file.columns, config.target, file.name, 'target');
+    if (config.id !== undefined) resolveColumn(file.columns, config.id, file.name, 'id');
     for (const c of config.columns ?? []) resolveColumn(file.columns, c, file.name, 'clustering');
     for (const c of config.regressionColumns ?? []) resolveColumn(file.columns, c, file.name, 'regression');
   }
-  const defaults = config.columns ?? numericColumns(first, firstBytes, config.target);
+  const defaults = config.columns ?? numericColumns(first, firstBytes, [config.target, ...(config.id === undefined ? [] : [config.id])]);
   if (defaults.length === 0 && !config.regressionColumns) {
     throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on`, {
       file: first.name,
@@ -98,29 +137,55 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
 
 /** Parse whole lines of `file` with the plan's columns. */
 export function parseWith(plan: ColumnPlan, file: DataFile, bytes: Uint8Array, firstLine?: number): ParsedRows {
-  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine });
+  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine, delimiter: file.delimiter });
 }
 
-/** Mean and deviation (ddof 0) of each selected column over parsed rows. */
+/**
+ * A column whose deviation is at most this share of its largest magnitude is constant: what is
+ * left is rounding (a column of 5s shows a deviation of ~1e-15 · 5), and dividing by it would
+ * blow the column up to ~1e14 standard deviations.
+ */
+export const CONSTANT_RELATIVE_SD = 1e-12;
+
+/**
+ * Mean and deviation (ddof 0) of each selected column over parsed rows, computed on the column
+ * divided by its largest magnitude, so that values near 1e-300 do not underflow when squared nor
+ * values near 1e150 overflow. A column constant in that relative sense (CONSTANT_RELATIVE_SD) is an
+ * error naming it, the target included (except a bernoulli target, which is not standardized).
+ */
 export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'], sample: ParsedRows, fileName: string): Standardization {
   const width = plan.select.length;
-  const mean = new Float64Array(width);
-  const sq = new Float64Array(width);
   const n = sample.rows;
   if (n < 2) throw new DataError(`too few usable rows to fit (found ${n})`, { file: fileName });
-  for (let i = 0; i < n; i++) for (let j = 0; j < width; j++) mean[j] += sample.values[i * width + j] / n;
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < width; j++) {
-      const d = sample.values[i * width + j] - mean[j];
-      sq[j] += (d * d) / n;
-    }
-  const sd = Array.from(sq, Math.sqrt);
-  plan.select.forEach((s, j) => {
-    if (!(sd[j] > 0) && !(j === plan.ySlot && family === 'bernoulli'))
-      throw new DataError(`column "${s.column}" is constant in the sampled rows; drop it from the columns`, { file: fileName });
-  });
-  const pick = (slots: number[], v: ArrayLike<number>) => slots.map((s) => v[s]);
+  const v = sample.values;
   const bernoulli = family === 'bernoulli';
+  const mean = new Float64Array(width);
+  const sd = new Float64Array(width);
+  for (let j = 0; j < width; j++) {
+    let scale = 0;
+    for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(v[i * width + j]));
+    let m = 0;
+    if (scale > 0) for (let i = 0; i < n; i++) m += v[i * width + j] / scale / n;
+    let sq = 0;
+    if (scale > 0)
+      for (let i = 0; i < n; i++) {
+        const d = v[i * width + j] / scale - m;
+        sq += (d * d) / n;
+      }
+    mean[j] = m * scale;
+    sd[j] = Math.sqrt(sq) * scale;
+    if (j === plan.ySlot && bernoulli) continue;
+    if (!(Math.sqrt(sq) > CONSTANT_RELATIVE_SD)) {
+      const role = j === plan.ySlot ? 'the target ' : '';
+      const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j]) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
+      throw new DataError(
+        `${role}column "${plan.select[j].column}" is constant in the ${n} sampled rows (${what}); ` +
+          (role ? 'there is nothing to regress' : 'drop it from the columns'),
+        { file: fileName },
+      );
+    }
+  }
+  const pick = (slots: number[], values: ArrayLike<number>) => slots.map((s) => values[s]);
   return {
     xMean: pick(plan.xSlot, mean),
     xSd: pick(plan.xSlot, sd),
@@ -131,8 +196,72 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
   };
 }
 
-/** Standardized batch from parsed rows: x, u = [r; 1], y. */
+/**
+ * Standardized values beyond ±1e12 are skipped: the local step runs in float32 (largest value
+ * ~3.4e38), where the square of a difference of 1e19 already overflows; 1e12 leaves room for sums
+ * over a chunk of rows and for the posterior precisions. A row this far out was not in the sample
+ * (a sample of n rows has no value beyond √n deviations), so it is a wild value, not the data's scale.
+ */
+export const MAX_STANDARDIZED = 1e12;
+
+/**
+ * Moves rows with a standardized value beyond ±MAX_STANDARDIZED from the kept rows of `parsed` to
+ * its skipped rows (with file, line, column and reason), in place, so that whoever counts
+ * `parsed.rows` and `parsed.skippedCount` afterwards counts them as skipped.
+ */
+export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, parsed: ParsedRows): void {
+  const width = plan.select.length;
+  const center = new Float64Array(width);
+  const scale = new Float64Array(width).fill(1);
+  const assign = (slots: number[], means: number[], sds: number[]) =>
+    slots.forEach((s, j) => {
+      center[s] = means[j];
+      scale[s] = sds[j];
+    });
+  assign(plan.xSlot, std.xMean, std.xSd);
+  assign(plan.rSlot, std.rMean, std.rSd);
+  if (plan.ySlot >= 0) assign([plan.ySlot], [std.yMean], [std.ySd]);
+  const v = parsed.values;
+  const newRow = parsed.records ? new Int32Array(parsed.rows) : undefined;
+  let kept = 0;
+  for (let i = 0; i < parsed.rows; i++) {
+    let bad = -1;
+    for (let j = 0; j < width && bad < 0; j++) if (!(Math.abs((v[i * width + j] - center[j]) / scale[j]) <= MAX_STANDARDIZED)) bad = j;
+    if (bad >= 0) {
+      const line = parsed.rowLine[i] ?? 0;
+      recordSkipped(parsed, {
+        file: parsed.file,
+        line: parsed.firstLine === undefined ? line : parsed.firstLine + line,
+        column: plan.select[bad].column,
+        value: String(v[i * width + bad]),
+        reason: `more than ${MAX_STANDARDIZED} standard deviations from the sample mean`,
+      });
+      if (newRow) newRow[i] = -1;
+      continue;
+    }
+    if (kept !== i) {
+      v.copyWithin(kept * width, i * width, (i + 1) * width);
+      parsed.rowLine[kept] = parsed.rowLine[i];
+      if (parsed.texts) parsed.texts[kept] = parsed.texts[i];
+    }
+    if (newRow) newRow[i] = kept;
+    kept++;
+  }
+  if (kept === parsed.rows) return;
+  const records = parsed.records;
+  if (records && newRow) for (let r = 0; r < records.count; r++) if (records.row[r] >= 0) records.row[r] = newRow[records.row[r]];
+  parsed.rows = kept;
+  parsed.values = v.subarray(0, kept * width);
+  parsed.rowLine = parsed.rowLine.subarray(0, kept);
+  if (parsed.texts) parsed.texts.length = kept;
+}
+
+/**
+ * Standardized batch from parsed rows: x, u = [r; 1], y. Rows that would overflow the kernel are
+ * first moved to the skipped rows of `parsed` (dropOverflowingRows), so read its counts after this.
+ */
 export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRows): Batch {
+  dropOverflowingRows(plan, std, parsed);
   const n = parsed.rows;
   const width = plan.select.length;
   const D = plan.x.length;
@@ -171,11 +300,15 @@ function concatParsed(parts: ParsedRows[]): ParsedRows {
     values.set(p.values, offset);
     offset += p.values.length;
   }
+  // Rows of several windows have no common line numbering; none is needed (the sample's own values
+  // are never beyond √rows deviations, so dropOverflowingRows never cites one).
   return {
+    file: parts[0]?.file ?? '',
     rows,
     values,
     lineCount: parts.reduce((s, p) => s + p.lineCount, 0),
-    rowLine: new Int32Array(0),
+    consumed: parts.reduce((s, p) => s + p.consumed, 0),
+    rowLine: new Int32Array(rows),
     skippedCount: parts.reduce((s, p) => s + p.skippedCount, 0),
     skipped: parts.flatMap((p) => p.skipped),
   };
