@@ -25,8 +25,12 @@ import {
   type SQSClient,
   type SendMessageBatchRequestEntry,
 } from '@aws-sdk/client-sqs';
+import pMap from 'p-map';
 import { PortError, type ObjectStore, type Queue, type QueueMessage, type SendOptions } from '../../lib/pipeline/ports.js';
 import { withLargePayloads } from '../../lib/pipeline/large-payloads.js';
+
+/** SendMessageBatch requests in flight at once on a standard queue. */
+const SEND_CONCURRENCY = 16;
 
 export interface SqsQueueOptions {
   /** The SDK client (region, credentials, endpoint are its business). */
@@ -138,7 +142,9 @@ class PlainSqsQueue implements Queue {
 
   async sendBatch(entries: { body: string; options?: SendOptions }[]): Promise<void> {
     const failures: string[] = [];
-    for (const chunk of this.chunks(entries)) {
+    // Batches go out concurrently on a standard queue (a round's thousands of tasks in a few
+    // round trips), one after another on a FIFO queue, whose order within a group must hold.
+    const send = async (chunk: { index: number; entry: { body: string; options?: SendOptions } }[]) => {
       const request: SendMessageBatchRequestEntry[] = chunk.map(({ index, entry }) => ({
         Id: String(index),
         MessageBody: entry.body,
@@ -150,12 +156,13 @@ class PlainSqsQueue implements Queue {
         out = await this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: request }));
       } catch (err) {
         const first = chunk[0].index;
-        throw this.error(`SendMessageBatch (entries ${first}..${first + chunk.length - 1}; earlier ones were sent)`, err);
+        throw this.error(`SendMessageBatch (entries ${first}..${first + chunk.length - 1}; others may have been sent)`, err);
       }
       for (const f of out.Failed ?? []) {
         failures.push(`#${f.Id}: ${f.Code}${f.SenderFault ? ' (sender fault)' : ''}${f.Message ? ` ${f.Message}` : ''}`);
       }
-    }
+    };
+    await pMap([...this.chunks(entries)], send, { concurrency: this.name.endsWith('.fifo') ? 1 : SEND_CONCURRENCY });
     if (failures.length > 0) {
       throw new PortError(
         `SQS SendMessageBatch on ${this.name}: ${failures.length} of ${entries.length} entries failed: ${failures.join('; ')}`,
