@@ -12,11 +12,11 @@
  *   alarmTopicArn              ARN of an existing SNS topic
  *   removalPolicy              "retain" | "destroy"
  *
- * Absent keys leave the stack's defaults. Range checks happen in the stack (resolveStackProps).
+ * Absent keys leave the stack's defaults. Range checks happen in the construct (resolveClusterwiseProps).
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Schedule } from 'aws-cdk-lib/aws-events';
-import type { ClusterwiseStackProps } from './clusterwise-stack.js';
+import type { ClusterwiseProps } from './clusterwise.js';
 
 /** A context value that cannot be read as the type its key needs. */
 export class InvalidContextError extends Error {
@@ -28,7 +28,7 @@ export class InvalidContextError extends Error {
 
 export type ContextLookup = (key: string) => unknown;
 
-export function propsFromContext(get: ContextLookup): ClusterwiseStackProps {
+export function propsFromContext(get: ContextLookup): ClusterwiseProps {
   const number = (key: string): number | undefined => {
     const raw = get(key);
     if (raw === undefined) return undefined;
@@ -47,7 +47,7 @@ export function propsFromContext(get: ContextLookup): ClusterwiseStackProps {
     return value === undefined ? undefined : Duration.seconds(value);
   };
 
-  const props: { -readonly [K in keyof ClusterwiseStackProps]: ClusterwiseStackProps[K] } = {
+  const props: { -readonly [K in keyof ClusterwiseProps]: ClusterwiseProps[K] } = {
     workerMemoryMiB: number('workerMemoryMiB'),
     workerConcurrency: number('workerConcurrency'),
     workerTimeout: seconds('workerTimeoutSeconds'),
@@ -78,7 +78,7 @@ export function propsFromContext(get: ContextLookup): ClusterwiseStackProps {
   }
 
   // Drop absent keys so that spreading these props never overrides a default with undefined.
-  return Object.fromEntries(Object.entries(props).filter(([, v]) => v !== undefined)) as ClusterwiseStackProps;
+  return Object.fromEntries(Object.entries(props).filter(([, v]) => v !== undefined)) as ClusterwiseProps;
 }
 
 function parseNames(raw: unknown): string[] {

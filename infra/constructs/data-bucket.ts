@@ -1,5 +1,5 @@
 /**
- * The one bucket of the pipeline (DESIGN.md §3, "Object layout"): user data under `datasets/`,
+ * The one bucket of the pipeline (docs/deploy.md §2, the object layout): user data under `datasets/`,
  * run intermediates and results under `runs/`, and pointers to the latest model under `models/`.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';

@@ -28,6 +28,12 @@ export interface PipelineAlarmsProps {
    */
   readonly alarmTopic?: ITopic;
   /**
+   * CloudWatch namespace of the error-log metrics; give each pipeline its own so that two in one
+   * account do not count each other's log lines.
+   * @default "clusterwise"
+   */
+  readonly metricNamespace?: string;
+  /**
    * Metric period.
    * @default Duration.minutes(5)
    */
@@ -77,7 +83,7 @@ export class PipelineAlarms extends Construct {
       const filter = new MetricFilter(this, `${name}ErrorLogFilter`, {
         logGroup,
         filterPattern: FilterPattern.stringValue('$.level', '=', 'ERROR'),
-        metricNamespace: 'clusterwise',
+        metricNamespace: props.metricNamespace ?? 'clusterwise',
         metricName: `${name}ErrorLogs`,
         metricValue: '1',
         defaultValue: 0,

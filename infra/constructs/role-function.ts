@@ -51,6 +51,8 @@ export interface RoleFunctionProps {
   readonly shipWasm?: boolean;
   /** @default "INFO" */
   readonly logLevel?: string;
+  /** How long the log group keeps events. @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
   /** Removal policy of the log group. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -66,7 +68,7 @@ export class RoleFunction extends Construct {
     const shipWasm = props.shipWasm ?? false;
 
     this.logGroup = new LogGroup(this, 'Logs', {
-      retention: RetentionDays.ONE_MONTH,
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
 

