@@ -1,5 +1,11 @@
-/** `clusterwise submit` and `status`: the same roles as the Lambda functions, run from here against a deployed stack. */
-import { awsClients, awsPorts, stackQueueUrls, type AwsPorts } from '../adapters/aws/ports.js';
+/**
+ * `clusterwise submit` and `status`: the same roles as the Lambda functions, run from here against a
+ * deployed stack, found through its CloudFormation outputs (infra/outputs.ts).
+ */
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { awsPorts, type AwsPorts } from '../adapters/aws/ports.js';
+import { SqsQueue } from '../adapters/aws/sqs-queue.js';
+import { STACK_OUTPUTS, type StackOutputName } from '../infra/outputs.js';
 import { loadKernel, type BackendName } from '../lib/kernel/backend.js';
 import { progressOf } from '../lib/pipeline/aggregator.js';
 import { requestRefit, type ActiveRun } from '../lib/pipeline/ingest.js';
@@ -7,16 +13,79 @@ import { keys } from '../lib/pipeline/protocol.js';
 import { readJsonIfExists, type Manifest, type RunState } from '../lib/pipeline/run.js';
 
 export interface StackOptions {
-  bucket: string;
+  /** The stack's CloudFormation name. */
   stack: string;
+  /** The bucket, when given: must be the stack's (a guard against the wrong stack). @default the stack's output */
+  bucket?: string;
+  /** An endpoint for every AWS client (an emulator). */
   endpoint?: string;
   region?: string;
 }
 
-export async function connect(o: StackOptions): Promise<AwsPorts> {
-  const { sqs } = awsClients(o);
-  const urls = await stackQueueUrls(sqs, o.stack);
-  return awsPorts({ bucket: o.bucket, endpoint: o.endpoint, region: o.region, ...urls });
+/** A stack that cannot be used: missing, not deployed here, or without the outputs the CLI needs. */
+export class StackLookupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StackLookupError';
+  }
+}
+
+/** The deployed pipeline's bucket and queue URLs, read from its stack's outputs. */
+export async function stackOutputs(o: StackOptions): Promise<Partial<Record<StackOutputName, string>>> {
+  const client = new CloudFormationClient({
+    ...(o.region ? { region: o.region } : {}),
+    ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+  });
+  let outputs;
+  try {
+    const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: o.stack }));
+    outputs = Stacks?.[0]?.Outputs ?? [];
+  } catch (cause) {
+    // Keep AWS's own words: a missing stack, a missing region and bad credentials read differently.
+    const region = await client.config.region().catch(() => undefined);
+    throw new StackLookupError(
+      `cannot read the outputs of stack "${o.stack}"${region ? ` in ${region}` : ''}: ${(cause as Error).message}`,
+      { cause },
+    );
+  } finally {
+    client.destroy();
+  }
+  const byKey = new Map(outputs.map((output) => [output.OutputKey, output.OutputValue]));
+  return Object.fromEntries(
+    (Object.entries(STACK_OUTPUTS) as [StackOutputName, string][]).flatMap(([name, key]) => (byKey.has(key) ? [[name, byKey.get(key)!]] : [])),
+  );
+}
+
+export interface StackConnection extends AwsPorts {
+  bucket: string;
+  /** Upload events ingest gave up on (absent for stacks deployed before it existed). */
+  ingestFailures?: SqsQueue;
+}
+
+export async function connect(o: StackOptions): Promise<StackConnection> {
+  const outputs = await stackOutputs(o);
+  const need = (name: 'bucket' | 'tasksQueueUrl' | 'updatesQueueUrl'): string => {
+    const value = outputs[name];
+    if (!value) throw new StackLookupError(`stack "${o.stack}" has no output ${STACK_OUTPUTS[name]}: is it a clusterwise stack?`);
+    return value;
+  };
+  const bucket = need('bucket');
+  if (o.bucket !== undefined && o.bucket !== bucket) {
+    throw new StackLookupError(`--bucket ${o.bucket} is not the bucket of stack "${o.stack}" (${bucket})`);
+  }
+  const ports = awsPorts({
+    bucket,
+    endpoint: o.endpoint,
+    region: o.region,
+    tasksQueueUrl: need('tasksQueueUrl'),
+    updatesQueueUrl: need('updatesQueueUrl'),
+    tasksDeadLetterUrl: outputs.tasksDeadLetterUrl,
+    updatesDeadLetterUrl: outputs.updatesDeadLetterUrl,
+  });
+  const ingestFailures = outputs.ingestFailuresUrl
+    ? new SqsQueue({ client: ports.sqs, queueUrl: outputs.ingestFailuresUrl, name: 'ingest-failures' })
+    : undefined;
+  return { ...ports, bucket, ingestFailures };
 }
 
 /** Start a run of the dataset (planned on this machine), or coalesce into a pending refit. */
@@ -52,10 +121,11 @@ export async function status(o: StackOptions & { dataset: string }): Promise<{ t
           (p.converged ? ', converged' : ''),
       );
       if (p.failure) lines.push(`failed: ${p.failure}`);
-      if (state.value.resultKey) lines.push(`result: s3://${o.bucket}/${state.value.resultKey}`);
+      if (state.value.resultKey) lines.push(`result: s3://${ports.bucket}/${state.value.resultKey}`);
     }
     if (active?.value.pendingRefit) lines.push('a refit is pending');
   }
   for (const { name, queue } of ports.deadLetters) lines.push(`dead letters (${name}): ${await queue.depth()}`);
+  if (ports.ingestFailures) lines.push(`upload events ingest failed on: ${await ports.ingestFailures.depth()}`);
   return { text: lines.join('\n'), failed };
 }

@@ -1,7 +1,8 @@
 /**
- * The serverless stack on the emulator, for the end-to-end tests: the bucket and the four queues
- * under the names the CDK stack gives them, the Lambda handlers loaded with the environment the
- * stack gives them, and pollers standing in for the SQS event source mappings
+ * The serverless stack on the emulator, for the end-to-end tests: the bucket and the queues the CDK
+ * stack makes, its outputs answered by a CloudFormation stub in front of the emulator (so the CLI
+ * finds the stack as it does on AWS), the Lambda handlers loaded with the environment the stack
+ * gives them, and pollers standing in for the SQS event source mappings
  * (test/support/lambda-poller.ts).
  *
  * What the emulator cannot show, and so these tests cannot either (see the comment at the top of
@@ -12,13 +13,16 @@
  * emulator returns one per group, so the aggregator's batches of 10 hold one record each).
  */
 import { readFileSync } from 'node:fs';
+import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
 import { vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
-import { keys, queueNames } from '../../lib/pipeline/protocol.js';
+import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
+import { keys } from '../../lib/pipeline/protocol.js';
 import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
 import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
@@ -29,10 +33,15 @@ export const MAX_RECEIVE_COUNT = 3;
 export const WORKER_POLLERS = 4;
 
 export interface EmulatedStack {
+  /**
+   * The emulator, except that its `endpoint` is the stub in front of it, which also answers
+   * CloudFormation DescribeStacks for STACK: every client given that endpoint (the CLI's
+   * `--endpoint`, the handlers' CLUSTERWISE_ENDPOINT) reaches S3, SQS and the stack's outputs.
+   */
   emulator: Emulator;
   bucket: string;
   store: S3ObjectStore;
-  queues: { tasks: CreatedQueue; tasksDeadLetter: CreatedQueue; updates: CreatedQueue; updatesDeadLetter: CreatedQueue };
+  queues: { tasks: CreatedQueue; tasksDeadLetter: CreatedQueue; updates: CreatedQueue; updatesDeadLetter: CreatedQueue; ingestFailures: CreatedQueue };
   /** Every poller made by eventSources, so that stop() can end any a failed test left running. */
   pollers: LambdaPoller[];
   /** Stops the pollers, then the emulator. */
@@ -49,7 +58,14 @@ export interface StackOptions {
 /** Starts the emulator and creates what `cdk deploy` creates that the emulator can hold. */
 export async function startStack(options: StackOptions): Promise<EmulatedStack> {
   const emulator = await startEmulator();
-  const names = queueNames(STACK);
+  // CloudFormation names the real stack's queues; any names do here, the CLI finds them by output.
+  const names = {
+    tasks: `${STACK}-tasks`,
+    tasksDeadLetter: `${STACK}-tasks-dlq`,
+    updates: `${STACK}-updates.fifo`,
+    updatesDeadLetter: `${STACK}-updates-dlq.fifo`,
+    ingestFailures: `${STACK}-ingest-failures`,
+  };
   const bucket = await createBucket(emulator.s3, 'clusterwise-e2e');
   // As infra/constructs/work-queue.ts: standard tasks queue, FIFO updates queue without
   // content-based deduplication (senders give ids), each with a dead-letter queue after 3 receives.
@@ -67,18 +83,85 @@ export async function startStack(options: StackOptions): Promise<EmulatedStack> 
     deadLetterQueueArn: updatesDeadLetter.arn,
     maxReceiveCount: MAX_RECEIVE_COUNT,
   });
+  const ingestFailures = await createQueue(emulator.sqs, names.ingestFailures);
   const store = new S3ObjectStore({ client: emulator.s3, bucket });
   const pollers: LambdaPoller[] = [];
+  const outputs: Record<StackOutputName, string> = {
+    bucket,
+    tasksQueueUrl: tasks.url,
+    updatesQueueUrl: updates.url,
+    tasksDeadLetterUrl: tasksDeadLetter.url,
+    updatesDeadLetterUrl: updatesDeadLetter.url,
+    ingestFailuresUrl: ingestFailures.url,
+  };
+  const stub = await startCloudFormationStub(emulator.endpoint, STACK, outputs);
   return {
-    emulator,
+    emulator: { ...emulator, endpoint: stub.endpoint },
     bucket,
     store,
-    queues: { tasks, tasksDeadLetter, updates, updatesDeadLetter },
+    queues: { tasks, tasksDeadLetter, updates, updatesDeadLetter, ingestFailures },
     pollers,
     stop: async () => {
       await Promise.all(pollers.map((p) => p.stop()));
+      await stub.stop();
       await emulator.stop();
     },
+  };
+}
+
+/**
+ * An HTTP endpoint in front of the emulator that answers CloudFormation DescribeStacks (AWS query
+ * protocol, recognized by the service in the request's signature) with the stack's outputs, as
+ * `cdk deploy` leaves them, and passes every other request (S3, SQS) through to the emulator.
+ */
+async function startCloudFormationStub(upstream: string, stackName: string, outputs: Record<StackOutputName, string>) {
+  const target = new URL(upstream);
+  const agent = new Agent({ keepAlive: true });
+  const xml = (text: string) => text.replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c]!);
+  const describeStacks = (body: string, res: ServerResponse) => {
+    const params = new URLSearchParams(body);
+    if (params.get('Action') !== 'DescribeStacks' || params.get('StackName') !== stackName) {
+      res.writeHead(400, { 'content-type': 'text/xml' }).end(
+        `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${xml(params.get('StackName') ?? '')} does not exist</Message></Error><RequestId>stub</RequestId></ErrorResponse>`,
+      );
+      return;
+    }
+    const members = (Object.keys(STACK_OUTPUTS) as StackOutputName[])
+      .map((name) => `<member><OutputKey>${STACK_OUTPUTS[name]}</OutputKey><OutputValue>${xml(outputs[name])}</OutputValue></member>`)
+      .join('');
+    res.writeHead(200, { 'content-type': 'text/xml' }).end(
+      `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member>` +
+        `<StackName>${xml(stackName)}</StackName><StackId>arn:aws:cloudformation:us-east-1:000000000000:stack/${xml(stackName)}/stub</StackId>` +
+        `<CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus><Outputs>${members}</Outputs>` +
+        `</member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+    );
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (/\/cloudformation\/aws4_request/.test(req.headers.authorization ?? '')) {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => describeStacks(Buffer.concat(chunks).toString('utf8'), res));
+      return;
+    }
+    const forward = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forward.on('error', (error) => res.destroy(error));
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
