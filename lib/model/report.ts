@@ -1,46 +1,562 @@
-/** report.html: a self-contained page (no scripts, no network) with the components and the ELBO trace. */
+/**
+ * report.html: one self-contained page a statistician reads (no script, nothing fetched). Plots are
+ * Vega-Lite specifications compiled by vega-lite and rendered to static SVG in this process by
+ * vega's headless string renderer; tables are plain HTML.
+ *
+ * From the posterior alone: cluster sizes, standardized coefficients with 95% intervals (a forest
+ * plot), the ELBO trace, settings, criteria and skipped rows. With a sample of rows (the optional
+ * `ReportInputs.sample`): the data coloured by cluster over the most informative pairs of columns,
+ * each cluster's regression, predicted against actual, residuals, and the membership probabilities.
+ */
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { batchOfRows, responsibilities, type Row } from '../rows.js';
+import { predict } from './predict.js';
 import type { PosteriorDocument } from './summary.js';
 
-const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-const fmt = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '–' : Number(v.toPrecision(4)).toString());
-
-/** An inline SVG line chart of the ELBO trace (SVI estimates grey, batch sweeps black). */
-function traceChart(trace: { phase: string; elbo: number }[]): string {
-  const points = trace.filter((t) => Number.isFinite(t.elbo));
-  if (points.length < 2) return '';
-  const w = 640, h = 200, pad = 30;
-  const ys = points.map((p) => p.elbo);
-  const lo = Math.min(...ys), hi = Math.max(...ys);
-  const x = (i: number) => pad + (i * (w - 2 * pad)) / (points.length - 1);
-  const y = (v: number) => h - pad - ((v - lo) / (hi - lo || 1)) * (h - 2 * pad);
-  const dots = points
-    .map((p, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(p.elbo).toFixed(1)}" r="3" fill="${p.phase === 'batch' ? '#000' : '#999'}"/>`)
-    .join('');
-  const line = points.map((p, i) => `${x(i).toFixed(1)},${y(p.elbo).toFixed(1)}`).join(' ');
-  return `<svg width="${w}" height="${h}" role="img" aria-label="ELBO trace"><polyline fill="none" stroke="#888" points="${line}"/>${dots}
-<text x="${pad}" y="15" font-size="11">ELBO ${lo.toFixed(2)} … ${hi.toFixed(2)} (grey: SVI estimates, black: batch sweeps)</text></svg>`;
+/** What a trace entry must hold (posterior.json `trace[]`, ELBO in data units). */
+export interface ReportTraceEntry {
+  phase: string;
+  elbo: number;
+  round?: number;
 }
 
+export interface ReportSkippedRow {
+  file: string;
+  line: number;
+  column: string;
+  value: string;
+  reason: string;
+}
+
+/** Optional inputs that make the report richer than the posterior alone can. */
+export interface ReportInputs {
+  /**
+   * Rows of the data as records (column → value), holding the clustering and regression columns and
+   * the target: a sample of the fitted rows, e.g. the planner's. The report keeps at most
+   * MAX_PLOTTED_ROWS of them (evenly spaced) and computes each row's cluster and prediction itself.
+   */
+  sample?: readonly Row[];
+  /** The input files as the user named them, with their size in bytes when known. */
+  files?: readonly { name: string; bytes?: number }[];
+  /** Further settings to list, e.g. `{ kernel: 'tfjs-wasm', workers: 4 }`. */
+  settings?: Readonly<Record<string, string | number | boolean>>;
+}
+
+/** Rows drawn in the scatter plots; more would make the page heavy without showing more. */
+export const MAX_PLOTTED_ROWS = 1000;
+/** Pairs of the most informative columns drawn (from the top three: 1–2, 1–3, 2–3). */
+const INFORMATIVE_COLUMNS = 3;
+/** Regression columns each cluster's regression is drawn against. */
+const REGRESSION_PLOTS = 2;
+const Z95 = 1.959964;
+
+const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+const fmt = (v: number | undefined | null) => (v === undefined || v === null || !Number.isFinite(v) ? '–' : Number(v.toPrecision(4)).toString());
+
+type StringRenderer = {
+  initialize(el: null, width: number, height: number, origin: [number, number]): StringRenderer;
+  background(color: unknown): StringRenderer;
+  render(scene: unknown): StringRenderer;
+  svg(): string;
+};
+/** What vega's own headless toSVG reads after the dataflow ran (vega-view render-size.js). */
+type ViewSize = { _viewWidth: number; _viewHeight: number; _origin: [number, number]; _scenegraph: { root: unknown } };
+
+/**
+ * A Vega-Lite spec as static SVG markup. vega's View.toSVG is async only because it may load data
+ * and images; every spec here carries its data inline, so the dataflow runs synchronously
+ * (`view.run()`) and vega's string renderer draws the scenegraph the way toSVG does, keeping
+ * renderReport synchronous for its callers.
+ */
+function svgOf(spec: TopLevelSpec, label: string): string {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  view.run();
+  const { SVGStringRenderer } = vega as unknown as { SVGStringRenderer: new () => StringRenderer };
+  const size = view as unknown as ViewSize;
+  const padding = view.padding() as { left: number; right: number; top: number; bottom: number };
+  const svg = new SVGStringRenderer()
+    .initialize(
+      null,
+      Math.max(0, size._viewWidth + padding.left + padding.right),
+      Math.max(0, size._viewHeight + padding.top + padding.bottom),
+      [padding.left + size._origin[0], padding.top + size._origin[1]],
+    )
+    .background(view.background())
+    .render(size._scenegraph.root)
+    .svg();
+  view.finalize();
+  return `<figure><figcaption>${escape(label)}</figcaption>${svg.replace('<svg ', `<svg role="img" aria-label="${escape(label)}" `)}</figure>`;
+}
+
+/** Vega-Lite specs render to their content size with autosize "pad" and these defaults. */
+const base = {
+  $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+  autosize: { type: 'pad' },
+  config: { font: 'sans-serif', view: { stroke: '#ddd' }, axis: { labelLimit: 160 } },
+} as const;
+
+const clusterColor = (clusters: number) => ({
+  field: 'cluster',
+  type: 'nominal' as const,
+  title: 'cluster',
+  scale: { domain: Array.from({ length: clusters }, (_, i) => String(i)), scheme: clusters <= 10 ? 'category10' : 'category20' },
+});
+
+// ---- plots from the posterior alone ----
+
+function sizesPlot(doc: PosteriorDocument): string {
+  const values = doc.components.map((c, i) => ({ cluster: String(i), size: c.size, weight: c.weight }));
+  return svgOf(
+    {
+      ...base,
+      data: { values },
+      width: 420,
+      height: { step: 18 },
+      mark: 'bar',
+      encoding: {
+        y: { field: 'cluster', type: 'nominal', sort: null },
+        x: { field: 'size', type: 'quantitative', title: 'expected rows N_k' },
+        color: { ...clusterColor(doc.components.length), legend: null },
+        tooltip: [{ field: 'weight', type: 'quantitative', format: '.3f' }],
+      },
+    },
+    'Cluster sizes (expected number of rows)',
+  );
+}
+
+/**
+ * Coefficients on one scale: per standard deviation of the regression column, in standard
+ * deviations of y (log-odds for bernoulli), with their 95% intervals.
+ */
+function forestPlot(doc: PosteriorDocument): string {
+  const std = doc.state.standardization;
+  const ySd = doc.family === 'gaussian' ? std.ySd : 1;
+  const values = doc.components.flatMap((c, i) =>
+    doc.regressionColumns.map((column, j) => {
+      const scale = std.rSd[j] / ySd;
+      const estimate = c.coefficients[j] * scale;
+      const half = Z95 * c.coefficientSd[j] * scale;
+      return { cluster: String(i), column, estimate, low: estimate - half, high: estimate + half };
+    }),
+  );
+  if (values.length === 0) return '<p>No regression columns: each cluster\'s regression is its intercept (table below).</p>';
+  const unit = doc.family === 'gaussian' ? 'sd of y' : 'log-odds';
+  return svgOf(
+    {
+      ...base,
+      data: { values },
+      facet: { column: { field: 'cluster', type: 'nominal', title: 'cluster' } },
+      spec: {
+        width: 160,
+        height: { step: 14 },
+        layer: [
+          { mark: { type: 'rule', color: '#999' }, encoding: { x: { datum: 0 } } },
+          {
+            mark: 'rule',
+            encoding: {
+              y: { field: 'column', type: 'nominal', sort: null, title: null },
+              x: { field: 'low', type: 'quantitative', title: `per sd of the column, in ${unit}` },
+              x2: { field: 'high' },
+              color: { ...clusterColor(doc.components.length), legend: null },
+            },
+          },
+          {
+            mark: { type: 'point', filled: true },
+            encoding: {
+              y: { field: 'column', type: 'nominal', sort: null },
+              x: { field: 'estimate', type: 'quantitative' },
+              color: { ...clusterColor(doc.components.length), legend: null },
+            },
+          },
+        ],
+      },
+      resolve: { scale: { x: 'independent' } },
+    },
+    `Standardized coefficients with 95% intervals (per sd of the column, in ${unit})`,
+  );
+}
+
+/**
+ * The ELBO per step, and for the batch sweeps the distance to the final ELBO on a log scale, the
+ * view in which convergence shows: a change of 1e-8 relative is not drawn as a full-height jump.
+ */
+function elboPlots(doc: PosteriorDocument, trace: readonly ReportTraceEntry[]): string {
+  const points = trace.map((t, step) => ({ step: step + 1, elbo: t.elbo, phase: t.phase === 'batch' ? 'batch sweep' : 'SVI estimate' })).filter((p) => Number.isFinite(p.elbo));
+  if (points.length === 0) return '<p>No ELBO trace.</p>';
+  const final = doc.elbo;
+  const tolerance = doc.state.config.schedule.tolerance * Math.abs(final);
+  // A y range no narrower than the convergence tolerance times 1000, centred on the values.
+  const lo = Math.min(...points.map((p) => p.elbo));
+  const hi = Math.max(...points.map((p) => p.elbo));
+  const span = Math.max(hi - lo, 1000 * tolerance, 1e-9 * Math.abs(final));
+  const mid = (lo + hi) / 2;
+  const trend = svgOf(
+    {
+      ...base,
+      data: { values: points },
+      width: 480,
+      height: 220,
+      layer: [
+        { mark: { type: 'line', color: '#bbb' }, encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'elbo', type: 'quantitative' } } },
+        {
+          mark: { type: 'point', filled: true },
+          encoding: {
+            x: { field: 'step', type: 'quantitative', title: 'step (SVI steps, then batch sweeps)', axis: { tickMinStep: 1 } },
+            y: { field: 'elbo', type: 'quantitative', title: 'ELBO (data units)', scale: { domain: [mid - span / 2, mid + span / 2], zero: false, nice: true } },
+            color: { field: 'phase', type: 'nominal', scale: { domain: ['SVI estimate', 'batch sweep'], range: ['#999', '#1f77b4'] } },
+          },
+        },
+      ],
+    },
+    'ELBO trace',
+  );
+  const sweeps = points
+    .filter((p) => p.phase === 'batch sweep')
+    .map((p, i) => ({ sweep: i + 1, gap: Math.max(final - p.elbo, tolerance / 100) }));
+  if (sweeps.length < 2) return trend;
+  const gap = svgOf(
+    {
+      ...base,
+      data: { values: sweeps },
+      width: 320,
+      height: 220,
+      layer: [
+        {
+          mark: { type: 'line', point: true },
+          encoding: {
+            x: { field: 'sweep', type: 'quantitative', title: 'batch sweep', axis: { tickMinStep: 1 } },
+            y: { field: 'gap', type: 'quantitative', title: 'final ELBO − ELBO', scale: { type: 'log' } },
+          },
+        },
+        { mark: { type: 'rule', strokeDash: [4, 3], color: '#d62728' }, encoding: { y: { datum: tolerance } } },
+      ],
+    },
+    `Distance to the final ELBO (dashed: the tolerance ${fmt(doc.state.config.schedule.tolerance)} × |ELBO|)`,
+  );
+  return trend + gap;
+}
+
+// ---- plots of a sample of rows ----
+
+interface SampleRow {
+  values: Record<string, number>;
+  cluster: string;
+  probability: number;
+  prediction: number;
+  actual: number;
+}
+
+/** Evenly spaced rows, at most `max`. */
+function thin<T>(rows: readonly T[], max: number): T[] {
+  if (rows.length <= max) return [...rows];
+  return Array.from({ length: max }, (_, i) => rows[Math.floor((i * rows.length) / max)]);
+}
+
+function scoredSample(doc: PosteriorDocument, sample: readonly Row[]): SampleRow[] {
+  const rows = thin(sample, MAX_PLOTTED_ROWS);
+  const { batch, used } = batchOfRows(doc, rows, { withTarget: true });
+  if (batch.n === 0) return [];
+  const membership = responsibilities(doc, batch);
+  const predicted = predict(doc, batch);
+  const columns = [...new Set([...doc.columns, ...doc.regressionColumns])];
+  return used.map((index, n) => ({
+    values: Object.fromEntries(columns.map((c) => [c, Number(rows[index][c])])),
+    cluster: String(membership.cluster[n]),
+    probability: membership.probability[n],
+    prediction: predicted.mean[n],
+    actual: doc.family === 'gaussian' ? batch.y[n] * doc.state.standardization.ySd + doc.state.standardization.yMean : batch.y[n],
+  }));
+}
+
+/**
+ * Columns that tell the clusters apart best: between-cluster variance of the cluster means over
+ * the pooled within-cluster variance, on the sample's rows by their most responsible cluster.
+ */
+export function informativeColumns(columns: readonly string[], rows: readonly { values: Record<string, number>; cluster: string }[], count: number): string[] {
+  const score = (column: string): number => {
+    const groups = new Map<string, number[]>();
+    for (const r of rows) groups.set(r.cluster, [...(groups.get(r.cluster) ?? []), r.values[column]]);
+    const all = rows.map((r) => r.values[column]);
+    const mean = all.reduce((a, b) => a + b, 0) / all.length;
+    let between = 0;
+    let within = 0;
+    for (const values of groups.values()) {
+      const m = values.reduce((a, b) => a + b, 0) / values.length;
+      between += values.length * (m - mean) ** 2;
+      within += values.reduce((s, v) => s + (v - m) ** 2, 0);
+    }
+    return within > 0 ? between / within : between > 0 ? Infinity : 0;
+  };
+  return [...columns].map((c) => ({ c, s: score(c) })).sort((a, b) => b.s - a.s).slice(0, count).map((x) => x.c);
+}
+
+function flatRows(rows: readonly SampleRow[]) {
+  return rows.map((r) => ({ ...r.values, cluster: r.cluster, probability: r.probability, prediction: r.prediction, actual: r.actual, residual: r.actual - r.prediction }));
+}
+
+/** Field names may hold dots or brackets, which Vega-Lite would read as paths. */
+const field = (name: string) => name.replace(/[.[\]\\]/g, (c) => `\\${c}`);
+
+function pairPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+  const candidates = doc.covariateModel ? doc.columns : doc.regressionColumns;
+  const top = informativeColumns(candidates, rows, INFORMATIVE_COLUMNS);
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < top.length; i++) for (let j = i + 1; j < top.length; j++) pairs.push([top[i], top[j]]);
+  if (pairs.length === 0) return '';
+  const values = flatRows(rows);
+  return pairs
+    .map(([a, b]) =>
+      svgOf(
+        {
+          ...base,
+          data: { values },
+          width: 300,
+          height: 300,
+          mark: { type: 'circle', size: 14, opacity: 0.7 },
+          encoding: {
+            x: { field: field(a), type: 'quantitative', title: a, scale: { zero: false } },
+            y: { field: field(b), type: 'quantitative', title: b, scale: { zero: false } },
+            color: clusterColor(doc.components.length),
+          },
+        },
+        `${b} against ${a}, coloured by cluster`,
+      ),
+    )
+    .join('');
+}
+
+/**
+ * y against one regression column, and each cluster's fitted regression along it with the other
+ * columns held at the cluster's sample means (a logistic curve for bernoulli).
+ */
+function regressionPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+  const top = informativeColumns(doc.regressionColumns, rows, REGRESSION_PLOTS);
+  const values = flatRows(rows);
+  return top
+    .map((column) => {
+      const j = doc.regressionColumns.indexOf(column);
+      const lines = doc.components.flatMap((c, k) => {
+        const own = rows.filter((r) => r.cluster === String(k));
+        if (own.length < 2) return [];
+        const at = (name: string) => own.reduce((s, r) => s + r.values[name], 0) / own.length;
+        const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + c.coefficients[l] * at(name)), 0);
+        const xs = own.map((r) => r.values[column]);
+        const lo = Math.min(...xs);
+        const hi = Math.max(...xs);
+        return Array.from({ length: 25 }, (_, i) => {
+          const x = lo + ((hi - lo) * i) / 24;
+          const eta = offset + c.coefficients[j] * x;
+          return { x, fit: doc.family === 'gaussian' ? eta : 1 / (1 + Math.exp(-eta)), cluster: String(k) };
+        });
+      });
+      return svgOf(
+        {
+          ...base,
+          width: 340,
+          height: 280,
+          layer: [
+            {
+              data: { values },
+              mark: { type: 'circle', size: 12, opacity: 0.45 },
+              encoding: {
+                x: { field: field(column), type: 'quantitative', title: column, scale: { zero: false } },
+                y: { field: 'actual', type: 'quantitative', title: doc.target, scale: { zero: false } },
+                color: clusterColor(doc.components.length),
+              },
+            },
+            {
+              data: { values: lines },
+              mark: { type: 'line', strokeWidth: 2.5 },
+              encoding: {
+                x: { field: 'x', type: 'quantitative' },
+                y: { field: 'fit', type: 'quantitative' },
+                color: clusterColor(doc.components.length),
+                detail: { field: 'cluster' },
+              },
+            },
+          ],
+        },
+        `Each cluster's regression of ${doc.target} on ${column} (other columns at the cluster's means)`,
+      );
+    })
+    .join('');
+}
+
+function fitPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+  const values = flatRows(rows);
+  const color = clusterColor(doc.components.length);
+  const what = doc.family === 'gaussian' ? 'predicted mean' : 'predicted P(y = 1)';
+  const lo = Math.min(...values.map((v) => Math.min(v.actual, v.prediction)));
+  const hi = Math.max(...values.map((v) => Math.max(v.actual, v.prediction)));
+  const predictedVsActual = svgOf(
+    {
+      ...base,
+      width: 300,
+      height: 300,
+      layer: [
+        { data: { values: [{ a: lo, b: hi }] }, mark: { type: 'rule', color: '#999', strokeDash: [4, 3] }, encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'a', type: 'quantitative' }, x2: { field: 'b' }, y2: { field: 'b' } } },
+        {
+          data: { values },
+          mark: { type: 'circle', size: 12, opacity: 0.6 },
+          encoding: {
+            x: { field: 'prediction', type: 'quantitative', title: what, scale: { zero: false } },
+            y: { field: 'actual', type: 'quantitative', title: `actual ${doc.target}`, scale: { zero: false } },
+            color,
+          },
+        },
+      ],
+    },
+    'Predicted against actual (dashed: equality)',
+  );
+  const residuals = svgOf(
+    {
+      ...base,
+      width: 300,
+      height: 300,
+      layer: [
+        { mark: { type: 'rule', color: '#999' }, encoding: { y: { datum: 0 } } },
+        {
+          data: { values },
+          mark: { type: 'circle', size: 12, opacity: 0.6 },
+          encoding: {
+            x: { field: 'prediction', type: 'quantitative', title: what, scale: { zero: false } },
+            y: { field: 'residual', type: 'quantitative', title: 'actual − predicted' },
+            color,
+          },
+        },
+      ],
+    },
+    'Residuals against the prediction',
+  );
+  const membership = svgOf(
+    {
+      ...base,
+      data: { values },
+      width: 360,
+      height: 220,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'probability', type: 'quantitative', bin: { extent: [0, 1], step: 0.05 }, title: 'probability of the most likely cluster' },
+        y: { aggregate: 'count', type: 'quantitative', title: 'rows' },
+        color,
+      },
+    },
+    'Membership probabilities (near 1: clearly assigned)',
+  );
+  return predictedVsActual + residuals + membership;
+}
+
+// ---- tables ----
+
+function keyValueTable(entries: readonly [string, string][]): string {
+  return `<table class="kv">${entries.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join('')}</table>`;
+}
+
+/** Every setting of model.json, flattened to dotted keys (priors.x, schedule.y). */
+function settingsEntries(doc: PosteriorDocument, extra: ReportInputs['settings']): [string, string][] {
+  const out: [string, string][] = [];
+  const walk = (prefix: string, value: unknown) => {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix}.${k}` : k, v);
+    } else out.push([prefix, Array.isArray(value) ? value.join(', ') : String(value)]);
+  };
+  walk('', doc.state.config);
+  for (const [k, v] of Object.entries(extra ?? {})) out.push([k, String(v)]);
+  return out;
+}
+
+/** Clusters as columns, parameters as rows: stays narrow for any number of columns. */
+function componentTable(doc: PosteriorDocument): string {
+  const clusters = doc.components.map((_, i) => `<th>cluster ${i}</th>`).join('');
+  const row = (name: string, cells: string[]) => `<tr><th>${escape(name)}</th>${cells.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`;
+  const pm = (v: number, sd: number) => `${fmt(v)} ± ${fmt(sd)}`;
+  const rows = [
+    row('weight', doc.components.map((c) => fmt(c.weight))),
+    row('expected rows', doc.components.map((c) => fmt(c.size))),
+    ...(doc.family === 'gaussian' ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
+    row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
+    ...doc.regressionColumns.map((name, j) => row(`coef ${name}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+    ...(doc.covariateModel
+      ? doc.columns.map((name, j) => row(`mean ${name}`, doc.components.map((c) => `${fmt(c.mean?.[j])} (sd ${fmt(Math.sqrt(c.covariance?.[j]?.[j] ?? NaN))})`)))
+      : []),
+  ];
+  return `<div class="scroll"><table class="grid"><tr><th></th>${clusters}</tr>${rows.join('')}</table></div>`;
+}
+
+function criteria(doc: PosteriorDocument, rows: readonly SampleRow[]): [string, string][] {
+  const out: [string, string][] = [
+    ['ELBO (lower bound on ln p(data), data units)', doc.elbo.toFixed(4)],
+    ['ELBO per row', fmt(doc.elbo / doc.rows)],
+    ['converged', doc.converged ? `yes (|ΔELBO| ≤ ${doc.state.config.schedule.tolerance} × |ELBO|)` : 'no: raise schedule.maxSweeps'],
+    ['clusters reported (expected ≥ 1 row)', String(doc.components.length)],
+    ['truncation / components', String(doc.state.config.components)],
+  ];
+  if (doc.concentration !== undefined) out.push(['E[α] (concentration)', fmt(doc.concentration)]);
+  if (rows.length > 0) {
+    const n = rows.length;
+    if (doc.family === 'gaussian') {
+      const rmse = Math.sqrt(rows.reduce((s, r) => s + (r.actual - r.prediction) ** 2, 0) / n);
+      out.push([`RMSE of the predictive mean on the ${n} plotted rows`, fmt(rmse)]);
+    } else {
+      const clip = (p: number) => Math.min(1 - 1e-12, Math.max(1e-12, p));
+      const logLoss = -rows.reduce((s, r) => s + (r.actual ? Math.log(clip(r.prediction)) : Math.log(1 - clip(r.prediction))), 0) / n;
+      out.push([`log-loss on the ${n} plotted rows`, fmt(logLoss)]);
+    }
+    out.push(['mean membership probability', fmt(rows.reduce((s, r) => s + r.probability, 0) / n)]);
+  }
+  return out;
+}
+
+const STYLE = `body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+table.kv th,table.grid th:first-child{text-align:left;background:#f6f6f6}.scroll{overflow-x:auto;max-width:100%}
+figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:100%;overflow-x:auto}figcaption{font-weight:600;margin-bottom:.3em}
+.note{color:#666}`;
+
+/**
+ * The report. `inputs` is optional: without a sample the page has every plot that needs only the
+ * posterior, and says what the sample would add.
+ */
 export function renderReport(
   doc: PosteriorDocument,
-  trace: { phase: string; elbo: number }[],
-  skipped: { file: string; line: number; column: string; value: string; reason: string }[],
+  trace: readonly ReportTraceEntry[],
+  skipped: readonly ReportSkippedRow[],
+  inputs: ReportInputs = {},
 ): string {
-  const head = ['cluster', 'weight', 'size', ...(doc.covariateModel ? doc.columns.map((c) => `mean ${c}`) : []), 'intercept',
-    ...doc.regressionColumns.map((c) => `coef ${c}`), ...(doc.family === 'gaussian' ? ['noise sd'] : [])];
-  const rows = doc.components.map((c, i) => [String(i), fmt(c.weight), fmt(c.size), ...(c.mean ?? []).map(fmt),
-    `${fmt(c.intercept)} ± ${fmt(c.interceptSd)}`, ...c.coefficients.map((v, j) => `${fmt(v)} ± ${fmt(c.coefficientSd[j])}`),
-    ...(doc.family === 'gaussian' ? [fmt(c.noiseSd)] : [])]);
-  const table = `<table><tr>${head.map((h) => `<th>${escape(h)}</th>`).join('')}</tr>${rows
-    .map((r) => `<tr>${r.map((v) => `<td>${escape(v)}</td>`).join('')}</tr>`).join('')}</table>`;
-  const skippedList = skipped.length
-    ? `<h2>Skipped rows (${doc.skippedRows})</h2><ul>${skipped
-        .map((s) => `<li>${escape(`${s.file}:${s.line}: column "${s.column}": ${JSON.stringify(s.value)} ${s.reason}`)}</li>`).join('')}</ul>`
+  const rows = inputs.sample?.length ? scoredSample(doc, inputs.sample) : [];
+  const data = rows.length
+    ? `<h2>Data by cluster</h2><p class="note">${rows.length} rows of the data, each coloured by its most responsible cluster (given its target too). Pairs of the columns whose cluster means differ most relative to their spread within clusters.</p>
+${pairPlots(doc, rows)}
+<h2>Regressions</h2>${regressionPlots(doc, rows)}
+<h2>Fit</h2>${fitPlots(doc, rows)}`
+    : '<p class="note">No sample of rows was given to the report, so the data, regression and fit plots are left out.</p>';
+  const files = inputs.files?.length
+    ? keyValueTable(inputs.files.map((f) => [f.name, f.bytes === undefined ? '' : `${f.bytes} bytes`]))
     : '';
-  return `<!doctype html><html><head><meta charset="utf-8"><title>clusterwise: ${escape(doc.dataset)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head>
-<body><h1>${escape(doc.dataset)} — mixture of ${doc.family} regressions of ${escape(doc.target)}</h1>
-<p>${doc.rows} rows used, ${doc.skippedRows} skipped; ${doc.components.length} clusters; ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.</p>
-${table}<h2>ELBO</h2>${traceChart(trace)}${skippedList}</body></html>
+  const skippedList = skipped.length
+    ? `<h3>Skipped rows (${doc.skippedRows}; the first ${skipped.length})</h3><ul>${skipped
+        .map((s) => `<li>${escape(`${s.file}:${s.line}: column "${s.column}": ${JSON.stringify(s.value)} ${s.reason}`)}</li>`)
+        .join('')}</ul>`
+    : '';
+  const kind = doc.covariateModel ? 'cluster-weighted model' : 'mixture of regressions (conditional only)';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>clusterwise: ${escape(doc.dataset)}</title><style>${STYLE}</style></head>
+<body><h1>${escape(doc.dataset)}: ${doc.family} ${kind} of ${escape(doc.target)}</h1>
+<p>${doc.components.length} clusters from ${doc.rows} rows (${doc.skippedRows} skipped); ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.
+Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}.</p>
+<h2>Clusters</h2>${sizesPlot(doc)}${forestPlot(doc)}
+<h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}
+${data}
+<h2>Convergence</h2>${elboPlots(doc, trace)}
+<h2>Model criteria</h2>${keyValueTable(criteria(doc, rows))}
+<h2>Data</h2>${keyValueTable([
+    ['rows used', String(doc.rows)],
+    ['rows skipped (unusable)', String(doc.skippedRows)],
+  ])}${files ? `<h3>Input files</h3>${files}` : ''}${skippedList}
+<h2>Settings</h2>${keyValueTable(settingsEntries(doc, inputs.settings))}
+</body></html>
 `;
 }

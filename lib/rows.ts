@@ -1,0 +1,78 @@
+/**
+ * In-memory rows (records keyed by column name) against a fitted posterior: the standardized batch
+ * the model's code takes, and each row's cluster responsibilities. Used by the library's `predict`
+ * (lib/api.ts) and by the report's plots (lib/model/report.ts).
+ */
+import { paramsFor } from './inference/vb.js';
+import { referenceKernel } from './kernel/reference.js';
+import type { Batch } from './kernel/types.js';
+import { clusterNumbers, modelOf, type PosteriorDocument } from './model/summary.js';
+import { derive } from './model/posterior.js';
+
+/** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
+export type Row = Readonly<Record<string, unknown>>;
+
+/** A cell as a number, or NaN when it cannot be used (missing, blank, not a number). */
+function numberOf(value: unknown, binary: boolean): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'boolean' && binary) return value ? 1 : 0;
+  if (typeof value === 'string' && value.trim() !== '') {
+    if (binary && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true' ? 1 : 0;
+    return Number(value);
+  }
+  return NaN;
+}
+
+export interface RowBatch {
+  batch: Batch;
+  /** Index in the input of each batch row; rows with a missing or non-numeric value are left out. */
+  used: number[];
+}
+
+/**
+ * The standardized batch of the rows that hold every column the model needs (clustering and
+ * regression columns, and the target when `withTarget`), in the posterior's standardization.
+ */
+export function batchOfRows(doc: PosteriorDocument, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
+  const { plan, standardization: std } = doc.state;
+  const bernoulli = doc.family === 'bernoulli';
+  const used: number[] = [];
+  const x: number[] = [];
+  const u: number[] = [];
+  const y: number[] = [];
+  rows.forEach((row, index) => {
+    const xs = plan.x.map((c, j) => (numberOf(row[c], false) - std.xMean[j]) / std.xSd[j]);
+    const rs = plan.r.map((c, j) => (numberOf(row[c], false) - std.rMean[j]) / std.rSd[j]);
+    const target = options.withTarget ? numberOf(row[plan.target], bernoulli) : 0;
+    const usable = [...xs, ...rs, target].every(Number.isFinite) && (!bernoulli || !options.withTarget || target === 0 || target === 1);
+    if (!usable) return;
+    used.push(index);
+    x.push(...xs);
+    u.push(...rs, 1);
+    y.push(bernoulli ? target : (target - std.yMean) / std.ySd);
+  });
+  return { batch: { n: used.length, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y) }, used };
+}
+
+/**
+ * Each row's most responsible reported cluster and that responsibility, r_nk = q(z_n = k), given
+ * its target too (the posterior's local step, float64 reference kernel), so that a conditional-only
+ * model's rows are told apart by their regressions.
+ */
+export function responsibilities(doc: PosteriorDocument, batch: Batch): { cluster: Int32Array; probability: Float64Array } {
+  const { spec, state } = modelOf(doc);
+  const clusterOf = clusterNumbers(derive(spec, state));
+  const r = referenceKernel.localStep(paramsFor(spec, state), batch, { responsibilities: true }).responsibilities!;
+  const cluster = new Int32Array(batch.n).fill(-1);
+  const probability = new Float64Array(batch.n);
+  for (let n = 0; n < batch.n; n++) {
+    for (let k = 0; k < spec.T; k++) {
+      const value = r[n * spec.T + k];
+      if (clusterOf[k] >= 0 && value > probability[n]) {
+        probability[n] = value;
+        cluster[n] = clusterOf[k];
+      }
+    }
+  }
+  return { cluster, probability };
+}
