@@ -85,9 +85,10 @@ export function buildProgram(): Command {
     .argument('<posterior>', 'posterior.json written by fit')
     .argument('<csv>', 'rows to score (the target column is not needed)')
     .option('--out <file>', 'write here instead of standard output')
+    .option('--workers <n>', 'worker threads (0: score in this thread)', positiveInt('--workers'))
+    .addOption(new Option('--backend <name>', 'kernel backend').choices(['auto', 'tensorflow', 'wasm', 'cpu', 'reference']).default('auto'))
     .action(async (posterior: string, csv: string, o) => {
-      const result = await predictFile(posterior, csv, o.out);
-      if (!o.out) process.stdout.write(result.text);
+      const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend });
       if (result.skipped) console.error(`${csv}: ${result.skipped} rows could not be scored (missing or non-numeric values); their prediction cells are empty`);
       if (o.out) console.error(`wrote ${o.out}: ${result.rows} rows scored`);
     });

@@ -22,6 +22,7 @@
 import type { ObjectStore } from '../pipeline/ports.js';
 import { DELIMITERS, type Delimiter } from '../config.js';
 import { asDataError, DataError, formatLocation } from './errors.js';
+import { noScratch, type ArraySource } from './scratch.js';
 
 export { DataError } from './errors.js';
 
@@ -339,6 +340,8 @@ export interface ParseOptions {
    * stop before the first record not ended by a '\n' within `bytes`; `consumed` says where.
    */
   partial?: boolean;
+  /** Where the result's arrays come from: a Scratch reuses them across calls (views valid until its next use). */
+  arrays?: ArraySource;
 }
 
 /** A row that was left out, for the report. */
@@ -474,6 +477,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
   const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
   const end = options.partial ? bytes.lastIndexOf(LF) + 1 : bytes.length;
   const width = options.select.length;
+  const arrays = options.arrays ?? noScratch;
   // Sized by the line count (a native memchr pass), an upper bound on the rows.
   const lines = countLines(bytes.subarray(0, end));
   return {
@@ -486,14 +490,14 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     kind,
     textField,
     width,
-    values: new Float64Array(lines * width),
-    rowLine: new Int32Array(lines),
+    values: arrays.float64('values', lines * width),
+    rowLine: arrays.int32('rowLine', lines),
     rows: 0,
     skippedCount: 0,
     skipped: [],
     ...(textField >= 0 ? { texts: [] } : {}),
     ...(options.records
-      ? { records: { count: 0, start: new Int32Array(lines), end: new Int32Array(lines), row: new Int32Array(lines) } }
+      ? { records: { count: 0, start: arrays.int32('recordStart', lines), end: arrays.int32('recordEnd', lines), row: arrays.int32('recordRow', lines) } }
       : {}),
     line: 0,
   };

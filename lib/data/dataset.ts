@@ -16,6 +16,7 @@ import {
   type ParsedRows,
 } from './csv.js';
 import { DataError } from './errors.js';
+import { noScratch, type ArraySource } from './scratch.js';
 
 /** One CSV object of a dataset, as the planner found it. */
 export interface DataFile {
@@ -221,12 +222,21 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
   assign(plan.xSlot, std.xMean, std.xSd);
   assign(plan.rSlot, std.rMean, std.rSd);
   if (plan.ySlot >= 0) assign([plan.ySlot], [std.yMean], [std.ySd]);
+  // The same test without a division per value: lo ≤ v ≤ hi.
+  const lo = center.map((c, j) => c - MAX_STANDARDIZED * scale[j]);
+  const hi = center.map((c, j) => c + MAX_STANDARDIZED * scale[j]);
   const v = parsed.values;
   const newRow = parsed.records ? new Int32Array(parsed.rows) : undefined;
   let kept = 0;
   for (let i = 0; i < parsed.rows; i++) {
     let bad = -1;
-    for (let j = 0; j < width && bad < 0; j++) if (!(Math.abs((v[i * width + j] - center[j]) / scale[j]) <= MAX_STANDARDIZED)) bad = j;
+    for (let j = 0; j < width; j++) {
+      const value = v[i * width + j];
+      if (!(value >= lo[j] && value <= hi[j])) {
+        bad = j;
+        break;
+      }
+    }
     if (bad >= 0) {
       const line = parsed.rowLine[i] ?? 0;
       recordSkipped(parsed, {
@@ -259,24 +269,32 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
 /**
  * Standardized batch from parsed rows: x, u = [r; 1], y. Rows that would overflow the kernel are
  * first moved to the skipped rows of `parsed` (dropOverflowingRows), so read its counts after this.
+ * With a Scratch as `arrays`, the batch is views into it (valid until its next use).
  */
-export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRows): Batch {
+export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRows, arrays: ArraySource = noScratch): Batch {
   dropOverflowingRows(plan, std, parsed);
   const n = parsed.rows;
   const width = plan.select.length;
   const D = plan.x.length;
   const P = plan.r.length + 1;
-  const x = new Float64Array(n * D);
-  const u = new Float64Array(n * P);
-  const y = new Float64Array(n);
+  const x = arrays.float64('x', n * D);
+  const u = arrays.float64('u', n * P);
+  const y = arrays.float64('y', n);
+  if (plan.ySlot < 0) y.fill(0);
   const v = parsed.values;
+  const xSlot = Int32Array.from(plan.xSlot);
+  const rSlot = Int32Array.from(plan.rSlot);
+  const xMean = Float64Array.from(std.xMean);
+  const xSd = Float64Array.from(std.xSd);
+  const rMean = Float64Array.from(std.rMean);
+  const rSd = Float64Array.from(std.rSd);
   for (let i = 0; i < n; i++) {
     const row = i * width;
-    for (let j = 0; j < D; j++) x[i * D + j] = (v[row + plan.xSlot[j]] - std.xMean[j]) / std.xSd[j];
-    for (let j = 0; j < P - 1; j++) u[i * P + j] = (v[row + plan.rSlot[j]] - std.rMean[j]) / std.rSd[j];
+    for (let j = 0; j < D; j++) x[i * D + j] = (v[row + xSlot[j]] - xMean[j]) / xSd[j];
+    for (let j = 0; j < P - 1; j++) u[i * P + j] = (v[row + rSlot[j]] - rMean[j]) / rSd[j];
     u[i * P + P - 1] = 1;
-    y[i] = plan.ySlot < 0 ? 0 : (v[row + plan.ySlot] - std.yMean) / std.ySd; // no target when predicting
   }
+  if (plan.ySlot >= 0) for (let i = 0; i < n; i++) y[i] = (v[i * width + plan.ySlot] - std.yMean) / std.ySd; // none when predicting
   return { n, x, u, y };
 }
 

@@ -3,13 +3,33 @@
  * covariate model's Student-t predictive (PRML 10.81) or the mixing weights when conditional-only,
  * and the response from each component's predictive (Student-t for gaussian, the probit-style
  * approximation of the logistic predictive, PRML 4.153, for bernoulli), mixed by p(z | x) over
- * the components posterior.json reports.
+ * the components posterior.json reports (docs/model.md §10).
+ *
+ * The per-row cost is two quadratic forms per component, both sums of squares of a product of
+ * the row with a fixed matrix (Cholesky factors prepared once per model):
+ *
+ *   δ²_k    = s_k (x − m_k)ᵀ W_k (x − m_k) = ‖[x, 1] F_k‖²,  F_k = √s_k [R_k; −m_kᵀ R_k], W_k = R_k R_kᵀ
+ *   spread_k = uᵀ Λ_k⁻¹ u                  = ‖u C_k‖²,       Λ_k⁻¹ = C_k C_kᵀ
+ *
+ * with s_k = (ν_k + 1 − D) β_k / (1 + β_k). For all components at once these are two matrix
+ * products, [x, 1]·[F_1 … F_K] and u·[C_1 … C_K], which TensorFlow.js runs in float32 (the
+ * `Predictor` with a tfjs backend); the float64 loops below are the reference and the fallback.
+ * Everything else (means θ_kᵀu, the mixture, the Student-t constants) is float64 on the host: a
+ * float32 error in δ² or the spread moves a weight or a deviation by ~1e-7 relative, below what
+ * is printed, while the mean is printed to 8 digits.
  */
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { ModelConfigSchema } from '../config.js';
+import { Scratch } from '../data/scratch.js';
 import type { Batch } from '../kernel/types.js';
-import { quadraticForm } from '../math/linalg.js';
+import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
+import { cholesky } from '../math/linalg.js';
 import { lnGamma } from '../math/special.js';
-import { derive, type Derived } from './posterior.js';
-import { clusterNumbers, modelOf, type PosteriorDocument } from './summary.js';
+import { decodeFloat64 } from '../pipeline/protocol.js';
+import { derive } from './posterior.js';
+import { layoutOf, specFromConfig } from './spec.js';
+import { modelOf, reportedComponents, type PosteriorDocument } from './summary.js';
 
 export interface Prediction {
   /** Reported cluster number (position in posterior.json's components), −1 if none. */
@@ -20,74 +40,364 @@ export interface Prediction {
   sd?: Float64Array;
 }
 
-/** ln St(x | m, L, dof) for all k: the covariate model's predictive density (PRML 10.81–10.82). */
-function logStudentCovariates(d: Derived, x: Float64Array, out: Float64Array) {
-  const { D, T } = d.spec;
-  for (let k = 0; k < T; k++) {
-    const dof = d.nu[k] + 1 - D;
-    const scale = (dof * d.beta[k]) / (1 + d.beta[k]); // L_k = scale · W_k
-    const w = d.wishart.subarray(k * D * D, (k + 1) * D * D);
-    const diff = new Float64Array(D);
-    for (let i = 0; i < D; i++) diff[i] = x[i] - d.mean[k * D + i];
-    const delta2 = scale * quadraticForm(w, D, diff);
-    const lnDetL = D * Math.log(scale) + d.lnDetW[k];
-    out[k] =
-      lnGamma((dof + D) / 2) - lnGamma(dof / 2) + 0.5 * lnDetL - (D / 2) * Math.log(dof * Math.PI) -
-      ((dof + D) / 2) * Math.log1p(delta2 / dof);
+// ---------------------------------------------------------------------------------------------
+// posterior.json as predict reads it
+// ---------------------------------------------------------------------------------------------
+
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const columns = z.array(z.string());
+const slots = z.array(z.number().int().min(0));
+
+/** The parts of posterior.json predict relies on (the rest is for people and is not checked). */
+const PosteriorForPredict = z.object({
+  format: z.literal('clusterwise/posterior@1'),
+  family: z.enum(['gaussian', 'bernoulli']),
+  target: z.string(),
+  columns,
+  regressionColumns: columns,
+  covariateModel: z.boolean(),
+  state: z.object({
+    config: ModelConfigSchema,
+    plan: z.object({
+      target: z.string(),
+      x: columns,
+      r: columns,
+      select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary']) })),
+      xSlot: slots,
+      rSlot: slots,
+      ySlot: z.number().int(),
+    }),
+    standardization: z.object({
+      xMean: z.array(finite),
+      xSd: z.array(finite.refine((v) => v > 0, 'must be positive')),
+      rMean: z.array(finite),
+      rSd: z.array(finite.refine((v) => v > 0, 'must be positive')),
+      yMean: finite,
+      ySd: finite.refine((v) => v > 0, 'must be positive'),
+    }),
+    lambda: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
+    alpha: z.object({ shape: finite, rate: finite }).nullable(),
+  }),
+});
+
+/** A posterior.json that cannot be used; the message names the file. */
+export class PosteriorFileError extends Error {
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
+    super(`${file}: ${problem}`, options);
+    this.name = 'PosteriorFileError';
   }
 }
 
-export function predict(doc: PosteriorDocument, batch: Batch): Prediction {
+/**
+ * Parses and checks a posterior.json: its shape (the schema above), and that its parts agree
+ * with each other — the family and columns shown at the top are the ones the state was fitted
+ * with, the standardization has one entry per column, and λ has the length of the model's
+ * layout and finite values. An edited or truncated file is an error naming `file`, never a
+ * silently different prediction.
+ */
+export function readPosterior(text: string, file: string): PosteriorDocument {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new PosteriorFileError(file, `not valid JSON (${(error as Error).message}); give the posterior.json that fit wrote`, { cause: error });
+  }
+  const parsed = PosteriorForPredict.safeParse(json);
+  if (!parsed.success) {
+    const format = (json as { format?: unknown } | null)?.format;
+    if (format !== 'clusterwise/posterior@1')
+      throw new PosteriorFileError(file, `not a clusterwise posterior (format ${JSON.stringify(format) ?? 'missing'}); give the posterior.json that fit wrote`);
+    const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new PosteriorFileError(file, `invalid posterior: ${problems.join('; ')}`);
+  }
+  const doc = parsed.data;
+  const { config, plan, standardization: std } = doc.state;
+  const disagree = (what: string) => {
+    throw new PosteriorFileError(file, `invalid posterior: ${what} (the file was edited or is damaged)`);
+  };
+  if (doc.family !== config.family) disagree(`family "${doc.family}" but the state was fitted as "${config.family}"`);
+  if (doc.covariateModel !== config.covariateModel) disagree('covariateModel differs from the state\'s');
+  if (doc.target !== plan.target || JSON.stringify(doc.columns) !== JSON.stringify(plan.x) || JSON.stringify(doc.regressionColumns) !== JSON.stringify(plan.r))
+    disagree('target or columns differ from the state\'s');
+  if (std.xMean.length !== plan.x.length || std.xSd.length !== plan.x.length || std.rMean.length !== plan.r.length || std.rSd.length !== plan.r.length)
+    disagree('the standardization does not match the columns');
+  if (plan.xSlot.length !== plan.x.length || plan.rSlot.length !== plan.r.length || [...plan.xSlot, ...plan.rSlot].some((s) => s >= plan.select.length))
+    disagree('the column plan is inconsistent');
+  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1);
+  const bytes = Buffer.byteLength(doc.state.lambda, 'base64');
+  if (bytes % 8 !== 0) disagree(`state.lambda is ${bytes} bytes, not whole float64 numbers`);
+  const lambda = decodeFloat64(doc.state.lambda);
+  if (lambda.length !== layoutOf(spec).length) disagree(`state.lambda holds ${lambda.length} numbers, the model needs ${layoutOf(spec).length}`);
+  if (!lambda.every(Number.isFinite)) disagree('state.lambda holds a non-finite number');
+  // The syy block is the noise's (c_k = 2 b_k + …, positive) for gaussian and unused (0) for bernoulli.
+  const layout = layoutOf(spec);
+  const syy = lambda.subarray(layout.syy, layout.syy + spec.T);
+  if (config.family === 'gaussian' ? !syy.every((v) => v > 0) : !syy.every((v) => v === 0))
+    disagree(`state.lambda is not the state of a ${config.family} model`);
+  return json as PosteriorDocument;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model, prepared once
+// ---------------------------------------------------------------------------------------------
+
+/** Per reported component (k = 0 … K−1, the posterior.json numbering), everything a row needs. */
+interface PreparedModel {
+  gaussian: boolean;
+  covariateModel: boolean;
+  K: number;
+  D: number;
+  P: number;
+  /** ln E[π_k] (+ the Student-t normalizer when the covariate model is on). */
+  constant: Float64Array;
+  /** (dof_k + D)/2 and 1/dof_k of the covariate Student-t. */
+  halfPower: Float64Array;
+  inverseDof: Float64Array;
+  /** [F_1 … F_K], (D + 1) × K·D row-major (module comment). */
+  covariateFactor: Float64Array;
+  /** [C_1 … C_K], P × K·P row-major. */
+  spreadFactor: Float64Array;
+  /** θ_k, K × P. */
+  coef: Float64Array;
+  /** Gaussian: (b_k/a_k) · dof/(dof − 2) of the noise Student-t (∞ when 2a_k ≤ 2). */
+  noiseVariance: Float64Array;
+  yMean: number;
+  ySd: number;
+}
+
+function prepareModel(doc: PosteriorDocument): PreparedModel {
   const { spec, state } = modelOf(doc);
   const d = derive(spec, state);
-  const { T, D, P } = spec;
-  const std = doc.state.standardization;
-  const clusterOf = clusterNumbers(d);
-  const n = batch.n;
-  const out: Prediction = {
-    cluster: new Int32Array(n),
-    clusterProbability: new Float64Array(n),
-    mean: new Float64Array(n),
-    ...(spec.family === 'gaussian' ? { sd: new Float64Array(n) } : {}),
+  const { D, P } = spec;
+  const components = reportedComponents(d);
+  const K = components.length;
+  // Only the reported components (expected to hold ≥ 1 row) take part, renormalized: an empty
+  // component keeps its vague prior, whose Student-t has no finite variance (2a ≤ 2).
+  const model: PreparedModel = {
+    gaussian: spec.family === 'gaussian',
+    covariateModel: spec.covariateModel,
+    K,
+    D,
+    P,
+    constant: new Float64Array(K),
+    halfPower: new Float64Array(K),
+    inverseDof: new Float64Array(K),
+    covariateFactor: new Float64Array((D + 1) * K * D),
+    spreadFactor: new Float64Array(P * K * P),
+    coef: new Float64Array(K * P),
+    noiseVariance: new Float64Array(K),
+    yMean: doc.state.standardization.yMean,
+    ySd: doc.state.standardization.ySd,
   };
-  const logW = new Float64Array(T);
-  const lnPi = Array.from(d.ePi, Math.log);
-  for (let row = 0; row < n; row++) {
-    if (spec.covariateModel) logStudentCovariates(d, batch.x.subarray(row * D, (row + 1) * D), logW);
-    // Only the reported components (expected to hold ≥ 1 row) take part, renormalized: an empty
-    // component keeps its vague prior, whose Student-t has no finite variance (2a ≤ 2).
-    let max = -Infinity;
-    for (let k = 0; k < T; k++)
-      max = Math.max(max, (logW[k] = clusterOf[k] < 0 ? -Infinity : (spec.covariateModel ? logW[k] : 0) + lnPi[k]));
-    let total = 0;
-    for (let k = 0; k < T; k++) total += logW[k] = Math.exp(logW[k] - max);
-    const u = batch.u.subarray(row * P, (row + 1) * P);
-    let m1 = 0, m2 = 0, best = -1;
-    for (let k = 0; k < T; k++) {
-      const w = logW[k] / total;
-      if (w === 0) continue;
-      if (clusterOf[k] >= 0 && (best < 0 || w > logW[best] / total)) best = k;
-      let mu = 0;
-      for (let i = 0; i < P; i++) mu += d.coef[k * P + i] * u[i];
-      const spread = quadraticForm(d.coefCovariance.subarray(k * P * P, (k + 1) * P * P), P, u);
-      if (spec.family === 'gaussian') {
-        const a = d.noiseShape[k], b = d.noiseRate[k];
-        const dof = 2 * a;
-        const variance = (b / a) * (1 + spread) * (dof > 2 ? dof / (dof - 2) : Infinity);
-        m1 += w * mu;
-        m2 += w * (variance + mu * mu);
-      } else {
-        const kappa = 1 / Math.sqrt(1 + (Math.PI * spread) / 8); // PRML 4.154
-        m1 += w / (1 + Math.exp(-kappa * mu));
+  const width = K * D;
+  components.forEach((c, k) => {
+    model.constant[k] = Math.log(d.ePi[c]);
+    if (spec.covariateModel) {
+      // ln St(x | m, L, dof), L = s W (PRML 10.81–10.82).
+      const dof = d.nu[c] + 1 - D;
+      const s = (dof * d.beta[c]) / (1 + d.beta[c]);
+      model.constant[k] +=
+        lnGamma((dof + D) / 2) - lnGamma(dof / 2) + 0.5 * (D * Math.log(s) + d.lnDetW[c]) - (D / 2) * Math.log(dof * Math.PI);
+      model.halfPower[k] = (dof + D) / 2;
+      model.inverseDof[k] = 1 / dof;
+      const r = cholesky(d.wishart.slice(c * D * D, (c + 1) * D * D), D, `W of component ${c}`);
+      const root = Math.sqrt(s);
+      for (let j = 0; j < D; j++) {
+        let shift = 0;
+        for (let i = j; i < D; i++) {
+          const f = root * r[i * D + j];
+          model.covariateFactor[i * width + k * D + j] = f;
+          shift -= d.mean[c * D + i] * f;
+        }
+        model.covariateFactor[D * width + k * D + j] = shift;
       }
     }
-    out.cluster[row] = best < 0 ? -1 : clusterOf[best];
-    out.clusterProbability[row] = best < 0 ? 0 : logW[best] / total;
-    if (spec.family === 'gaussian') {
-      out.mean[row] = std.yMean + std.ySd * m1;
-      out.sd![row] = std.ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
-    } else out.mean[row] = m1;
+    const cov = cholesky(d.coefCovariance.slice(c * P * P, (c + 1) * P * P), P, `Λ⁻¹ of component ${c}`);
+    for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) model.spreadFactor[i * K * P + k * P + j] = cov[i * P + j];
+    model.coef.set(d.coef.subarray(c * P, (c + 1) * P), k * P);
+    if (model.gaussian) {
+      const a = d.noiseShape[c];
+      const dof = 2 * a;
+      model.noiseVariance[k] = (d.noiseRate[c] / a) * (dof > 2 ? dof / (dof - 2) : Infinity);
+    }
+  });
+  return model;
+}
+
+/** δ² (n × K, when the covariate model is on) and the spreads (n × K) of a batch. */
+interface Quadratics {
+  covariate: ArrayLike<number> | null;
+  spread: ArrayLike<number>;
+}
+
+/** ‖a_row · B_k‖² for every row and block k: a (n × m), B (m × K·w), blocks of w columns. Float64. */
+function blockSquares(a: Float64Array, n: number, m: number, b: Float64Array, K: number, w: number, lastRowOne: boolean): Float64Array {
+  const out = new Float64Array(n * K);
+  const width = K * w;
+  const inner = lastRowOne ? m - 1 : m; // [x, 1]: the row's last entry is an implicit 1
+  const v = new Float64Array(width);
+  for (let row = 0; row < n; row++) {
+    if (lastRowOne) v.set(b.subarray(inner * width, (inner + 1) * width));
+    else v.fill(0);
+    for (let i = 0; i < inner; i++) {
+      const ai = a[row * inner + i];
+      if (ai === 0) continue;
+      const bi = i * width;
+      for (let j = 0; j < width; j++) v[j] += ai * b[bi + j];
+    }
+    for (let k = 0; k < K; k++) {
+      let s = 0;
+      for (let j = k * w; j < (k + 1) * w; j++) s += v[j] * v[j];
+      out[row * K + k] = s;
+    }
   }
   return out;
 }
 
+function referenceQuadratics(model: PreparedModel, batch: Batch): Quadratics {
+  const { K, D, P } = model;
+  return {
+    covariate: model.covariateModel ? blockSquares(batch.x, batch.n, D + 1, model.covariateFactor, K, D, true) : null,
+    spread: blockSquares(batch.u, batch.n, P, model.spreadFactor, K, P, false),
+  };
+}
+
+/** Rows per TensorFlow.js product: temporaries of ~ rows · K·max(D, P) floats. */
+const TFJS_CHUNK_ROWS = 8192;
+
+/** The same products in float32 on a TensorFlow.js backend; the factors stay on it as "weights". */
+class TfjsQuadratics {
+  private readonly covariateFactor: tf.Tensor2D | null;
+  private readonly spreadFactor: tf.Tensor2D;
+
+  constructor(
+    private readonly backend: TfjsBackendName,
+    private readonly model: PreparedModel,
+  ) {
+    activateBackend(backend);
+    const { K, D, P } = model;
+    this.covariateFactor = model.covariateModel ? tf.tensor2d(Float32Array.from(model.covariateFactor), [D + 1, K * D]) : null;
+    this.spreadFactor = tf.tensor2d(Float32Array.from(model.spreadFactor), [P, K * P]);
+  }
+
+  compute(batch: Batch, arrays: Scratch): Quadratics {
+    activateBackend(this.backend);
+    const { K, D, P } = this.model;
+    const n = batch.n;
+    const covariate = this.covariateFactor ? arrays.float32('covariate', n * K) : null;
+    const spread = arrays.float32('spread', n * K);
+    for (let start = 0; start < n; start += TFJS_CHUNK_ROWS) {
+      const c = Math.min(TFJS_CHUNK_ROWS, n - start);
+      const blocks = (rows: Float32Array, width: number, factor: tf.Tensor2D, w: number) =>
+        tf.tidy(() => tf.sum(tf.reshape(tf.square(tf.matMul(tf.tensor2d(rows, [c, width]), factor)), [c, K, w]), 2)).dataSync() as Float32Array;
+      if (covariate && this.covariateFactor) {
+        const xa = arrays.float32('xa', c * (D + 1));
+        for (let i = 0; i < c; i++) {
+          for (let j = 0; j < D; j++) xa[i * (D + 1) + j] = batch.x[(start + i) * D + j];
+          xa[i * (D + 1) + D] = 1;
+        }
+        covariate.set(blocks(xa, D + 1, this.covariateFactor, D), start * K);
+      }
+      const u = arrays.float32('u', c * P);
+      u.set(batch.u.subarray(start * P, (start + c) * P));
+      spread.set(blocks(u, P, this.spreadFactor, P), start * K);
+    }
+    return { covariate, spread };
+  }
+
+  dispose(): void {
+    this.covariateFactor?.dispose();
+    this.spreadFactor.dispose();
+  }
+}
+
+/**
+ * Scores batches against one posterior. With a TensorFlow.js backend (initialized by
+ * lib/kernel/backend.ts loadKernel) the quadratic forms run there; without one, in float64.
+ * The arrays of a Prediction are reused by the next call of `predict` (a chunk at a time).
+ */
+export class Predictor {
+  private readonly model: PreparedModel;
+  private readonly tfjs?: TfjsQuadratics;
+  private readonly arrays = new Scratch();
+
+  constructor(doc: PosteriorDocument, backend?: TfjsBackendName) {
+    this.model = prepareModel(doc);
+    if (backend) this.tfjs = new TfjsQuadratics(backend, this.model);
+  }
+
+  predict(batch: Batch): Prediction {
+    const m = this.model;
+    const { K, P } = m;
+    const n = batch.n;
+    const arrays = this.arrays;
+    const q = this.tfjs ? this.tfjs.compute(batch, arrays) : referenceQuadratics(m, batch);
+    const out: Prediction = {
+      cluster: arrays.int32('cluster', n),
+      clusterProbability: arrays.float64('clusterProbability', n),
+      mean: arrays.float64('mean', n),
+      ...(m.gaussian ? { sd: arrays.float64('sd', n) } : {}),
+    };
+    // Locals rather than property reads in the loop over rows (the hot loop of predict).
+    const { constant, halfPower, inverseDof, coef, noiseVariance, gaussian, yMean, ySd } = m;
+    const covariate = q.covariate;
+    const spreads = q.spread;
+    const u = batch.u;
+    const { cluster, clusterProbability, mean, sd } = out;
+    const w = new Float64Array(K);
+    for (let row = 0; row < n; row++) {
+      let max = -Infinity;
+      for (let k = 0; k < K; k++) {
+        const l = covariate ? constant[k] - halfPower[k] * Math.log1p(covariate[row * K + k] * inverseDof[k]) : constant[k];
+        w[k] = l;
+        if (l > max) max = l;
+      }
+      let total = 0;
+      let best = -1;
+      let bestWeight = 0;
+      for (let k = 0; k < K; k++) {
+        const e = Math.exp(w[k] - max);
+        w[k] = e;
+        total += e;
+        if (e > bestWeight) {
+          bestWeight = e;
+          best = k;
+        }
+      }
+      let m1 = 0;
+      let m2 = 0;
+      const base = row * P;
+      for (let k = 0; k < K; k++) {
+        const weight = w[k] / total;
+        if (weight === 0) continue;
+        let mu = 0;
+        for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
+        const spread = spreads[row * K + k];
+        if (gaussian) {
+          m1 += weight * mu;
+          m2 += weight * (noiseVariance[k] * (1 + spread) + mu * mu);
+        } else {
+          const kappa = 1 / Math.sqrt(1 + (Math.PI * spread) / 8); // PRML 4.154
+          m1 += weight / (1 + Math.exp(-kappa * mu));
+        }
+      }
+      cluster[row] = best;
+      clusterProbability[row] = best < 0 ? 0 : bestWeight / total;
+      if (gaussian) {
+        mean[row] = yMean + ySd * m1;
+        sd![row] = ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
+      } else mean[row] = m1;
+    }
+    return out;
+  }
+
+  /** Frees the backend's copies of the factors. */
+  dispose(): void {
+    this.tfjs?.dispose();
+  }
+}
+
+/** Predictions for one batch in float64 (the reference; `Predictor` for many batches or TensorFlow.js). */
+export function predict(doc: PosteriorDocument, batch: Batch): Prediction {
+  return new Predictor(doc).predict(batch);
+}

@@ -1,0 +1,183 @@
+/**
+ * `predict` over a local CSV file, streamed: chunks of whole records (lib/data/records.ts) are
+ * scored inline or by worker threads and written out in file order, with a bounded number of
+ * chunks in flight, so memory does not grow with the file.
+ */
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { Delimiter } from '../config.js';
+import { MAX_SKIPPED_DETAILS, readHeader, resolveColumn, type SkippedRow } from '../data/csv.js';
+import { DataError } from '../data/errors.js';
+import { readRecordChunks } from '../data/records.js';
+import { loadKernel, type BackendName } from '../kernel/backend.js';
+import { Predictor, readPosterior } from '../model/predict.js';
+import type { PosteriorDocument } from '../model/summary.js';
+import { FolderObjectStore } from '../pipeline/folder-store.js';
+import { chunkScorer, predictionColumns, type ScoredChunk } from './score-chunk.js';
+import { localDataKey, spawnModuleWorker } from './threads.js';
+import path from 'node:path';
+
+/** Below this many data bytes one thread scores everything: starting threads costs more than it saves. */
+const THREADS_FROM_BYTES = 16 * 1024 * 1024;
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+export interface PredictFileOptions {
+  /** posterior.json's text and its name for errors. */
+  posterior: { text: string; file: string };
+  csv: string;
+  out: Writable;
+  /** Worker threads; 0 scores inline. @default one per core, inline for files under 16 MiB */
+  workers?: number;
+  backend?: BackendName | 'auto';
+  /** Bytes of data per chunk (tests use small ones). @default 4 MiB */
+  chunkBytes?: number;
+}
+
+export interface PredictFileResult {
+  rows: number;
+  skipped: number;
+  skippedExamples: SkippedRow[];
+  threads: number;
+}
+
+/** What a predict thread starts from. */
+export interface PredictWorkerInit {
+  posterior: { text: string; file: string };
+  layout: { file: string; header: string[]; delimiter: Delimiter };
+  backend: BackendName | 'auto';
+}
+
+export interface ScoreRequest {
+  id: number;
+  bytes: Uint8Array;
+}
+
+export type ScoreReply = { id: number } & (ScoredChunk | { error: string });
+
+/** The chunk scorer of a thread (or of the main thread when inline). */
+export async function scorerFor(init: PredictWorkerInit) {
+  const doc = readPosterior(init.posterior.text, init.posterior.file);
+  const kernel = await loadKernel(init.backend);
+  const predictor = new Predictor(doc, kernel.backend === 'reference' ? undefined : kernel.backend);
+  return chunkScorer(doc, init.layout, predictor);
+}
+
+/** Scores `csv` with the posterior and writes the header and every record with its cells to `out`. */
+export async function predictFile(options: PredictFileOptions): Promise<PredictFileResult> {
+  const doc: PosteriorDocument = readPosterior(options.posterior.text, options.posterior.file);
+  const absolute = path.resolve(options.csv);
+  const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
+  const header = await readHeader(store, localDataKey(absolute), options.csv);
+  for (const column of new Set([...doc.state.plan.x, ...doc.state.plan.r]))
+    if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file: options.csv, line: 1 });
+  if (doc.state.config.id !== undefined) resolveColumn(header.columns, doc.state.config.id, options.csv, 'id');
+  const init: PredictWorkerInit = {
+    posterior: options.posterior,
+    layout: { file: options.csv, header: header.columns, delimiter: header.delimiter },
+    backend: options.backend ?? 'auto',
+  };
+  const dataBytes = header.size - header.dataStart;
+  const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
+  const threads = Math.min(
+    options.workers ?? (dataBytes < THREADS_FROM_BYTES ? 0 : availableParallelism()),
+    Math.ceil(dataBytes / chunkBytes),
+  );
+
+  const headerLine = Buffer.from((await store.getRange(localDataKey(absolute), 0, header.dataStart))).toString('utf8');
+  await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc).map((c) => header.delimiter + c).join('')}\n`);
+
+  const scorer = threads > 0 ? await startThreads(threads, init) : await inlineScorer(init);
+  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads };
+  const inFlight: Promise<ScoredChunk>[] = [];
+  let firstLine = 2; // of the next chunk; line 1 is the header
+  const finish = async (scored: ScoredChunk) => {
+    total.rows += scored.rows;
+    total.skipped += scored.skipped;
+    for (const example of scored.skippedExamples.slice(0, MAX_SKIPPED_DETAILS - total.skippedExamples.length))
+      total.skippedExamples.push({ ...example, line: firstLine + example.line });
+    firstLine += scored.lines;
+    await write(options.out, scored.out);
+  };
+  try {
+    for await (const chunk of readRecordChunks(absolute, { dataStart: header.dataStart, header: header.columns, delimiter: header.delimiter, chunkBytes })) {
+      inFlight.push(scorer.score(chunk));
+      // Two chunks per thread keep every thread busy while the oldest result is written.
+      if (inFlight.length >= Math.max(2, 2 * threads)) await finish(await inFlight.shift()!);
+    }
+    while (inFlight.length) await finish(await inFlight.shift()!);
+  } finally {
+    await Promise.allSettled(inFlight);
+    await scorer.stop();
+  }
+  return total;
+}
+
+async function write(out: Writable, data: string | Uint8Array): Promise<void> {
+  if (!out.write(data)) await once(out, 'drain');
+}
+
+interface Scorer {
+  score(bytes: Uint8Array): Promise<ScoredChunk>;
+  stop(): Promise<void>;
+}
+
+async function inlineScorer(init: PredictWorkerInit): Promise<Scorer> {
+  const score = await scorerFor(init);
+  return { score: async (bytes) => score(bytes), stop: async () => {} };
+}
+
+/** Threads taking chunks from one queue; each request resolves with its own chunk's result. */
+async function startThreads(count: number, init: PredictWorkerInit): Promise<Scorer> {
+  const waiting = new Map<number, { resolve: (s: ScoredChunk) => void; reject: (e: Error) => void }>();
+  const queue: ScoreRequest[] = [];
+  const idle: Worker[] = [];
+  let nextId = 0;
+  let failure: Error | undefined;
+  const dispatch = () => {
+    while (idle.length && queue.length) {
+      const request = queue.shift()!;
+      idle.pop()!.postMessage(request, [request.bytes.buffer as ArrayBuffer]);
+    }
+  };
+  const workers = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const worker = await spawnModuleWorker(new URL(`./predict-worker${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url), init);
+      await new Promise<void>((resolve, reject) => {
+        worker.on('message', (m: ScoreReply | { ready: true }) => {
+          if ('ready' in m) return resolve();
+          const pending = waiting.get(m.id)!;
+          waiting.delete(m.id);
+          if ('error' in m) pending.reject(new Error(m.error));
+          else pending.resolve(m);
+          idle.push(worker);
+          dispatch();
+        });
+        worker.on('error', (error) => {
+          failure = error;
+          reject(error);
+          for (const pending of waiting.values()) pending.reject(error);
+          waiting.clear();
+        });
+      });
+      idle.push(worker);
+      return worker;
+    }),
+  );
+  return {
+    score(bytes) {
+      if (failure) return Promise.reject(failure);
+      // The chunk's own buffer moves to the thread: copy only when it is a view into a larger one.
+      const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+      const id = nextId++;
+      const result = new Promise<ScoredChunk>((resolve, reject) => waiting.set(id, { resolve, reject }));
+      queue.push({ id, bytes: own });
+      dispatch();
+      return result;
+    },
+    async stop() {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseRows } from '../lib/data/csv.js';
+import { toBatch } from '../lib/data/dataset.js';
+import { loadKernel } from '../lib/kernel/backend.js';
+import { predictFile } from '../lib/local/predict-file.js';
+import { predictPlan } from '../lib/local/score-chunk.js';
+import { predict, Predictor, readPosterior } from '../lib/model/predict.js';
+import type { PosteriorDocument } from '../lib/model/summary.js';
+import { runCli, tempDir } from './support/cli.js';
+
+const dir = tempDir();
+const posteriorPath = path.join(dir, 'fit', 'posterior.json');
+let text = '';
+let doc: PosteriorDocument;
+
+beforeAll(() => {
+  const fit = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', path.join(dir, 'fit'), '--workers', '0']);
+  expect(fit.code).toBe(0);
+  text = readFileSync(posteriorPath, 'utf8');
+  doc = readPosterior(text, posteriorPath);
+}, 60_000);
+
+async function scoreToText(csv: string, options: { workers?: number; chunkBytes?: number; backend?: 'wasm' | 'reference' } = {}) {
+  const out = new PassThrough();
+  const parts: Buffer[] = [];
+  out.on('data', (b: Buffer) => parts.push(b));
+  const result = await predictFile({ posterior: { text, file: 'posterior.json' }, csv, out, ...options });
+  out.end();
+  return { text: Buffer.concat(parts).toString('utf8'), result };
+}
+
+describe('predict', () => {
+  it('the TensorFlow.js products agree with the float64 reference', async () => {
+    const bytes = readFileSync('examples/forum.csv');
+    const header = ['x1', 'x2', 'y'];
+    const plan = predictPlan(doc);
+    const parsed = parseRows(new Uint8Array(bytes).subarray(bytes.indexOf(10) + 1), { file: 'f', header, select: plan.select });
+    const batch = toBatch(plan, doc.state.standardization, parsed);
+    const reference = predict(doc, batch);
+    await loadKernel('wasm');
+    const fast = new Predictor(doc, 'wasm').predict(batch);
+    expect([...fast.cluster]).toEqual([...reference.cluster]);
+    for (let i = 0; i < batch.n; i++) {
+      expect(fast.clusterProbability[i]).toBeCloseTo(reference.clusterProbability[i], 5);
+      expect(Math.abs(fast.mean[i] - reference.mean[i])).toBeLessThan(1e-5 * (1 + Math.abs(reference.mean[i])));
+      expect(Math.abs(fast.sd![i] - reference.sd![i])).toBeLessThan(1e-5 * reference.sd![i]);
+    }
+  });
+
+  it('streams: chunks, threads and records with quoted line breaks give the same bytes as one pass', async () => {
+    const [head, ...rows] = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+    const lines = [`id,${head}`, ...rows.map((r, i) => (i === 7 ? `"a\nb",${r}` : i === 9 ? `x9,${r.replace(/^[^,]*/, 'oops')}` : `r${i},${r}`))];
+    const csv = path.join(dir, 'quoted.csv');
+    writeFileSync(csv, lines.join('\n') + '\n');
+    const whole = await scoreToText(csv, { workers: 0 });
+    expect(whole.result).toMatchObject({ rows: 999, skipped: 1 });
+    expect(whole.result.skippedExamples[0]).toMatchObject({ line: 12, column: 'x1', value: 'oops', reason: 'not a number' });
+    const out = whole.text.split('\n');
+    expect(out[0]).toBe('id,x1,x2,y,cluster,cluster_probability,prediction,prediction_sd');
+    expect(out[8]).toMatch(/^"a$/); // the record's first line, then its second with the cells
+    expect(out[9]).toMatch(/^b",[^,]+,[^,]+,[^,]+,\d+,/);
+    expect(out[11]).toMatch(/^x9,oops,.*,,,,$/);
+    const chunked = await scoreToText(csv, { workers: 0, chunkBytes: 1000 });
+    expect(chunked.text).toBe(whole.text);
+    const threaded = await scoreToText(csv, { workers: 2, chunkBytes: 3000 });
+    expect(threaded.result.threads).toBe(2);
+    expect(threaded.text).toBe(whole.text);
+    expect(threaded.result.skippedExamples).toEqual(whole.result.skippedExamples);
+  }, 60_000);
+
+  it('reads ;-separated files and answers in kind', async () => {
+    const csv = path.join(dir, 'semi.csv');
+    writeFileSync(csv, 'x1;x2\n1;1\n-1;-1\n');
+    const { text: scored } = await scoreToText(csv);
+    expect(scored.split('\n')[0]).toBe('x1;x2;cluster;cluster_probability;prediction;prediction_sd');
+    expect(scored.split('\n')[1]).toMatch(/^1;1;\d+;/);
+  });
+});
+
+describe('predict with a bad posterior names the file and says what is wrong', () => {
+  const bad = (name: string, content: string) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, content);
+    const r = runCli(['predict', file, 'examples/forum.csv']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    return r.stderr;
+  };
+
+  it('not JSON (report.html given instead), truncated, or another kind of JSON', () => {
+    expect(bad('report.html', '<!doctype html><p>hi</p>')).toMatch(/report\.html: not valid JSON \(.*\); give the posterior\.json that fit wrote/);
+    expect(bad('cut.json', text.slice(0, 500))).toMatch(/cut\.json: not valid JSON/);
+    expect(bad('other.json', '{"a": 1}')).toContain('other.json: not a clusterwise posterior (format missing)');
+    expect(bad('array.json', '[]')).toContain('array.json: not a clusterwise posterior');
+  });
+
+  it('a posterior edited to another family, or with its state damaged', () => {
+    const edited = JSON.parse(text);
+    edited.family = 'bernoulli';
+    expect(bad('family.json', JSON.stringify(edited))).toContain(
+      'family.json: invalid posterior: family "bernoulli" but the state was fitted as "gaussian" (the file was edited or is damaged)',
+    );
+    const both = JSON.parse(text);
+    both.family = 'bernoulli';
+    both.state.config.family = 'bernoulli';
+    expect(bad('both.json', JSON.stringify(both))).toContain('both.json: invalid posterior: state.lambda is not the state of a bernoulli model');
+    const short = JSON.parse(text);
+    short.state.lambda = short.state.lambda.slice(0, 24); // 18 bytes: 2 numbers and a piece
+    expect(bad('short.json', JSON.stringify(short))).toMatch(/short\.json: invalid posterior: state\.lambda is 18 bytes, not whole float64 numbers/);
+    const noPlan = JSON.parse(text);
+    delete noPlan.state.plan;
+    expect(bad('noplan.json', JSON.stringify(noPlan))).toContain('noplan.json: invalid posterior: state.plan:');
+    const badSd = JSON.parse(text);
+    badSd.state.standardization.xSd[0] = 0;
+    expect(bad('sd.json', JSON.stringify(badSd))).toContain('sd.json: invalid posterior: state.standardization.xSd.0: must be positive');
+  });
+});
