@@ -17,7 +17,7 @@ import { MemoryQueue } from '../pipeline/memory-queue.js';
 import { planRun } from '../pipeline/planner.js';
 import type { QueueMessage } from '../pipeline/ports.js';
 import { keys, parseMessage, UpdateMessage } from '../pipeline/protocol.js';
-import { readJson, silentLog, type Log, type Progress, type RunState } from '../pipeline/run.js';
+import { readJson, silentLog, type Log, type Progress, type RoleContext, type RunState } from '../pipeline/run.js';
 import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
 import { localDataKey, type FromWorker, type WorkerInit } from './threads.js';
 
@@ -31,6 +31,7 @@ export interface LocalFitOptions {
   workers?: number;
   backend?: BackendName | 'auto';
   onProgress?: (progress: Progress) => void;
+  onPhase?: RoleContext['onPhase'];
   log?: Log;
 }
 
@@ -95,6 +96,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     updates,
     log,
     workerConcurrency: Math.max(1, workerCount),
+    onPhase: options.onPhase,
     onProgress: (p: Progress) => {
       progress = p;
       tasksDone = 0;

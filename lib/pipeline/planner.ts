@@ -121,7 +121,9 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   const first = files[0];
   const firstBytes = await readOwnedLines(dataStore, first.key, first.dataStart, Math.min(first.size, first.dataStart + 65536), first.dataStart, { fileSize: first.size });
   const columnPlan = planColumns(config, files, firstBytes);
+  ctx.onPhase?.({ phase: 'sample', done: 0, total: config.schedule.sampleRows });
   const sample = await readSample(dataStore, files, columnPlan, firstBytes, config.schedule.sampleRows);
+  ctx.onPhase?.({ phase: 'sample', done: sample.parsed.rows, total: sample.parsed.rows });
   if (sample.parsed.rows < 2) {
     const why = sample.parsed.skipped[0];
     const where = why ? ` (first: ${sample.wholeFiles ? `${why.file}:${why.line}: ` : ''}column "${why.column}": ${why.reason})` : '';
@@ -168,7 +170,9 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     const standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
     const spec = specOf({ config, plan: columnPlan });
     const batch = toBatch(columnPlan, standardization, sample.parsed);
+    ctx.onPhase?.({ phase: 'initialize', done: 0, total: config.schedule.restarts });
     const init = initialize(spec, batch, kernel, { restarts: config.schedule.restarts, seed: config.seed });
+    ctx.onPhase?.({ phase: 'initialize', done: config.schedule.restarts, total: config.schedule.restarts });
     manifest = {
       ...draft,
       standardization,

@@ -148,12 +148,21 @@ export interface RoleContext {
   log?: Log;
   /** Progress after every applied update (the local CLI draws it). */
   onProgress?: (progress: Progress) => void;
+  /** Planning's phases before any task (the local CLI shows them): reading the sample, initializing. */
+  onPhase?: (phase: PlanPhase) => void;
   /** Workers that can run at once (Lambda concurrency, local threads): how many tasks to keep in flight. */
   workerConcurrency?: number;
 }
 
 export interface WorkerContext extends RoleContext {
   kernel: Kernel;
+}
+
+/** A planning step: `done` of `total` (sample rows read, initialization restarts finished). */
+export interface PlanPhase {
+  phase: 'sample' | 'initialize';
+  done: number;
+  total: number;
 }
 
 /** What `status` and the progress bar show. */
