@@ -1,23 +1,38 @@
 /**
- * Initialization: k-means++ on a sample of [features, y] (standardized), a few Lloyd iterations,
- * then batch VB on the sample from those hard assignments. Several restarts; the highest sample
- * ELBO wins. Restart i always uses random stream i, so adding restarts never lowers the chosen ELBO.
+ * Initialization (docs/model.md §8): restarts that really differ, judged by the ELBO.
+ *
+ * Each restart seeds k0 components (a ladder 2, 4, 8, … up to T) in several ways: k-means++ on
+ * [x, y] (conditional-only: [r, y]), k-means++ on x alone, regression lines fitted to small random
+ * subsets of rows and refined by reassigning rows to the line with the smallest residual ("k-lines"),
+ * and a random partition (flexmix's default start). Every seed becomes a state (hard statistics,
+ * one batch update) and runs a few batch-VB iterations on a strided subsample (the screen); the
+ * best few go on to convergence there with merge and delete moves (moves.ts); the best of those is
+ * refined on the whole sample, with moves. Candidate c uses random stream c of `seed`, so adding
+ * restarts never lowers the best screened ELBO.
  */
 import type { Batch, Kernel } from '../kernel/types.js';
 import { createRandom, type Random } from '../math/random.js';
 import { initialAlpha, sortBySize, type GlobalState } from '../model/posterior.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
-import { batchUpdate, batchVb } from './vb.js';
+import { cholesky, backSubstitute, forwardSubstitute } from '../math/linalg.js';
+import { acceptMove, proposeMoves } from './moves.js';
+import { batchUpdate, batchVb, type Proposer } from './vb.js';
 
 export interface InitOptions {
   restarts: number;
   seed: number;
-  /** Batch VB iterations on the sample per restart. @default 15 */
+  /** Batch-VB iterations of every candidate in the screen. @default 6 */
   iterations?: number;
-  /** Lloyd iterations after seeding. @default 20 */
+  /** Lloyd (k-means, k-lines) iterations after seeding. @default 10 */
   lloydIterations?: number;
-  /** Rows of the sample the restarts are scored on. @default 10 000 */
+  /** Rows of the sample the candidates are screened on (strided). @default 2000 */
   scoreRows?: number;
+  /** Candidates taken to convergence, with moves, on the screen's subsample. @default 2 */
+  finalists?: number;
+  /** Batch-VB iterations (with moves) of the winner on the sample, up to convergence. @default 200 for a sample of at most 10 000 rows (then it is usually the whole data), else 10 */
+  refineIterations?: number;
+  /** Relative ELBO change at which the refinement on the sample stops. @default 1e-7 */
+  tolerance?: number;
 }
 
 export interface InitResult {
@@ -25,19 +40,25 @@ export interface InitResult {
   state: GlobalState;
   /** Its sample ELBO. */
   elbo: number;
-  /** Every restart's sample ELBO, in order. */
+  /** Every candidate's screened ELBO, in order (restart by restart, seeding by seeding). */
   restartElbos: number[];
+  /** How the winner was seeded, e.g. "lines k0=2". */
+  seeding: string;
+  /** The moves the refinement accepted ('merge:j+k', 'delete:j'). */
+  moves: string[];
+  /** Whether the refinement on the sample converged. */
+  converged: boolean;
 }
 
-/** Rows of the k-means feature matrix: x (or r when conditional-only) and y. Shape (n, F). */
-function kmeansFeatures(spec: ModelSpec, batch: Batch): { f: Float64Array; dims: number } {
+/** Rows of the k-means feature matrix: x (or r when conditional-only) and y, or x alone. Shape (n, F). */
+function kmeansFeatures(spec: ModelSpec, batch: Batch, xOnly = false): { f: Float64Array; dims: number } {
   const useX = spec.covariateModel && spec.D > 0;
   const width = useX ? spec.D : spec.P - 1;
-  const dims = width + 1;
+  const dims = xOnly ? width : width + 1;
   const f = new Float64Array(batch.n * dims);
   for (let n = 0; n < batch.n; n++) {
     for (let i = 0; i < width; i++) f[n * dims + i] = useX ? batch.x[n * spec.D + i] : batch.u[n * spec.P + i];
-    f[n * dims + width] = batch.y[n];
+    if (!xOnly) f[n * dims + width] = batch.y[n];
   }
   return { f, dims };
 }
@@ -120,7 +141,6 @@ export function kmeansPlusPlus(f: Float64Array, n: number, dims: number, k: numb
   return labels;
 }
 
-/** Sufficient statistics of hard assignments (r_nk ∈ {0, 1}), gaussian weights for the response. */
 /** Several k-means++ runs (as scikit-learn's n_init), the lowest within-cluster sum of squares wins. */
 export function bestKmeans(f: Float64Array, n: number, dims: number, k: number, random: Random, lloyd: number, runs = 3): Int32Array {
   let best: Int32Array | undefined;
@@ -144,6 +164,7 @@ export function bestKmeans(f: Float64Array, n: number, dims: number, k: number, 
   return best!;
 }
 
+/** Sufficient statistics of hard assignments (r_nk ∈ {0, 1}); bernoulli with λ(ξ) at ξ = 0. */
 export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32Array): Float64Array {
   const { D, P } = spec;
   const layout = layoutOf(spec);
@@ -171,13 +192,93 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
 }
 
 /**
- * Seeds of restart r: all T components first, then a ladder 2, 4, 8, …: with many seeds a
- * conditional-only mixture of regressions starts as many local line pieces that VB merges only
- * slowly; fewer seeds let the sample ELBO pick a coarser start when it fits better.
+ * Seeds of restart r: a ladder 2, 4, 8, … up to T (all T when T ≤ 2). Merge and delete moves
+ * remove what is too many; nothing adds components, so the ladder's top reaches T.
  */
 export function initialClusters(T: number, restart: number): number {
-  if (restart === 0) return T;
-  return Math.min(T, 2 ** restart);
+  return Math.min(T, 2 ** (restart + 1));
+}
+
+/** How a candidate is seeded: the features of k-means++, or regression lines, or a random partition. */
+export type Seeding = 'kmeans' | 'kmeans-x' | 'lines' | 'random';
+
+/** The seedings of every restart: k-means on x alone only with the covariate model (D ≥ 1). */
+export function seedings(spec: ModelSpec): Seeding[] {
+  return spec.covariateModel && spec.D > 0 ? ['kmeans', 'kmeans-x', 'lines', 'random'] : ['kmeans', 'lines', 'lines', 'random'];
+}
+
+/** Ridge least squares θ = (UᵀU + εI)⁻¹ Uᵀy over the rows `rows`, shape (P). */
+function leastSquares(batch: Batch, P: number, rows: ArrayLike<number>, count: number): Float64Array {
+  const a = new Float64Array(P * P);
+  const b = new Float64Array(P);
+  for (let t = 0; t < count; t++) {
+    const n = rows[t];
+    for (let i = 0; i < P; i++) {
+      const ui = batch.u[n * P + i];
+      b[i] += ui * batch.y[n];
+      for (let j = 0; j < P; j++) a[i * P + j] += ui * batch.u[n * P + j];
+    }
+  }
+  for (let i = 0; i < P; i++) a[i * P + i] += 1e-3; // ridge: a subset may not span u (standardized scale)
+  const l = cholesky(a, P, 'the Gram matrix of a regression seed');
+  return backSubstitute(l, P, forwardSubstitute(l, P, b));
+}
+
+/**
+ * Regression seeds ("k-lines", the regression analogue of Lloyd's algorithm): k lines, each
+ * fitted by least squares to P + 1 random rows; then, `lloyd` times, every row goes to the line
+ * with the smallest squared residual and every line is refitted to its rows (a line left with
+ * fewer than P rows is re-drawn from random rows). Returns the labels.
+ */
+export function regressionSeeds(spec: ModelSpec, batch: Batch, k: number, random: Random, lloyd: number): Int32Array {
+  const { P } = spec;
+  const n = batch.n;
+  const size = Math.min(n, P + 1);
+  const theta = new Float64Array(k * P);
+  const draw = (c: number) => {
+    const rows = Array.from({ length: size }, () => random.int(n));
+    theta.set(leastSquares(batch, P, rows, size), c * P);
+  };
+  for (let c = 0; c < k; c++) draw(c);
+  const labels = new Int32Array(n);
+  const order = new Int32Array(n);
+  const counts = new Int32Array(k);
+  for (let it = 0; it <= lloyd; it++) {
+    let changed = false;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      let bestResidual = Infinity;
+      for (let c = 0; c < k; c++) {
+        let fit = 0;
+        for (let j = 0; j < P; j++) fit += theta[c * P + j] * batch.u[i * P + j];
+        const residual = (batch.y[i] - fit) ** 2;
+        if (residual < bestResidual) [bestResidual, best] = [residual, c];
+      }
+      if (labels[i] !== best) changed = true;
+      labels[i] = best;
+    }
+    if (it === lloyd || (it > 0 && !changed)) break;
+    // Rows grouped by label (counting sort), then one refit per line.
+    counts.fill(0);
+    for (let i = 0; i < n; i++) counts[labels[i]]++;
+    const starts = new Int32Array(k);
+    for (let c = 1; c < k; c++) starts[c] = starts[c - 1] + counts[c - 1];
+    const fill = starts.slice();
+    for (let i = 0; i < n; i++) order[fill[labels[i]]++] = i;
+    for (let c = 0; c < k; c++) {
+      if (counts[c] < P) draw(c);
+      else theta.set(leastSquares(batch, P, order.subarray(starts[c], starts[c] + counts[c]), counts[c]), c * P);
+    }
+  }
+  return labels;
+}
+
+/** Hard labels of one candidate. */
+function seedLabels(spec: ModelSpec, batch: Batch, seeding: Seeding, k: number, random: Random, lloyd: number): Int32Array {
+  if (seeding === 'lines') return regressionSeeds(spec, batch, k, random, lloyd);
+  if (seeding === 'random') return Int32Array.from({ length: batch.n }, () => random.int(k));
+  const { f, dims } = kmeansFeatures(spec, batch, seeding === 'kmeans-x');
+  return bestKmeans(f, batch.n, dims, k, random, lloyd, 1);
 }
 
 /** Every ⌈n/m⌉-th row: a subsample spread over the whole sample (whose rows come in file chunks). */
@@ -197,45 +298,71 @@ export function strided(batch: Batch, m: number): Batch {
   return out;
 }
 
-/** Batch VB on one in-memory batch, with the kernel's prepared form freed afterwards. */
-function fitOn<P>(spec: ModelSpec, start: GlobalState, kernel: Kernel<P>, batch: Batch, iterations: number) {
+/** Run on one in-memory batch prepared by the kernel, freed afterwards. */
+function fitOn<P, R>(kernel: Kernel<P>, batch: Batch, run: (prepared: { n: number; data: P }[]) => R): R {
   const prepared = [{ n: batch.n, data: kernel.prepare(batch) }];
   try {
-    return batchVb(spec, start, kernel, prepared, { maxIterations: iterations, tolerance: 1e-6 });
+    return run(prepared);
   } finally {
     kernel.release(prepared[0].data);
   }
 }
 
+/** Merge and delete moves (moves.ts) as batchVb's proposer. */
+export function moveProposer(spec: ModelSpec): Proposer {
+  return (sweep, rejected) => proposeMoves(spec, sweep, { exclude: rejected });
+}
+
 /**
- * Restarts are scored on a strided subsample of at most `scoreRows` rows (cheap), then the best
+ * The screen and the finalists run on a strided subsample of at most `scoreRows` rows; the winner
  * is refined on the whole sample. Its sample ELBO is what the run reports.
  */
 export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>, options: InitOptions): InitResult {
-  const scoring = strided(sample, options.scoreRows ?? 10_000);
-  const { f, dims } = kmeansFeatures(spec, scoring);
-  const iterations = options.iterations ?? 15;
+  const scoring = strided(sample, options.scoreRows ?? 2000);
+  const kinds = seedings(spec);
+  const lloyd = options.lloydIterations ?? 10;
+  const refineIterations = options.refineIterations ?? (sample.n <= 10_000 ? 200 : 10);
+  const tolerance = options.tolerance ?? 1e-7;
   const prior: GlobalState = { lambda: priorCoordinates(spec), alpha: initialAlpha(spec) };
-  const prepared = [{ n: scoring.n, data: kernel.prepare(scoring) }];
-  let best: { state: GlobalState; elbo: number } | undefined;
+  const vb = { propose: moveProposer(spec), accept: acceptMove };
+  let best: { state: GlobalState; elbo: number; seeding: string; moves: string[]; converged: boolean } | undefined;
   const restartElbos: number[] = [];
-  try {
+  fitOn(kernel, scoring, (prepared) => {
     for (let r = 0; r < options.restarts; r++) {
+      // Screen: every seeding of this restart, a few iterations each.
       const k = Math.min(initialClusters(spec.T, r), scoring.n);
-      const labels = bestKmeans(f, scoring.n, dims, k, createRandom(options.seed, r), options.lloydIterations ?? 20);
-      const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, scoring, labels)));
-      const fit = batchVb(spec, start, kernel, prepared, { maxIterations: iterations, tolerance: 1e-6 });
-      restartElbos.push(fit.elbo);
-      if (!best || fit.elbo > best.elbo) best = fit;
+      let screened: { state: GlobalState; elbo: number; seeding: string } | undefined;
+      kinds.forEach((kind, i) => {
+        const labels = seedLabels(spec, scoring, kind, k, createRandom(options.seed, r * kinds.length + i), lloyd);
+        const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, scoring, labels)));
+        const fit = batchVb(spec, start, kernel, prepared, { maxIterations: options.iterations ?? 6, tolerance: 1e-5 });
+        if (!screened || fit.elbo > screened.elbo) screened = { state: fit.state, elbo: fit.elbo, seeding: `${kind} k0=${k}` };
+      });
+      // The restart's best, to convergence with moves.
+      const final = batchVb(spec, screened!.state, kernel, prepared, {
+        maxIterations: scoring === sample ? refineIterations : 50,
+        tolerance: scoring === sample ? tolerance : 1e-5,
+        ...vb,
+      });
+      restartElbos.push(final.elbo);
+      if (!best || final.elbo > best.elbo)
+        best = { state: final.state, elbo: final.elbo, seeding: screened!.seeding, moves: final.accepted, converged: final.converged };
     }
-  } finally {
-    kernel.release(prepared[0].data);
-  }
+  });
   if (scoring === sample) return { ...best!, restartElbos };
-  // λ of the subsample scaled to the sample, then refined there.
+  // λ of the subsample scaled to the sample, then refined there (with moves).
   const scaled = scaleToRows(spec, best!.state, scoring.n, sample.n);
-  const refined = fitOn(spec, scaled, kernel, sample, iterations);
-  return { state: refined.state, elbo: refined.elbo, restartElbos };
+  const refined = fitOn(kernel, sample, (prepared) =>
+    batchVb(spec, scaled, kernel, prepared, { maxIterations: refineIterations, tolerance, ...vb }),
+  );
+  return {
+    state: refined.state,
+    elbo: refined.elbo,
+    restartElbos,
+    seeding: best!.seeding,
+    moves: [...best!.moves, ...refined.accepted],
+    converged: refined.converged,
+  };
 }
 
 /**

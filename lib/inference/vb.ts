@@ -151,24 +151,75 @@ export function stepSize(t: number, delay: number, forgettingRate: number): numb
   return Math.pow(t + delay, -forgettingRate);
 }
 
-/** Whole-data batch VB on in-memory batches, for data that fits one machine and for tests. */
+/** A candidate state for `batchVb`'s moves, named so a rejected one is not proposed again. */
+export interface Candidate {
+  key: string;
+  state: GlobalState;
+}
+
+/**
+ * After each evaluated sweep: candidates to try instead of the batch update (moves.ts
+ * proposeMoves), given the sweep (its state, statistics, ELBO and the ELBO before) and the keys
+ * rejected since the last accepted candidate.
+ */
+export type Proposer = (
+  sweep: { state: GlobalState; stats: Float64Array; elbo: number; previousElbo?: number },
+  rejected: ReadonlySet<string>,
+) => Candidate[];
+
+/**
+ * Whole-data batch VB on in-memory batches, for data that fits one machine and for tests.
+ *
+ * With `propose`, after every sweep the proposed candidates are evaluated (one local step each) in
+ * order, and the first whose ELBO beats the sweep's by `accept` becomes the current state (its
+ * local step is the next sweep); otherwise the batch update follows as usual. The trace holds the
+ * ELBO of every state that became current, so it never decreases (batch VB's steps are monotone;
+ * Hughes & Sudderth 2013, §4). `converged` needs a sweep within tolerance after which no candidate
+ * was accepted.
+ */
 export function batchVb<P>(
   spec: ModelSpec,
   initial: GlobalState,
   kernel: Kernel<P>,
   prepared: { n: number; data: P }[],
-  options: { maxIterations: number; tolerance: number; onIteration?: (iteration: number, elbo: number) => void },
-): { state: GlobalState; elbo: number; trace: number[]; converged: boolean } {
+  options: {
+    maxIterations: number;
+    tolerance: number;
+    onIteration?: (iteration: number, elbo: number) => void;
+    propose?: Proposer;
+    accept?: (currentElbo: number, candidateElbo: number) => boolean;
+  },
+): { state: GlobalState; elbo: number; trace: number[]; converged: boolean; accepted: string[] } {
   // The returned state is always the one whose ELBO was evaluated last.
   let state = initial;
   const trace: number[] = [];
+  const accepted: string[] = [];
+  const rejected = new Set<string>();
+  let sums = localSums(kernel, paramsFor(spec, state), prepared);
+  let elbo = elboOf(spec, state, sums.logLik);
   for (let it = 0; ; it++) {
-    const sums = localSums(kernel, paramsFor(spec, state), prepared);
-    const elbo = elboOf(spec, state, sums.logLik);
     trace.push(elbo);
     options.onIteration?.(it, elbo);
-    const converged = it > 0 && Math.abs(elbo - trace[it - 1]) <= options.tolerance * Math.abs(elbo);
-    if (converged || it + 1 >= options.maxIterations) return { state, elbo, trace, converged };
+    const previousElbo = it > 0 ? trace[it - 1] : undefined;
+    const converged = previousElbo !== undefined && Math.abs(elbo - previousElbo) <= options.tolerance * Math.abs(elbo);
+    let moved = false;
+    if (options.propose && it + 1 < options.maxIterations) {
+      for (const candidate of options.propose({ state, stats: sums.stats, elbo, previousElbo }, rejected)) {
+        const candidateSums = localSums(kernel, paramsFor(spec, candidate.state), prepared);
+        const candidateElbo = elboOf(spec, candidate.state, candidateSums.logLik);
+        if ((options.accept ?? ((a, b) => b > a))(elbo, candidateElbo)) {
+          [state, sums, elbo, moved] = [candidate.state, candidateSums, candidateElbo, true];
+          accepted.push(candidate.key);
+          rejected.clear();
+          break;
+        }
+        rejected.add(candidate.key);
+      }
+    }
+    if (moved) continue;
+    if (converged || it + 1 >= options.maxIterations) return { state, elbo, trace, converged, accepted };
     state = batchUpdate(spec, state, sums.stats);
+    sums = localSums(kernel, paramsFor(spec, state), prepared);
+    elbo = elboOf(spec, state, sums.logLik);
   }
 }
