@@ -1,0 +1,249 @@
+/**
+ * The studies of issue 8: data with a known truth, fitted by the real local `fit` (fitLocal),
+ * success counted per draw; flexmix (R) and scikit-learn figures on the same files when installed.
+ *
+ *   npx tsx bench/studies/run.ts [study ...] [--draws n]      (or: npm run studies -- …)
+ *
+ * Studies: npreg200, npreg1000 (K=2 conditional-only dirichlet, then default stick-breaking on the
+ * same draws), separated (K=3, N=1000, D=2, defaults), small2 / small5 / small10 (K clusters, one
+ * of 2%, N=5000, D=3), irrelevant (2 regressions on 2 covariates + 18 irrelevant, N=2000).
+ * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10). Run with `nice -n 10`.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseConfig, type ModelConfigInput } from '../../lib/config.js';
+import { fitLocal } from '../../lib/local/runner.js';
+import { createRandom, type Random } from '../../lib/math/random.js';
+import type { ComponentSummary } from '../../lib/model/summary.js';
+
+interface Draw {
+  header: string[];
+  rows: number[][];
+  labels: number[];
+  /** Per true cluster: [coefficients…, intercept] of the regression columns. */
+  coefficients: number[][];
+}
+
+const csv = (d: Draw) => [d.header.join(','), ...d.rows.map((r) => r.map((v) => Number(v.toPrecision(8))).join(','))].join('\n') + '\n';
+
+/** NPreg kind: x ~ U(0,10); y = 5x + e or 15 + 10x − x² + e, e ~ N(0, 3²), half each. */
+function npreg(n: number, random: Random): Draw {
+  const d: Draw = { header: ['x', 'x2', 'y'], rows: [], labels: [], coefficients: [[5, 0, 0], [10, -1, 15]] };
+  for (let i = 0; i < n; i++) {
+    const k = i % 2;
+    const x = 10 * random.uniform();
+    const [b1, b2, b0] = d.coefficients[k];
+    d.rows.push([x, x * x, b0 + b1 * x + b2 * x * x + 3 * random.normal()]);
+    d.labels.push(k);
+  }
+  return d;
+}
+
+/**
+ * A cluster-weighted model: K clusters in D covariates with centres `separation` apart on
+ * average (unit covariance), each with its own regression of y on x (noise sd 1); `weights`.
+ */
+function cwm(n: number, D: number, weights: number[], separation: number, random: Random): Draw {
+  const K = weights.length;
+  // Centres on a scaled random simplex-ish layout: redraw until every pair is ≥ separation apart.
+  let centres: number[][] = [];
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    centres = Array.from({ length: K }, () => Array.from({ length: D }, () => separation * 1.5 * random.normal()));
+    const ok = centres.every((a, i) => centres.every((b, j) => j <= i || Math.hypot(...a.map((v, l) => v - b[l])) >= separation));
+    if (ok) break;
+  }
+  const coefficients = Array.from({ length: K }, () => Array.from({ length: D + 1 }, () => Math.round(4 * random.normal() * 100) / 100));
+  const d: Draw = { header: [...Array.from({ length: D }, (_, i) => `x${i + 1}`), 'y'], rows: [], labels: [], coefficients };
+  const cumulative = weights.map((_, k) => weights.slice(0, k + 1).reduce((s, w) => s + w, 0));
+  for (let i = 0; i < n; i++) {
+    const u = (i + 0.5) / n; // exact shares
+    const k = cumulative.findIndex((c) => u < c + 1e-12);
+    const x = centres[k].map((c) => c + random.normal());
+    let y = coefficients[k][D] + random.normal();
+    x.forEach((v, l) => (y += coefficients[k][l] * v));
+    d.rows.push([...x, y]);
+    d.labels.push(k);
+  }
+  return d;
+}
+
+/** Two regressions of y on x1, x2 plus 18 irrelevant covariates from one shared Gaussian, noise sd 1.5. */
+function irrelevant(n: number, random: Random): Draw {
+  const coefficients = [[2, -1, 1], [-2, 1, -1]];
+  const header = [...Array.from({ length: 20 }, (_, i) => `x${i + 1}`), 'y'];
+  const d: Draw = { header, rows: [], labels: [], coefficients };
+  for (let i = 0; i < n; i++) {
+    const k = i % 2;
+    const x = Array.from({ length: 20 }, () => random.normal());
+    x[0] += k === 0 ? -1.5 : 1.5;
+    const y = coefficients[k][2] + coefficients[k][0] * x[0] + coefficients[k][1] * x[1] + 1.5 * random.normal();
+    d.rows.push([...x, y]);
+    d.labels.push(k);
+  }
+  return d;
+}
+
+/** Adjusted Rand index of two labelings. */
+function ari(a: number[], b: number[]): number {
+  const table = new Map<string, number>();
+  const ca = new Map<number, number>();
+  const cb = new Map<number, number>();
+  a.forEach((x, i) => {
+    table.set(`${x},${b[i]}`, (table.get(`${x},${b[i]}`) ?? 0) + 1);
+    ca.set(x, (ca.get(x) ?? 0) + 1);
+    cb.set(b[i], (cb.get(b[i]) ?? 0) + 1);
+  });
+  const c2 = (v: number) => (v * (v - 1)) / 2;
+  const sum = (m: Iterable<number>) => [...m].reduce((s, v) => s + c2(v), 0);
+  const index = sum(table.values());
+  const sa = sum(ca.values());
+  const sb = sum(cb.values());
+  const expected = (sa * sb) / c2(a.length);
+  return (index - expected) / ((sa + sb) / 2 - expected);
+}
+
+interface FitOutcome {
+  components: ComponentSummary[];
+  converged: boolean;
+  assigned: number[];
+  elbo: number;
+}
+
+async function fit(file: string, dir: string, input: Partial<ModelConfigInput>): Promise<FitOutcome> {
+  const config = parseConfig({ target: 'y', assignments: true, ...input });
+  const result = await fitLocal({ files: [file], config, outDir: dir, workers: 0 });
+  const assigned = readFileSync(result.assignmentsPath!, 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[1]));
+  return { components: result.posterior.components, converged: result.posterior.converged, assigned, elbo: result.posterior.elbo };
+}
+
+/** Best matching of true clusters to components by coefficients (greedy, distinct). */
+function matchCoefficients(truth: number[][], components: ComponentSummary[]): (ComponentSummary | undefined)[] {
+  const used = new Set<ComponentSummary>();
+  return truth.map((t) => {
+    let best: ComponentSummary | undefined;
+    let bestD = Infinity;
+    for (const c of components) {
+      if (used.has(c)) continue;
+      const v = [...c.coefficients, c.intercept];
+      const d = v.reduce((s, x, i) => s + (x - t[i]) ** 2, 0);
+      if (d < bestD) [bestD, best] = [d, c];
+    }
+    if (best) used.add(best);
+    return best;
+  });
+}
+
+/** Share of rows assigned right under the best label permutation (majority mapping). */
+function assignedRight(labels: number[], assigned: number[]): number {
+  const counts = new Map<string, number>();
+  labels.forEach((l, i) => counts.set(`${l},${assigned[i]}`, (counts.get(`${l},${assigned[i]}`) ?? 0) + 1));
+  const byCluster = new Map<number, number>();
+  for (const [key, c] of counts) {
+    const cluster = Number(key.split(',')[1]);
+    byCluster.set(cluster, Math.max(byCluster.get(cluster) ?? 0, c));
+  }
+  return [...byCluster.values()].reduce((s, v) => s + v, 0) / labels.length;
+}
+
+const hasR = spawnSync('Rscript', ['-e', 'library(flexmix)'], { encoding: 'utf8' }).status === 0;
+const hasSklearn = spawnSync('/usr/bin/python3', ['-c', 'import sklearn'], { encoding: 'utf8' }).status === 0;
+
+/** flexmix, one random start, k = 2, y ~ x + x²: coefficients [x, x², intercept] per component. */
+function flexmixNpreg(file: string): number[][] | undefined {
+  if (!hasR) return undefined;
+  const r = spawnSync('Rscript', ['-e', `suppressMessages(library(flexmix)); set.seed(1); d <- read.csv("${file}"); m <- flexmix(y ~ x + x2, data = d, k = 2); p <- parameters(m); for (j in seq_len(ncol(p))) cat(p["coef.x", j], p["coef.x2", j], p["coef.(Intercept)", j], "\\n")`], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  return r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+}
+
+/** sklearn BayesianGaussianMixture on [x, y] (20 components, defaults): clusters with weight ≥ 1%. */
+function sklearnCount(file: string): number | undefined {
+  if (!hasSklearn) return undefined;
+  const r = spawnSync('/usr/bin/python3', ['-c', `import numpy as np
+from sklearn.mixture import BayesianGaussianMixture as B
+d = np.loadtxt("${file}", delimiter=",", skiprows=1)
+m = B(n_components=20, random_state=1, max_iter=500).fit(d)
+print(int((m.weights_ >= 0.01).sum()))`], { encoding: 'utf8' });
+  return r.status === 0 ? Number(r.stdout.trim()) : undefined;
+}
+
+const within2 = (truth: number[][], components: ComponentSummary[]) =>
+  matchCoefficients(truth, components).every((c, k) => c && [...c.coefficients, c.intercept].every((v, i) => Math.abs(v - truth[k][i]) <= 2));
+
+async function study(name: string, draws: number) {
+  const dir = mkdtempSync(path.join(tmpdir(), `study-${name}-`));
+  const file = path.join(dir, 'data.csv');
+  const tally: Record<string, number> = {};
+  const add = (key: string, v = 1) => (tally[key] = (tally[key] ?? 0) + v);
+  const started = performance.now();
+  for (let draw = 0; draw < draws; draw++) {
+    const random = createRandom(8000 + draw, name.length);
+    if (name.startsWith('npreg')) {
+      const d = npreg(Number(name.slice(5)), random);
+      writeFileSync(file, csv(d));
+      const base = { covariateModel: false, regressionColumns: ['x', 'x2'] };
+      const dirichlet = await fit(file, dir, { ...base, components: 2, weights: 'dirichlet' });
+      if (within2(d.coefficients, dirichlet.components) || assignedRight(d.labels, dirichlet.assigned) >= 0.9) add('dirichlet right');
+      if (dirichlet.converged) add('dirichlet converged');
+      const sb = await fit(file, dir, base);
+      if (within2(d.coefficients, sb.components) || assignedRight(d.labels, sb.assigned) >= 0.9) add('stick-breaking right');
+      if (sb.components.length === 2) add('stick-breaking exactly 2');
+      if (sb.converged) add('stick-breaking converged');
+      const fm = flexmixNpreg(file);
+      if (fm) {
+        add('flexmix runs');
+        const comps = fm.map((c) => ({ coefficients: c.slice(0, 2), intercept: c[2] }) as ComponentSummary);
+        if (fm.length === 2 && within2(d.coefficients, comps)) add('flexmix right');
+      }
+    } else {
+      const K = name === 'separated' ? 3 : name === 'irrelevant' ? 2 : Number(name.slice(5));
+      const d =
+        name === 'separated' ? cwm(1000, 2, [1 / 3, 1 / 3, 1 / 3], 6, random)
+        : name === 'irrelevant' ? irrelevant(2000, random)
+        : cwm(5000, 3, [0.02, ...Array.from({ length: K - 1 }, () => 0.98 / (K - 1))], 6, random);
+      writeFileSync(file, csv(d));
+      const out = await fit(file, dir, {});
+      if (out.components.length === K) add(`exactly ${K}`);
+      if (out.converged) add('converged');
+      add('ARI (sum)', ari(d.labels, out.assigned));
+      if (name !== 'irrelevant') {
+        // 95% interval coverage of the true coefficients, over matched components.
+        const matched = matchCoefficients(d.coefficients, out.components);
+        matched.forEach((c, k) => {
+          if (!c) return;
+          const sds = [...c.coefficientSd, c.interceptSd];
+          [...c.coefficients, c.intercept].forEach((v, i) => {
+            add('coefficients');
+            if (Math.abs(v - d.coefficients[k][i]) <= 1.96 * sds[i]) add('covered');
+          });
+        });
+        const count = sklearnCount(file);
+        if (count !== undefined) {
+          add('sklearn runs');
+          if (count === K) add(`sklearn exactly ${K}`);
+        }
+      }
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const seconds = (performance.now() - started) / 1000;
+  const lines = Object.entries(tally).map(([k, v]) =>
+    k === 'ARI (sum)' ? `mean ARI ${(v / draws).toFixed(3)}` : k === 'covered' ? `coverage ${(v / tally.coefficients).toFixed(3)}` : k === 'coefficients' ? '' : `${k}: ${v}/${draws}`,
+  );
+  console.log(`${name} (${draws} draws, ${seconds.toFixed(0)} s): ${lines.filter(Boolean).join('; ')}`);
+}
+
+const DEFAULT_DRAWS: Record<string, number> = {
+  npreg200: 30, npreg1000: 30, separated: 60, small2: 10, small5: 10, small10: 10, irrelevant: 10,
+};
+const args = process.argv.slice(2);
+const drawsAt = args.indexOf('--draws');
+const draws = drawsAt >= 0 ? Number(args[drawsAt + 1]) : undefined;
+const names = args.filter((a, i) => !a.startsWith('--') && !(drawsAt >= 0 && i === drawsAt + 1));
+console.log(`peers: flexmix ${hasR ? 'installed' : 'not installed'}, scikit-learn ${hasSklearn ? 'installed' : 'not installed'}`);
+for (const name of names.length ? names : Object.keys(DEFAULT_DRAWS)) {
+  if (!(name in DEFAULT_DRAWS)) throw new Error(`unknown study ${name}; known: ${Object.keys(DEFAULT_DRAWS).join(', ')}`);
+  await study(name, draws ?? DEFAULT_DRAWS[name]);
+}
