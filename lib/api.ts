@@ -1,0 +1,209 @@
+/**
+ * The library: `fit` and `predict` on CSV files or rows in memory, with typed results.
+ *
+ *   import { fit, predict } from 'clusterwise';
+ *   const { posterior } = await fit([{ x: 1, y: 2 }, ...], { target: 'y' });
+ *   const scored = await predict(posterior, [{ x: 1.5 }]);
+ *
+ * `fit` runs the same local pipeline as `clusterwise fit` (lib/local/runner.ts): rows in memory are
+ * written to a temporary CSV first, so every path through the model is the one the CLI takes.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { parseConfig, type ModelConfigInput } from './config.js';
+import { parseHeader, parseRows } from './data/csv.js';
+import { DataError } from './data/errors.js';
+import type { BackendName } from './kernel/backend.js';
+import { fitLocal } from './local/runner.js';
+import { predict as predictBatch } from './model/predict.js';
+import type { PosteriorDocument } from './model/summary.js';
+import type { Progress } from './pipeline/run.js';
+import { batchOfRows, type Row } from './rows.js';
+import { PosteriorSchema, POSTERIOR_FORMAT, type Posterior } from './schemas.js';
+
+export type { Row } from './rows.js';
+export type { Posterior } from './schemas.js';
+
+/** Rows as arrays of values under named columns. */
+export interface Table {
+  readonly columns: readonly string[];
+  readonly rows: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>;
+}
+
+/**
+ * What `fit` and `predict` read: a CSV path, several CSV paths (fit), records (an array, any
+ * iterable or async iterable of `{column: value}`), or a Table of arrays.
+ */
+export type Data = string | readonly string[] | Iterable<Row> | AsyncIterable<Row> | Table;
+
+export interface FitOptions extends Omit<ModelConfigInput, 'target'> {
+  /** The response column. */
+  readonly target: string;
+  /** Keep posterior.json, report.html (and assignments.csv) here. @default a temporary folder, removed */
+  readonly outDir?: string;
+  /** Worker threads; 0 runs in this thread. @default one per core */
+  readonly workers?: number;
+  /** Kernel backend. @default "auto" */
+  readonly backend?: BackendName | 'auto';
+  /** Called after every applied update (phase, shards done, ELBO). */
+  readonly onProgress?: (progress: Progress) => void;
+}
+
+export interface FitResult {
+  /** posterior.json as an object (lib/schemas.ts PosteriorSchema). */
+  posterior: Posterior;
+  /** report.html, the page itself. */
+  reportHtml: string;
+  /** The kernel that ran, e.g. "tfjs-wasm". */
+  kernel: string;
+  /** Where the files are, when `outDir` was given. */
+  files?: { posterior: string; report: string; assignments?: string };
+}
+
+const isTable = (data: unknown): data is Table =>
+  typeof data === 'object' && data !== null && 'columns' in data && 'rows' in data && Array.isArray((data as Table).columns);
+
+const isPaths = (data: Data): data is string | readonly string[] =>
+  typeof data === 'string' || (Array.isArray(data) && data.length > 0 && data.every((d) => typeof d === 'string'));
+
+/** A CSV field: quoted when it holds a delimiter, a quote or a line break (RFC 4180). */
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+/** Records or a Table as [columns, rows of values], the columns of records from the first one. */
+async function* tableOf(data: Iterable<Row> | AsyncIterable<Row> | Table): AsyncGenerator<readonly unknown[]> {
+  if (isTable(data)) {
+    yield data.columns;
+    for await (const row of data.rows) yield row;
+    return;
+  }
+  let columns: string[] | undefined;
+  for await (const record of data as AsyncIterable<Row>) {
+    if (!columns) {
+      columns = Object.keys(record);
+      yield columns;
+    }
+    yield columns.map((c) => record[c]);
+  }
+  if (!columns) throw new DataError('no rows to fit', { file: 'rows' });
+}
+
+/** Writes rows in memory to a CSV file. */
+async function writeCsv(file: string, data: Iterable<Row> | AsyncIterable<Row> | Table): Promise<void> {
+  const out = createWriteStream(file);
+  try {
+    for await (const values of tableOf(data)) {
+      if (!out.write(values.map(csvField).join(',') + '\n')) await once(out, 'drain');
+    }
+  } finally {
+    out.end();
+    await once(out, 'close');
+  }
+}
+
+/** Fits a mixture of regressions to CSV files or rows in memory. */
+export async function fit(data: Data, options: FitOptions): Promise<FitResult> {
+  const { outDir, workers, backend, onProgress, ...settings } = options;
+  const config = parseConfig(settings, 'fit options');
+  const scratch = await mkdtemp(path.join(tmpdir(), 'clusterwise-'));
+  try {
+    let files: string[];
+    if (isPaths(data)) files = typeof data === 'string' ? [data] : [...data];
+    else {
+      files = [path.join(scratch, 'rows.csv')];
+      await writeCsv(files[0], data);
+    }
+    const result = await fitLocal({ files, config, outDir: outDir ?? path.join(scratch, 'out'), workers, backend, onProgress });
+    return {
+      posterior: PosteriorSchema.parse(result.posterior),
+      reportHtml: await readFile(result.reportPath, 'utf8'),
+      kernel: result.kernel,
+      ...(outDir ? { files: { posterior: result.posteriorPath, report: result.reportPath, assignments: result.assignmentsPath } } : {}),
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export interface Predictions {
+  /** Input rows scored: each a row of the input with every value the model needs. */
+  rows: number;
+  /** Input rows left out (a needed value missing or not a number); their entries are NaN / −1. */
+  skipped: number;
+  /** Per input row: the most probable cluster (position in posterior.components), −1 when skipped. */
+  cluster: Int32Array;
+  /** Its probability p(z | x). */
+  clusterProbability: Float64Array;
+  /** Gaussian: predictive mean of the target; bernoulli: P(target = 1). */
+  prediction: Float64Array;
+  /** Gaussian only: predictive standard deviation. */
+  predictionSd?: Float64Array;
+}
+
+/**
+ * Reads posterior.json (or takes the object) and checks it against its schema. The model code's
+ * PosteriorDocument differs from the JSON only where a covariance entry that does not exist is NaN
+ * in memory and null in JSON, which nothing here reads.
+ */
+async function posteriorOf(source: Posterior | string): Promise<Posterior & PosteriorDocument> {
+  const value: unknown = typeof source === 'string' ? JSON.parse(await readFile(source, 'utf8')) : source;
+  const parsed = PosteriorSchema.safeParse(value);
+  if (!parsed.success) {
+    const where = typeof source === 'string' ? source : 'posterior';
+    const problem = parsed.error.issues[0];
+    throw new DataError(`not a ${POSTERIOR_FORMAT} document: ${problem.path.join('.') || '(root)'}: ${problem.message}`, { file: where });
+  }
+  return parsed.data as Posterior & PosteriorDocument;
+}
+
+/** The rows of a CSV file as records of the columns the model needs. */
+async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> {
+  const bytes = new Uint8Array(await readFile(file));
+  const header = parseHeader(bytes, file);
+  const plan = posterior.state.plan;
+  const needed = [...new Set([...plan.x, ...plan.r])];
+  for (const c of needed) if (!header.columns.includes(c)) throw new DataError(`missing column "${c}" the model was fitted with`, { file, line: 1 });
+  const select = needed.map((column) => ({ column, kind: 'number' as const }));
+  const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2 });
+  return Array.from({ length: parsed.rows }, (_, i) => Object.fromEntries(needed.map((c, j) => [c, parsed.values[i * needed.length + j]])));
+}
+
+/** Scores rows with a fitted posterior (the object or the path of posterior.json). */
+export async function predict(posterior: Posterior | string, data: Data): Promise<Predictions> {
+  const doc = await posteriorOf(posterior);
+  let rows: Row[];
+  if (isPaths(data)) {
+    if (typeof data !== 'string') throw new DataError('predict reads one CSV file at a time', { file: data.join(', ') });
+    rows = await recordsOfCsv(data, doc);
+  } else if (isTable(data)) {
+    rows = [];
+    for await (const values of data.rows) rows.push(Object.fromEntries(data.columns.map((c, i) => [c, values[i]])));
+  } else {
+    rows = [];
+    for await (const record of data as AsyncIterable<Row>) rows.push(record);
+  }
+  const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
+  const result = predictBatch(doc, batch);
+  const gaussian = doc.family === 'gaussian';
+  const out: Predictions = {
+    rows: used.length,
+    skipped: rows.length - used.length,
+    cluster: new Int32Array(rows.length).fill(-1),
+    clusterProbability: new Float64Array(rows.length).fill(NaN),
+    prediction: new Float64Array(rows.length).fill(NaN),
+    ...(gaussian ? { predictionSd: new Float64Array(rows.length).fill(NaN) } : {}),
+  };
+  used.forEach((index, n) => {
+    out.cluster[index] = result.cluster[n];
+    out.clusterProbability[index] = result.clusterProbability[n];
+    out.prediction[index] = result.mean[n];
+    if (gaussian) out.predictionSd![index] = result.sd![n];
+  });
+  return out;
+}

@@ -1,0 +1,129 @@
+/**
+ * The published file formats as zod schemas: posterior.json (what `fit` writes and `predict` reads)
+ * and model.json (lib/config.ts, the one configuration schema). `npm run schemas` writes their JSON
+ * Schemas to schemas/*.schema.json, which ship with the package; test/schemas.test.ts fails when the
+ * shipped files differ from these. The version policy is in docs/schemas.md.
+ */
+import { z } from 'zod';
+import { ModelConfigSchema } from './config.js';
+import type { ComponentSummary, PosteriorDocument } from './model/summary.js';
+
+/** The format tag posterior.json carries; its number changes only with a breaking change. */
+export const POSTERIOR_FORMAT = 'clusterwise/posterior@1';
+
+const columns = z.array(z.string()).describe('column names');
+/** A number that may be null in JSON: a value that does not exist (e.g. an undefined covariance). */
+const maybe = z.number().nullable();
+
+const Component = z
+  .object({
+    id: z.number().int().min(0).describe("the component's index in the state (its position in state.lambda)"),
+    weight: z.number().describe('E[π_k], the expected mixing weight'),
+    size: z.number().describe('N_k, the expected number of rows'),
+    mean: z.array(z.number()).optional().describe('E[μ_k] in data units (absent when conditional-only)'),
+    covariance: z
+      .array(z.array(maybe))
+      .optional()
+      .describe('E[Σ_k] = W_k⁻¹ / (ν_k − D − 1) in data units; null where ν_k ≤ D + 1 (absent when conditional-only)'),
+    intercept: z.number().describe('posterior mean intercept in data units (bernoulli: log-odds)'),
+    coefficients: z.array(z.number()).describe('posterior mean coefficients, in the order of regressionColumns'),
+    interceptSd: z.number().describe('marginal posterior sd of the intercept'),
+    coefficientSd: z.array(z.number()).describe('marginal posterior sds of the coefficients'),
+    noiseSd: z.number().optional().describe('sqrt(E[1/τ_k]), the noise sd in data units (gaussian only)'),
+  })
+  .describe('one reported component (cluster); its position in components[] is its cluster number');
+
+const Standardization = z.object({
+  xMean: z.array(z.number()),
+  xSd: z.array(z.number()),
+  rMean: z.array(z.number()),
+  rSd: z.array(z.number()),
+  yMean: z.number(),
+  ySd: z.number(),
+});
+
+const ColumnPlan = z.object({
+  target: z.string(),
+  x: columns,
+  r: columns,
+  select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary']) })),
+  xSlot: z.array(z.number().int()),
+  rSlot: z.array(z.number().int()),
+  ySlot: z.number().int(),
+});
+
+export const PosteriorSchema = z
+  .object({
+    format: z.literal(POSTERIOR_FORMAT),
+    dataset: z.string().describe('dataset name ("local" for a local fit)'),
+    runId: z.string(),
+    family: z.enum(['gaussian', 'bernoulli']),
+    target: z.string(),
+    columns: columns.describe('clustering columns x (empty when conditional-only)'),
+    regressionColumns: columns.describe('regression columns r (an intercept is added)'),
+    weights: z.enum(['stick-breaking', 'dirichlet']),
+    covariateModel: z.boolean(),
+    rows: z.number().int().min(0).describe('rows used'),
+    skippedRows: z.number().int().min(0).describe('rows skipped as unusable'),
+    elbo: z.number().describe('evidence lower bound in data units (docs/model.md §5)'),
+    converged: z.boolean(),
+    components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),
+    concentration: z.number().optional().describe('E[α] (stick-breaking only)'),
+    state: z
+      .object({
+        config: ModelConfigSchema,
+        plan: ColumnPlan,
+        standardization: Standardization,
+        lambda: z.string().describe('natural coordinates: base64 of little-endian float64 values, in the layout of lib/model/spec.ts'),
+        alpha: z.object({ shape: z.number(), rate: z.number() }).nullable().describe('q(α) = Gamma(shape, rate), or null when α is fixed'),
+      })
+      .describe('what predict and warm starts need; internal layout, versioned with the format'),
+    skipped: z
+      .array(z.object({ file: z.string(), line: z.number().int(), column: z.string(), value: z.string(), reason: z.string() }))
+      .optional()
+      .describe('up to 50 skipped rows with file and 1-based line (header = line 1)'),
+    trace: z
+      .array(
+        z.object({
+          phase: z.enum(['svi', 'batch', 'assign']),
+          round: z.number().int(),
+          version: z.number().int(),
+          elbo: z.number(),
+          staleness: z.number().optional(),
+          rho: z.number().optional(),
+        }),
+      )
+      .optional()
+      .describe('ELBO per SVI step (an estimate) and per batch sweep, in data units'),
+  })
+  .describe('posterior.json: a fitted clusterwise model, every number in the data units unless noted');
+
+/** posterior.json as written by fit (with its skipped rows and trace). */
+export type Posterior = z.infer<typeof PosteriorSchema>;
+
+// The schema describes exactly what summary.ts produces: these fail to compile when the two drift.
+// (A covariance entry is NaN in memory where it does not exist, which JSON writes as null.)
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const componentMatches: Same<Omit<z.infer<typeof Component>, 'covariance'>, Omit<ComponentSummary, 'covariance'>> = true;
+const documentMatches: Same<Omit<Posterior, 'skipped' | 'trace' | 'state' | 'components'>, Omit<PosteriorDocument, 'state' | 'components'>> = true;
+void componentMatches;
+void documentMatches;
+
+/** JSON Schema (draft 2020-12) of posterior.json. */
+export function posteriorJsonSchema(): Record<string, unknown> {
+  return {
+    title: 'clusterwise posterior.json',
+    ...z.toJSONSchema(PosteriorSchema, { io: 'output' }),
+  };
+}
+
+/**
+ * JSON Schema of model.json. `io: "input"`: what a user may write (every defaulted field optional),
+ * not the filled-in result.
+ */
+export function modelJsonSchema(): Record<string, unknown> {
+  return {
+    title: 'clusterwise model.json',
+    ...z.toJSONSchema(ModelConfigSchema, { io: 'input' }),
+  };
+}
