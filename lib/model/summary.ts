@@ -6,8 +6,11 @@
 import type { ModelConfig } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
 import { encodeFloat64, decodeFloat64 } from '../pipeline/protocol.js';
+import { expectedLogJoint } from '../inference/moves.js';
+import { quadraticForm, traceOfProduct } from '../math/linalg.js';
+import { LN_2PI } from '../math/special.js';
 import { derive, type Derived, type GammaParams, type GlobalState } from './posterior.js';
-import { specFromConfig, type ModelSpec } from './spec.js';
+import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from './spec.js';
 
 export interface ComponentSummary {
   /** Index of the component in the state (its position in λ). */
@@ -54,6 +57,88 @@ export interface PosteriorDocument {
     alpha: GammaParams | null;
   };
 }
+
+/**
+ * Information criteria in data units (docs/model.md §12), for the reported components: with
+ * plug-in parameters π̂ = E[π], μ̂ = m, Λ̂ = E[Λ] = ν W, θ̂, τ̂ = E[τ] = a/b and the fit's
+ * responsibilities r,
+ *   CLL = Σ_n Σ_k r_nk ln(π̂_k N(x_n | μ̂_k, Λ̂_k⁻¹) N(y_n | θ̂_kᵀu_n, τ̂_k⁻¹))  (from the statistics),
+ *   H   = −Σ r ln r = ELBO − J(S)  (moves.ts expectedLogJoint),
+ *   ln L̂ ≥ CLL + H  (Jensen; equality when r is the plug-in membership),
+ *   BIC = −2 ln L̂ + ν ln N,  ICL = BIC + 2H = −2 CLL + ν ln N  (Biernacki et al. 2000),
+ * ν = (K − 1) + K (D + D(D+1)/2 + P + 1) free parameters for K reported components.
+ */
+export interface Criteria {
+  /** The plug-in log-likelihood ln L̂, as the bound CLL + H. */
+  logLikelihood: number;
+  /** CLL: the expected complete-data log-likelihood at the plug-in parameters. */
+  completeLogLikelihood: number;
+  /** H: the entropy of q(z), in nats. */
+  entropy: number;
+  /** ν: free parameters of the reported components. */
+  parameters: number;
+  bic: number;
+  icl: number;
+}
+
+/**
+ * The criteria of `state` (whose λ = λ0 + S was formed from the statistics S of the sweep before)
+ * given its standardized ELBO; data units through `logJacobian` (summary of N rows). Gaussian only.
+ */
+export function informationCriteria(spec: ModelSpec, state: GlobalState, elboStandardized: number, rows: number, logJacobian: number): Criteria | undefined {
+  if (spec.family !== 'gaussian' || !Number.isFinite(elboStandardized)) return undefined;
+  const { T, D, P } = spec;
+  const d = derive(spec, state);
+  const layout = layoutOf(spec);
+  const lambda0 = priorCoordinates(spec);
+  const stats = state.lambda.map((v, i) => v - lambda0[i]);
+  let cll = 0;
+  for (let k = 0; k < T; k++) {
+    const n = stats[layout.count + k];
+    if (n <= 0) continue;
+    cll += n * Math.log(d.ePi[k]);
+    if (spec.covariateModel && D > 0) {
+      const precision = d.wishart.slice(k * D * D, (k + 1) * D * D).map((w) => w * d.nu[k]);
+      const m = d.mean.subarray(k * D, (k + 1) * D);
+      const sx = stats.subarray(layout.sx + k * D, layout.sx + (k + 1) * D);
+      const sxx = stats.subarray(layout.sxx + k * D * D, layout.sxx + (k + 1) * D * D);
+      const lnDet = d.lnDetW[k] + D * Math.log(d.nu[k]);
+      cll += n * (0.5 * lnDet - (D / 2) * LN_2PI) -
+        0.5 * (traceOfProduct(precision, sxx, D) - 2 * quadraticForm(precision, D, m, sx) + n * quadraticForm(precision, D, m));
+    }
+    const tau = d.noiseShape[k] / d.noiseRate[k];
+    const theta = d.coef.subarray(k * P, (k + 1) * P);
+    const syu = stats.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
+    const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
+    let thetaSyu = 0;
+    for (let i = 0; i < P; i++) thetaSyu += theta[i] * syu[i];
+    const residual = stats[layout.syy + k] - 2 * thetaSyu + quadraticForm(suu, P, theta);
+    cll += n * (0.5 * Math.log(tau) - 0.5 * LN_2PI) - 0.5 * tau * residual;
+  }
+  const entropy = Math.max(0, elboStandardized - expectedLogJoint(spec, state, stats));
+  const K = reportedComponents(d).length;
+  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + P + 1);
+  const completeLogLikelihood = cll - rows * logJacobian;
+  const logLikelihood = completeLogLikelihood + entropy;
+  const penalty = parameters * Math.log(rows);
+  return {
+    logLikelihood,
+    completeLogLikelihood,
+    entropy,
+    parameters,
+    bic: -2 * logLikelihood + penalty,
+    icl: -2 * completeLogLikelihood + penalty,
+  };
+}
+
+/**
+ * What `summarize` returns: the document plus `criteria`, model comparison from the plug-in
+ * likelihood at the posterior means (docs/model.md §12; gaussian response only; absent without a
+ * batch-sweep ELBO; lower BIC / ICL is better). `criteria` is not yet in lib/schemas.ts
+ * PosteriorSchema, whose compile-time check mirrors PosteriorDocument; once the schema has it, it
+ * belongs in PosteriorDocument.
+ */
+export type SummarizedPosterior = PosteriorDocument & { criteria?: Criteria };
 
 /** ln of the Jacobian from data units to the standardized scale, per row. */
 export function logJacobianPerRow(spec: ModelSpec, std: Standardization): number {
@@ -148,10 +233,11 @@ export function summarize(input: {
   skippedRows: number;
   elboStandardized: number;
   converged: boolean;
-}): PosteriorDocument {
+}): SummarizedPosterior {
   const { config, plan, standardization: std, state } = input;
   const spec = specFromConfig(config, plan.x.length, plan.r.length + 1);
   const derived = derive(spec, state);
+  const criteria = informationCriteria(spec, state, input.elboStandardized, input.rows, logJacobianPerRow(spec, std));
   return {
     format: 'clusterwise/posterior@1',
     dataset: input.dataset,
@@ -168,6 +254,7 @@ export function summarize(input: {
     converged: input.converged,
     components: reportedComponents(derived).map((k) => componentSummary(derived, k, std)),
     ...(config.weights === 'stick-breaking' ? { concentration: derived.eAlpha } : {}),
+    ...(criteria ? { criteria } : {}),
     state: { config, plan, standardization: std, lambda: encodeFloat64(state.lambda), alpha: state.alpha },
   };
 }
