@@ -1,81 +1,123 @@
 #!/usr/bin/env node
 /** The `clusterwise` command line: fit and predict locally; submit and status against a deployed stack. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../lib/config.js';
+import { ConfigError, parseConfig, parseConfigLayers, type Delimiter } from '../lib/config.js';
+import { formatSkipped, type SkippedRow } from '../lib/data/csv.js';
 import { fitLocal } from '../lib/local/runner.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
-import type { Progress } from '../lib/pipeline/run.js';
+import { joinAssignments } from './assignments.js';
+import { lockOutput } from './out-lock.js';
 import { predictFile } from './predict.js';
-import { progressPrinter } from './progress.js';
+import { progressPrinter, seconds } from './progress.js';
 
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
-  return n;
+/** A whole number written in decimal digits only: "0x10", "1e3", "2.0", "" are refused. */
+const wholeNumber = (name: string) => (value: string) => {
+  if (!/^\d{1,9}$/.test(value.trim())) throw new InvalidArgumentError(`${name} must be a whole number written in digits, got "${value}"`);
+  return Number(value);
 };
 const list = (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean);
+const DELIMITER_NAMES: Record<string, Delimiter> = { ',': ',', comma: ',', ';': ';', semicolon: ';', tab: '\t', '\\t': '\t', '\t': '\t', '|': '|', pipe: '|' };
+const delimiter = (value: string): Delimiter => {
+  const d = DELIMITER_NAMES[value];
+  if (d === undefined) throw new InvalidArgumentError(`--delimiter must be one of , ; tab | (or comma, semicolon, pipe), got "${value}"`);
+  return d;
+};
+/** More threads than this only add memory: each holds its shards and a kernel. */
+const MAX_WORKERS = 2 * availableParallelism();
+const workers = (value: string) => {
+  const n = wholeNumber('--workers')(value);
+  if (n > MAX_WORKERS) throw new InvalidArgumentError(`--workers must be at most ${MAX_WORKERS} (2 × the ${availableParallelism()} cores here), got ${n}`);
+  return n;
+};
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'reference'];
+
+/** The defaults of the one config schema, for the help text. */
+const DEFAULTS = parseConfig({ target: '-' });
+
+function packageVersion(): string {
+  // dist/cli/main.js or cli/main.ts: package.json is two or one folder up.
+  for (const up of ['../../package.json', '../package.json']) {
+    const file = fileURLToPath(new URL(up, import.meta.url));
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
 
 export function buildProgram(): Command {
   const program = new Command('clusterwise')
     .description('Mixtures of regressions (cluster-weighted models) fitted by variational Bayes')
-    .showHelpAfterError()
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .showHelpAfterError('(clusterwise <command> --help lists the options and their defaults)')
     .exitOverride();
 
   program
     .command('fit')
     .description('fit a mixture of regressions to CSV files on this machine')
     .argument('<csv...>', 'CSV files with a header line')
-    .requiredOption('--target <column>', 'the response column')
-    .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target)', list)
+    .option('--target <column>', 'the response column (required here or as "target" in --config)')
+    .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target and the id)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
-    .addOption(new Option('--family <family>', 'response family').choices(['gaussian', 'bernoulli']))
-    .option('--components <T>', 'components (truncation level for stick-breaking)', positiveInt('--components'))
-    .addOption(new Option('--weights <kind>', 'mixing weights').choices(['stick-breaking', 'dirichlet']))
+    .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(['gaussian', 'bernoulli']))
+    .option('--components <T>', `components, 1–200 (truncation level for stick-breaking) (default: ${DEFAULTS.components})`, wholeNumber('--components'))
+    .addOption(new Option('--weights <kind>', `mixing weights (default: ${DEFAULTS.weights})`).choices(['stick-breaking', 'dirichlet']))
     .option('--no-covariate-model', 'conditional-only mixture of regressions (no model of x)')
+    .option('--id <column>', 'a column naming the rows: never a covariate; assignments.csv carries it')
+    .option('--delimiter <char>', 'field separator: , ; tab | (default: detected from the header line)', delimiter)
     .option('--out <dir>', 'output folder', 'clusterwise-out')
-    .option('--seed <n>', 'random seed', positiveInt('--seed'))
-    .option('--workers <n>', 'worker threads (0: run inline)', positiveInt('--workers'))
-    .addOption(new Option('--backend <name>', 'kernel backend').choices(['auto', 'tensorflow', 'wasm', 'cpu', 'reference']).default('auto'))
-    .option('--assign', 'also write per-row assignments to OUT/assignments.csv')
-    .option('--config <file>', 'a model.json with further settings (priors, schedule); flags win')
+    .option('--seed <n>', `random seed (default: ${DEFAULTS.seed})`, wholeNumber('--seed'))
+    .option('--workers <n>', `worker threads, 0 runs inline, at most ${MAX_WORKERS} (default: one per core)`, workers)
+    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
+    .option('--assign', 'also write per-row assignments (file, line, cluster, probability) to OUT/assignments.csv')
+    .option('--config <file>', 'a model.json with further settings (target, columns, priors, schedule); flags win')
     .action(async (files: string[], o) => {
-      for (const f of files) if (!existsSync(f)) throw new UserError(`${f}: file not found`);
-      const fromFile = o.config ? await readConfigFile(o.config) : {};
-      const config = parseConfig(
+      checkInputFiles(files);
+      const fromFile = o.config ? await readConfigFile(o.config) : undefined;
+      if (o.target === undefined && fromFile?.target === undefined)
+        throw new UserError(`--target is required: name the response column${o.config ? ` (or set "target" in ${o.config})` : ' (or give a --config file with "target")'}`);
+      const config = parseConfigLayers([
+        ...(fromFile ? [{ source: o.config as string, values: fromFile }] : []),
         {
-          ...fromFile,
-          target: o.target,
-          ...(o.columns ? { columns: o.columns } : {}),
-          ...(o.regressionColumns ? { regressionColumns: o.regressionColumns } : {}),
-          ...(o.family ? { family: o.family } : {}),
-          ...(o.components !== undefined ? { components: o.components } : {}),
-          ...(o.weights ? { weights: o.weights } : {}),
-          ...(o.covariateModel === false ? { covariateModel: false } : {}),
-          ...(o.seed !== undefined ? { seed: o.seed } : {}),
-          ...(o.assign ? { assignments: true } : {}),
+          source: 'command line',
+          values: {
+            target: o.target,
+            columns: o.columns,
+            regressionColumns: o.regressionColumns,
+            family: o.family,
+            components: o.components,
+            weights: o.weights,
+            id: o.id,
+            delimiter: o.delimiter,
+            ...(o.covariateModel === false ? { covariateModel: false } : {}),
+            seed: o.seed,
+            ...(o.assign ? { assignments: true } : {}),
+          },
         },
-        'command line',
-      );
-      const progress = progressPrinter(process.stderr);
+      ]);
+      const release = await lockOutput(o.out);
+      const progress = progressPrinter(process.stderr, config.schedule);
       const started = Date.now();
       try {
         const result = await fitLocal({
           files, config, outDir: o.out, workers: o.workers, backend: o.backend,
-          onProgress: (p: Progress) => progress.update(p),
+          onPhase: (p) => progress.phase(p),
+          onProgress: (p) => progress.update(p),
         });
         progress.stop();
         const p = result.posterior;
-        const seconds = ((Date.now() - started) / 1000).toFixed(1);
+        if (result.assignmentsPath) await joinAssignments(result.assignmentsPath, files, p);
         console.log(
           `${p.components.length} clusters, ${p.rows} rows used, ${p.skippedRows} skipped, ELBO ${p.elbo.toFixed(2)}` +
-            `${p.converged ? '' : ' (not converged: raise schedule.maxSweeps)'}; ${seconds} s with ${result.kernel}`,
+            `${p.converged ? '' : ' (not converged: raise schedule.maxSweeps)'}; ${seconds(Date.now() - started)} with ${result.kernel}`,
         );
-        console.log(clusterTable(p));
+        console.log(clusterTable(p, process.stdout.columns ?? 120));
+        if (p.skippedRows > 0) console.log(skippedSummary(p.skippedRows, p.rows, p.skipped as SkippedRow[]));
         console.log(`wrote ${result.posteriorPath}, ${result.reportPath}${result.assignmentsPath ? `, ${result.assignmentsPath}` : ''}`);
       } finally {
         progress.stop();
+        await release();
       }
     });
 
@@ -85,8 +127,8 @@ export function buildProgram(): Command {
     .argument('<posterior>', 'posterior.json written by fit')
     .argument('<csv>', 'rows to score (the target column is not needed)')
     .option('--out <file>', 'write here instead of standard output')
-    .option('--workers <n>', 'worker threads (0: score in this thread)', positiveInt('--workers'))
-    .addOption(new Option('--backend <name>', 'kernel backend').choices(['auto', 'tensorflow', 'wasm', 'cpu', 'reference']).default('auto'))
+    .option('--workers <n>', `worker threads, 0 scores in this thread, at most ${MAX_WORKERS} (default: one per core from 16 MiB of data)`, workers)
+    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
     .action(async (posterior: string, csv: string, o) => {
       const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend });
       if (result.skipped) console.error(`${csv}: ${result.skipped} rows could not be scored (missing or non-numeric values); their prediction cells are empty`);
@@ -106,7 +148,7 @@ export function buildProgram(): Command {
       .description('start a fit of datasets/<dataset>/ in a deployed stack (planned here, run there)')
       .argument('<dataset>', 'dataset name')
       .option('--config <file>', 'settings over datasets/<dataset>/model.json')
-      .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(['auto', 'tensorflow', 'wasm', 'cpu', 'reference']).default('auto')),
+      .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(BACKENDS).default('auto')),
   ).action(async (dataset: string, o) => {
     const { submit } = await import('./aws.js');
     const overrides = o.config ? await readConfigFile(o.config) : {};
@@ -125,9 +167,14 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** The clusters as a plain-text table (data units; at most 6 columns of x and of coefficients shown). */
-export function clusterTable(p: PosteriorDocument): string {
-  const fmt = (v: number) => Number(v.toPrecision(4)).toString();
+const fmt = (v: number) => Number(v.toPrecision(4)).toString();
+
+/**
+ * The clusters as a plain-text table (data units; at most 6 columns of x and of coefficients
+ * shown), or, when that table is wider than `width` characters, one block per cluster with every
+ * column, wrapped to the width.
+ */
+export function clusterTable(p: PosteriorDocument, width = 120): string {
   const few = (names: string[], values: number[]) =>
     values.slice(0, 6).map((v, i) => `${names[i]}=${fmt(v)}`).join(' ') + (values.length > 6 ? ' …' : '');
   const rows = p.components.map((c, i) => [
@@ -141,7 +188,53 @@ export function clusterTable(p: PosteriorDocument): string {
   ]);
   const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(p.family === 'gaussian' ? ['noise sd'] : [])];
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
-  return [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd()).join('\n');
+  const table = [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd());
+  if (Math.max(...table.map((line) => line.length)) <= width) return table.join('\n');
+  return p.components.map((c, i) => clusterBlock(p, c, i, width)).join('\n\n');
+}
+
+/** One cluster, vertically: a line per quantity, name=value pairs wrapped under each other. */
+function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][number], i: number, width: number): string {
+  const wrap = (label: string, pairs: string[]) => {
+    const lines: string[] = [];
+    let line = `  ${label.padEnd(13)}`;
+    for (const pair of pairs) {
+      if (line.trim().length > label.length && line.length + pair.length + 1 > width) {
+        lines.push(line.trimEnd());
+        line = ' '.repeat(15);
+      }
+      line += `${pair} `;
+    }
+    return [...lines, line.trimEnd()].join('\n');
+  };
+  const pairs = (names: string[], values: number[]) => values.map((v, j) => `${names[j]}=${fmt(v)}`);
+  return [
+    `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${p.family === 'gaussian' ? `, noise sd ${fmt(c.noiseSd ?? NaN)}` : ''}`,
+    ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
+    wrap('intercept', [fmt(c.intercept)]),
+    wrap('coefficients', pairs(p.regressionColumns, c.coefficients)),
+  ].join('\n');
+}
+
+/** The skipped rows for the terminal: how many, and the first few with file, line, column and reason. */
+export function skippedSummary(skipped: number, used: number, examples: SkippedRow[], show = 5): string {
+  const share = ((100 * skipped) / Math.max(1, skipped + used)).toPrecision(2);
+  const lines = [`${skipped} of ${skipped + used} rows skipped (${share}%)${examples.length ? ', e.g.' : ''}:`];
+  for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
+  if (skipped > show) lines.push(`  … (${Math.min(examples.length, 50)} listed in posterior.json and report.html)`);
+  return lines.join('\n');
+}
+
+/** Every input file exists and is named once (two names of one file would fit its rows twice). */
+function checkInputFiles(files: string[]): void {
+  const seen = new Map<string, string>();
+  for (const f of files) {
+    if (!existsSync(f)) throw new UserError(`${f}: file not found`);
+    const real = realpathSync(f);
+    const first = seen.get(real);
+    if (first !== undefined) throw new UserError(`${f}: given twice${first === f ? '' : ` (also as ${first})`}; each file is fitted once, name it once`);
+    seen.set(real, f);
+  }
 }
 
 export class UserError extends Error {
@@ -151,16 +244,21 @@ export class UserError extends Error {
   }
 }
 
+/** A --config file's settings: a JSON object (checked against the schema with the other settings). */
 async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   const { readFile } = await import('node:fs/promises');
   const text = await readFile(file, 'utf8').catch(() => {
     throw new UserError(`${file}: file not found`);
   });
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new UserError(`${file}: not valid JSON (${(error as Error).message})`);
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ConfigError(`${file}: invalid model configuration: must be a JSON object, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
+  return value as Record<string, unknown>;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,42 @@
+/**
+ * One `fit` per output folder at a time: OUT/.clusterwise.lock is created exclusively ('wx') with
+ * the owner's pid and removed at the end. A lock whose pid is no longer running (a fit that was
+ * killed) is taken over.
+ */
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+export class OutputLockedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutputLockedError';
+  }
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/** Takes the lock of `dir` (creating the folder); resolves to its release. */
+export async function lockOutput(dir: string): Promise<() => Promise<void>> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, '.clusterwise.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => unlink(file).catch(() => {});
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    // A second loss means another process took the stale lock first.
+    if ((Number.isInteger(pid) && pid > 0 && running(pid)) || attempt > 0)
+      throw new OutputLockedError(`${dir}: another clusterwise fit (pid ${pid}) is writing there; wait for it to finish or choose another --out`);
+    await unlink(file).catch(() => {}); // stale: its fit is gone
+  }
+}
