@@ -202,6 +202,9 @@ async function initCpu(): Promise<BackendState> {
       cause: error,
     });
   }
+  // PROD silences TensorFlow.js's console notes, among them the cpu backend's "install our node
+  // backend" banner, printed by every thread that first writes a tensor.
+  tf.env().set('PROD', true);
   await setBackendOrThrow(tf, 'cpu', 'the JavaScript CPU backend failed to initialize');
   return {};
 }
