@@ -4,7 +4,7 @@
  * Each restart seeds k0 components (a ladder 2, 4, 8, … up to T) in several ways: k-means++ on
  * [x, y] (conditional-only: [r, y]), k-means++ on x alone, regression lines fitted to small random
  * subsets of rows and refined by reassigning rows to the line with the smallest residual ("k-lines"),
- * and a random partition (flexmix's default start). Every seed becomes a state (hard statistics,
+ * and a random partition (flexmix's default start; only for k0 ≤ 4). Every seed becomes a state (hard statistics,
  * one batch update) and runs a few batch-VB iterations on a strided subsample (the screen); the
  * best few go on to convergence there with merge and delete moves (moves.ts); the best of those is
  * refined on the whole sample, with moves. Candidate c uses random stream c of `seed`, so adding
@@ -21,7 +21,7 @@ import { batchUpdate, batchVb, type Proposer } from './vb.js';
 export interface InitOptions {
   restarts: number;
   seed: number;
-  /** Batch-VB iterations of every candidate in the screen. @default 6 */
+  /** Batch-VB iterations of every candidate in the screen. @default 4 */
   iterations?: number;
   /** Lloyd (k-means, k-lines) iterations after seeding. @default 10 */
   lloydIterations?: number;
@@ -333,9 +333,11 @@ export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>,
       const k = Math.min(initialClusters(spec.T, r), scoring.n);
       let screened: { state: GlobalState; elbo: number; seeding: string } | undefined;
       kinds.forEach((kind, i) => {
+        // A random partition into many parts starts every component alike: slow to break the symmetry.
+        if (kind === 'random' && k > 4) return;
         const labels = seedLabels(spec, scoring, kind, k, createRandom(options.seed, r * kinds.length + i), lloyd);
         const start = sortBySize(spec, batchUpdate(spec, prior, hardAssignmentStats(spec, scoring, labels)));
-        const fit = batchVb(spec, start, kernel, prepared, { maxIterations: options.iterations ?? 6, tolerance: 1e-5 });
+        const fit = batchVb(spec, start, kernel, prepared, { maxIterations: options.iterations ?? 4, tolerance: 1e-5 });
         if (!screened || fit.elbo > screened.elbo) screened = { state: fit.state, elbo: fit.elbo, seeding: `${kind} k0=${k}` };
       });
       // The restart's best, to convergence with moves.
