@@ -19,10 +19,9 @@ import { DataError } from './data/errors.js';
 import type { BackendName } from './kernel/backend.js';
 import { fitLocal } from './local/runner.js';
 import { predict as predictBatch } from './model/predict.js';
-import type { PosteriorDocument } from './model/summary.js';
 import type { Progress } from './pipeline/run.js';
 import { batchOfRows, type Row } from './rows.js';
-import { PosteriorSchema, POSTERIOR_FORMAT, type Posterior } from './schemas.js';
+import { asDocument, PosteriorSchema, POSTERIOR_FORMAT, type Posterior } from './schemas.js';
 
 export type { Row } from './rows.js';
 export type { Posterior } from './schemas.js';
@@ -146,12 +145,8 @@ export interface Predictions {
   predictionSd?: Float64Array;
 }
 
-/**
- * Reads posterior.json (or takes the object) and checks it against its schema. The model code's
- * PosteriorDocument differs from the JSON only where a covariance entry that does not exist is NaN
- * in memory and null in JSON, which nothing here reads.
- */
-async function posteriorOf(source: Posterior | string): Promise<Posterior & PosteriorDocument> {
+/** Reads posterior.json (or takes the object) and checks it against its schema. */
+async function posteriorOf(source: Posterior | string): Promise<Posterior> {
   const value: unknown = typeof source === 'string' ? JSON.parse(await readFile(source, 'utf8')) : source;
   const parsed = PosteriorSchema.safeParse(value);
   if (!parsed.success) {
@@ -159,7 +154,7 @@ async function posteriorOf(source: Posterior | string): Promise<Posterior & Post
     const problem = parsed.error.issues[0];
     throw new DataError(`not a ${POSTERIOR_FORMAT} document: ${problem.path.join('.') || '(root)'}: ${problem.message}`, { file: where });
   }
-  return parsed.data as Posterior & PosteriorDocument;
+  return parsed.data;
 }
 
 /** The rows of a CSV file as records of the columns the model needs. */
@@ -189,7 +184,7 @@ export async function predict(posterior: Posterior | string, data: Data): Promis
     for await (const record of data as AsyncIterable<Row>) rows.push(record);
   }
   const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
-  const result = predictBatch(doc, batch);
+  const result = predictBatch(asDocument(doc), batch);
   const gaussian = doc.family === 'gaussian';
   const out: Predictions = {
     rows: used.length,

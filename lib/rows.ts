@@ -6,7 +6,8 @@
 import { paramsFor } from './inference/vb.js';
 import { referenceKernel } from './kernel/reference.js';
 import type { Batch } from './kernel/types.js';
-import { clusterNumbers, modelOf, type PosteriorDocument } from './model/summary.js';
+import { clusterNumbers, modelOf } from './model/summary.js';
+import { asDocument, type Posterior } from './schemas.js';
 import { derive } from './model/posterior.js';
 
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
@@ -33,7 +34,7 @@ export interface RowBatch {
  * The standardized batch of the rows that hold every column the model needs (clustering and
  * regression columns, and the target when `withTarget`), in the posterior's standardization.
  */
-export function batchOfRows(doc: PosteriorDocument, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
+export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
   const { plan, standardization: std } = doc.state;
   const bernoulli = doc.family === 'bernoulli';
   const used: number[] = [];
@@ -59,8 +60,8 @@ export function batchOfRows(doc: PosteriorDocument, rows: readonly Row[], option
  * its target too (the posterior's local step, float64 reference kernel), so that a conditional-only
  * model's rows are told apart by their regressions.
  */
-export function responsibilities(doc: PosteriorDocument, batch: Batch): { cluster: Int32Array; probability: Float64Array } {
-  const { spec, state } = modelOf(doc);
+export function responsibilities(doc: Posterior, batch: Batch): { cluster: Int32Array; probability: Float64Array } {
+  const { spec, state } = modelOf(asDocument(doc));
   const clusterOf = clusterNumbers(derive(spec, state));
   const r = referenceKernel.localStep(paramsFor(spec, state), batch, { responsibilities: true }).responsibilities!;
   const cluster = new Int32Array(batch.n).fill(-1);

@@ -109,6 +109,15 @@ const documentMatches: Same<Omit<Posterior, 'skipped' | 'trace' | 'state' | 'com
 void componentMatches;
 void documentMatches;
 
+/**
+ * A posterior as the model code takes it. The two differ only in a covariance entry that does not
+ * exist: NaN in memory, null in JSON. The code that takes a PosteriorDocument never reads
+ * covariances, so any Posterior serves; the reverse direction needs no conversion.
+ */
+export function asDocument(posterior: Posterior): PosteriorDocument {
+  return posterior as PosteriorDocument;
+}
+
 /** JSON Schema (draft 2020-12) of posterior.json. */
 export function posteriorJsonSchema(): Record<string, unknown> {
   return {

@@ -12,7 +12,7 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { batchOfRows, responsibilities, type Row } from '../rows.js';
 import { predict } from './predict.js';
-import type { PosteriorDocument } from './summary.js';
+import { asDocument, type Posterior } from '../schemas.js';
 
 /** What a trace entry must hold (posterior.json `trace[]`, ELBO in data units). */
 export interface ReportTraceEntry {
@@ -105,7 +105,7 @@ const clusterColor = (clusters: number) => ({
 
 // ---- plots from the posterior alone ----
 
-function sizesPlot(doc: PosteriorDocument): string {
+function sizesPlot(doc: Posterior): string {
   const values = doc.components.map((c, i) => ({ cluster: String(i), size: c.size, weight: c.weight }));
   return svgOf(
     {
@@ -129,7 +129,7 @@ function sizesPlot(doc: PosteriorDocument): string {
  * Coefficients on one scale: per standard deviation of the regression column, in standard
  * deviations of y (log-odds for bernoulli), with their 95% intervals.
  */
-function forestPlot(doc: PosteriorDocument): string {
+function forestPlot(doc: Posterior): string {
   const std = doc.state.standardization;
   const ySd = doc.family === 'gaussian' ? std.ySd : 1;
   const values = doc.components.flatMap((c, i) =>
@@ -181,7 +181,7 @@ function forestPlot(doc: PosteriorDocument): string {
  * The ELBO per step, and for the batch sweeps the distance to the final ELBO on a log scale, the
  * view in which convergence shows: a change of 1e-8 relative is not drawn as a full-height jump.
  */
-function elboPlots(doc: PosteriorDocument, trace: readonly ReportTraceEntry[]): string {
+function elboPlots(doc: Posterior, trace: readonly ReportTraceEntry[]): string {
   const points = trace.map((t, step) => ({ step: step + 1, elbo: t.elbo, phase: t.phase === 'batch' ? 'batch sweep' : 'SVI estimate' })).filter((p) => Number.isFinite(p.elbo));
   if (points.length === 0) return '<p>No ELBO trace.</p>';
   const final = doc.elbo;
@@ -253,12 +253,12 @@ function thin<T>(rows: readonly T[], max: number): T[] {
   return Array.from({ length: max }, (_, i) => rows[Math.floor((i * rows.length) / max)]);
 }
 
-function scoredSample(doc: PosteriorDocument, sample: readonly Row[]): SampleRow[] {
+function scoredSample(doc: Posterior, sample: readonly Row[]): SampleRow[] {
   const rows = thin(sample, MAX_PLOTTED_ROWS);
   const { batch, used } = batchOfRows(doc, rows, { withTarget: true });
   if (batch.n === 0) return [];
   const membership = responsibilities(doc, batch);
-  const predicted = predict(doc, batch);
+  const predicted = predict(asDocument(doc), batch);
   const columns = [...new Set([...doc.columns, ...doc.regressionColumns])];
   return used.map((index, n) => ({
     values: Object.fromEntries(columns.map((c) => [c, Number(rows[index][c])])),
@@ -298,7 +298,7 @@ function flatRows(rows: readonly SampleRow[]) {
 /** Field names may hold dots or brackets, which Vega-Lite would read as paths. */
 const field = (name: string) => name.replace(/[.[\]\\]/g, (c) => `\\${c}`);
 
-function pairPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const candidates = doc.covariateModel ? doc.columns : doc.regressionColumns;
   const top = informativeColumns(candidates, rows, INFORMATIVE_COLUMNS);
   const pairs: [string, string][] = [];
@@ -330,7 +330,7 @@ function pairPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
  * y against one regression column, and each cluster's fitted regression along it with the other
  * columns held at the cluster's sample means (a logistic curve for bernoulli).
  */
-function regressionPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const top = informativeColumns(doc.regressionColumns, rows, REGRESSION_PLOTS);
   const values = flatRows(rows);
   return top
@@ -383,7 +383,7 @@ function regressionPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): st
     .join('');
 }
 
-function fitPlots(doc: PosteriorDocument, rows: readonly SampleRow[]): string {
+function fitPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const values = flatRows(rows);
   const color = clusterColor(doc.components.length);
   const what = doc.family === 'gaussian' ? 'predicted mean' : 'predicted P(y = 1)';
@@ -454,7 +454,7 @@ function keyValueTable(entries: readonly [string, string][]): string {
 }
 
 /** Every setting of model.json, flattened to dotted keys (priors.x, schedule.y). */
-function settingsEntries(doc: PosteriorDocument, extra: ReportInputs['settings']): [string, string][] {
+function settingsEntries(doc: Posterior, extra: ReportInputs['settings']): [string, string][] {
   const out: [string, string][] = [];
   const walk = (prefix: string, value: unknown) => {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
@@ -467,7 +467,7 @@ function settingsEntries(doc: PosteriorDocument, extra: ReportInputs['settings']
 }
 
 /** Clusters as columns, parameters as rows: stays narrow for any number of columns. */
-function componentTable(doc: PosteriorDocument): string {
+function componentTable(doc: Posterior): string {
   const clusters = doc.components.map((_, i) => `<th>cluster ${i}</th>`).join('');
   const row = (name: string, cells: string[]) => `<tr><th>${escape(name)}</th>${cells.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`;
   const pm = (v: number, sd: number) => `${fmt(v)} ± ${fmt(sd)}`;
@@ -484,7 +484,7 @@ function componentTable(doc: PosteriorDocument): string {
   return `<div class="scroll"><table class="grid"><tr><th></th>${clusters}</tr>${rows.join('')}</table></div>`;
 }
 
-function criteria(doc: PosteriorDocument, rows: readonly SampleRow[]): [string, string][] {
+function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][] {
   const out: [string, string][] = [
     ['ELBO (lower bound on ln p(data), data units)', doc.elbo.toFixed(4)],
     ['ELBO per row', fmt(doc.elbo / doc.rows)],
@@ -520,7 +520,7 @@ figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:
  * posterior, and says what the sample would add.
  */
 export function renderReport(
-  doc: PosteriorDocument,
+  doc: Posterior,
   trace: readonly ReportTraceEntry[],
   skipped: readonly ReportSkippedRow[],
   inputs: ReportInputs = {},
