@@ -1,7 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { clusterTable } from '../cli/main.js';
 import { runCli, tempDir } from './support/cli.js';
+import { badValues } from './support/posterior-check.js';
 
 describe('clusterwise fit: bad input gets a clear error and a non-zero exit', () => {
   const dir = tempDir();
@@ -137,5 +139,182 @@ describe('clusterwise fit over several files', () => {
     const bad = runCli(['fit', a, c, '--target', 'y', '--columns', 'x1,x2', '--out', path.join(dir, 'out2'), '--workers', '0']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`${c}: unknown clustering column "x2" (columns: x1, y)`);
+  });
+});
+
+/** A quick fit's settings: one restart (the tests check behaviour, not the optimum). */
+function quickConfig(dir: string, extra: Record<string, unknown> = {}): string {
+  const file = path.join(dir, `quick-${Object.keys(extra).join('-') || 'base'}.json`);
+  writeFileSync(file, JSON.stringify({ schedule: { restarts: 1 }, ...extra }));
+  return file;
+}
+
+describe('clusterwise fit: nothing silently wrong (issue 7)', () => {
+  const dir = tempDir();
+  const forum = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+  const write = (name: string, lines: string[]) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  const fit = (args: string[]) => runCli(['fit', ...args, '--out', path.join(dir, 'out'), '--workers', '0']);
+
+  it('a constant column, and a constant target, are errors naming the file and the column', () => {
+    const constant = write('c.csv', forum.map((l, i) => (i === 0 ? l.replace('x2,', 'x2,c,') : l.replace(/^([^,]*,[^,]*,)/, '$15,'))));
+    const r = fit([constant, '--target', 'y']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${constant}: column "c" is constant in the 1000 sampled rows (every value is 5); drop it from the columns`);
+    const flat = write('flat.csv', forum.map((l, i) => (i === 0 ? l : l.replace(/[^,]*$/, '2.5'))));
+    const t = fit([flat, '--target', 'y']);
+    expect(t.code).toBe(1);
+    expect(t.stderr).toContain(`${flat}: the target column "y" is constant`);
+  });
+
+  it('a row with a value whose square overflows is skipped with its line and reason; the fit stays finite', () => {
+    const lines = [...forum];
+    lines.splice(3, 0, '1e200,0.5,1', '0.5,1.4e154,1', '0.5,0.5,1e308');
+    const file = write('huge.csv', lines);
+    const r = fit([file, '--target', 'y', '--config', quickConfig(dir, { schedule: { restarts: 1, maxSkippedShare: 0.01 } })]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('3 of 1003 rows skipped');
+    expect(r.stdout).toContain(`${file}:4: column "x1": beyond ±1e150 (its square would overflow) ("1e200")`);
+    const posterior = readFileSync(path.join(dir, 'out', 'posterior.json'), 'utf8');
+    expect(badValues(posterior)).toEqual([]);
+    expect(JSON.parse(posterior)).toMatchObject({ rows: 1000, skippedRows: 3 });
+  });
+
+  it('the same file given twice is an error naming it', () => {
+    const r = fit(['examples/forum.csv', './examples/../examples/forum.csv', '--target', 'y']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('./examples/../examples/forum.csv: given twice (also as examples/forum.csv)');
+  });
+
+  it('a record with a quoted line break is read once (RFC 4180)', () => {
+    const lines = ['name,x1,x2,y', ...forum.slice(1).map((l, i) => (i === 4 ? `"two\nlines",${l}` : `n${i},${l}`))];
+    const file = write('quoted.csv', lines);
+    const r = fit([file, '--target', 'y', '--columns', 'x1,x2', '--config', quickConfig(dir)]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(path.join(dir, 'out', 'posterior.json'), 'utf8'))).toMatchObject({ rows: 1000, skippedRows: 0 });
+  });
+
+  it('settings beyond their bounds are errors that state the bound', () => {
+    const r = fit(['examples/forum.csv', '--target', 'y', '--config', quickConfig(dir, { schedule: { maxSweeps: 1e9, tolerance: 1e-300, restarts: 1e6, sampleRows: 1e8, shardRows: 10 } })]);
+    expect(r.code).toBe(1);
+    for (const bound of ['schedule.maxSweeps: must be at most 500', 'schedule.tolerance: must be at least 1e-12', 'schedule.restarts: must be at most 20', 'schedule.sampleRows: must be at most 200000', 'schedule.shardRows: must be at least 40'])
+      expect(r.stderr).toContain(bound);
+    const w = fit(['examples/forum.csv', '--target', 'y', '--workers', '1000']);
+    expect(w.code).toBe(2);
+    expect(w.stderr).toMatch(/--workers must be at most \d+ \(2 × the \d+ cores here\), got 1000/);
+  });
+
+  it('config files: errors name the file, unknown keys get a suggestion, the file may name the target', () => {
+    const config = (name: string, text: string) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, text);
+      return file;
+    };
+    const typo = config('typo.json', '{"target": "y", "compnents": 4, "priors": {"meanPrecison": 2}}');
+    const r = fit(['examples/forum.csv', '--config', typo]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${typo}: invalid model configuration:`);
+    expect(r.stderr).toContain('compnents: unknown setting; did you mean "components"?');
+    expect(r.stderr).toContain('priors.meanPrecison: unknown setting; did you mean "meanPrecision"?');
+    for (const text of ['[]', 'null']) {
+      const bad = config(`bad-${text}.json`, text);
+      const b = fit(['examples/forum.csv', '--target', 'y', '--config', bad]);
+      expect(b.code).toBe(1);
+      expect(b.stderr).toContain(`${bad}: invalid model configuration: must be a JSON object`);
+    }
+    const duplicate = fit(['examples/forum.csv', '--target', 'y', '--columns', 'x1,x1']);
+    expect(duplicate.code).toBe(1);
+    expect(duplicate.stderr).toContain('command line: invalid model configuration: columns: lists a column more than once');
+    const hex = fit(['examples/forum.csv', '--target', 'y', '--components', '0x10']);
+    expect(hex.code).toBe(2);
+    expect(hex.stderr).toContain('--components must be a whole number written in digits, got "0x10"');
+    const noTarget = fit(['examples/forum.csv']);
+    expect(noTarget.code).toBe(1);
+    expect(noTarget.stderr).toContain('--target is required');
+    const named = config('named.json', '{"target": "y", "columns": ["x1", "x2"], "schedule": {"restarts": 1}}');
+    const ok = fit(['examples/forum.csv', '--config', named]);
+    expect(ok.code).toBe(0);
+  });
+
+  it('a second fit into the same --out fails while the first holds it; a lock left by a dead process is taken over', () => {
+    const out = path.join(dir, 'locked');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, '.clusterwise.lock'), `${process.pid}\n`); // this test's process: alive
+    const busy = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', out, '--workers', '0']);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toContain(`${out}: another clusterwise fit (pid ${process.pid}) is writing there`);
+    writeFileSync(path.join(out, '.clusterwise.lock'), '999999999\n'); // no such process
+    const ok = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', out, '--workers', '0', '--config', quickConfig(dir)]);
+    expect(ok.code).toBe(0);
+    expect(existsSync(path.join(out, '.clusterwise.lock'))).toBe(false);
+  });
+});
+
+describe('clusterwise: a CLI that explains itself (issue 10)', () => {
+  const dir = tempDir();
+
+  it('--version, and defaults in the help', () => {
+    const v = runCli(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version);
+    const help = runCli(['fit', '--help']).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('(default: gaussian)');
+    expect(help).toContain('(default: 20)');
+    expect(help).toContain('(default: stick-breaking)');
+  });
+
+  it('progress for every phase, each phase\'s last figure in plain mode, skipped rows on the terminal, no banners', () => {
+    const lines = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+    lines.splice(2, 0, '0.1,abc,1');
+    const file = path.join(dir, 'one-bad.csv');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const r = runCli(['fit', file, '--target', 'y', '--out', path.join(dir, 'out'), '--workers', '1', '--backend', 'cpu', '--config', quickConfig(dir)]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^read the sample: 1000 rows \| [\d.]+ s elapsed$/m);
+    expect(r.stderr).toMatch(/^initialized: best of 1 restarts \| [\d.]+ s elapsed$/m);
+    expect(r.stderr).toMatch(/^sweep 1 of 50: ELBO -[\d.]+, 1000 rows, 1 skipped \| /m);
+    expect(r.stderr).toMatch(/^sweep 2 of 50: ELBO -[\d.]+, change [\d.e+-]+ \(tolerance 0\.000001\)/m);
+    expect(r.stderr).not.toContain('Hi, looks like you are running TensorFlow.js');
+    expect(r.stdout).toContain(`1 of 1001 rows skipped (0.10%), e.g.:\n  ${file}:3: column "x2": "abc" is not a number`);
+  });
+
+  it('; and tab files are detected, --delimiter settles a tie, and --id names rows in assignments.csv', () => {
+    const [head, ...rows] = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+    const semi = path.join(dir, 'semi.csv');
+    writeFileSync(semi, [`id;${head.replaceAll(',', ';')}`, ...rows.map((l, i) => `${1000 + i};${l.replaceAll(',', ';')}`)].join('\n') + '\n');
+    const out = path.join(dir, 'ids');
+    const r = runCli(['fit', semi, '--target', 'y', '--id', 'id', '--assign', '--out', out, '--workers', '0', '--config', quickConfig(dir)]);
+    expect(r.code).toBe(0);
+    const posterior = JSON.parse(readFileSync(path.join(out, 'posterior.json'), 'utf8'));
+    expect(posterior.columns).toEqual(['x1', 'x2']); // the numeric id is not a covariate
+    const assignments = readFileSync(path.join(out, 'assignments.csv'), 'utf8').trim().split('\n');
+    expect(assignments[0]).toBe('file,line,id,cluster,probability');
+    expect(assignments).toHaveLength(1001);
+    expect(assignments[1]).toMatch(new RegExp(`^${semi},2,1000,\\d,[\\d.]+$`));
+    expect(assignments[1000]).toMatch(new RegExp(`^${semi},1001,1999,\\d,`));
+
+    const tab = path.join(dir, 'tab.tsv');
+    writeFileSync(tab, [head.replaceAll(',', '\t'), ...rows.map((l) => l.replaceAll(',', '\t'))].join('\n') + '\n');
+    const t = runCli(['fit', tab, '--target', 'y', '--out', path.join(dir, 'tab'), '--workers', '0', '--delimiter', 'tab', '--config', quickConfig(dir)]);
+    expect(t.code).toBe(0);
+    expect(JSON.parse(readFileSync(path.join(dir, 'tab', 'posterior.json'), 'utf8')).rows).toBe(1000);
+  });
+
+  it('a cluster table that would wrap is laid out per cluster', () => {
+    const component = { weight: 0.5, size: 10, mean: Array.from({ length: 12 }, (_, i) => i), intercept: 1, coefficients: Array.from({ length: 12 }, (_, i) => -i), noiseSd: 0.3 };
+    const doc = {
+      family: 'gaussian', covariateModel: true,
+      columns: Array.from({ length: 12 }, (_, i) => `covariate_${i}`), regressionColumns: Array.from({ length: 12 }, (_, i) => `covariate_${i}`),
+      components: [component, component],
+    } as unknown as Parameters<typeof clusterTable>[0];
+    const wide = clusterTable(doc, 400);
+    expect(wide.split('\n')[0]).toMatch(/^cluster\s+weight\s+size\s+mean/);
+    const narrow = clusterTable(doc, 80);
+    expect(narrow).toContain('cluster 0: weight 0.5, size 10, noise sd 0.3');
+    expect(narrow).toContain('covariate_11=11');
+    expect(Math.max(...narrow.split('\n').map((l) => l.length))).toBeLessThanOrEqual(80);
   });
 });
