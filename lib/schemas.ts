@@ -2,7 +2,7 @@
  * The published file formats as zod schemas: posterior.json (what `fit` writes and `predict` reads)
  * and model.json (lib/config.ts, the one configuration schema). `npm run schemas` writes their JSON
  * Schemas to schemas/*.schema.json, which ship with the package; test/schemas.test.ts fails when the
- * shipped files differ from these. The version policy is in docs/schemas.md.
+ * shipped files differ from these. The format version policy is in docs/library.md.
  */
 import { z } from 'zod';
 import { ModelConfigSchema } from './config.js';
