@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/studies/run.ts [study ...] [--draws n]      (or: npm run studies -- …)
  *
- * Studies: npreg200, npreg1000 (K=2 conditional-only dirichlet, then default stick-breaking on the
+ * Studies: flexmixNpreg (flexmix's own 200-row NPreg, against flexmix's estimates), npreg200, npreg1000 (K=2 conditional-only dirichlet, then default stick-breaking on the
  * same draws), separated (K=3, N=1000, D=2, defaults), small2 / small5 / small10 (K clusters, one
  * of 2%, N=5000, D=3), irrelevant (2 regressions on 2 covariates + 18 irrelevant, N=2000).
  * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10). Run with `nice -n 10`.
@@ -172,7 +172,32 @@ print(int((m.weights_ >= 0.01).sum()))`], { encoding: 'utf8' });
 const within2 = (truth: number[][], components: ComponentSummary[]) =>
   matchCoefficients(truth, components).every((c, k) => c && [...c.coefficients, c.intercept].every((v, i) => Math.abs(v - truth[k][i]) <= 2));
 
+/**
+ * flexmix's own 200-row NPreg (data(NPreg): yn on x, x²), flexmix best of 5 starts against the
+ * default conditional-only dirichlet K=2 fit: both sets of estimates and their largest difference.
+ */
+async function flexmixOwnNpreg() {
+  if (!hasR) return console.log('flexmix NPreg: R/flexmix not installed');
+  const dir = mkdtempSync(path.join(tmpdir(), 'study-npreg-flexmix-'));
+  const file = path.join(dir, 'npreg.csv');
+  const r = spawnSync('Rscript', ['-e', `suppressMessages(library(flexmix)); data("NPreg"); d <- data.frame(x = NPreg$x, x2 = NPreg$x^2, y = NPreg$yn); write.csv(d, "${file}", row.names = FALSE); set.seed(1); m <- stepFlexmix(y ~ x + x2, data = d, k = 2, nrep = 5, verbose = FALSE); p <- parameters(m); for (j in seq_len(ncol(p))) cat(p["coef.x", j], p["coef.x2", j], p["coef.(Intercept)", j], "\\n")`], { encoding: 'utf8' });
+  if (r.status !== 0) return console.log(`flexmix NPreg: R failed: ${r.stderr.slice(0, 200)}`);
+  const flex = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+  const out = await fit(file, dir, { covariateModel: false, regressionColumns: ['x', 'x2'], components: 2, weights: 'dirichlet' });
+  const matched = matchCoefficients(flex, out.components);
+  let worst = 0;
+  const rows = flex.map((f, k) => {
+    const c = matched[k]!;
+    const ours = [...c.coefficients, c.intercept];
+    ours.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - f[i]) / Math.max(Math.abs(f[i]), 1))));
+    return `flexmix [${f.map((v) => v.toFixed(3)).join(', ')}] clusterwise [${ours.map((v) => v.toFixed(3)).join(', ')}]`;
+  });
+  rmSync(dir, { recursive: true, force: true });
+  console.log(`flexmix NPreg (200 rows; [x, x², intercept]): ${rows.join('; ')}; largest difference ${(100 * worst).toFixed(1)}% of max(|flexmix|, 1)`);
+}
+
 async function study(name: string, draws: number) {
+  if (name === 'flexmixNpreg') return flexmixOwnNpreg();
   const dir = mkdtempSync(path.join(tmpdir(), `study-${name}-`));
   const file = path.join(dir, 'data.csv');
   const tally: Record<string, number> = {};
@@ -236,7 +261,7 @@ async function study(name: string, draws: number) {
 }
 
 const DEFAULT_DRAWS: Record<string, number> = {
-  npreg200: 30, npreg1000: 30, separated: 60, small2: 10, small5: 10, small10: 10, irrelevant: 10,
+  flexmixNpreg: 1, npreg200: 30, npreg1000: 30, separated: 60, small2: 10, small5: 10, small10: 10, irrelevant: 10,
 };
 const args = process.argv.slice(2);
 const drawsAt = args.indexOf('--draws');
