@@ -63,6 +63,26 @@ describe('recovery on data with a known answer', () => {
     expect(assignedRight(readFileSync(result.assignmentsPath!, 'utf8'), data.labels, componentOf)).toBeGreaterThanOrEqual(0.93);
   });
 
+  it('NPreg kind, 200 rows, K=2 dirichlet and default stick-breaking: both regressions within 2 of the truth, no spurious component', async () => {
+    const dir = tempDir();
+    for (const seed of [1, 2, 3]) {
+      const file = path.join(dir, `npreg-${seed}.csv`);
+      writeExample(file, npregData(100, seed));
+      for (const extra of [{ components: 2, weights: 'dirichlet' as const }, {}]) {
+        const config = parseConfig({ target: 'y', covariateModel: false, regressionColumns: ['x', 'x2'], ...extra });
+        const { posterior } = await fitLocal({ files: [file], config, outDir: dir, workers: 0 });
+        expect(posterior.components).toHaveLength(2);
+        expect(posterior.converged).toBe(true);
+        const matched = matchBy([0, 1], posterior.components, (k, c) => sq([...NPREG.coefficients[k]], [...c.coefficients, c.intercept]));
+        expect(new Set(matched).size).toBe(2);
+        matched.forEach((c, k) => [...c.coefficients, c.intercept].forEach((v, i) => expect(Math.abs(v - NPREG.coefficients[k][i])).toBeLessThan(2)));
+        // Model comparison from the plug-in likelihood: ICL = BIC + 2H ≥ BIC.
+        const criteria = (posterior as { criteria?: { bic: number; icl: number } }).criteria!;
+        expect(criteria.icl).toBeGreaterThanOrEqual(criteria.bic);
+      }
+    }
+  });
+
   it('bernoulli response: 4-cluster logistic data, ≥ 95% assigned right, coefficients within 0.3', async () => {
     const dir = tempDir();
     const data = logisticData(60_000);
