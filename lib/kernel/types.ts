@@ -10,6 +10,11 @@ export interface Batch {
   u: Float64Array;
   /** Target, shape (n): standardized (gaussian) or 0/1 (bernoulli). */
   y: Float64Array;
+  /**
+   * Rows each row of the batch stands for (a frequency weight of the whole batch); kernels ignore
+   * it and the caller scales what the local step returns (lib/pipeline/worker.ts). @default 1
+   */
+  weight?: number;
 }
 
 export interface LocalStepResult {

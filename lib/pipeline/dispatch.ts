@@ -60,6 +60,7 @@ export function startRound(manifest: Manifest, state: RunState, options: RoundOp
   state.round = round;
   state.phase = options.phase;
   const { offset: _offset, ...ref } = round;
+  const seen = Buffer.from(state.seen.shards, 'base64');
   return roundShards(manifest, round).map((shard, index) => ({
     kind: 'task',
     dataset: manifest.dataset,
@@ -69,6 +70,7 @@ export function startRound(manifest: Manifest, state: RunState, options: RoundOp
     index,
     shard,
     posteriorKey: state.posteriorKey,
+    ...((seen[shard >> 3] ?? 0) & (1 << (shard & 7)) ? {} : { fresh: true }),
     ...(options.clusterOf ? { clusterOf: options.clusterOf } : {}),
     ...(options.rowOffsets ? { rowOffset: options.rowOffsets.get(shard) ?? 0 } : {}),
   }));

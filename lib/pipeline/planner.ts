@@ -62,7 +62,7 @@ export const DEFAULT_WORKER_CONCURRENCY = 20;
  * a task's fixed costs (queue message, posterior read, partial write) dominate; above, a shard
  * outgrows a worker's memory and its task outlasts a step. `schedule.shardRows` overrides.
  */
-export const SHARDS_PER_WORKER = 3;
+export const SHARDS_PER_WORKER = 2;
 export const MIN_SHARD_ROWS = 20_000;
 export const MAX_SHARD_ROWS = 500_000;
 

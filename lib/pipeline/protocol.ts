@@ -114,6 +114,8 @@ export const TaskMessage = z.object({
   index: z.number().int().min(0),
   shard: z.number().int().min(0),
   posteriorKey: z.string().min(1),
+  /** No earlier round has read the shard (so it has no binary copy yet). */
+  fresh: z.boolean().optional(),
   /** assign phase: reported cluster number for each component (−1: not reported). */
   clusterOf: z.array(z.number().int()).optional(),
   /** assign phase: index of the shard's first row among all rows. */

@@ -36,14 +36,78 @@ import { readJson, readPosterior, silentLog, specOf, type Manifest, type WorkerC
 export const READ_CONCURRENCY = 32;
 
 /** A shard's rows as the kernel takes them, with the counts every task of it reports. */
-interface LoadedShard {
+interface LoadedShard extends ShardCounts {
+  prepared: unknown;
+  bytes: number;
+  /** Rows each stored row stands for: 1 (every row is kept), more for a sampled stand-in (the simulator's). */
+  weight: number;
+}
+
+/** What every task of a shard reports about its rows. */
+export interface ShardCounts {
   rows: number;
   skipped: number;
   lines: number;
   skippedExamples: SkippedRowReport[];
-  prepared: unknown;
-  bytes: number;
 }
+
+/** A shard's standardized rows at float32 (what the binary copy holds), with its counts. */
+export interface ShardRows {
+  counts: ShardCounts;
+  batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array };
+  /** @default 1 (see LoadedShard.weight) */
+  weight?: number;
+}
+
+/**
+ * How a shard's rows are made and stored: from its CSV bytes, and to and from its binary copy.
+ * One implementation serves the product (csvShardCodec); the simulator substitutes one that
+ * stands a sample of the shard's rows in for all of them (bench/sim), so everything else the
+ * worker does (its reads, writes and reduce) is the real code at any scale.
+ */
+export interface ShardCodec {
+  parse(manifest: Manifest, index: number, bytes: Uint8Array): ShardRows;
+  encode(rows: ShardRows): Uint8Array;
+  decode(bytes: Uint8Array, key: string): ShardRows;
+}
+
+export const csvShardCodec: ShardCodec = {
+  parse(manifest, index, bytes) {
+    const parsed = parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes);
+    return {
+      counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped },
+      batch: asFloat32(toBatch(manifest.plan, manifest.standardization, parsed)),
+    };
+  },
+  encode({ counts, batch, weight }) {
+    // u = [r; 1]: the intercept is not stored, nor r when it repeats x (the default columns).
+    const D = batch.n ? batch.x.length / batch.n : 0;
+    const P = batch.n ? batch.u.length / batch.n : 1;
+    const r = new Float32Array(batch.n * (P - 1));
+    let rIsX = P - 1 === D;
+    for (let i = 0; i < batch.n; i++)
+      for (let j = 0; j < P - 1; j++) {
+        const v = (r[i * (P - 1) + j] = batch.u[i * P + j]);
+        if (rIsX && v !== batch.x[i * D + j]) rIsX = false;
+      }
+    const arrays: Record<string, Float32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
+    return encodeBinary({ format: 'clusterwise/shard@1', ...counts, weight: weight ?? 1, P }, arrays);
+  },
+  decode(bytes, key) {
+    const { header, arrays } = decodeBinary<ShardCounts & { weight: number; P: number }>(bytes, key);
+    const { rows, skipped, lines, skippedExamples, weight, P } = header;
+    const x = arrays.x as Float32Array;
+    const y = arrays.y as Float32Array;
+    const r = (arrays.r ?? x) as Float32Array;
+    const n = y.length;
+    const u = new Float32Array(n * P);
+    for (let i = 0; i < n; i++) {
+      u.set(r.subarray(i * (P - 1), (i + 1) * (P - 1)), i * P);
+      u[i * P + P - 1] = 1;
+    }
+    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y } };
+  },
+};
 
 /** What a task reports for its shard: the header of a partial sum (statistics travel beside it). */
 export interface ShardReport {
@@ -68,12 +132,13 @@ export interface GroupReport {
 export const MAX_SKIPPED_EXAMPLES = 50;
 
 /** The batch rounded to float32, the precision of the stored shard: every pass sees the same numbers. */
-function asFloat32(batch: Batch): { n: number; x: Float32Array; u: Float32Array; y: Float32Array } {
+function asFloat32(batch: Batch): ShardRows['batch'] {
   return { n: batch.n, x: Float32Array.from(batch.x), u: Float32Array.from(batch.u), y: Float32Array.from(batch.y) };
 }
 
-function toBatch64(rows: { n: number; x: Float32Array; u: Float32Array; y: Float32Array }): Batch {
-  return { n: rows.n, x: Float64Array.from(rows.x), u: Float64Array.from(rows.u), y: Float64Array.from(rows.y) };
+function toBatch64(rows: ShardRows): Batch {
+  const { n, x, u, y } = rows.batch;
+  return { n, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y), weight: rows.weight ?? 1 };
 }
 
 /**
@@ -87,7 +152,10 @@ export class WorkerCache {
   private shards = new Map<string, LoadedShard>();
   private shardBytes = 0;
 
-  constructor(private readonly budgetBytes = 768 * 1024 * 1024) {}
+  constructor(
+    private readonly budgetBytes = 768 * 1024 * 1024,
+    private readonly codec: ShardCodec = csvShardCodec,
+  ) {}
 
   async manifest(ctx: WorkerContext, task: TaskMessage): Promise<Manifest> {
     let m = this.manifests.get(task.runId);
@@ -109,12 +177,19 @@ export class WorkerCache {
     return p;
   }
 
-  async shard(ctx: WorkerContext, manifest: Manifest, index: number): Promise<LoadedShard> {
+  /** `fresh`: no pass has read the shard yet, so it has no binary copy to look for. */
+  async shard(ctx: WorkerContext, manifest: Manifest, index: number, fresh = false): Promise<LoadedShard> {
     const id = `${manifest.runId}/${index}`;
     const hit = this.shards.get(id);
     if (hit) return hit;
-    const rows = (manifest.binaryShards && (await readStoredShard(ctx.store, manifest, index))) || (await parseShard(ctx, manifest, index));
-    const entry: LoadedShard = { ...rows.counts, prepared: ctx.kernel.prepare(toBatch64(rows.batch)), bytes: (rows.batch.x.length + rows.batch.u.length + rows.batch.y.length) * 8 };
+    const stored = manifest.binaryShards && !fresh ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
+    const rows = stored ?? (await parseShard(ctx, manifest, index, this.codec));
+    const entry: LoadedShard = {
+      ...rows.counts,
+      weight: rows.weight ?? 1,
+      prepared: ctx.kernel.prepare(toBatch64(rows)),
+      bytes: (rows.batch.x.length + rows.batch.u.length + rows.batch.y.length) * 8,
+    };
     this.shards.set(id, entry);
     this.shardBytes += entry.bytes;
     for (const [key, old] of this.shards) {
@@ -127,28 +202,19 @@ export class WorkerCache {
   }
 }
 
-type ShardCounts = Omit<LoadedShard, 'prepared' | 'bytes'>;
-type ShardRows = { counts: ShardCounts; batch: ReturnType<typeof asFloat32> };
-
 /** The run's binary copy of a shard, or undefined when no pass has stored it yet. */
-async function readStoredShard(store: ObjectStore, manifest: Manifest, index: number): Promise<ShardRows | undefined> {
+async function readStoredShard(store: ObjectStore, manifest: Manifest, index: number, codec: ShardCodec): Promise<ShardRows | undefined> {
   const key = keys.shardRows(manifest.dataset, manifest.runId, index);
-  let body: Uint8Array;
   try {
-    body = (await store.get(key)).body;
+    return codec.decode((await store.get(key)).body, key);
   } catch (error) {
     if (error instanceof NotFoundError) return undefined;
     throw error;
   }
-  const { header, arrays } = decodeBinary<ShardCounts>(body, key);
-  return {
-    counts: { rows: header.rows, skipped: header.skipped, lines: header.lines, skippedExamples: header.skippedExamples },
-    batch: { n: header.rows, x: arrays.x as Float32Array, u: arrays.u as Float32Array, y: arrays.y as Float32Array },
-  };
 }
 
 /** Read and parse the shard's CSV lines; store them in binary for later passes when the run keeps shards. */
-async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number): Promise<ShardRows> {
+async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number, codec: ShardCodec): Promise<ShardRows> {
   const shard = manifest.shards[index];
   const file = manifest.files[shard.file];
   // Only the version the planner cut into shards: byte ranges of another version would split
@@ -160,15 +226,11 @@ async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number)
     if (!(error instanceof PreconditionFailedError)) throw error;
     throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
   });
-  const parsed = parseWith(manifest.plan, file, bytes);
-  const counts: ShardCounts = { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped };
-  const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
+  const rows = codec.parse(manifest, index, bytes);
   if (manifest.binaryShards) {
-    await ctx.store.put(keys.shardRows(manifest.dataset, manifest.runId, index), encodeBinary({ format: 'clusterwise/shard@1', ...counts }, { x: batch.x, u: batch.u, y: batch.y }), {
-      tags: { ...INTERMEDIATE_TAGS },
-    });
+    await ctx.store.put(keys.shardRows(manifest.dataset, manifest.runId, index), codec.encode(rows), { tags: { ...INTERMEDIATE_TAGS } });
   }
-  return { counts, batch };
+  return rows;
 }
 
 const defaultCache = new WorkerCache();
@@ -192,9 +254,13 @@ export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = def
   const manifest = await cache.manifest(ctx, task);
   const spec = specOf(manifest);
   const params = await cache.localParams(ctx, manifest, task.posteriorKey);
-  const shard = await cache.shard(ctx, manifest, task.shard);
+  const shard = await cache.shard(ctx, manifest, task.shard, task.fresh);
   const assign = task.round.phase === 'assign';
   const result = runLocalStep(ctx.kernel, params, shard.prepared, { responsibilities: assign });
+  if (shard.weight !== 1) {
+    for (let i = 0; i < result.stats.length; i++) result.stats[i] *= shard.weight;
+    result.logLik *= shard.weight;
+  }
   if (!Number.isFinite(result.logLik) || !result.stats.every(Number.isFinite)) throw new NonFiniteResultError(manifest, task.shard);
   if (assign) await writeAssignments(ctx, manifest, task, result.responsibilities!, shard.rows);
   const report: ShardReport = {
@@ -217,13 +283,18 @@ export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = def
 
 /**
  * The reduce's two levels. Each writer lists what its level holds after its own write; S3 lists
- * are strongly consistent, so at least the last writer sees the level complete (two may: both form
- * the same sum, in task order, so the objects are equal and the round completes once by its id).
+ * are strongly consistent, so at least the last writer sees the level complete. Of those that see
+ * it complete, one claims the next step with a conditional put (If-None-Match) and does it; a
+ * claimer that crashes is redelivered as the same task and finds its own claim. Where conditions
+ * are not enforced (the emulator), several may do it: they form the same sum, in task order, and
+ * the round completes once by its id.
  */
 async function reduceGroup(ctx: WorkerContext, task: TaskMessage, group: number): Promise<void> {
   const { dataset, runId, round } = task;
   const size = groupSize(round, group);
-  if ((await ctx.store.list(keys.partialPrefix(dataset, runId, round.id, group))).length < size) return;
+  const prefix = keys.partialPrefix(dataset, runId, round.id, group);
+  if ((await ctx.store.list(prefix)).filter((o) => PARTIAL.test(o.key)).length < size) return;
+  if (!(await claim(ctx.store, `${prefix}combiner`, task.taskId))) return;
   const parts = await pMap(
     Array.from({ length: size }, (_, i) => keys.partial(dataset, runId, round.id, group, group * round.fanIn + i)),
     async (key) => decodeBinary<ShardReport>((await ctx.store.get(key)).body, key),
@@ -240,14 +311,28 @@ async function reduceGroup(ctx: WorkerContext, task: TaskMessage, group: number)
     }
     if (stats) addInto(stats, arrays.stats as Float64Array);
   }
-  await ctx.store.put(
-    keys.groupSum(dataset, runId, round.id, group),
-    encodeBinary({ format: 'clusterwise/group@1', ...report }, stats ? { stats } : {}),
-    { tags: { ...INTERMEDIATE_TAGS } },
-  );
-  if ((await ctx.store.list(keys.groupSumPrefix(dataset, runId, round.id))).length < groupCount(round)) return;
+  const sums = keys.groupSumPrefix(dataset, runId, round.id);
+  await ctx.store.put(keys.groupSum(dataset, runId, round.id, group), encodeBinary({ format: 'clusterwise/group@1', ...report }, stats ? { stats } : {}), {
+    tags: { ...INTERMEDIATE_TAGS },
+  });
+  if ((await ctx.store.list(sums)).filter((o) => GROUP_SUM.test(o.key)).length < groupCount(round)) return;
+  if (!(await claim(ctx.store, `${sums}complete`, task.taskId))) return;
   const complete: RoundCompleteMessage = { kind: 'round-complete', dataset, runId, roundId: round.id };
   await ctx.updates.send(JSON.stringify(complete), updateSendOptions(complete));
+}
+
+const PARTIAL = /\/t\d+\.bin$/;
+const GROUP_SUM = /\/g\d+\.bin$/;
+
+/** Claim `key` for `owner`: true when this call wrote it, or an earlier delivery of the same owner did. */
+async function claim(store: ObjectStore, key: string, owner: string): Promise<boolean> {
+  try {
+    await store.put(key, owner, { ifNoneMatch: '*', tags: { ...INTERMEDIATE_TAGS } });
+    return true;
+  } catch (error) {
+    if (!(error instanceof PreconditionFailedError)) throw error;
+    return Buffer.from((await store.get(key)).body).toString('utf8') === owner;
+  }
 }
 
 /** a += b, element by element (float64). */

@@ -1,0 +1,106 @@
+/**
+ * Lambda functions behind SQS event source mappings, as modelled: a function is a set of
+ * containers (slots), each taking one batch at a time; a container's first invocation pays the
+ * cold start; its duration (cold start included, as Lambda bills the init phase) is its time from
+ * start to end, CPU debt included. The worker mapping's concurrency follows `lambda.scaling`.
+ */
+import { invocation, payCpu, type VirtualClock } from './clock.js';
+import type { SimParams } from './params.js';
+import type { SimQueue } from './ports.js';
+import type { RequestCounts } from '../../lib/pipeline/counting.js';
+import type { QueueMessage } from '../../lib/pipeline/ports.js';
+
+export interface FunctionStats {
+  invocations: number;
+  coldStarts: number;
+  /** Σ invocation durations (s). */
+  busySeconds: number;
+  memoryMb: number;
+}
+
+export interface Mapping {
+  stats: FunctionStats;
+  stop(): void;
+}
+
+export interface MappingOptions<Container> {
+  fn: string;
+  clock: VirtualClock;
+  queue: SimQueue;
+  params: SimParams;
+  memoryMb: number;
+  /** Containers (maximum concurrency). */
+  concurrency: number;
+  batchSize: number;
+  /** When container i may start polling, given the time the first message arrived. */
+  enabledAt?: (container: number, firstMessageAt: number) => number;
+  /** A container's own state (caches), made at its cold start. */
+  container: () => Container;
+  /** The handler; a message it throws on is released for redelivery, the others deleted. */
+  handle: (messages: QueueMessage[], container: Container) => Promise<void>;
+  /** Extra modelled CPU per invocation (s). */
+  cpuPerInvocation?: number;
+  /** Where the mapping's own SQS requests (receives that returned messages, deletes) are counted. */
+  counts: RequestCounts;
+}
+
+export function eventSourceMapping<Container>(o: MappingOptions<Container>): Mapping {
+  const stats: FunctionStats = { invocations: 0, coldStarts: 0, busySeconds: 0, memoryMb: o.memoryMb };
+  let stopped = false;
+  let firstMessageAt: number | undefined;
+  const poll = async (slot: number) => {
+    let warm = false;
+    let state!: Container;
+    while (!stopped) {
+      if (firstMessageAt !== undefined && o.enabledAt) {
+        const at = o.enabledAt(slot, firstMessageAt);
+        if (at > o.clock.now) await o.clock.sleep(at - o.clock.now);
+      }
+      const messages = await o.queue.receive(o.batchSize);
+      if (messages.length) o.counts.sqs += 1;
+      if (!messages.length) {
+        await o.queue.whenNonEmpty();
+        if (stopped) return;
+        firstMessageAt ??= o.clock.now;
+        if (o.enabledAt && o.enabledAt(slot, firstMessageAt) > o.clock.now) continue;
+        await o.clock.sleep(o.params.sqs.pollDelay);
+        continue;
+      }
+      const start = o.clock.now;
+      if (!warm) {
+        warm = true;
+        stats.coldStarts += 1;
+        await o.clock.sleep(o.params.lambda.coldStart);
+        state = o.container();
+      }
+      let failed = false;
+      await invocation.run({ fn: o.fn, cpu: o.cpuPerInvocation ?? 0 }, async () => {
+        try {
+          await o.handle(messages, state);
+        } catch {
+          failed = true;
+        }
+        await payCpu(o.clock);
+      });
+      stats.invocations += 1;
+      stats.busySeconds += o.clock.now - start;
+      for (const m of messages) await (failed ? o.queue.release(m, 0) : o.queue.delete(m));
+      o.counts.sqs += Math.ceil(messages.length / 10); // DeleteMessageBatch (or ChangeMessageVisibilityBatch)
+    }
+  };
+  for (let slot = 0; slot < o.concurrency; slot++) void poll(slot);
+  return {
+    stats,
+    stop() {
+      stopped = true;
+      o.queue.wakeAll();
+    },
+  };
+}
+
+/** The worker mapping's ramp: all at once (provisioned mode), or 5 then +300 a minute (standard). */
+export function workerRamp(p: SimParams): MappingOptions<unknown>['enabledAt'] {
+  if (p.lambda.scaling === 'provisioned') return undefined;
+  const { standardStart, standardPerMinute } = p.lambda;
+  return (slot, first) => (slot < standardStart ? first : first + ((slot - standardStart + 1) * 60) / standardPerMinute);
+}

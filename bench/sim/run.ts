@@ -1,0 +1,351 @@
+/**
+ * One simulated refit: the real planner, worker and aggregator over the modelled ports
+ * (ports.ts) and Lambda functions (lambda.ts) under a virtual clock (clock.ts).
+ *
+ * What is real and what is modelled:
+ * - Real: every role's code, every request it makes (and so the request counts and bytes), the
+ *   arithmetic of the reduce and of the updates, the schedule's decisions (SVI steps, sweeps,
+ *   convergence), and, up to `data.realRows`, every row's statistics (then ELBO and ARI are real).
+ * - Modelled: time. A request takes its latency plus bytes / bandwidth; CPU time is the time this
+ *   machine took for the same kernel call, codec call or planner run, divided by the Lambda
+ *   speed (lambda.cpuSpeed × min(1, memory / 1769 MB)); an aggregator invocation adds
+ *   lambda.aggregatorCpu. Past `data.realRows` a shard's rows are an evenly spaced sample of
+ *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
+ *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
+ * - Not modelled: failures and retries, S3 request-rate throttling (3,500 PUT / 5,500 GET per
+ *   second per prefix; a round's objects share a prefix per group), the pollers' empty receives,
+ *   the planner's invocation by S3 or the schedule.
+ */
+import { parseConfig, type ModelConfigInput } from '../../lib/config.js';
+import { parseWith, toBatch } from '../../lib/data/dataset.js';
+import { activeComponents, paramsFor, runLocalStep } from '../../lib/inference/vb.js';
+import { loadKernel } from '../../lib/kernel/backend.js';
+import type { Batch, Kernel } from '../../lib/kernel/types.js';
+import { modelOf, type PosteriorDocument } from '../../lib/model/summary.js';
+import { handleUpdates } from '../../lib/pipeline/aggregator.js';
+import { decodeBinary } from '../../lib/pipeline/binary.js';
+import { countingQueue, countingStore, emptyCounts } from '../../lib/pipeline/counting.js';
+import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
+import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
+import { planRun } from '../../lib/pipeline/planner.js';
+import { keys, parseMessage, UpdateMessage } from '../../lib/pipeline/protocol.js';
+import { readJson, silentLog, type Manifest, type RunState } from '../../lib/pipeline/run.js';
+import { csvShardCodec, handleTaskDelivery, WorkerCache, type ShardCodec, type ShardRows } from '../../lib/pipeline/worker.js';
+import { chargeCpu, cpuCharged, invocation, payCpu, VirtualClock } from './clock.js';
+import { GeneratedCsv, mixture, surrogateCodec } from './data.js';
+import { eventSourceMapping, workerRamp, type FunctionStats } from './lambda.js';
+import type { SimParams } from './params.js';
+import { generatedStore, SimQueue, timedStore } from './ports.js';
+
+export interface SimRequest {
+  rows: number;
+  workers: number;
+  params: SimParams;
+  /** Model settings over the defaults (target y is set). */
+  config?: Partial<ModelConfigInput>;
+}
+
+export interface SimResult {
+  rows: number;
+  workers: number;
+  modelled: boolean;
+  wallSeconds: number;
+  plannerSeconds: number;
+  costUsd: number;
+  cost: { lambda: number; s3: number; sqs: number };
+  lambdaGbSeconds: number;
+  requests: { s3Get: number; s3Put: number; s3List: number; sqs: number };
+  bytes: { read: number; written: number };
+  shards: number;
+  shardRows: number;
+  tasks: number;
+  rounds: { svi: number; batch: number };
+  aggregator: { invocations: number; busySeconds: number; utilization: number };
+  aggregatorResultsPerSecond: number;
+  workerColdStarts: number;
+  /** Worker seconds: CPU by kind, cold starts, and the rest (waiting on requests). */
+  workerSeconds: Record<string, number>;
+  stateBytes: number;
+  elbo: number | null;
+  ari: number | null;
+  converged: boolean;
+}
+
+/** Rows per generated file: a data set arrives as many objects, as in a bucket. */
+const ROWS_PER_FILE = 10_000_000;
+const DATASET = 'sim';
+const MIB = 1024 * 1024;
+
+/** CPU seconds of this thread's work in `f` (process CPU time: unaffected by other processes' load). */
+function cpuSeconds<T>(f: () => T): [T, number] {
+  const start = process.cpuUsage();
+  const out = f();
+  const used = process.cpuUsage(start);
+  return [out, (used.user + used.system) / 1e6];
+}
+
+/** Rows of the batches per-row rates are measured on: enough that fixed costs do not show. */
+const CALIBRATION_ROWS = 100_000;
+
+/** A batch of about `rows` rows made of copies of `batch` (for measuring per-row rates). */
+function tiled(batch: Batch, rows = CALIBRATION_ROWS): Batch {
+  const copies = Math.ceil(rows / batch.n);
+  const tile = (v: Float64Array) => {
+    const out = new Float64Array(v.length * copies);
+    for (let c = 0; c < copies; c++) out.set(v, c * v.length);
+    return out;
+  };
+  return { n: batch.n * copies, x: tile(batch.x), u: tile(batch.u), y: tile(batch.y) };
+}
+
+/**
+ * A kernel whose calls add their CPU time here, divided by the Lambda speed, to the caller's CPU.
+ * A weighted batch (a sample standing for a whole shard) is charged per row, at rates measured
+ * once on a CALIBRATION_ROWS-row batch (the local step's once per number of active components), so a
+ * small call's fixed cost is not multiplied by the weight.
+ */
+function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; batch: Batch }> {
+  const stepRate = new Map<number, number>();
+  let prepareRate: number | undefined;
+  return {
+    name: kernel.name,
+    prepare(batch) {
+      const [inner, seconds] = cpuSeconds(() => kernel.prepare(batch));
+      const weight = batch.weight ?? 1;
+      if (weight !== 1 && prepareRate === undefined) {
+        const big = tiled(batch);
+        kernel.release(kernel.prepare(big)); // warm-up
+        const [prepared, s] = cpuSeconds(() => kernel.prepare(big));
+        kernel.release(prepared);
+        prepareRate = s / big.n;
+      }
+      chargeCpu((weight === 1 ? seconds : prepareRate! * batch.n * weight) / speed, 'kernel prepare');
+      return { inner, batch };
+    },
+    localStep(params, prepared, options) {
+      const [out, seconds] = cpuSeconds(() => kernel.localStep(params, prepared.inner, options));
+      const { batch } = prepared;
+      const weight = batch.weight ?? 1;
+      if (weight === 1) {
+        chargeCpu(seconds / speed, 'local step');
+        return out;
+      }
+      const active = activeComponents(params).length;
+      let rate = stepRate.get(active);
+      if (rate === undefined) {
+        const big = tiled(batch);
+        const inner = kernel.prepare(big);
+        kernel.localStep(params, inner); // warm-up
+        rate = cpuSeconds(() => kernel.localStep(params, inner))[1] / big.n;
+        kernel.release(inner);
+        stepRate.set(active, rate);
+      }
+      chargeCpu((rate * batch.n * weight) / speed, 'local step');
+      return out;
+    },
+    release: (prepared) => kernel.release(prepared.inner),
+  };
+}
+
+/**
+ * The codec's parse and decode, timed the same way: measured, or for a sample standing for a
+ * shard, per row at rates measured once on CALIBRATION_ROWS rows of the same data.
+ */
+function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv): ShardCodec {
+  let rates: { parse: number; decode: number } | undefined;
+  const calibrate = (manifest: Manifest, index: number) => {
+    const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
+    csvShardCodec.parse(manifest, index, lines); // warm-up
+    const [rows, parse] = cpuSeconds(() => csvShardCodec.parse(manifest, index, lines));
+    const bytes = csvShardCodec.encode(rows);
+    csvShardCodec.decode(bytes, 'calibration');
+    const decode = cpuSeconds(() => csvShardCodec.decode(bytes, 'calibration'))[1];
+    return { parse: parse / rows.counts.rows, decode: decode / rows.counts.rows };
+  };
+  const charge = (rows: ShardRows, seconds: number, rate: number, kind: string) =>
+    chargeCpu(((rows.weight ?? 1) === 1 ? seconds : rate * rows.counts.rows) / speed, kind);
+  return {
+    parse(manifest, index, bytes) {
+      const [rows, seconds] = cpuSeconds(() => codec.parse(manifest, index, bytes));
+      if ((rows.weight ?? 1) !== 1) rates ??= calibrate(manifest, index);
+      charge(rows, seconds, rates?.parse ?? 0, 'CSV parse');
+      return rows;
+    },
+    encode: (rows) => codec.encode(rows),
+    decode(bytes, key) {
+      const [rows, seconds] = cpuSeconds(() => codec.decode(bytes, key));
+      charge(rows, seconds, rates?.decode ?? 0, 'shard decode');
+      return rows;
+    },
+  };
+}
+
+function workerBreakdown(stats: FunctionStats, p: SimParams): Record<string, number> {
+  const out: Record<string, number> = { total: stats.busySeconds, 'cold starts': stats.coldStarts * p.lambda.coldStart };
+  for (const [key, seconds] of cpuCharged) if (key.startsWith('worker ')) out[key.slice(7)] = seconds;
+  out['requests (waiting)'] = 2 * out.total - Object.values(out).reduce((s, v) => s + v, 0);
+  return out;
+}
+
+/** Adjusted Rand index of two labelings (Hubert & Arabie 1985). */
+export function adjustedRandIndex(a: number[], b: number[]): number {
+  const pairs = (n: number) => (n * (n - 1)) / 2;
+  const table = new Map<string, number>();
+  const rows = new Map<number, number>();
+  const cols = new Map<number, number>();
+  a.forEach((x, i) => {
+    table.set(`${x},${b[i]}`, (table.get(`${x},${b[i]}`) ?? 0) + 1);
+    rows.set(x, (rows.get(x) ?? 0) + 1);
+    cols.set(b[i], (cols.get(b[i]) ?? 0) + 1);
+  });
+  const index = [...table.values()].reduce((s, n) => s + pairs(n), 0);
+  const sa = [...rows.values()].reduce((s, n) => s + pairs(n), 0);
+  const sb = [...cols.values()].reduce((s, n) => s + pairs(n), 0);
+  const expected = (sa * sb) / pairs(a.length);
+  return (index - expected) / ((sa + sb) / 2 - expected);
+}
+
+/** ARI of the fitted responsibilities' argmax against the generator's clusters, on up to 20 000 lines. */
+function ariOf(kernel: Kernel, doc: PosteriorDocument, manifest: Manifest, data: GeneratedCsv): number {
+  const n = Math.min(20_000, data.rows);
+  const stride = Math.floor(data.rows / n);
+  const lines = Array.from({ length: n }, (_, i) => data.line(i * stride)).join('');
+  const parsed = parseWith(manifest.plan, manifest.files[0], Buffer.from(lines, 'latin1'));
+  const batch = toBatch(manifest.plan, manifest.standardization, parsed);
+  const { spec, state } = modelOf(doc);
+  const T = spec.T;
+  const r = runLocalStep(kernel, paramsFor(spec, state), kernel.prepare(batch), { responsibilities: true }).responsibilities!;
+  const fitted = Array.from({ length: n }, (_, row) => {
+    let best = 0;
+    for (let k = 1; k < T; k++) if (r[row * T + k] > r[row * T + best]) best = k;
+    return best;
+  });
+  return adjustedRandIndex(fitted, Array.from({ length: n }, (_, i) => data.label(i * stride)));
+}
+
+export async function simulate(request: SimRequest): Promise<SimResult> {
+  const p = request.params;
+  const { rows, workers } = request;
+  const modelled = rows > p.data.realRows;
+  const model = mixture(p.data.columns, p.data.clusters);
+  const files = new Map<string, GeneratedCsv>();
+  for (let f = 0, left = rows; left > 0; f++, left -= ROWS_PER_FILE) {
+    files.set(`${keys.dataPrefix(DATASET)}part-${String(f).padStart(4, '0')}.csv`, new GeneratedCsv(model, Math.min(ROWS_PER_FILE, left), 3 + f));
+  }
+  const first = [...files.values()][0];
+  const config = parseConfig({ target: 'y', ...request.config });
+  const kernel = await loadKernel('auto');
+  const vcpu = (mb: number) => p.lambda.cpuSpeed * Math.min(1, mb / 1769);
+
+  // The planner's CPU: a dry run of the same planning here, without the clock.
+  const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
+  const started = process.cpuUsage();
+  await planRun(dry, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
+  const used = process.cpuUsage(started);
+  const plannerCpu = (used.user + used.system) / 1e6 / vcpu(p.lambda.plannerMemoryMb);
+
+  const clock = new VirtualClock();
+  cpuCharged.clear();
+  const counts = emptyCounts();
+  const memory = new MemoryObjectStore();
+  // A shard's binary copy holds its sample past realRows; it is charged as the whole shard.
+  const chargedBytes = (key: string, body: Uint8Array | string) => {
+    const bytes = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    if (!modelled || typeof body === 'string' || !/\/shards\/s\d+\.bin$/.test(key)) return bytes;
+    return Math.round(bytes * decodeBinary<{ weight: number }>(body, key).header.weight);
+  };
+  const store = countingStore(timedStore(memory, clock, p, chargedBytes), counts, chargedBytes);
+  const dataStore = countingStore(timedStore(generatedStore(files, modelled), clock, p), counts);
+  const tasks = new SimQueue('sim-tasks', clock, p);
+  const updates = new SimQueue('sim-updates.fifo', clock, p);
+  const ctx = { store, dataStore, tasks: countingQueue(tasks, counts), updates: countingQueue(updates, counts), log: silentLog, workerConcurrency: workers };
+  const workerSpeed = vcpu(p.lambda.workerMemoryMb);
+  const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first);
+  const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSpeed) };
+
+  let manifest: Manifest | undefined;
+  let ended = false;
+  let tasksDone = 0;
+  let plannerSeconds = 0;
+  void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
+    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId: 'run' }, kernel);
+    await payCpu(clock);
+    plannerSeconds = clock.now;
+  });
+  const workerMapping = eventSourceMapping({
+    fn: 'worker',
+    clock,
+    queue: tasks,
+    params: p,
+    counts,
+    memoryMb: p.lambda.workerMemoryMb,
+    concurrency: workers,
+    batchSize: 1,
+    enabledAt: workerRamp(p),
+    container: () => new WorkerCache(Math.round(p.lambda.workerMemoryMb * MIB * 0.375), codec),
+    handle: async ([message], cache) => {
+      await handleTaskDelivery(workerCtx, message, 3, cache);
+      tasksDone += 1;
+    },
+  });
+  const aggregatorMapping = eventSourceMapping({
+    fn: 'aggregator',
+    clock,
+    queue: updates,
+    params: p,
+    counts,
+    memoryMb: p.lambda.aggregatorMemoryMb,
+    concurrency: 1,
+    batchSize: 10,
+    cpuPerInvocation: p.lambda.aggregatorCpu,
+    container: () => undefined,
+    handle: async (messages) => {
+      const done = await handleUpdates(ctx, messages.map((m) => parseMessage(UpdateMessage, m.body, updates.name)));
+      if (done.length) ended = true;
+    },
+  });
+  await clock.run(() => ended);
+  const wallSeconds = clock.now;
+  workerMapping.stop();
+  aggregatorMapping.stop();
+
+  const stateObject = await memory.get(keys.state(DATASET, 'run'));
+  const state = JSON.parse(Buffer.from(stateObject.body).toString('utf8')) as RunState;
+  if (state.status !== 'done') throw new Error(`the simulated run ended ${state.status}: ${state.failure}`);
+  const doc = (await readJson<PosteriorDocument & { trace: { phase: string }[] }>(memory, state.resultKey!)).value;
+  const functions: FunctionStats[] = [workerMapping.stats, aggregatorMapping.stats, { invocations: 1, coldStarts: 1, busySeconds: plannerSeconds, memoryMb: p.lambda.plannerMemoryMb }];
+  const lambdaGbSeconds = functions.reduce((s, f) => s + (f.busySeconds * f.memoryMb) / 1024, 0);
+  const invocations = functions.reduce((s, f) => s + f.invocations, 0);
+  const lambdaCost = lambdaGbSeconds * p.prices.lambdaGbSecond + invocations * p.prices.lambdaRequest;
+  const s3Cost = counts.s3Get * p.prices.s3Get + (counts.s3Put + counts.s3List) * p.prices.s3Put;
+  const sqsCost = counts.sqs * p.prices.sqsStandardRequest;
+  const svi = doc.trace.filter((t) => t.phase === 'svi').length;
+  return {
+    rows,
+    workers,
+    modelled,
+    wallSeconds,
+    plannerSeconds,
+    costUsd: lambdaCost + s3Cost + sqsCost,
+    cost: { lambda: lambdaCost, s3: s3Cost, sqs: sqsCost },
+    lambdaGbSeconds,
+    requests: { s3Get: counts.s3Get, s3Put: counts.s3Put, s3List: counts.s3List, sqs: counts.sqs },
+    bytes: { read: counts.bytesRead, written: counts.bytesWritten },
+    shards: manifest!.shards.length,
+    shardRows: Math.round(rows / manifest!.shards.length),
+    tasks: tasksDone,
+    rounds: { svi, batch: doc.trace.length - svi },
+    aggregator: {
+      invocations: aggregatorMapping.stats.invocations,
+      busySeconds: aggregatorMapping.stats.busySeconds,
+      utilization: aggregatorMapping.stats.busySeconds / wallSeconds,
+    },
+    aggregatorResultsPerSecond: tasksDone / aggregatorMapping.stats.busySeconds,
+    workerColdStarts: workerMapping.stats.coldStarts,
+    workerSeconds: workerBreakdown(workerMapping.stats, p),
+    stateBytes: stateObject.body.length,
+    elbo: modelled ? null : doc.elbo,
+    ari: modelled ? null : ariOf(kernel, doc, manifest!, first),
+    converged: doc.converged,
+  };
+}
