@@ -53,9 +53,9 @@
  * The ELBO of the accepted states is then non-decreasing (batch VB's own steps are monotone).
  * `batchVb` (vb.ts, option `propose`) is the same loop on in-memory batches.
  */
-import { derive, klDivergence, sortBySize, type Derived, type GlobalState } from '../model/posterior.js';
+import { derive, klDivergence, sortBySize, weightedResidualSquares, weightedScatter, type Derived, type GlobalState } from '../model/posterior.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
-import { traceOfProduct, quadraticForm } from '../math/linalg.js';
+import { traceOfProduct } from '../math/linalg.js';
 import { LN_2PI, digamma } from '../math/special.js';
 import { PRUNE_BELOW_ROWS, withUpdatedAlpha } from './vb.js';
 
@@ -130,7 +130,7 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
     const m = d.mean.subarray(k * D, (k + 1) * D);
     const sx = stats.subarray(layout.sx + k * D, layout.sx + (k + 1) * D);
     const sxx = stats.subarray(layout.sxx + k * D * D, layout.sxx + (k + 1) * D * D);
-    const scatter = traceOfProduct(w, sxx, D) - 2 * quadraticForm(w, D, m, sx) + n * quadraticForm(w, D, m);
+    const scatter = weightedScatter(w, D, m, n, sx, sxx);
     s += n * (0.5 * d.eLnDetLambda[k] - (D / 2) * LN_2PI - D / (2 * d.beta[k])) - 0.5 * d.nu[k] * scatter;
   }
   if (spec.family === 'gaussian') {
@@ -141,9 +141,7 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
     const cov = d.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
     const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
     const syu = stats.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
-    let thetaSyu = 0;
-    for (let i = 0; i < P; i++) thetaSyu += theta[i] * syu[i];
-    const residual = stats[layout.syy + k] - 2 * thetaSyu + quadraticForm(suu, P, theta);
+    const residual = weightedResidualSquares(theta, P, stats[layout.syy + k], syu, suu);
     s += n * (0.5 * (digamma(a) - Math.log(b)) - 0.5 * LN_2PI) - 0.5 * ((a / b) * residual + traceOfProduct(cov, suu, P));
   }
   return s;

@@ -423,3 +423,20 @@ export function sortBySize(spec: ModelSpec, state: GlobalState): GlobalState {
   return permuteComponents(spec, state, order);
 }
 
+/**
+ * Σ_n r_n (x_n − m)ᵀ A (x_n − m) from the statistics N = Σ r, s = Σ r x, S = Σ r x xᵀ:
+ * tr(A S) − 2 mᵀ A s + N mᵀ A m. Shapes: A, S (D, D); m, s (D).
+ */
+export function weightedScatter(a: Float64Array, D: number, m: ArrayLike<number>, n: number, s: ArrayLike<number>, ss: Float64Array): number {
+  return traceOfProduct(a, ss, D) - 2 * quadraticForm(a, D, m, s) + n * quadraticForm(a, D, m);
+}
+
+/**
+ * Σ_n r_n (y_n − θᵀu_n)² from the statistics Σ r y², h = Σ r y u, U = Σ r u uᵀ:
+ * Σ r y² − 2 θᵀh + θᵀUθ. Shapes: θ, h (P); U (P, P).
+ */
+export function weightedResidualSquares(theta: ArrayLike<number>, P: number, syy: number, syu: ArrayLike<number>, suu: Float64Array): number {
+  let thetaH = 0;
+  for (let i = 0; i < P; i++) thetaH += theta[i] * syu[i];
+  return syy - 2 * thetaH + quadraticForm(suu, P, theta);
+}

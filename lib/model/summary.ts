@@ -7,9 +7,8 @@ import type { ModelConfig } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
 import { encodeFloat64, decodeFloat64 } from '../pipeline/protocol.js';
 import { expectedLogJoint } from '../inference/moves.js';
-import { quadraticForm, traceOfProduct } from '../math/linalg.js';
 import { LN_2PI } from '../math/special.js';
-import { derive, type Derived, type GammaParams, type GlobalState } from './posterior.js';
+import { derive, weightedResidualSquares, weightedScatter, type Derived, type GammaParams, type GlobalState } from './posterior.js';
 import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from './spec.js';
 
 export interface ComponentSummary {
@@ -103,16 +102,13 @@ export function informationCriteria(spec: ModelSpec, state: GlobalState, elboSta
       const sx = stats.subarray(layout.sx + k * D, layout.sx + (k + 1) * D);
       const sxx = stats.subarray(layout.sxx + k * D * D, layout.sxx + (k + 1) * D * D);
       const lnDet = d.lnDetW[k] + D * Math.log(d.nu[k]);
-      cll += n * (0.5 * lnDet - (D / 2) * LN_2PI) -
-        0.5 * (traceOfProduct(precision, sxx, D) - 2 * quadraticForm(precision, D, m, sx) + n * quadraticForm(precision, D, m));
+      cll += n * (0.5 * lnDet - (D / 2) * LN_2PI) - 0.5 * weightedScatter(precision, D, m, n, sx, sxx);
     }
     const tau = d.noiseShape[k] / d.noiseRate[k];
     const theta = d.coef.subarray(k * P, (k + 1) * P);
     const syu = stats.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
     const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-    let thetaSyu = 0;
-    for (let i = 0; i < P; i++) thetaSyu += theta[i] * syu[i];
-    const residual = stats[layout.syy + k] - 2 * thetaSyu + quadraticForm(suu, P, theta);
+    const residual = weightedResidualSquares(theta, P, stats[layout.syy + k], syu, suu);
     cll += n * (0.5 * Math.log(tau) - 0.5 * LN_2PI) - 0.5 * tau * residual;
   }
   const entropy = Math.max(0, elboStandardized - expectedLogJoint(spec, state, stats));
