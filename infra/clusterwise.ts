@@ -9,7 +9,10 @@
  *                                          ▲                                               │
  *                                          └───────────────── next tasks ◄─────────────────┘
  *
- *   import { Clusterwise } from 'clusterwise/infra';
+ * It bundles functions/*.ts of this repository (esbuild, locally), so an app uses it from a checkout
+ * (docs/deploy.md §1, "The construct in your own CDK app"):
+ *
+ *   import { Clusterwise } from './clusterwise/infra/clusterwise.js';
  *   const pipeline = new Clusterwise(this, 'Fits', { workerMemoryMiB: 4096 });
  *   new CfnOutput(this, 'FitsBucket', { value: pipeline.bucket.bucketName });
  */

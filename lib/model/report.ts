@@ -273,7 +273,7 @@ function scoredSample(doc: Posterior, sample: readonly Row[]): SampleRow[] {
  * Columns that tell the clusters apart best: between-cluster variance of the cluster means over
  * the pooled within-cluster variance, on the sample's rows by their most responsible cluster.
  */
-export function informativeColumns(columns: readonly string[], rows: readonly { values: Record<string, number>; cluster: string }[], count: number): string[] {
+function informativeColumns(columns: readonly string[], rows: readonly { values: Record<string, number>; cluster: string }[], count: number): string[] {
   const score = (column: string): number => {
     const groups = new Map<string, number[]>();
     for (const r of rows) groups.set(r.cluster, [...(groups.get(r.cluster) ?? []), r.values[column]]);
