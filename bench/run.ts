@@ -2,7 +2,9 @@
  * `npm run bench`: measures and prints (no thresholds; targets are discussed in the closing notes):
  *  1. rows/s of the local step, reference vs TensorFlow.js kernels (D=10, P=11, T=20, 20k rows);
  *  2. CSV parse MB/s;
- *  3. end-to-end `fit` of a generated 1M-row, 10-covariate, 8-cluster CSV: wall seconds, peak RSS.
+ *  3. end-to-end `fit` of a generated 1M-row, 10-covariate, 8-cluster CSV: wall seconds, peak RSS;
+ *  4. `predict` with that fit's posterior over the 1M-row CSV and a generated 5M-row one: wall
+ *     seconds, peak RSS (it streams, so the peak should not grow with the rows).
  */
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
@@ -54,3 +56,28 @@ console.log(
     `\n   ${fit.seconds.toFixed(1)} s wall, peak RSS ${Math.round(fit.peakRssMiB)} MiB; ${fit.clusters} clusters, ` +
     `${fit.sviSteps} SVI steps + ${fit.sweeps} batch sweeps, converged: ${fit.converged}, rows: ${fit.rows}`,
 );
+
+// 4. predict, streamed, in a process of its own (its peak RSS is its own).
+const predictRun = (csvFile: string) => {
+  const run = spawnSync(
+    process.execPath,
+    [path.join(here, `predict-child${path.extname(fileURLToPath(import.meta.url))}`), path.join(dataDir, 'out', 'posterior.json'), csvFile, path.join(dataDir, 'out', 'scored.csv')],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
+  );
+  if (run.status !== 0) {
+    console.error(run.stderr);
+    process.exit(1);
+  }
+  return JSON.parse(run.stdout.trim().split('\n').pop()!) as { seconds: number; peakRssMiB: number; rows: number; threads: number };
+};
+const file5m = path.join(dataDir, 'large-5m.csv');
+if (!existsSync(file5m)) {
+  const t = performance.now();
+  await generate(file5m, 5_000_000);
+  console.log(`\n   (generated ${file5m}: ${(statSync(file5m).size / 1e6).toFixed(1)} MB in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+}
+console.log('\n4. predict with that posterior (streamed; threads from 16 MiB of data):');
+for (const [label, csvFile] of [['1M rows', file], ['5M rows', file5m]] as const) {
+  const p = predictRun(csvFile);
+  console.log(`   ${label.padEnd(8)} ${p.seconds.toFixed(2)} s wall, peak RSS ${Math.round(p.peakRssMiB)} MiB, ${p.rows.toLocaleString('en')} rows, ${p.threads} threads`);
+}

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
 import { parseRows } from '../lib/data/csv.js';
 import { toBatch } from '../lib/data/dataset.js';
 import { loadKernel } from '../lib/kernel/backend.js';
@@ -41,7 +42,11 @@ describe('predict', () => {
     const batch = toBatch(plan, doc.state.standardization, parsed);
     const reference = predict(doc, batch);
     await loadKernel('wasm');
-    const fast = new Predictor(doc, 'wasm').predict(batch);
+    const predictor = new Predictor(doc, 'wasm');
+    predictor.predict(batch);
+    const tensors = tf.memory().numTensors;
+    const fast = predictor.predict(batch);
+    expect(tf.memory().numTensors).toBe(tensors); // nothing left behind per call: memory stays flat over a stream
     expect([...fast.cluster]).toEqual([...reference.cluster]);
     for (let i = 0; i < batch.n; i++) {
       expect(fast.clusterProbability[i]).toBeCloseTo(reference.clusterProbability[i], 5);

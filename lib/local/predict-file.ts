@@ -143,7 +143,11 @@ async function startThreads(count: number, init: PredictWorkerInit): Promise<Sco
   };
   const workers = await Promise.all(
     Array.from({ length: count }, async () => {
-      const worker = await spawnModuleWorker(new URL(`./predict-worker${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url), init);
+      // A chunk's garbage is a few MB; a small heap makes V8 collect it rather than grow (RSS stays flat).
+      const worker = await spawnModuleWorker(new URL(`./predict-worker${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url), init, {
+        maxOldGenerationSizeMb: 96,
+        maxYoungGenerationSizeMb: 16,
+      });
       await new Promise<void>((resolve, reject) => {
         worker.on('message', (m: ScoreReply | { ready: true }) => {
           if ('ready' in m) return resolve();

@@ -24,10 +24,14 @@ export function localDataKey(absolutePath: string): string {
  * When the caller runs from TypeScript source (tests under vitest), the thread gets a small
  * bootstrap that registers tsx first and then imports the .ts source of `entry`.
  */
-export async function spawnModuleWorker(entry: URL, workerData: unknown): Promise<import('node:worker_threads').Worker> {
+export async function spawnModuleWorker(
+  entry: URL,
+  workerData: unknown,
+  resourceLimits?: import('node:worker_threads').ResourceLimits,
+): Promise<import('node:worker_threads').Worker> {
   const { Worker } = await import('node:worker_threads');
-  if (!entry.href.endsWith('.ts')) return new Worker(entry, { workerData });
+  if (!entry.href.endsWith('.ts')) return new Worker(entry, { workerData, resourceLimits });
   const tsx = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry.href)});`;
-  return new Worker(bootstrap, { eval: true, workerData });
+  return new Worker(bootstrap, { eval: true, workerData, resourceLimits });
 }

@@ -288,8 +288,14 @@ class TfjsQuadratics {
     const spread = arrays.float32('spread', n * K);
     for (let start = 0; start < n; start += TFJS_CHUNK_ROWS) {
       const c = Math.min(TFJS_CHUNK_ROWS, n - start);
-      const blocks = (rows: Float32Array, width: number, factor: tf.Tensor2D, w: number) =>
-        tf.tidy(() => tf.sum(tf.reshape(tf.square(tf.matMul(tf.tensor2d(rows, [c, width]), factor)), [c, K, w]), 2)).dataSync() as Float32Array;
+      const blocks = (rows: Float32Array, width: number, factor: tf.Tensor2D, w: number) => {
+        const sums = tf.tidy(() => tf.sum(tf.reshape(tf.square(tf.matMul(tf.tensor2d(rows, [c, width]), factor)), [c, K, w]), 2));
+        try {
+          return sums.dataSync() as Float32Array;
+        } finally {
+          sums.dispose(); // tidy keeps the tensor it returns
+        }
+      };
       if (covariate && this.covariateFactor) {
         const xa = arrays.float32('xa', c * (D + 1));
         for (let i = 0; i < c; i++) {
