@@ -145,8 +145,8 @@ async function startThreads(count: number, init: PredictWorkerInit): Promise<Sco
     Array.from({ length: count }, async () => {
       // A chunk's garbage is a few MB; a small heap makes V8 collect it rather than grow (RSS stays flat).
       const worker = await spawnModuleWorker(new URL(`./predict-worker${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url), init, {
-        maxOldGenerationSizeMb: 96,
-        maxYoungGenerationSizeMb: 16,
+        maxOldGenerationSizeMb: 64,
+        maxYoungGenerationSizeMb: 8,
       });
       await new Promise<void>((resolve, reject) => {
         worker.on('message', (m: ScoreReply | { ready: true }) => {
