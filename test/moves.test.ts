@@ -65,6 +65,12 @@ describe('merge and delete moves', () => {
     const proposals = proposeMoves(spec, { state, stats: sums.stats, elbo }, { force: true });
     const merge = proposals.find((p) => p.kind === 'merge');
     expect(merge).toBeDefined();
+    // The score is J(S') − J(S), computed factor by factor; here on the whole states.
+    const lambda0 = priorCoordinates(spec);
+    const statsOf = (g: GlobalState) => g.lambda.map((v, i) => v - lambda0[i]);
+    const current = batchUpdate(spec, state, sums.stats);
+    const direct = expectedLogJoint(spec, merge!.state, statsOf(merge!.state)) - expectedLogJoint(spec, current, statsOf(current));
+    expect(merge!.score).toBeCloseTo(direct, 6);
     const candidate = evaluate(spec, merge!.state, batch).elbo;
     expect(acceptMove(elbo, candidate)).toBe(true);
     expect(reportedComponents(derive(spec, merge!.state))).toHaveLength(3);

@@ -147,6 +147,38 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
   return s;
 }
 
+/**
+ * C_k: component k's share of J, Σ_n r_nk (E ln p(x_n | k) + E ln p(y_n | u_n, k)) minus the KL of
+ * its covariate and response factors, with λ_k = λ0 + S_k (S_k + S_plus when `plus` is given: the
+ * merged component); computed as a one-component model (whose weight terms vanish: E ln π = 0
+ * and a zero weights KL).
+ */
+function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: number): number {
+  const one: ModelSpec = { ...spec, T: 1 };
+  const layout = layoutOf(spec);
+  const small = layoutOf(one);
+  const { D, P } = spec;
+  const statsK = new Float64Array(small.length);
+  const blocks: [keyof typeof layout, number][] = [['count', 1], ['sx', D], ['sxx', D * D], ['suu', P * P], ['syu', P], ['syy', 1]];
+  for (const [block, width] of blocks)
+    for (let i = 0; i < width; i++)
+      statsK[small[block] + i] = stats[layout[block] + k * width + i] + (plus === undefined ? 0 : stats[layout[block] + plus * width + i]);
+  if (statsK[small.count] <= 0) return 0;
+  return expectedLogJoint(one, stateFromStats(one, null, statsK), statsK);
+}
+
+/**
+ * W: the weights' share of J, Σ_k N_k E ln π_k − KL of the weights (and of q(α)), for counts N in
+ * the order sortBySize gives them. Computed on a model with the counts alone (no covariates, a
+ * one-dimensional response at its prior, whose terms vanish).
+ */
+function weightsTerm(spec: ModelSpec, alpha: GlobalState['alpha'], counts: number[]): number {
+  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false, family: 'bernoulli' };
+  const stats = new Float64Array(layoutOf(bare).length);
+  stats.set(counts.slice().sort((a, b) => b - a), layoutOf(bare).count);
+  return expectedLogJoint(bare, stateFromStats(bare, alpha, stats), stats);
+}
+
 /** S with the statistics of `from` added into `into` and `from` emptied (or just emptied). */
 function moveStats(spec: ModelSpec, stats: Float64Array, from: number, into: number | null): Float64Array {
   const { D, P } = spec;
@@ -186,20 +218,24 @@ export function proposeMoves(spec: ModelSpec, sweep: SweepResult, options: MoveO
   const active = counts.flatMap((c, k) => (c >= PRUNE_BELOW_ROWS ? [k] : []));
   if (active.length < 2) return [];
 
-  const current = stateFromStats(spec, sweep.state.alpha, stats);
-  const baseline = expectedLogJoint(spec, current, statsOf(spec, current));
-  const merges: MoveProposal[] = [];
+  // J(S) = W(counts) + Σ_k C_k(S_k) (expectedLogJoint split by factor); a merge changes C_j, C_k and W.
+  const own = active.map((k) => componentTerm(spec, stats, k));
+  const ownOf = new Map(active.map((k, i) => [k, own[i]]));
+  const baseline = weightsTerm(spec, sweep.state.alpha, counts);
+  const merges: Omit<MoveProposal, 'state'>[] = [];
   for (let a = 0; a < active.length; a++)
     for (let b = a + 1; b < active.length; b++) {
       // Fold the smaller into the larger.
       const [into, from] = counts[active[a]] >= counts[active[b]] ? [active[a], active[b]] : [active[b], active[a]];
       const key = `merge:${into}+${from}`;
       if (exclude.has(key)) continue;
-      const merged = moveStats(spec, stats, from, into);
-      const state = stateFromStats(spec, sweep.state.alpha, merged);
-      // stateFromStats sorted the components: J takes the statistics in the state's order.
-      const score = expectedLogJoint(spec, state, statsOf(spec, state)) - baseline;
-      if (score > 0) merges.push({ key, kind: 'merge', state, score });
+      const mergedCounts = counts.slice();
+      mergedCounts[into] += mergedCounts[from];
+      mergedCounts[from] = 0;
+      const score =
+        componentTerm(spec, stats, into, from) - ownOf.get(into)! - ownOf.get(from)! +
+        weightsTerm(spec, sweep.state.alpha, mergedCounts) - baseline;
+      if (score > 0) merges.push({ key, kind: 'merge', score });
     }
   merges.sort((x, y) => y.score - x.score);
 
@@ -213,11 +249,9 @@ export function proposeMoves(spec: ModelSpec, sweep: SweepResult, options: MoveO
       state: stateFromStats(spec, sweep.state.alpha, moveStats(spec, stats, k, null)),
       score: -counts[k],
     }));
-  return [...merges.slice(0, options.maxMerges ?? 3), ...deletes];
-}
-
-/** S = λ − λ0: the statistics a state was formed from. */
-function statsOf(spec: ModelSpec, state: GlobalState): Float64Array {
-  const lambda0 = priorCoordinates(spec);
-  return state.lambda.map((v, i) => v - lambda0[i]);
+  const chosen = merges.slice(0, options.maxMerges ?? 3).map((m) => {
+    const [into, from] = m.key.slice('merge:'.length).split('+').map(Number);
+    return { ...m, state: stateFromStats(spec, sweep.state.alpha, moveStats(spec, stats, from, into)) };
+  });
+  return [...chosen, ...deletes];
 }
