@@ -1,6 +1,6 @@
 /**
  * Errors of the data layer: a fatal problem with an input file, named by file, line and column
- * so that a user can open the file and find it (DESIGN.md §4).
+ * so that a user can open the file and find it.
  */
 import { NotFoundError } from '../pipeline/ports.js';
 
