@@ -16,7 +16,9 @@ export const SimParams = z.strictObject({
       /** Up to this many rows every worker computes on every row; past it, on an evenly spaced sample per shard. */
       realRows: z.number().int().positive().default(2_000_000),
       /** Rows per shard that stand in for all of them past realRows. */
-      sampleRowsPerShard: z.number().int().positive().default(2_000),
+      sampleRowsPerShard: z.number().int().positive().default(500),
+      /** Rows per CSV object: a data set arrives as many objects, as in a bucket. */
+      rowsPerFile: z.number().int().positive().default(10_000_000),
     })
     .strict()
     .prefault({}),

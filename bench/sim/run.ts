@@ -27,7 +27,7 @@ import { decodeBinary } from '../../lib/pipeline/binary.js';
 import { countingQueue, countingStore, emptyCounts } from '../../lib/pipeline/counting.js';
 import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
 import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
-import { planRun } from '../../lib/pipeline/planner.js';
+import { planRun, shardRowsFor } from '../../lib/pipeline/planner.js';
 import { keys, parseMessage, UpdateMessage } from '../../lib/pipeline/protocol.js';
 import { readJson, silentLog, type Manifest, type RunState } from '../../lib/pipeline/run.js';
 import { csvShardCodec, handleTaskDelivery, WorkerCache, type ShardCodec, type ShardRows } from '../../lib/pipeline/worker.js';
@@ -71,9 +71,10 @@ export interface SimResult {
   converged: boolean;
 }
 
-/** Rows per generated file: a data set arrives as many objects, as in a bucket. */
-const ROWS_PER_FILE = 10_000_000;
-const DATASET = 'sim';
+/** The simulated dataset and run (what the measured run on the emulator names them too). */
+export const SIM_DATASET = 'sim';
+export const SIM_RUN = 'run';
+const DATASET = SIM_DATASET;
 const MIB = 1024 * 1024;
 
 /** CPU seconds of this thread's work in `f` (process CPU time: unaffected by other processes' load). */
@@ -223,15 +224,21 @@ function ariOf(kernel: Kernel, doc: PosteriorDocument, manifest: Manifest, data:
   return adjustedRandIndex(fitted, Array.from({ length: n }, (_, i) => data.label(i * stride)));
 }
 
+/** The data set's objects: `data.rowsPerFile` rows each, file f generated with seed 3 + f. */
+export function generatedFiles(rows: number, p: SimParams): Map<string, GeneratedCsv> {
+  const model = mixture(p.data.columns, p.data.clusters);
+  const files = new Map<string, GeneratedCsv>();
+  for (let f = 0, left = rows; left > 0; f++, left -= p.data.rowsPerFile) {
+    files.set(`${keys.dataPrefix(SIM_DATASET)}part-${String(f).padStart(4, '0')}.csv`, new GeneratedCsv(model, Math.min(p.data.rowsPerFile, left), 3 + f));
+  }
+  return files;
+}
+
 export async function simulate(request: SimRequest): Promise<SimResult> {
   const p = request.params;
   const { rows, workers } = request;
   const modelled = rows > p.data.realRows;
-  const model = mixture(p.data.columns, p.data.clusters);
-  const files = new Map<string, GeneratedCsv>();
-  for (let f = 0, left = rows; left > 0; f++, left -= ROWS_PER_FILE) {
-    files.set(`${keys.dataPrefix(DATASET)}part-${String(f).padStart(4, '0')}.csv`, new GeneratedCsv(model, Math.min(ROWS_PER_FILE, left), 3 + f));
-  }
+  const files = generatedFiles(rows, p);
   const first = [...files.values()][0];
   const config = parseConfig({ target: 'y', ...request.config });
   const kernel = await loadKernel('auto');
@@ -260,6 +267,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const updates = new SimQueue('sim-updates.fifo', clock, p);
   const ctx = { store, dataStore, tasks: countingQueue(tasks, counts), updates: countingQueue(updates, counts), log: silentLog, workerConcurrency: workers };
   const workerSpeed = vcpu(p.lambda.workerMemoryMb);
+  const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
   const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first);
   const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSpeed) };
 
@@ -268,7 +276,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let tasksDone = 0;
   let plannerSeconds = 0;
   void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
-    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId: 'run' }, kernel);
+    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId: SIM_RUN }, kernel);
     await payCpu(clock);
     plannerSeconds = clock.now;
   });
@@ -282,7 +290,8 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     concurrency: workers,
     batchSize: 1,
     enabledAt: workerRamp(p),
-    container: () => new WorkerCache(Math.round(p.lambda.workerMemoryMb * MIB * 0.375), codec),
+    // A container's shard cache holds what a real one would: its budget shrinks by the sample's weight.
+    container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
     handle: async ([message], cache) => {
       await handleTaskDelivery(workerCtx, message, 3, cache);
       tasksDone += 1;
@@ -309,7 +318,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   workerMapping.stop();
   aggregatorMapping.stop();
 
-  const stateObject = await memory.get(keys.state(DATASET, 'run'));
+  const stateObject = await memory.get(keys.state(DATASET, SIM_RUN));
   const state = JSON.parse(Buffer.from(stateObject.body).toString('utf8')) as RunState;
   if (state.status !== 'done') throw new Error(`the simulated run ended ${state.status}: ${state.failure}`);
   const doc = (await readJson<PosteriorDocument & { trace: { phase: string }[] }>(memory, state.resultKey!)).value;
