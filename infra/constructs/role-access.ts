@@ -12,16 +12,17 @@
  *   posterior version 0 (tagged as an intermediate) under `runs/`. The planner with an empty schedule
  *   list also lists `datasets/` for the model.json files (`configuredDatasets`).
  * - worker (worker.ts) reads the manifest and posterior versions under `runs/` and its shard under
- *   `datasets/`, writes assignment parts, offloaded result payloads (tagged) and the shard
- *   intermediates and partial sums of the scaled pipeline under `runs/`, and starts a pending refit
+ *   `datasets/`, writes assignment parts, offloaded result payloads (tagged), binary shard copies,
+ *   partial sums and group sums under `runs/`, and lists a round's partial and group sums
+ *   (`runs/<name>/<runId>/rounds/…`) to see whether its group is complete; it starts a pending refit
  *   (a refit message), which is `requestRefit` again: so it has the starters' grants too.
- * - aggregator (aggregator.ts) reads the manifest, the state, posterior versions and offloaded
- *   payloads, and the workers' partial sums under `runs/`; it writes posterior versions (tagged), the
- *   state, the results and the released marker under `runs/`, and `models/<name>/latest.json`. It
- *   never reads data: no `datasets/` grant.
+ * - aggregator (aggregator.ts) reads the manifest, the state, posterior versions, offloaded payloads
+ *   and the workers' sums and shard counts under `runs/` (listing `runs/<name>/<runId>/counts/`); it
+ *   writes posterior versions (tagged), the state, the results and the released marker under
+ *   `runs/`, and `models/<name>/latest.json`. It never reads data: no `datasets/` grant.
  *
  * No role deletes an object (intermediates expire by the bucket's lifecycle rule), so no
- * s3:DeleteObject; no role sets retention or legal holds, reads tags or lists `runs/`. A conditional
+ * s3:DeleteObject; no role sets retention or legal holds or reads tags. A conditional
  * put (If-Match, If-None-Match) needs only s3:PutObject; HEAD needs s3:GetObject; writing an object
  * with tags needs s3:PutObjectTagging as well. The buckets' SSE-S3 encryption and the queues' SSE-SQS
  * need no KMS grant.
@@ -65,8 +66,8 @@ const STARTS_RUNS: RoleAccess = {
 export const ROLE_ACCESS: Readonly<Record<PipelineRole, RoleAccess>> = {
   ingest: STARTS_RUNS,
   planner: STARTS_RUNS,
-  worker: { ...STARTS_RUNS, send: ['tasks', 'updates'] },
-  aggregator: { get: [runs, models], put: [runs, models], putTagged: [runs], list: [], send: ['tasks'] },
+  worker: { ...STARTS_RUNS, list: [datasets, runs], send: ['tasks', 'updates'] },
+  aggregator: { get: [runs, models], put: [runs, models], putTagged: [runs], list: [runs], send: ['tasks'] },
 };
 
 /** Adds the statements of `access` to the function's role. */

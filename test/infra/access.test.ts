@@ -73,14 +73,21 @@ const EXPECTED: Record<PipelineRole, string[]> = {
   ingest: [...STARTS_RUNS, 'sqs:GetQueueAttributes ingest-failures', 'sqs:GetQueueUrl ingest-failures', 'sqs:SendMessage ingest-failures'],
   planner: STARTS_RUNS,
   // Runs tasks (manifest, posterior versions, shards, partial sums and shard intermediates under
-  // runs/, assignment parts), sends results, and starts a pending refit like the planner.
-  worker: [...STARTS_RUNS, 'sqs:SendMessage updates', ...consumes('tasks')],
+  // runs/, assignment parts), lists a round's sums (worker.ts), sends results, and starts a pending
+  // refit like the planner.
+  worker: [
+    ...STARTS_RUNS.filter((grant) => !grant.startsWith('s3:ListBucket')),
+    's3:ListBucket bucket if datasets/*,runs/*',
+    'sqs:SendMessage updates',
+    ...consumes('tasks'),
+  ],
   aggregator: [
     's3:GetObject models/*',
     's3:GetObject runs/*',
     's3:PutObject models/*',
     's3:PutObject runs/*',
     's3:PutObjectTagging runs/*',
+    's3:ListBucket bucket if runs/*', // the run's shard counts (aggregator.ts)
     'sqs:SendMessage tasks',
     ...consumes('updates'),
   ],
@@ -99,7 +106,7 @@ describe('IAM of the four roles', () => {
     expect(grantsOf(stack, template, role)).toEqual([...EXPECTED[role]].sort());
   });
 
-  it('lets no role delete, set retention or legal holds, or touch the bucket beyond its prefixes', () => {
+  it('lets no role delete, set retention or legal holds, or use a wildcard action', () => {
     const actions = (Object.values(template.findResources('AWS::IAM::Policy')) as Resource[])
       .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[])
       .flatMap((s) => list(s.Action));
