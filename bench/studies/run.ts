@@ -7,7 +7,8 @@
  * Studies: flexmixNpreg (flexmix's own 200-row NPreg, against flexmix's estimates), npreg200, npreg1000 (K=2 conditional-only dirichlet, then default stick-breaking on the
  * same draws), separated (K=3, N=1000, D=2, defaults), small2 / small5 / small10 (K clusters, one
  * of 2%, N=5000, D=3), irrelevant (2 regressions on 2 covariates + 18 irrelevant, N=2000).
- * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10). Run with `nice -n 10`.
+ * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10). Run with `nice -n 10`;
+ * STUDIES_PEERS=0 skips flexmix and scikit-learn.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -147,8 +148,10 @@ function assignedRight(labels: number[], assigned: number[]): number {
   return [...byCluster.values()].reduce((s, v) => s + v, 0) / labels.length;
 }
 
-const hasR = spawnSync('Rscript', ['-e', 'library(flexmix)'], { encoding: 'utf8' }).status === 0;
-const hasSklearn = spawnSync('/usr/bin/python3', ['-c', 'import sklearn'], { encoding: 'utf8' }).status === 0;
+/** Peers run when installed, unless STUDIES_PEERS=0. */
+const peers = process.env.STUDIES_PEERS !== '0';
+const hasR = peers && spawnSync('Rscript', ['-e', 'library(flexmix)'], { encoding: 'utf8' }).status === 0;
+const hasSklearn = peers && spawnSync('/usr/bin/python3', ['-c', 'import sklearn'], { encoding: 'utf8' }).status === 0;
 
 /** flexmix, one random start, k = 2, y ~ x + x²: coefficients [x, x², intercept] per component. */
 function flexmixNpreg(file: string): number[][] | undefined {
