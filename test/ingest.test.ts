@@ -1,8 +1,9 @@
 /** Starting runs: coalescing uploads into one pending refit, releasing, abandoned runs. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { datasetOfDataKey, releaseDataset, requestRefit, type ActiveRun } from '../lib/pipeline/ingest.js';
-import { keys, parseMessage, TasksQueueMessage } from '../lib/pipeline/protocol.js';
+import { handleUpdates } from '../lib/pipeline/aggregator.js';
+import { configuredDatasets, datasetOfDataKey, releaseDataset, requestRefit, type ActiveRun } from '../lib/pipeline/ingest.js';
+import { keys, parseMessage, TasksQueueMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState } from '../lib/pipeline/run.js';
 import { handleTaskDelivery } from '../lib/pipeline/worker.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
@@ -19,6 +20,55 @@ describe('ingest', () => {
     expect(datasetOfDataKey('datasets/sales/data/2026/part-1.csv')).toBe('sales');
     expect(datasetOfDataKey('datasets/sales/other/part-1.csv')).toBeUndefined();
     expect(datasetOfDataKey('datasets/sales/data/notes.txt')).toBeUndefined();
+    // Names that would step out of their prefix, or are not one path segment, are no datasets.
+    expect(datasetOfDataKey('datasets/../data/x.csv')).toBeUndefined();
+    expect(datasetOfDataKey('datasets/./data/x.csv')).toBeUndefined();
+    expect(datasetOfDataKey('datasets/a b/data/x.csv')).toBeUndefined();
+  });
+
+  it('refuses a refit of a name that is not a dataset name, and the schedule skips such folders', async () => {
+    const ctx = await withDataset();
+    for (const name of ['..', '.', 'a/b', 'a b', '']) await expect(requestRefit(ctx, name, ctx.kernel)).rejects.toThrow('is not a dataset name');
+    await ctx.store.put('datasets/a b/model.json', JSON.stringify({ target: 'y' }));
+    expect(await configuredDatasets(ctx)).toEqual(['forum']);
+  });
+
+  it('a pending refit survives an aggregator that crashed between ending the run and releasing the dataset', async () => {
+    const ctx = await withDataset();
+    const runId = ((await requestRefit(ctx, 'forum', ctx.kernel)) as { started: string }).started;
+    await requestRefit(ctx, 'forum', ctx.kernel); // coalesced: a refit is pending
+    // The aggregator's first attempt at the release dies (the process is gone after the state write).
+    const put = ctx.store.put.bind(ctx.store);
+    let crashed = false;
+    ctx.store.put = async (key, body, options) => {
+      if (key === keys.activeRun('forum') && !crashed) {
+        crashed = true;
+        throw new Error('the aggregator died');
+      }
+      return put(key, body, options);
+    };
+    // Run the roles until the aggregator dies; keep the update it was handling (not deleted, so SQS delivers it again).
+    let lost: UpdateMessage[] | undefined;
+    while (!lost) {
+      const [task] = await ctx.tasks.receive(1, 0);
+      if (task) {
+        await handleTaskDelivery(ctx, task, 3);
+        await ctx.tasks.delete(task);
+      }
+      const delivered = await ctx.updates.receive(10, 0);
+      const messages = delivered.map((m) => parseMessage(UpdateMessage, m.body, 'updates'));
+      await handleUpdates(ctx, messages).catch((error: Error) => {
+        expect(error.message).toBe('the aggregator died');
+        lost = messages;
+      });
+      for (const m of lost ? [] : delivered) await ctx.updates.delete(m);
+    }
+    expect((await readJson<RunState>(ctx.store, keys.state('forum', runId))).value.status).toBe('done');
+    // The redelivery finds the run done, releases the dataset, and asks for the pending refit.
+    await handleUpdates(ctx, lost);
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId, ended: true, pendingRefit: false });
+    const [refit] = await ctx.tasks.receive(10, 0);
+    expect(JSON.parse(refit.body)).toEqual({ kind: 'refit', dataset: 'forum' });
   });
 
   it('coalesces requests while a run is going into one pending refit, started when the run ends', async () => {

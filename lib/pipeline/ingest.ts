@@ -9,10 +9,11 @@
  * docs/deploy.md for what the emulator does not enforce).
  */
 import { randomUUID } from 'node:crypto';
+import { ConfigError } from '../config.js';
 import type { Kernel } from '../kernel/types.js';
 import { datasetConfig, planRun } from './planner.js';
 import { PreconditionFailedError } from './ports.js';
-import { keys } from './protocol.js';
+import { keys, validDatasetName } from './protocol.js';
 import { jsonBody, readJsonIfExists, silentLog, type RoleContext, type RunState } from './run.js';
 
 export interface ActiveRun {
@@ -29,8 +30,8 @@ export const ABANDON_AFTER_MS = 60 * 60 * 1000;
 
 /** The dataset of a data object key `datasets/<name>/data/…csv`, or undefined for other keys. */
 export function datasetOfDataKey(key: string): string | undefined {
-  const m = /^datasets\/([A-Za-z0-9._-]{1,128})\/data\/.+\.csv$/.exec(key);
-  return m?.[1];
+  const m = /^datasets\/([^/]+)\/data\/.+\.csv$/.exec(key);
+  return m ? validDatasetName(m[1]) : undefined;
 }
 
 export type RefitOutcome = { started: string } | { coalesced: string };
@@ -60,6 +61,7 @@ export async function requestRefit(
   options: { now?: Date; abandonAfterMs?: number } = {},
 ): Promise<RefitOutcome> {
   const log = ctx.log ?? silentLog;
+  if (!validDatasetName(dataset)) throw new ConfigError(`"${dataset}" is not a dataset name: 1 to 128 letters, digits, ".", "-", "_", and not "." or ".."`);
   const key = keys.activeRun(dataset);
   const now = options.now ?? new Date();
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -110,5 +112,8 @@ export async function releaseDataset(ctx: RoleContext, dataset: string, runId: s
 /** Datasets that have a model.json (what a schedule with no explicit list refits). */
 export async function configuredDatasets(ctx: RoleContext): Promise<string[]> {
   const objects = await ctx.store.list('datasets/');
-  return objects.map((o) => /^datasets\/([^/]+)\/model\.json$/.exec(o.key)?.[1]).filter((d): d is string => d !== undefined);
+  const names = objects.map((o) => /^datasets\/([^/]+)\/model\.json$/.exec(o.key)?.[1]).filter((d): d is string => d !== undefined);
+  // A folder whose name is not a dataset name (a space, "..") is not refitted: said in the log, not retried.
+  for (const bad of names.filter((d) => !validDatasetName(d))) (ctx.log ?? silentLog).error('not a dataset name; not refitted', { dataset: bad });
+  return names.filter((d) => validDatasetName(d));
 }

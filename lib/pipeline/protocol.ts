@@ -72,8 +72,20 @@ export function queueNames(stackName: string) {
   };
 }
 
-/** Dataset names are path segments: letters, digits, dot, dash, underscore. */
-export const DatasetName = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, ".", "-", "_" only');
+/**
+ * Dataset names are single path segments: letters, digits, dot, dash, underscore, and not "." or
+ * ".." (which would step out of datasets/, runs/ and models/). Checked at every entry: uploads,
+ * the schedule, the planner function, `submit`.
+ */
+export const DatasetName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,128}$/, 'a dataset name has 1 to 128 letters, digits, ".", "-", "_"')
+  .refine((name) => name !== '.' && name !== '..', 'a dataset name cannot be "." or ".."');
+
+/** The name if it is a valid dataset name, else undefined. */
+export function validDatasetName(name: string): string | undefined {
+  return DatasetName.safeParse(name).success ? name : undefined;
+}
 
 export const Phase = z.enum(['svi', 'batch', 'assign']);
 export type Phase = z.infer<typeof Phase>;
