@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { ModelConfigSchema } from './config.js';
-import type { ComponentSummary, PosteriorDocument } from './model/summary.js';
+import type { ComponentSummary, Criteria, PosteriorDocument, SummarizedPosterior } from './model/summary.js';
 
 /** The format tag posterior.json carries; its number changes only with a breaking change. */
 export const POSTERIOR_FORMAT = 'clusterwise/posterior@1';
@@ -69,6 +69,17 @@ export const PosteriorSchema = z
     converged: z.boolean(),
     components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),
     concentration: z.number().optional().describe('E[α] (stick-breaking only)'),
+    criteria: z
+      .object({
+        logLikelihood: z.number().describe('plug-in log-likelihood ln L̂, as the bound CLL + H'),
+        completeLogLikelihood: z.number().describe('CLL: expected complete-data log-likelihood at the plug-in parameters'),
+        entropy: z.number().describe('H: entropy of q(z), nats'),
+        parameters: z.number().int().describe('free parameters of the reported components'),
+        bic: z.number(),
+        icl: z.number(),
+      })
+      .optional()
+      .describe('model comparison at the posterior means (docs/model.md §12; gaussian only; lower BIC / ICL is better)'),
     state: z
       .object({
         config: ModelConfigSchema,
@@ -105,9 +116,11 @@ export type Posterior = z.infer<typeof PosteriorSchema>;
 // (A covariance entry is NaN in memory where it does not exist, which JSON writes as null.)
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const componentMatches: Same<Omit<z.infer<typeof Component>, 'covariance'>, Omit<ComponentSummary, 'covariance'>> = true;
-const documentMatches: Same<Omit<Posterior, 'skipped' | 'trace' | 'state' | 'components'>, Omit<PosteriorDocument, 'state' | 'components'>> = true;
+const documentMatches: Same<Omit<Posterior, 'skipped' | 'trace' | 'state' | 'components'>, Omit<SummarizedPosterior, 'state' | 'components'>> = true;
+const criteriaMatch: Same<NonNullable<Posterior['criteria']>, Criteria> = true;
 void componentMatches;
 void documentMatches;
+void criteriaMatch;
 
 /**
  * A posterior as the model code takes it. The two differ only in a covariance entry that does not

@@ -34,7 +34,7 @@ describe('report.html', () => {
       expect.stringMatching(/^Distance to the final ELBO/),
     ]);
     expectSelfContained(html);
-    for (const text of ['rows used', 'examples/forum.csv', 'priors.clusterVariance', 'schedule.tolerance', 'ELBO per row', 'RMSE']) {
+    for (const text of ['rows used', 'examples/forum.csv', 'priors.clusterVariance', 'schedule.tolerance', 'ELBO per row', 'RMSE', 'BIC (lower is better)']) {
       expect(html).toContain(text);
     }
   });

@@ -493,6 +493,16 @@ function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][
     ['truncation / components', String(doc.state.config.components)],
   ];
   if (doc.concentration !== undefined) out.push(['E[α] (concentration)', fmt(doc.concentration)]);
+  if (doc.criteria) {
+    const c = doc.criteria;
+    out.push(
+      ['BIC (lower is better)', c.bic.toFixed(2)],
+      ['ICL (lower is better)', c.icl.toFixed(2)],
+      ['plug-in log-likelihood (bound)', c.logLikelihood.toFixed(2)],
+      ['entropy of the assignments (nats)', fmt(c.entropy)],
+      ['free parameters', String(c.parameters)],
+    );
+  }
   if (rows.length > 0) {
     const n = rows.length;
     if (doc.family === 'gaussian') {
