@@ -47,6 +47,13 @@ export function timedStore(inner: ObjectStore, clock: VirtualClock, p: SimParams
   };
 }
 
+/** `n` line breaks: views of one shared buffer (a thousand workers reading 60 MB shards at once must not hold 60 GB). */
+let breaks = new Uint8Array(0);
+function lineBreaks(n: number): Uint8Array {
+  if (breaks.length < n) breaks = new Uint8Array(Math.max(n, 2 * breaks.length)).fill(10);
+  return breaks.subarray(0, n);
+}
+
 /**
  * The data set as read-only CSV objects generated on demand. With `filler`, ranges longer than
  * 1 MiB are served as line breaks of the same length: the worker reads (and is charged for) the
@@ -71,7 +78,7 @@ export function generatedStore(files: Map<string, GeneratedCsv>, filler: boolean
       const data = file(key);
       if (options?.ifMatch && options.ifMatch !== etag(data)) throw new PreconditionFailedError(key);
       end = Math.min(end, data.size);
-      if (filler && end - start > 1 << 20) return new Uint8Array(end - start).fill(10);
+      if (filler && end - start > 1 << 20) return lineBreaks(end - start);
       return data.range(start, end);
     },
     async head(key) {

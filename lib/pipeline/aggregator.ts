@@ -23,9 +23,12 @@ import { releaseDataset } from './ingest.js';
 import { groupCount, INTERMEDIATE_TAGS, keys, type RefitMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
   encodePosterior,
+  isSeen,
   jsonBody,
+  markSeen,
   readJson,
   readPosterior,
+  seenBits,
   silentLog,
   specOf,
   type Manifest,
@@ -206,15 +209,14 @@ async function completeRound(run: RunContext): Promise<void> {
  */
 async function recordShards(run: RunContext, total: RoundTotal) {
   const { state, manifest } = run;
-  const seen = Buffer.alloc(Math.ceil(manifest.shards.length / 8));
-  Buffer.from(state.seen.shards, 'base64').copy(seen);
+  const seen = seenBits(manifest, state);
   const fresh: [number, number, number, number][] = [];
   const freshShards = new Set<number>();
   for (const group of total.groups) {
     for (const counts of group.shards) {
       const [shard, rows, skipped] = counts;
-      if (seen[shard >> 3] & (1 << (shard & 7))) continue;
-      seen[shard >> 3] |= 1 << (shard & 7);
+      if (isSeen(seen, shard)) continue;
+      markSeen(seen, shard);
       fresh.push(counts);
       freshShards.add(shard);
       state.seen.count += 1;

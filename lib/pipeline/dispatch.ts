@@ -2,7 +2,7 @@
 import { createRandom, shuffled } from '../math/random.js';
 import type { Queue } from './ports.js';
 import type { Phase, TaskMessage } from './protocol.js';
-import type { Manifest, RoundState, RunState } from './run.js';
+import { isSeen, seenBits, type Manifest, type RoundState, type RunState } from './run.js';
 
 /** The shard order of SVI epoch `epoch`: a seeded shuffle, the same on every machine. */
 export function epochOrder(manifest: Manifest, epoch: number): number[] {
@@ -60,7 +60,7 @@ export function startRound(manifest: Manifest, state: RunState, options: RoundOp
   state.round = round;
   state.phase = options.phase;
   const { offset: _offset, ...ref } = round;
-  const seen = Buffer.from(state.seen.shards, 'base64');
+  const seen = seenBits(manifest, state);
   return roundShards(manifest, round).map((shard, index) => ({
     kind: 'task',
     dataset: manifest.dataset,
@@ -70,7 +70,7 @@ export function startRound(manifest: Manifest, state: RunState, options: RoundOp
     index,
     shard,
     posteriorKey: state.posteriorKey,
-    ...((seen[shard >> 3] ?? 0) & (1 << (shard & 7)) ? {} : { fresh: true }),
+    ...(isSeen(seen, shard) ? {} : { fresh: true }),
     ...(options.clusterOf ? { clusterOf: options.clusterOf } : {}),
     ...(options.rowOffsets ? { rowOffset: options.rowOffsets.get(shard) ?? 0 } : {}),
   }));

@@ -78,6 +78,16 @@ export interface RunState {
   updatedAt: string;
 }
 
+/** The state's bitmap of shards seen, as bytes (room for every shard of the manifest). */
+export function seenBits(manifest: Pick<Manifest, 'shards'>, state: Pick<RunState, 'seen'>): Buffer {
+  const bits = Buffer.alloc(Math.ceil(manifest.shards.length / 8));
+  Buffer.from(state.seen.shards, 'base64').copy(bits);
+  return bits;
+}
+
+export const isSeen = (bits: Buffer, shard: number) => (bits[shard >> 3] & (1 << (shard & 7))) !== 0;
+export const markSeen = (bits: Buffer, shard: number) => void (bits[shard >> 3] |= 1 << (shard & 7));
+
 /** One entry of the ELBO trace: per SVI step an estimate (with its ρ), per batch sweep the exact value. */
 export interface TraceEntry {
   phase: Phase;
