@@ -21,6 +21,8 @@ import { MemoryObjectStore } from '../lib/pipeline/memory-store.js';
 import { MemoryQueue } from '../lib/pipeline/memory-queue.js';
 import type { ObjectStore, Queue } from '../lib/pipeline/ports.js';
 import { TaskMessage, parseMessage } from '../lib/pipeline/protocol.js';
+import { markSeen, seenBits, type RunState } from '../lib/pipeline/run.js';
+import { MAX_SKIPPED_EXAMPLES } from '../lib/pipeline/worker.js';
 import { createBucket, createQueue, startEmulator, type Emulator } from './support/emulator.js';
 
 const spec = { T: 20, D: 100, P: 101 };
@@ -110,5 +112,23 @@ describe('a local fit of 50 numeric columns', () => {
     const result = await fitLocal({ files: [path.join(dir, 'wide.csv')], config: parseConfig({ target: 'y' }), outDir: path.join(dir, 'out'), workers: 1 });
     expect(result.posterior.rows).toBe(2000);
     expect(result.posterior.components.length).toBe(2);
+  });
+});
+
+describe('the run state', () => {
+  it('stays under 64 KiB at 20 000 shards, every shard seen, with the most skipped-row examples kept', () => {
+    const shards = 20_000;
+    const manifest = { shards: Array.from({ length: shards }, (_, index) => ({ index, file: 0, start: 0, end: 1 })) };
+    const state = {
+      format: 'clusterwise/state@2', status: 'running', phase: 'batch', version: 40, posteriorKey: 'runs/a-long-dataset-name/2026-12-02T00-00-00-000Z-abcdef/posterior/v000040-abcdef12.bin', step: 20,
+      round: { id: 'batch17-o0-v40-abcdef12', phase: 'batch', number: 17, baseVersion: 40, tasks: shards, fanIn: 142, offset: 0 },
+      seen: { shards: '', count: shards, rows: 1e9, skipped: 1e6 },
+      skippedExamples: Array.from({ length: MAX_SKIPPED_EXAMPLES }, (_, i) => ({ shard: i, line: 1234, file: 'datasets/a-long-dataset-name/data/2026/12/part-00001.csv', column: 'a_rather_long_column_name', value: 'x'.repeat(100), reason: 'not a number' })),
+      totalRows: 1e9, converged: false, latest: { phase: 'batch', round: 16, version: 39, elbo: -1.234e10 }, updatedAt: new Date().toISOString(),
+    } as RunState;
+    const bits = seenBits(manifest, state);
+    for (let s = 0; s < shards; s++) markSeen(bits, s);
+    state.seen.shards = bits.toString('base64');
+    expect(Buffer.byteLength(JSON.stringify(state))).toBeLessThan(64 * 1024);
   });
 });
