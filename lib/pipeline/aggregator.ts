@@ -27,6 +27,7 @@ import {
   jsonBody,
   markSeen,
   readJson,
+  readJsonIfExists,
   readPosterior,
   seenBits,
   silentLog,
@@ -319,7 +320,9 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
   const shownTrace = trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
   const posteriorKey = keys.result(manifest.dataset, manifest.runId, 'posterior.json');
   await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' });
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, shownTrace, skipped), {
+  const sample = (await readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)))?.value;
+  const files = manifest.files.map((f) => ({ name: f.name, bytes: f.size }));
+  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, shownTrace, skipped, { sample, files }), {
     contentType: 'text/html',
   });
   await ctx.store.put(

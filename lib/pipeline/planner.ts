@@ -14,9 +14,12 @@ import {
   readSample,
   standardizationOf,
   toBatch,
+  type ColumnPlan,
   type DataFile,
 } from '../data/dataset.js';
 import { initialize, scaleToRows } from '../inference/init.js';
+import { MAX_PLOTTED_ROWS } from '../model/report.js';
+import type { ParsedRows } from '../data/csv.js';
 import { withUpdatedAlpha } from '../inference/vb.js';
 import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
@@ -69,6 +72,17 @@ export const MAX_SHARD_ROWS = 500_000;
 export function shardRowsFor(config: ModelConfig, rowEstimate: number, workers: number): number {
   const sized = Math.round(rowEstimate / (SHARDS_PER_WORKER * workers));
   return config.schedule.shardRows ?? Math.min(MAX_SHARD_ROWS, Math.max(MIN_SHARD_ROWS, sized));
+}
+
+/** Evenly spaced rows of the sample as records of the used columns (data units): what the report plots. */
+function sampleRecords(plan: ColumnPlan, parsed: ParsedRows): Record<string, number>[] {
+  const width = plan.select.length;
+  const step = Math.max(1, Math.ceil(parsed.rows / MAX_PLOTTED_ROWS));
+  const records: Record<string, number>[] = [];
+  for (let i = 0; i < parsed.rows; i += step) {
+    records.push(Object.fromEntries(plan.select.map((s, j) => [s.column, parsed.values[i * width + j]])));
+  }
+  return records;
 }
 
 /** Read datasets/<name>/model.json (if any) and merge the request's settings over it. */
@@ -184,6 +198,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
 
   const posteriorKey = keys.posterior(request.dataset, runId, 0, 'planner');
   await ctx.store.put(keys.manifest(request.dataset, runId), jsonBody(manifest), { ifNoneMatch: '*' });
+  await ctx.store.put(keys.reportSample(request.dataset, runId), jsonBody(sampleRecords(columnPlan, sample.parsed)), { tags: { ...INTERMEDIATE_TAGS } });
   await ctx.store.put(posteriorKey, encodePosterior(specOf(manifest), { version: 0, state, trace: [] }), { tags: { ...INTERMEDIATE_TAGS } });
   const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now, 'planner');
   await ctx.store.put(keys.state(request.dataset, runId), jsonBody(runState), { ifNoneMatch: '*' });

@@ -51,6 +51,8 @@ export const keys = {
   /** Per-shard counts (rows, skipped, lines) of the shards first seen in a round: history, not hot state. */
   shardCountsPrefix: (dataset: string, runId: string) => `runs/${dataset}/${runId}/counts/`,
   shardCounts: (dataset: string, runId: string, roundId: string) => `runs/${dataset}/${runId}/counts/${roundId}.json`,
+  /** Up to MAX_PLOTTED_ROWS rows of the planner's sample, in data units, for the report's plots. */
+  reportSample: (dataset: string, runId: string) => `runs/${dataset}/${runId}/sample.json`,
   result: (dataset: string, runId: string, name: string) => `runs/${dataset}/${runId}/result/${name}`,
   assignmentPart: (dataset: string, runId: string, shard: number) =>
     `runs/${dataset}/${runId}/result/assignments/part-${pad(shard, 5)}.csv`,

@@ -74,10 +74,9 @@ export interface ShardCodec {
 export const csvShardCodec: ShardCodec = {
   parse(manifest, index, bytes) {
     const parsed = parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes);
-    return {
-      counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped },
-      batch: asFloat32(toBatch(manifest.plan, manifest.standardization, parsed)),
-    };
+    // toBatch first: it moves rows the kernel cannot take to the skipped ones.
+    const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
+    return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch };
   },
   encode({ counts, batch, weight }) {
     // u = [r; 1]: the intercept is not stored, nor r when it repeats x (the default columns).
