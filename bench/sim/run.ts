@@ -31,6 +31,7 @@ import { planRun, shardRowsFor } from '../../lib/pipeline/planner.js';
 import { keys, parseMessage, UpdateMessage } from '../../lib/pipeline/protocol.js';
 import { readJson, silentLog, type Manifest, type RunState } from '../../lib/pipeline/run.js';
 import { csvShardCodec, handleTaskDelivery, WorkerCache, type ShardCodec, type ShardRows } from '../../lib/pipeline/worker.js';
+import { adjustedRandIndex } from '../metrics.js';
 import { chargeCpu, cpuCharged, invocation, payCpu, VirtualClock } from './clock.js';
 import { GeneratedCsv, mixture, surrogateCodec } from './data.js';
 import { eventSourceMapping, workerRamp, type FunctionStats } from './lambda.js';
@@ -186,24 +187,6 @@ function workerBreakdown(stats: FunctionStats, p: SimParams): Record<string, num
   for (const [key, seconds] of cpuCharged) if (key.startsWith('worker ')) out[key.slice(7)] = seconds;
   out['requests (waiting)'] = 2 * out.total - Object.values(out).reduce((s, v) => s + v, 0);
   return out;
-}
-
-/** Adjusted Rand index of two labelings (Hubert & Arabie 1985). */
-export function adjustedRandIndex(a: number[], b: number[]): number {
-  const pairs = (n: number) => (n * (n - 1)) / 2;
-  const table = new Map<string, number>();
-  const rows = new Map<number, number>();
-  const cols = new Map<number, number>();
-  a.forEach((x, i) => {
-    table.set(`${x},${b[i]}`, (table.get(`${x},${b[i]}`) ?? 0) + 1);
-    rows.set(x, (rows.get(x) ?? 0) + 1);
-    cols.set(b[i], (cols.get(b[i]) ?? 0) + 1);
-  });
-  const index = [...table.values()].reduce((s, n) => s + pairs(n), 0);
-  const sa = [...rows.values()].reduce((s, n) => s + pairs(n), 0);
-  const sb = [...cols.values()].reduce((s, n) => s + pairs(n), 0);
-  const expected = (sa * sb) / pairs(a.length);
-  return (index - expected) / ((sa + sb) / 2 - expected);
 }
 
 /** ARI of the fitted responsibilities' argmax against the generator's clusters, on up to 20 000 lines. */

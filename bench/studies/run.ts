@@ -18,6 +18,7 @@ import { parseConfig, type ModelConfigInput } from '../../lib/config.js';
 import { fitLocal } from '../../lib/local/runner.js';
 import { createRandom, type Random } from '../../lib/math/random.js';
 import type { ComponentSummary } from '../../lib/model/summary.js';
+import { adjustedRandIndex } from '../metrics.js';
 
 interface Draw {
   header: string[];
@@ -86,24 +87,6 @@ function irrelevant(n: number, random: Random): Draw {
   return d;
 }
 
-/** Adjusted Rand index of two labelings. */
-function ari(a: number[], b: number[]): number {
-  const table = new Map<string, number>();
-  const ca = new Map<number, number>();
-  const cb = new Map<number, number>();
-  a.forEach((x, i) => {
-    table.set(`${x},${b[i]}`, (table.get(`${x},${b[i]}`) ?? 0) + 1);
-    ca.set(x, (ca.get(x) ?? 0) + 1);
-    cb.set(b[i], (cb.get(b[i]) ?? 0) + 1);
-  });
-  const c2 = (v: number) => (v * (v - 1)) / 2;
-  const sum = (m: Iterable<number>) => [...m].reduce((s, v) => s + c2(v), 0);
-  const index = sum(table.values());
-  const sa = sum(ca.values());
-  const sb = sum(cb.values());
-  const expected = (sa * sb) / c2(a.length);
-  return (index - expected) / ((sa + sb) / 2 - expected);
-}
 
 interface FitOutcome {
   components: ComponentSummary[];
@@ -235,7 +218,7 @@ async function study(name: string, draws: number) {
       const out = await fit(file, dir, {});
       if (out.components.length === K) add(`exactly ${K}`);
       if (out.converged) add('converged');
-      add('ARI (sum)', ari(d.labels, out.assigned));
+      add('ARI (sum)', adjustedRandIndex(d.labels, out.assigned));
       if (name !== 'irrelevant') {
         // 95% interval coverage of the true coefficients, over matched components.
         const matched = matchCoefficients(d.coefficients, out.components);
