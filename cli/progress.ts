@@ -52,8 +52,8 @@ export function progressPrinter(stream: NodeJS.WriteStream, schedule: Pick<Sched
       ? p.done === 0
         ? `reading the sample (up to ${p.total} rows)`
         : `read the sample: ${p.done} rows`
-      : p.done === 0
-        ? `initializing: ${p.total} k-means++ restarts on the sample`
+      : p.done < p.total
+        ? `initializing on the sample: restart ${p.done + 1} of ${p.total}`
         : `initialized: best of ${p.total} restarts`;
   const runLine = (p: Progress) => {
     const counts = `${p.shardsDone}/${p.shards} shards, ${p.rows} rows, ${p.skipped} skipped`;
@@ -73,7 +73,7 @@ export function progressPrinter(stream: NodeJS.WriteStream, schedule: Pick<Sched
     };
     return {
       phase(p) {
-        draw(`${planLine(p)} | ${elapsed()}`, p.done > 0);
+        draw(`${planLine(p)} | ${elapsed()}`, p.done > 0 && p.done >= p.total);
       },
       update(p) {
         if (p.elboFrom?.startsWith('sweep ') && p.elbo !== null) sweeps.set(Number(p.elboFrom.slice(6)), p.elbo);
@@ -88,7 +88,7 @@ export function progressPrinter(stream: NodeJS.WriteStream, schedule: Pick<Sched
   const print = (text: string) => stream.write(`${text} | ${elapsed()}\n`);
   return {
     phase(p) {
-      if (p.done > 0) print(planLine(p));
+      if (p.done > 0 && p.done >= p.total) print(planLine(p)); // the phase's last figure only
     },
     update(p) {
       if (p.elboFrom === null || p.elboFrom === lastElboFrom || p.elbo === null) return;

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clusterTable } from '../cli/main.js';
+import { progressPrinter } from '../cli/progress.js';
 import { runCli, tempDir } from './support/cli.js';
 import { badValues } from './support/posterior-check.js';
 
@@ -316,5 +317,22 @@ describe('clusterwise: a CLI that explains itself (issue 10)', () => {
     expect(narrow).toContain('cluster 0: weight 0.5, size 10, noise sd 0.3');
     expect(narrow).toContain('covariate_11=11');
     expect(Math.max(...narrow.split('\n').map((l) => l.length))).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('progress of the initialization', () => {
+  it('shows restart i of n on a terminal, and only the phase\'s last figure when piped', () => {
+    const written: string[] = [];
+    const stream = (isTTY: boolean) => ({ isTTY, columns: 200, write: (t: string) => void written.push(t) }) as unknown as NodeJS.WriteStream;
+    const schedule = { tolerance: 1e-6, maxSweeps: 50 };
+    const tty = progressPrinter(stream(true), schedule, () => 0);
+    for (let done = 0; done <= 3; done++) tty.phase({ phase: 'initialize', done, total: 3 });
+    expect(written.join('')).toContain('initializing on the sample: restart 2 of 3');
+    expect(written.join('')).toContain('initialized: best of 3 restarts');
+    written.length = 0;
+    const piped = progressPrinter(stream(false), schedule, () => 0);
+    for (let done = 0; done <= 3; done++) piped.phase({ phase: 'initialize', done, total: 3 });
+    expect(written).toHaveLength(1);
+    expect(written[0]).toMatch(/^initialized: best of 3 restarts \| /);
   });
 });

@@ -33,6 +33,8 @@ export interface InitOptions {
   refineIterations?: number;
   /** Relative ELBO change at which the refinement on the sample stops. @default 1e-7 */
   tolerance?: number;
+  /** Called after each restart with the restarts done (for progress). */
+  onRestart?: (done: number) => void;
 }
 
 export interface InitResult {
@@ -347,6 +349,7 @@ export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>,
         ...vb,
       });
       restartElbos.push(final.elbo);
+      options.onRestart?.(r + 1);
       if (!best || final.elbo > best.elbo)
         best = { state: final.state, elbo: final.elbo, seeding: screened!.seeding, moves: final.accepted, converged: final.converged };
     }

@@ -184,9 +184,13 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     const standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
     const spec = specOf({ config, plan: columnPlan });
     const batch = toBatch(columnPlan, standardization, sample.parsed);
-    ctx.onPhase?.({ phase: 'initialize', done: 0, total: config.schedule.restarts });
-    const init = initialize(spec, batch, kernel, { restarts: config.schedule.restarts, seed: config.seed });
-    ctx.onPhase?.({ phase: 'initialize', done: config.schedule.restarts, total: config.schedule.restarts });
+    const total = config.schedule.restarts;
+    ctx.onPhase?.({ phase: 'initialize', done: 0, total });
+    const init = initialize(spec, batch, kernel, {
+      restarts: total,
+      seed: config.seed,
+      onRestart: (done) => ctx.onPhase?.({ phase: 'initialize', done, total }),
+    });
     manifest = {
       ...draft,
       standardization,
