@@ -120,7 +120,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     tasksDone += 1;
     if (progress?.status === 'running' && progress.phase !== 'done') options.onProgress?.({ ...progress, shardsDone: Math.min(progress.shards, progress.shardsDone + tasksDone) });
   };
-  const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => void updates.send(body, o)) : undefined;
+  const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => updates.send(body, o)) : undefined;
   const inline = { ...ctx, kernel };
   const cache = new WorkerCache();
   try {
@@ -218,7 +218,7 @@ interface Pool {
   stop(): Promise<void>;
 }
 
-async function startPool(count: number, init: WorkerInit, send: (body: string, o: { groupId?: string; deduplicationId?: string }) => void): Promise<Pool> {
+async function startPool(count: number, init: WorkerInit, send: (body: string, o: { groupId?: string; deduplicationId?: string }) => Promise<void>): Promise<Pool> {
   const busy = new Map<Worker, (error?: string) => void>();
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
@@ -232,8 +232,11 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') resolve(worker);
         else if (m.type === 'send') {
-          send(m.body, { groupId: m.groupId, deduplicationId: m.deduplicationId });
-          signal();
+          // Wake the loop once the update is on the queue, not before: else it finds none and idles.
+          void send(m.body, { groupId: m.groupId, deduplicationId: m.deduplicationId }).then(signal, (error: Error) => {
+            failure = error;
+            signal();
+          });
         } else if (m.type === 'done') {
           const done = busy.get(worker);
           busy.delete(worker);
