@@ -6,11 +6,13 @@ import { planRun } from '../lib/pipeline/planner.js';
 import { batchUpdate, paramsFor, runLocalStep, stepSize } from '../lib/inference/vb.js';
 import { readOwnedLines } from '../lib/data/csv.js';
 import { parseWith, toBatch } from '../lib/data/dataset.js';
-import { layoutOf } from '../lib/model/spec.js';
+import { layoutOf, priorCoordinates } from '../lib/model/spec.js';
+import { derive } from '../lib/model/posterior.js';
+import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { handleTaskDelivery, WorkerCache } from '../lib/pipeline/worker.js';
-import { readJson, readPosterior, specOf, type Manifest, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
+import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
 
@@ -77,6 +79,62 @@ describe('pipeline roles over in-memory ports', () => {
     expect(other.warmStartFrom).toBeUndefined();
     const m = (await readJson<Manifest>(ctx.store, keys.manifest('forum', other.runId))).value;
     expect(m.sample.restartElbos.length).toBe(config.schedule.restarts);
+  });
+});
+
+describe('merge and delete moves through the rounds', () => {
+  it('a component split in two is merged back by a candidate sweep; repeated completions change nothing; the trace never falls', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200, sviEpochs: 0 } });
+    const manifest = await planRun(ctx, { dataset: 'forum', config, warmStart: false }, ctx.kernel);
+    const spec = specOf(manifest);
+    // Start from the initialization with its largest cluster's statistics halved over it and an
+    // empty slot: two identical components, a fixed point of batch VB that only a merge undoes.
+    const stateKey = keys.state('forum', manifest.runId);
+    const start = (await readJson<RunState>(ctx.store, stateKey)).value;
+    const initial = await readPosterior(ctx.store, spec, start.posteriorKey);
+    const layout = layoutOf(spec);
+    const lambda0 = priorCoordinates(spec);
+    const stats = initial.state.lambda.map((v, i) => v - lambda0[i]);
+    const empty = Array.from({ length: spec.T }, (_, k) => k).find((k) => stats[layout.count + k] < 1e-3)!;
+    const { D, P } = spec;
+    for (const [offset, width] of [[layout.count, 1], [layout.sx, D], [layout.sxx, D * D], [layout.suu, P * P], [layout.syu, P], [layout.syy, 1]])
+      for (let i = 0; i < width; i++) {
+        stats[offset + i] /= 2;
+        stats[offset + empty * width + i] = stats[offset + i];
+      }
+    const split = batchUpdate(spec, initial.state, stats);
+    expect(reportedComponents(derive(spec, split))).toHaveLength(5);
+    await ctx.store.put(start.posteriorKey, encodePosterior(spec, { version: 0, state: split, trace: [] }));
+
+    const cache = new WorkerCache();
+    let candidates = 0;
+    for (let step = 0; step < 10_000; step++) {
+      for (let batch = await ctx.tasks.receive(10, 0); batch.length; batch = await ctx.tasks.receive(10, 0))
+        for (const task of batch) {
+          await handleTaskDelivery(ctx, task, 3, cache);
+          await ctx.tasks.delete(task);
+        }
+      const delivered = await ctx.updates.receive(10, 0);
+      const messages = delivered.map((m) => parseMessage(UpdateMessage, m.body, 'updates'));
+      await handleUpdates(ctx, messages);
+      for (const m of delivered) await ctx.updates.delete(m);
+      const after = (await readJson<RunState>(ctx.store, stateKey)).value;
+      if (after.moves?.candidate) candidates++;
+      // The same completions again (a redelivery, a second worker's message): nothing changes.
+      await handleUpdates(ctx, messages);
+      expect((await readJson<RunState>(ctx.store, stateKey)).value).toEqual(after);
+      if (after.status !== 'running') break;
+    }
+    const state = (await readJson<RunState>(ctx.store, stateKey)).value;
+    expect(state.status).toBe('done');
+    expect(state.converged).toBe(true);
+    expect(candidates).toBeGreaterThan(0);
+    const posterior = (await readJson<PosteriorDocument & { trace: TraceEntry[] }>(ctx.store, state.resultKey!)).value;
+    expect(posterior.components.length).toBe(4);
+    const sweeps = posterior.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+    for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
   });
 });
 

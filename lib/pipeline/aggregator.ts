@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
+import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
 import { renderReport } from '../model/report.js';
@@ -33,8 +34,10 @@ import {
   silentLog,
   specOf,
   type Manifest,
+  type MovesState,
   type Progress,
   type RoleContext,
+  type RoundState,
   type RunState,
   type TraceEntry,
 } from './run.js';
@@ -113,6 +116,7 @@ async function apply(run: RunContext, message: UpdateMessage): Promise<void> {
   const log = run.ctx.log ?? silentLog;
   if (state.status !== 'running') return;
   const current = state.round?.id;
+  if (message.kind === 'run-failed') return fail(run, message.reason);
   if (message.kind === 'task-failed') {
     // A task of the current round is lost, or one too broken to say which (its body named the run
     // only): the round cannot complete. A task of another round (an orphan, a stale one) is not missed.
@@ -136,9 +140,8 @@ interface RoundTotal {
   groups: GroupReport[];
 }
 
-async function readRoundTotal(run: RunContext): Promise<RoundTotal> {
+async function readRoundTotal(run: RunContext, round: Pick<RoundState, 'id' | 'tasks' | 'fanIn'> = run.state.round!): Promise<RoundTotal> {
   const { manifest, ctx } = run;
-  const round = run.state.round!;
   const spec = specOf(manifest);
   const groups = await pMap(
     Array.from({ length: groupCount(round) }, (_, g) => keys.groupSum(manifest.dataset, manifest.runId, round.id, g)),
@@ -191,16 +194,79 @@ async function completeRound(run: RunContext): Promise<void> {
 
   // A batch sweep: its ELBO is exact for the version every task used.
   const elbo = elboOf(spec, current.state, total.logLik);
-  const previous = [...trace].reverse().find((t) => t.phase === 'batch');
-  const entry: TraceEntry = { phase: 'batch', round: round.number, version: state.version, elbo };
-  const converged = previous !== undefined && Math.abs(elbo - previous.elbo) <= schedule.tolerance * Math.abs(elbo);
-  if (converged || round.number + 1 >= schedule.maxSweeps) {
-    // Keep the version whose ELBO was just measured: the reported posterior and ELBO agree.
-    state.converged = converged;
-    return finish(run, current.state, [...trace, entry]);
+  const moves = state.moves ?? { exclude: [] };
+  const batches = trace.filter((t) => t.phase === 'batch');
+  if (moves.candidate && moves.base) {
+    // The sweep evaluated a move's candidate, published instead of the batch update of the sweep
+    // before (the last entry of its trace): kept only if the ELBO rose (moves.ts contract).
+    const base = batches[batches.length - 1];
+    if (!acceptMove(base.elbo, elbo)) {
+      // Rejected: the candidate's sweep is spent and stays out of the trace; decide again from the
+      // sweep before, with its sums read again, as if this sweep had not happened.
+      const from = await readPosterior(run.ctx.store, spec, moves.base.posteriorKey);
+      const sums = await readRoundTotal(run, moves.base.round);
+      return afterSweep(run, {
+        state: from.state,
+        stats: sums.stats!,
+        elbo: base.elbo,
+        previousElbo: batches[batches.length - 2]?.elbo,
+        trace,
+        base: moves.base,
+        exclude: [...moves.exclude, moves.candidate],
+      });
+    }
+    moves.exclude = [];
   }
-  await newVersion(run, batchUpdate(spec, current.state, total.stats!), [...trace, entry]);
-  run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: round.number + 1, writer: run.writer }));
+  const entry: TraceEntry = { phase: 'batch', round: round.number, version: state.version, elbo };
+  return afterSweep(run, {
+    state: current.state,
+    stats: total.stats!,
+    elbo,
+    previousElbo: batches[batches.length - 1]?.elbo,
+    trace: [...trace, entry],
+    base: { round: { id: round.id, tasks: round.tasks, fanIn: round.fanIn }, posteriorKey: state.posteriorKey },
+    exclude: moves.exclude,
+  });
+}
+
+/** A batch sweep that counts: the state it evaluated, its sums, its ELBO and the one before. */
+interface Sweep extends SweepResult {
+  /** The trace up to and including this sweep. */
+  trace: TraceEntry[];
+  /** Where the sweep's sums and state can be read again. */
+  base: NonNullable<MovesState['base']>;
+  /** Move keys rejected since the last accepted move. */
+  exclude: string[];
+}
+
+/**
+ * After a sweep: sweep a move's candidate when there is one (Hughes & Sudderth 2013; moves.ts),
+ * else stop when converged or out of sweeps, else the batch update. `converged` is only set when
+ * no candidate is left, so a converged run has tried its moves.
+ */
+async function afterSweep(run: RunContext, sweep: Sweep): Promise<void> {
+  const { state, manifest } = run;
+  const spec = specOf(manifest);
+  const schedule = manifest.config.schedule;
+  const number = state.round!.number;
+  const last = number + 1 >= schedule.maxSweeps;
+  const converged =
+    sweep.previousElbo !== undefined && Math.abs(sweep.elbo - sweep.previousElbo) <= schedule.tolerance * Math.abs(sweep.elbo);
+  const [candidate] = last ? [] : proposeMoves(spec, sweep, { exclude: new Set(sweep.exclude) });
+  if (candidate) {
+    state.moves = { exclude: sweep.exclude, candidate: candidate.key, base: sweep.base };
+    await newVersion(run, candidate.state, sweep.trace);
+    run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: number + 1, writer: run.writer }));
+    return;
+  }
+  state.moves = sweep.exclude.length ? { exclude: sweep.exclude } : undefined;
+  if (converged || last) {
+    // Keep the version whose ELBO was measured last: the reported posterior and ELBO agree.
+    state.converged = converged;
+    return finish(run, sweep.state, sweep.trace);
+  }
+  await newVersion(run, batchUpdate(spec, sweep.state, sweep.stats), sweep.trace);
+  run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: number + 1, writer: run.writer }));
 }
 
 /**

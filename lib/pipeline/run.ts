@@ -73,9 +73,22 @@ export interface RunState {
   converged: boolean;
   /** The latest trace entry (what progress shows). */
   latest: TraceEntry | null;
+  /**
+   * Merge and delete moves of the batch phase (moves.ts contract): keys rejected since the last
+   * accepted move, and while a candidate is swept, its key and the sweep it was proposed from
+   * (that sweep's sums stay readable under its round id).
+   */
+  moves?: MovesState;
   failure?: string;
   resultKey?: string;
   updatedAt: string;
+}
+
+export interface MovesState {
+  exclude: string[];
+  candidate?: string;
+  /** The sweep the candidate replaces: its round (to read its sums again) and its posterior version. */
+  base?: { round: Pick<RoundState, 'id' | 'tasks' | 'fanIn'>; posteriorKey: string };
 }
 
 /** The state's bitmap of shards seen, as bytes (room for every shard of the manifest). */
@@ -162,6 +175,11 @@ export interface RoleContext {
   onPhase?: (phase: PlanPhase) => void;
   /** Workers that can run at once (Lambda concurrency, local threads): how many tasks to keep in flight. */
   workerConcurrency?: number;
+  /**
+   * Dead-letter queues: a message that fails for good is sent there at once and acknowledged
+   * (lib/pipeline/failures.ts). @default none: the queue's redrive moves it after its last delivery
+   */
+  deadLetter?: { tasks?: Queue; updates?: Queue };
 }
 
 export interface WorkerContext extends RoleContext {
