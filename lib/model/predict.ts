@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ModelConfigSchema } from '../config.js';
 import { Scratch } from '../data/scratch.js';
+import { ClusterwiseError } from '../errors.js';
 import type { Batch } from '../kernel/types.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
 import { cholesky } from '../math/linalg.js';
@@ -81,7 +82,7 @@ const PosteriorForPredict = z.object({
 });
 
 /** A posterior.json that cannot be used; the message names the file. */
-export class PosteriorFileError extends Error {
+export class PosteriorFileError extends ClusterwiseError {
   constructor(file: string, problem: string, options?: { cause?: unknown }) {
     super(`${file}: ${problem}`, options);
     this.name = 'PosteriorFileError';
