@@ -3,7 +3,7 @@
  * deployed stack, found through its CloudFormation outputs (infra/outputs.ts).
  */
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { awsPorts, type AwsPorts } from '../adapters/aws/ports.js';
+import { awsPorts, StackLookupError, type AwsPorts } from '../adapters/aws/ports.js';
 import { SqsQueue } from '../adapters/aws/sqs-queue.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../infra/outputs.js';
 import { loadKernel, type BackendName } from '../lib/kernel/backend.js';
@@ -22,13 +22,7 @@ export interface StackOptions {
   region?: string;
 }
 
-/** A stack that cannot be used: missing, not deployed here, or without the outputs the CLI needs. */
-export class StackLookupError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StackLookupError';
-  }
-}
+export { StackLookupError };
 
 /** The deployed pipeline's bucket and queue URLs, read from its stack's outputs. */
 export async function stackOutputs(o: StackOptions): Promise<Partial<Record<StackOutputName, string>>> {

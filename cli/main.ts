@@ -5,6 +5,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig, parseConfigLayers, type Delimiter } from '../lib/config.js';
+import { ClusterwiseError } from '../lib/errors.js';
 import { formatSkipped, type SkippedRow } from '../lib/data/csv.js';
 import { fitLocal } from '../lib/local/runner.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -237,7 +238,8 @@ function checkInputFiles(files: string[]): void {
   }
 }
 
-export class UserError extends Error {
+/** A bad command line or input file, said without a stack trace. */
+export class UserError extends ClusterwiseError {
   constructor(message: string) {
     super(message);
     this.name = 'UserError';

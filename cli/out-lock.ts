@@ -5,8 +5,12 @@
  */
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ClusterwiseError } from '../lib/errors.js';
 
-export class OutputLockedError extends Error {
+/** Another fit writes to the same folder; trying again once it ended may pass. */
+export class OutputLockedError extends ClusterwiseError {
+  override readonly retryable = true;
+
   constructor(message: string) {
     super(message);
     this.name = 'OutputLockedError';

@@ -1,12 +1,14 @@
 /**
  * Aggregator Lambda (FIFO updates queue, group = run id): the whole delivery batch is applied in
- * one call, so each run's state is read and written once per batch (lib/pipeline/aggregator.ts).
- * A record that does not parse fails alone; if applying the batch fails, every parsed record is
- * reported failed and redelivered in order (partial batch responses, ReportBatchItemFailures).
+ * one call, each run's updates together, so each run's state is read and written once per batch
+ * (lib/pipeline/update-delivery.ts). A run whose updates fail transiently has its records reported
+ * failed and redelivered in order (partial batch responses, ReportBatchItemFailures); a run that
+ * cannot go on is failed with the reason, and a record that does not parse is dead-lettered at once.
  */
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { handleUpdates } from '../lib/pipeline/aggregator.js';
-import { parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { describeError } from '../lib/errors.js';
+import type { QueueMessage } from '../lib/pipeline/ports.js';
+import { handleUpdateDelivery } from '../lib/pipeline/update-delivery.js';
 import { createLogger, roleContext, toQueueMessage } from './runtime.js';
 
 const logger = createLogger();
@@ -15,21 +17,17 @@ const ctx = roleContext(logger);
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   logger.addContext(context);
   const failed: string[] = [];
-  const parsed: { id: string; message: UpdateMessage }[] = [];
+  const delivered: QueueMessage[] = [];
   for (const record of event.Records) {
     try {
-      parsed.push({ id: record.messageId, message: parseMessage(UpdateMessage, (await toQueueMessage(record, ctx)).body, 'updates') });
+      delivered.push(await toQueueMessage(record, ctx));
     } catch (error) {
-      // Logged for the error-log alarm; retried, then dead-lettered.
-      logger.error('update failed', { messageId: record.messageId, receiveCount: record.attributes.ApproximateReceiveCount, error: error as Error });
+      // An offloaded payload that cannot be fetched: logged for the error-log alarm; retried, then dead-lettered.
+      logger.error('update failed', { messageId: record.messageId, receiveCount: record.attributes.ApproximateReceiveCount, reason: describeError(error) });
       failed.push(record.messageId);
     }
   }
-  try {
-    if (parsed.length) await handleUpdates(ctx, parsed.map((p) => p.message));
-  } catch (error) {
-    logger.error('update failed', { messageIds: parsed.map((p) => p.id), error: error as Error });
-    failed.push(...parsed.map((p) => p.id));
-  }
+  const { retry } = await handleUpdateDelivery(ctx, delivered);
+  failed.push(...retry);
   return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
 };

@@ -30,10 +30,13 @@ export function asLog(logger: Logger): Log {
 export function roleContext(logger: Logger): RoleContext {
   const ports = portsFromEnvironment();
   const concurrency = Number(process.env.WORKER_CONCURRENCY);
+  const deadLetter = (name: string) => ports.deadLetters.find((d) => d.name === name)?.queue;
   return {
     store: ports.store,
     tasks: ports.tasks,
     updates: ports.updates,
+    // A message that fails for good goes here at once (lib/pipeline/failures.ts).
+    deadLetter: { tasks: deadLetter('tasks'), updates: deadLetter('updates') },
     log: asLog(logger),
     ...(concurrency > 0 ? { workerConcurrency: concurrency } : {}),
   };

@@ -29,6 +29,7 @@ import { LambdaDestination } from 'aws-cdk-lib/aws-s3-notifications';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { ClusterwiseError } from '../lib/errors.js';
 import { DataBucket, KeyPrefix } from './constructs/data-bucket.js';
 import { PipelineAlarms } from './constructs/pipeline-alarms.js';
 import { grantRoleAccess, ROLE_ACCESS } from './constructs/role-access.js';
@@ -107,7 +108,7 @@ export interface ClusterwiseProps {
 }
 
 /** A prop that cannot work, found at synth time. */
-export class InvalidClusterwisePropsError extends Error {
+export class InvalidClusterwisePropsError extends ClusterwiseError {
   constructor(readonly problems: string[]) {
     super(`invalid Clusterwise props:\n  - ${problems.join('\n  - ')}`);
     this.name = 'InvalidClusterwisePropsError';

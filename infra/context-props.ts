@@ -16,10 +16,11 @@
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Schedule } from 'aws-cdk-lib/aws-events';
+import { ClusterwiseError } from '../lib/errors.js';
 import type { ClusterwiseProps } from './clusterwise.js';
 
 /** A context value that cannot be read as the type its key needs. */
-export class InvalidContextError extends Error {
+export class InvalidContextError extends ClusterwiseError {
   constructor(readonly key: string, message: string) {
     super(`context ${key}: ${message}`);
     this.name = 'InvalidContextError';

@@ -7,6 +7,7 @@
  * value far past anything useful is an error that states the bound, not a run that never ends.
  */
 import { z } from 'zod';
+import { ClusterwiseError } from './errors.js';
 
 /** A finite number in [min, max]; the bounds appear in the error (see describeIssue). */
 const between = (min: number, max: number) => z.number().min(min).max(max);
@@ -150,7 +151,7 @@ export type Schedule = z.output<typeof ScheduleSchema>;
 export type Family = ModelConfig['family'];
 
 /** Raised for a configuration that does not validate; names the source and every bad field. */
-export class ConfigError extends Error {
+export class ConfigError extends ClusterwiseError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ConfigError';

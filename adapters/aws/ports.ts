@@ -4,10 +4,22 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ClusterwiseError } from '../../lib/errors.js';
 import type { ObjectStore, Queue } from '../../lib/pipeline/ports.js';
 import { INTERMEDIATE_TAGS, queueNames } from '../../lib/pipeline/protocol.js';
 import { S3ObjectStore } from './s3-object-store.js';
 import { SqsQueue } from './sqs-queue.js';
+
+/**
+ * A stack that cannot be used: missing, not deployed here, without the outputs the CLI needs, or a
+ * function without the environment the stack gives it. Permanent until the deployment is fixed.
+ */
+export class StackLookupError extends ClusterwiseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StackLookupError';
+  }
+}
 
 export interface AwsPortOptions {
   bucket: string;
@@ -52,7 +64,7 @@ export function awsPorts(options: AwsPortOptions): AwsPorts {
 export function portsFromEnvironment(env: NodeJS.ProcessEnv = process.env): AwsPorts {
   const required = (name: string) => {
     const value = env[name];
-    if (!value) throw new Error(`environment variable ${name} is not set`);
+    if (!value) throw new StackLookupError(`environment variable ${name} is not set (the stack sets it: infra/clusterwise.ts)`);
     return value;
   };
   return awsPorts({
@@ -72,7 +84,7 @@ export async function stackQueueUrls(sqs: SQSClient, stackName: string) {
     try {
       return (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
     } catch (cause) {
-      throw new Error(`queue ${name} not found: is the stack "${stackName}" deployed in this region?`, { cause });
+      throw new StackLookupError(`queue ${name} not found: is the stack "${stackName}" deployed in this region?`, { cause });
     }
   };
   return {

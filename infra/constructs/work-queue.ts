@@ -4,6 +4,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { InvalidClusterwisePropsError } from '../clusterwise.js';
 
 /**
  * AWS guidance for SQS event sources: visibility timeout at least six times the function timeout,
@@ -47,9 +48,9 @@ export class WorkQueue extends Construct {
       : {};
     const visibility = props.consumerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR;
     if (visibility > Duration.hours(12).toSeconds()) {
-      throw new Error(
+      throw new InvalidClusterwisePropsError([
         `${this.node.path}: visibility timeout ${visibility} s (${VISIBILITY_TIMEOUT_FACTOR} × consumer timeout) exceeds the SQS maximum of 12 hours`,
-      );
+      ]);
     }
 
     this.deadLetterQueue = new Queue(this, 'DeadLetterQueue', {

@@ -2,6 +2,7 @@
  * Errors of the data layer: a fatal problem with an input file, named by file, line and column
  * so that a user can open the file and find it.
  */
+import { ClusterwiseError } from '../errors.js';
 import { NotFoundError } from '../pipeline/ports.js';
 
 /** Where in the input a problem is: file name, 1-based physical line, column name. */
@@ -30,7 +31,7 @@ export function formatLocation(where: DataLocation): string {
  * The message reads `data.csv:17: column "x2": "abc" is not a number`; `detail` holds the part
  * after the location, for callers that assemble their own report.
  */
-export class DataError extends Error {
+export class DataError extends ClusterwiseError {
   readonly file: string;
   readonly line?: number;
   readonly column?: string;

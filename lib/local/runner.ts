@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config.js';
+import { ClusterwiseError } from '../errors.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
 import type { PosteriorDocument } from '../model/summary.js';
 import { handleUpdates } from '../pipeline/aggregator.js';
@@ -47,7 +48,8 @@ export interface LocalFitResult {
 const DATASET = 'local';
 const MAX_RECEIVE_COUNT = 3;
 
-export class RunFailedError extends Error {
+/** The run ended failed (its reason is the message): permanent for this input and these settings. */
+export class RunFailedError extends ClusterwiseError {
   constructor(message: string) {
     super(message);
     this.name = 'RunFailedError';

@@ -6,9 +6,10 @@
  * at this size than a general matrix library's object model. TensorFlow.js has no float64, so this
  * is also the precision oracle for the float32 kernel.
  */
+import { ClusterwiseError } from '../errors.js';
 
-/** Raised when a matrix that must be symmetric positive-definite is not. */
-export class NotPositiveDefiniteError extends Error {
+/** Raised when a matrix that must be symmetric positive-definite is not: permanent (the same numbers fail again). */
+export class NotPositiveDefiniteError extends ClusterwiseError {
   constructor(readonly what: string) {
     super(
       `${what} is not positive-definite; the data may have constant or collinear columns ` +

@@ -6,8 +6,15 @@
  * and aggregator code runs in both places. Adapters must pass test/contract/*.test.ts.
  */
 
-/** Base class of every error the ports raise, so callers can tell port failures apart. */
-export class PortError extends Error {
+import { ClusterwiseError } from '../errors.js';
+
+/**
+ * Base class of every error the ports raise, so callers can tell port failures apart. Retryable:
+ * a storage or queue call that failed, or a conditional write that lost, may pass when redone.
+ */
+export class PortError extends ClusterwiseError {
+  override readonly retryable: boolean = true;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'PortError';

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { ClusterwiseError } from '../errors.js';
 
 // ---- float64 vectors in JSON documents (posterior.json's state) as base64 of their little-endian bytes ----
 
@@ -176,7 +177,21 @@ export const TaskFailedMessage = z.object({
 });
 export type TaskFailedMessage = z.infer<typeof TaskFailedMessage>;
 
-export const UpdateMessage = z.discriminatedUnion('kind', [RoundCompleteMessage, TaskFailedMessage]);
+/**
+ * Aggregator → itself: applying a run's updates failed for good (lib/pipeline/update-delivery.ts), so the
+ * run fails with this reason. Never sent by a worker; on the queue it would be applied the same way.
+ */
+export const RunFailedMessage = z.object({
+  kind: z.literal('run-failed'),
+  dataset: DatasetName,
+  runId: z.string().min(1),
+  /** The round in flight when it failed, or "unknown" (not used: the run fails whatever its round). */
+  roundId: z.string().min(1),
+  reason: z.string(),
+});
+export type RunFailedMessage = z.infer<typeof RunFailedMessage>;
+
+export const UpdateMessage = z.discriminatedUnion('kind', [RoundCompleteMessage, TaskFailedMessage, RunFailedMessage]);
 export type UpdateMessage = z.infer<typeof UpdateMessage>;
 
 /** Parse a JSON body with a schema; the error names the queue and the first problems. */
@@ -195,7 +210,8 @@ export function parseMessage<S extends z.ZodType>(schema: S, body: string, where
   return parsed.data;
 }
 
-export class ProtocolError extends Error {
+/** A message that does not parse: permanent (the same body fails the same way on every delivery). */
+export class ProtocolError extends ClusterwiseError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ProtocolError';

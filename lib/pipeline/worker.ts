@@ -9,12 +9,14 @@
 import pMap from 'p-map';
 import { readOwnedLines } from '../data/csv.js';
 import { parseWith, toBatch } from '../data/dataset.js';
-import { DataError } from '../data/errors.js';
+import { DataError, fileNotFound } from '../data/errors.js';
 import { paramsFor, runLocalStep } from '../inference/vb.js';
 import type { Batch } from '../kernel/types.js';
 import type { LocalParams } from '../model/posterior.js';
 import { packSymmetric } from '../model/spec.js';
 import { decodeBinary, encodeBinary } from './binary.js';
+import { describeError, isRetryable } from '../errors.js';
+import { deadLetter, failureOf } from './failures.js';
 import { requestRefit } from './ingest.js';
 import { NotFoundError, PreconditionFailedError, type ObjectStore, type QueueMessage } from './ports.js';
 import {
@@ -27,7 +29,6 @@ import {
   updateSendOptions,
   type RoundCompleteMessage,
   type SkippedRowReport,
-  type TaskFailedMessage,
   type TaskMessage,
 } from './protocol.js';
 import { readJson, readPosterior, silentLog, specOf, type Manifest, type WorkerContext } from './run.js';
@@ -222,6 +223,8 @@ async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number,
     fileSize: file.size,
     ifMatch: file.etag,
   }).catch((error: unknown) => {
+    // The object was deleted after planning: gone for good, like one replaced (below).
+    if (error instanceof NotFoundError) throw fileNotFound(file.name, error);
     if (!(error instanceof PreconditionFailedError)) throw error;
     throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
   });
@@ -373,31 +376,17 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
     const report = await runTask(ctx, task, cache);
     log.info('task done', { runId: task.runId, taskId: task.taskId, rows: report.rows, skipped: report.skipped });
   } catch (error) {
-    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    log.error('task failed', { taskId: task?.taskId, receiveCount: message.receiveCount, reason });
-    if (message.receiveCount >= maxReceiveCount) await reportFailure(ctx, message.body, task, reason);
-    throw error;
-  }
-}
-
-/** Tell the aggregator a task is lost; a body too broken to name its run can only be dead-lettered. */
-async function reportFailure(ctx: WorkerContext, body: string, task: TaskMessage | undefined, reason: string) {
-  let ids: { dataset?: unknown; runId?: unknown; taskId?: unknown; round?: { id?: unknown } } = task ?? {};
-  if (!task) {
-    try {
-      ids = JSON.parse(body);
-    } catch {
+    const reason = describeError(error);
+    const permanent = !isRetryable(error);
+    log.error('task failed', { taskId: task?.taskId, receiveCount: message.receiveCount, reason, permanent });
+    // A lost task fails its run; a body too broken to name its run can only be dead-lettered.
+    const failed = permanent || message.receiveCount >= maxReceiveCount ? failureOf(message.body, reason, task) : undefined;
+    if (failed) await ctx.updates.send(JSON.stringify(failed), updateSendOptions(failed));
+    // A permanent failure would fail the same way on every delivery (lib/pipeline/failures.ts).
+    if (permanent && (await deadLetter(ctx.deadLetter?.tasks, message))) {
+      log.error('task dead-lettered at once', { taskId: task?.taskId, messageId: message.id, reason });
       return;
     }
+    throw error;
   }
-  if (typeof ids.dataset !== 'string' || typeof ids.runId !== 'string') return;
-  const failed: TaskFailedMessage = {
-    kind: 'task-failed',
-    dataset: ids.dataset,
-    runId: ids.runId,
-    roundId: typeof ids.round?.id === 'string' ? ids.round.id : 'unknown',
-    taskId: typeof ids.taskId === 'string' ? ids.taskId : 'unknown',
-    reason,
-  };
-  await ctx.updates.send(JSON.stringify(failed), updateSendOptions(failed));
 }
