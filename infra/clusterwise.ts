@@ -289,7 +289,12 @@ export class Clusterwise extends Construct {
     this.logGroups = { ingest: made.ingest!.logGroup, planner: made.planner!.logGroup, worker: made.worker!.logGroup, aggregator: made.aggregator!.logGroup };
 
     // Least privilege: each role gets exactly what its code calls (the table in role-access.ts).
-    const queues = { tasks: this.tasks.queue, updates: this.updates.queue };
+    const queues = {
+      tasks: this.tasks.queue,
+      updates: this.updates.queue,
+      tasksDeadLetter: this.tasks.deadLetterQueue,
+      updatesDeadLetter: this.updates.deadLetterQueue,
+    };
     for (const [role, fn] of Object.entries(this.functions) as [PipelineRole, NodejsFunction][]) {
       grantRoleAccess(fn, ROLE_ACCESS[role], { bucket: this.bucket, queues });
     }

@@ -15,11 +15,13 @@
  *   `datasets/`, writes assignment parts, offloaded result payloads (tagged), binary shard copies,
  *   partial sums and group sums under `runs/`, and lists a round's partial and group sums
  *   (`runs/<name>/<runId>/rounds/…`) to see whether its group is complete; it starts a pending refit
- *   (a refit message), which is `requestRefit` again: so it has the starters' grants too.
+ *   (a refit message), which is `requestRefit` again: so it has the starters' grants too. A task that
+  fails for good it sends to the tasks dead-letter queue itself (lib/pipeline/failures.ts).
  * - aggregator (aggregator.ts) reads the manifest, the state, posterior versions, offloaded payloads
  *   and the workers' sums and shard counts under `runs/` (listing `runs/<name>/<runId>/counts/`); it
  *   writes posterior versions (tagged), the state, the results and the released marker under
- *   `runs/`, and `models/<name>/latest.json`. It never reads data: no `datasets/` grant.
+ *   `runs/`, and `models/<name>/latest.json`. It never reads data: no `datasets/` grant. An update
+  that does not parse it sends to the updates dead-letter queue itself (lib/pipeline/update-delivery.ts).
  *
  * No role deletes an object (intermediates expire by the bucket's lifecycle rule), so no
  * s3:DeleteObject; no role sets retention or legal holds or reads tags. A conditional
@@ -37,7 +39,7 @@ import type { PipelineRole } from './role-function.js';
 type Prefix = (typeof KeyPrefix)[keyof typeof KeyPrefix];
 
 /** The queues a role sends to (the consumers' receive grants come with their event sources). */
-export type SendTarget = 'tasks' | 'updates';
+export type SendTarget = 'tasks' | 'updates' | 'tasksDeadLetter' | 'updatesDeadLetter';
 
 export interface RoleAccess {
   /** s3:GetObject (GET and HEAD) on `<prefix>*`. */
@@ -66,8 +68,8 @@ const STARTS_RUNS: RoleAccess = {
 export const ROLE_ACCESS: Readonly<Record<PipelineRole, RoleAccess>> = {
   ingest: STARTS_RUNS,
   planner: STARTS_RUNS,
-  worker: { ...STARTS_RUNS, list: [datasets, runs], send: ['tasks', 'updates'] },
-  aggregator: { get: [runs, models], put: [runs, models], putTagged: [runs], list: [runs], send: ['tasks'] },
+  worker: { ...STARTS_RUNS, list: [datasets, runs], send: ['tasks', 'updates', 'tasksDeadLetter'] },
+  aggregator: { get: [runs, models], put: [runs, models], putTagged: [runs], list: [runs], send: ['tasks', 'updatesDeadLetter'] },
 };
 
 /** Adds the statements of `access` to the function's role. */

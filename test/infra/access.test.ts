@@ -79,6 +79,7 @@ const EXPECTED: Record<PipelineRole, string[]> = {
     ...STARTS_RUNS.filter((grant) => !grant.startsWith('s3:ListBucket')),
     's3:ListBucket bucket if datasets/*,runs/*',
     'sqs:SendMessage updates',
+    'sqs:SendMessage tasks-dlq', // a task that fails for good, at once (lib/pipeline/failures.ts)
     ...consumes('tasks'),
   ],
   aggregator: [
@@ -89,6 +90,7 @@ const EXPECTED: Record<PipelineRole, string[]> = {
     's3:PutObjectTagging runs/*',
     's3:ListBucket bucket if runs/*', // the run's shard counts (aggregator.ts)
     'sqs:SendMessage tasks',
+    'sqs:SendMessage updates-dlq', // an update that does not parse, at once (lib/pipeline/update-delivery.ts)
     ...consumes('updates'),
   ],
 };
