@@ -1,4 +1,5 @@
 /** Ingest Lambda (S3 ObjectCreated under datasets/): starts a run, or coalesces into a pending refit. */
+import { createHash } from 'node:crypto';
 import type { Context, S3Event } from 'aws-lambda';
 import { datasetOfDataKey, requestRefit, type RefitOutcome } from '../lib/pipeline/ingest.js';
 import { containerKernel, createLogger, roleContext } from './runtime.js';
@@ -19,7 +20,9 @@ export const handler = async (event: S3Event, context: Context): Promise<Record<
       outcomes[key] = 'ignored';
       continue;
     }
-    outcomes[key] = await requestRefit(ctx, dataset, await containerKernel());
+    // Lambda retries a failed event as it was: a hash of the record names this upload on every attempt.
+    const request = createHash('sha256').update(JSON.stringify([r.s3.bucket.name, r.s3.object.key, r.s3.object.sequencer, r.eventTime])).digest('hex');
+    outcomes[key] = await requestRefit(ctx, dataset, await containerKernel(), {}, { request });
     logger.info('upload handled', { key, dataset, ...outcomes[key] });
   }
   return outcomes;

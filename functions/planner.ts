@@ -20,13 +20,14 @@ export const handler = async (event: unknown, context: Context): Promise<Record<
   const kernel = await containerKernel();
   const outcomes: Record<string, RefitOutcome | { error: string }> = {};
   if ('dataset' in request) {
-    outcomes[request.dataset] = await requestRefit(ctx, request.dataset, kernel, request.overrides);
+    outcomes[request.dataset] = await requestRefit(ctx, request.dataset, kernel, request.overrides, { request: context.awsRequestId });
     return outcomes;
   }
   const datasets = request.datasets.length ? request.datasets : await configuredDatasets(ctx);
   for (const dataset of datasets) {
     try {
-      outcomes[dataset] = await requestRefit(ctx, dataset, kernel);
+      // Lambda's retries of an asynchronous invocation keep its request id.
+      outcomes[dataset] = await requestRefit(ctx, dataset, kernel, {}, { request: `${context.awsRequestId}/${dataset}` });
     } catch (error) {
       // One dataset's bad data or config must not stop the others' refits.
       outcomes[dataset] = { error: error instanceof Error ? error.message : String(error) };

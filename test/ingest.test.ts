@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
-import { configuredDatasets, datasetOfDataKey, releaseDataset, requestRefit, type ActiveRun } from '../lib/pipeline/ingest.js';
+import { configuredDatasets, datasetOfDataKey, PLANNING_TIMEOUT_MS, releaseDataset, requestRefit, type ActiveRun } from '../lib/pipeline/ingest.js';
 import { keys, parseMessage, TasksQueueMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState } from '../lib/pipeline/run.js';
 import { handleTaskDelivery } from '../lib/pipeline/worker.js';
@@ -134,5 +134,83 @@ describe('ingest', () => {
     expect(await requestRefit(ctx, 'forum', ctx.kernel)).toHaveProperty('started');
     const [task] = await ctx.tasks.receive(1, 0);
     expect(parseMessage(TasksQueueMessage, task.body, 'tasks').kind).toBe('task');
+  });
+});
+
+/**
+ * Issue 7 item 3a: an ingest that dies mid-planning. Its process is gone: no catch block frees the
+ * dataset, so the claim stays. Here a write of the planner never returns (the process froze and
+ * was killed); Lambda then retries the same event.
+ */
+describe('ingest dies mid-planning', () => {
+  /** Make the next put of `key` (or of the first key matching) hang for ever, as a killed process would. */
+  function dieAtPut(ctx: Awaited<ReturnType<typeof withDataset>>, match: (key: string) => boolean) {
+    const put = ctx.store.put.bind(ctx.store);
+    let died = false;
+    ctx.store.put = (key, body, options) => {
+      if (!died && match(key)) {
+        died = true;
+        return new Promise(() => undefined);
+      }
+      return put(key, body, options);
+    };
+    return () => died;
+  }
+
+  async function until(condition: () => Promise<boolean> | boolean) {
+    for (let i = 0; i < 1000 && !(await condition()); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await condition()).toBe(true);
+  }
+
+  it('the retry of the same upload takes its claim over and fits every row, with later uploads in it', async () => {
+    const ctx = await withDataset();
+    const died = dieAtPut(ctx, (key) => key.endsWith('/manifest.json'));
+    void requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' }); // never returns
+    await until(died);
+    const claim = (await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value;
+    expect(claim).toMatchObject({ request: 'upload-1', pendingRefit: false });
+    // Another upload meanwhile cannot tell a slow planner from a dead one: it coalesces.
+    await ctx.store.put('datasets/forum/data/b.csv', readFileSync('examples/forum.csv'));
+    expect(await requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-2' })).toEqual({ coalesced: claim.runId });
+    expect(await ctx.store.head(keys.state('forum', claim.runId))).toBeUndefined(); // that run never came to exist
+
+    const retry = await requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' });
+    expect(retry).toHaveProperty('started');
+    const runId = (retry as { started: string }).started;
+    expect(runId).not.toBe(claim.runId);
+    expect(await drive(ctx)).toMatchObject({ runId, status: 'done', rows: 2000 });
+    // Planned after both uploads, so no refit is owed: the marker is released with none pending.
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId, ended: true, pendingRefit: false });
+    // A second retry of the same upload changes nothing.
+    expect(await requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' })).toHaveProperty('started');
+  });
+
+  it('with no retry, any request takes over a claim that was never planned once the planning timeout passed', async () => {
+    const ctx = await withDataset();
+    const died = dieAtPut(ctx, (key) => key.endsWith('/manifest.json'));
+    void requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' });
+    await until(died);
+    const claim = (await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value;
+    const soon = new Date(Date.parse(claim.startedAt) + PLANNING_TIMEOUT_MS - 1000);
+    expect(await requestRefit(ctx, 'forum', ctx.kernel, {}, { now: soon })).toEqual({ coalesced: claim.runId });
+    const later = new Date(Date.parse(claim.startedAt) + PLANNING_TIMEOUT_MS);
+    const outcome = await requestRefit(ctx, 'forum', ctx.kernel, {}, { now: later });
+    expect(outcome).toHaveProperty('started');
+    expect(await drive(ctx)).toMatchObject({ status: 'done', rows: 1000 });
+  });
+
+  it('a retry after the planner died between writing the state and sending the first tasks sends them', async () => {
+    const ctx = await withDataset();
+    const sendBatch = ctx.tasks.sendBatch.bind(ctx.tasks);
+    let died = false;
+    ctx.tasks.sendBatch = (entries) => (died ? sendBatch(entries) : ((died = true), new Promise(() => undefined)));
+    void requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' });
+    await until(() => died);
+    const { runId } = (await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value;
+    expect((await readJson<RunState>(ctx.store, keys.state('forum', runId))).value.status).toBe('running');
+    expect(await ctx.tasks.depth()).toBe(0); // a run that would wait an hour to be abandoned
+
+    expect(await requestRefit(ctx, 'forum', ctx.kernel, {}, { request: 'upload-1' })).toEqual({ started: runId });
+    expect(await drive(ctx)).toMatchObject({ runId, status: 'done', rows: 1000 });
   });
 });

@@ -10,15 +10,24 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../config.js';
+import { ConflictError } from '../errors.js';
 import type { Kernel } from '../kernel/types.js';
-import { datasetConfig, planRun } from './planner.js';
+import { initialRunState, sendTasks } from './dispatch.js';
+import { datasetConfig, planRun, PLANNER_WRITER } from './planner.js';
 import { PreconditionFailedError } from './ports.js';
 import { keys, validDatasetName } from './protocol.js';
-import { jsonBody, readJsonIfExists, silentLog, type RoleContext, type RunState } from './run.js';
+import { jsonBody, readJson, readJsonIfExists, silentLog, type Manifest, type RoleContext, type RunState } from './run.js';
 
 export interface ActiveRun {
   runId: string;
+  /** When the run was claimed, i.e. when its planning started. */
   startedAt: string;
+  /**
+   * The request that claimed the dataset (requestRefit's `request`): a retry of that request after
+   * its planner died finds its own claim and plans again, rather than coalescing into a run that
+   * never came to exist.
+   */
+  request?: string;
   /** A refit was requested while this run was going. */
   pendingRefit: boolean;
   /** The run ended (done or failed); the dataset is free. */
@@ -27,6 +36,14 @@ export interface ActiveRun {
 
 /** A run with no state update for this long is taken as abandoned (a worker lost for good). */
 export const ABANDON_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * A claim whose run has no state this long after it was made was never planned: its planner died
+ * (no Lambda function runs longer than 15 minutes; the planner's limit is 5, infra/clusterwise.ts).
+ * Any request may then take the dataset over, so a planner that died without a retry holds it 15
+ * minutes, not an hour.
+ */
+export const PLANNING_TIMEOUT_MS = 15 * 60 * 1000;
 
 /** The dataset of a data object key `datasets/<name>/data/…csv`, or undefined for other keys. */
 export function datasetOfDataKey(key: string): string | undefined {
@@ -43,6 +60,10 @@ async function stillActive(ctx: RoleContext, dataset: string, marker: ActiveRun,
   const state = await readJsonIfExists<RunState>(ctx.store, stateKey);
   const lastSign = new Date(state?.value.updatedAt ?? marker.startedAt).getTime();
   if (state && state.value.status !== 'running') return false; // ended without releasing (a crash)
+  if (!state && now.getTime() - lastSign >= Math.min(abandonAfterMs, PLANNING_TIMEOUT_MS)) {
+    (ctx.log ?? silentLog).warn('a claim that was never planned taken over', { dataset, runId: marker.runId, claimedAt: marker.startedAt });
+    return false;
+  }
   if (now.getTime() - lastSign < abandonAfterMs) return true;
   if (state) {
     const failure = `abandoned: no progress since ${new Date(lastSign).toISOString()} (a task was lost; see the dead-letter queues)`;
@@ -58,7 +79,15 @@ export async function requestRefit(
   dataset: string,
   kernel: Kernel,
   overrides: Record<string, unknown> = {},
-  options: { now?: Date; abandonAfterMs?: number } = {},
+  options: {
+    now?: Date;
+    abandonAfterMs?: number;
+    /**
+     * Names the request, the same on each of its retries (a hash of the S3 event record, the SQS
+     * message id, the Lambda request id): a retry resumes what a crashed attempt left. @default none
+     */
+    request?: string;
+  } = {},
 ): Promise<RefitOutcome> {
   const log = ctx.log ?? silentLog;
   if (!validDatasetName(dataset)) throw new ConfigError(`"${dataset}" is not a dataset name: 1 to 128 letters, digits, ".", "-", "_", and not "." or ".."`);
@@ -67,13 +96,21 @@ export async function requestRefit(
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await readJsonIfExists<ActiveRun>(ctx.store, key);
     try {
-      if (current && (await stillActive(ctx, dataset, current.value, now, options.abandonAfterMs ?? ABANDON_AFTER_MS))) {
+      const ours = current && !current.value.ended && options.request !== undefined && current.value.request === options.request;
+      if (ours && (await resumePlanned(ctx, dataset, current.value.runId, now))) {
+        log.info('retry found its run planned', { dataset, runId: current.value.runId });
+        return { started: current.value.runId };
+      }
+      // An earlier attempt of this request claimed the dataset and died before the run existed:
+      // claim it again (below). Anyone else coalesces into a claim that may still be planning.
+      if (!ours && current && (await stillActive(ctx, dataset, current.value, now, options.abandonAfterMs ?? ABANDON_AFTER_MS))) {
         if (!current.value.pendingRefit) await ctx.store.put(key, jsonBody({ ...current.value, pendingRefit: true }), { ifMatch: current.etag });
         log.info('refit coalesced', { dataset, runId: current.value.runId });
         return { coalesced: current.value.runId };
       }
       const runId = `${now.toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 6)}`;
-      const marker: ActiveRun = { runId, startedAt: now.toISOString(), pendingRefit: false };
+      // Not pending even when requests coalesced into a claim taken over: planning lists the data after this claim.
+      const marker: ActiveRun = { runId, startedAt: now.toISOString(), pendingRefit: false, ...(options.request ? { request: options.request } : {}) };
       const claimed = await ctx.store.put(key, jsonBody(marker), current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
       try {
         const config = await datasetConfig(ctx, dataset, overrides);
@@ -89,7 +126,24 @@ export async function requestRefit(
       throw error;
     }
   }
-  throw new Error(`${dataset}: could not start or coalesce a refit (the active-run marker kept changing)`);
+  throw new ConflictError(`${dataset}: could not start or coalesce a refit (the active-run marker kept changing)`);
+}
+
+/**
+ * A retry's view of the run its request claimed: false when it has no state (the planner died
+ * before writing it). When the state is there but the run has not moved past its first round, the
+ * first round's tasks are sent again, since the planner may have died between the state write and
+ * sending them; a task sent twice writes the same sums (docs/deploy.md §9, Duplicates).
+ */
+async function resumePlanned(ctx: RoleContext, dataset: string, runId: string, now: Date): Promise<boolean> {
+  const state = await readJsonIfExists<RunState>(ctx.store, keys.state(dataset, runId));
+  if (!state) return false;
+  if (state.value.status === 'running' && state.value.version === 0) {
+    const manifest = (await readJson<Manifest>(ctx.store, keys.manifest(dataset, runId))).value;
+    const first = initialRunState(manifest, state.value.posteriorKey, now, PLANNER_WRITER);
+    if (first.state.round?.id === state.value.round?.id) await sendTasks(ctx.tasks, first.tasks);
+  }
+  return true;
 }
 
 /**

@@ -56,6 +56,9 @@ export interface PlanRequest {
   now?: Date;
 }
 
+/** The writer id of a run's first version and round: fixed, so a retry can form the first round's tasks again (ingest.ts). */
+export const PLANNER_WRITER = 'planner';
+
 /** Workers assumed when the caller does not know them (`clusterwise submit`): the stack's default concurrency. */
 export const DEFAULT_WORKER_CONCURRENCY = 20;
 
@@ -200,11 +203,11 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     state = withUpdatedAlpha(spec, scaleToRows(spec, init.state, batch.n, sample.rowEstimate));
   }
 
-  const posteriorKey = keys.posterior(request.dataset, runId, 0, 'planner');
+  const posteriorKey = keys.posterior(request.dataset, runId, 0, PLANNER_WRITER);
   await ctx.store.put(keys.manifest(request.dataset, runId), jsonBody(manifest), { ifNoneMatch: '*' });
   await ctx.store.put(keys.reportSample(request.dataset, runId), jsonBody(sampleRecords(columnPlan, sample.parsed)), { tags: { ...INTERMEDIATE_TAGS } });
   await ctx.store.put(posteriorKey, encodePosterior(specOf(manifest), { version: 0, state, trace: [] }), { tags: { ...INTERMEDIATE_TAGS } });
-  const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now, 'planner');
+  const { state: runState, tasks } = initialRunState(manifest, posteriorKey, now, PLANNER_WRITER);
   await ctx.store.put(keys.state(request.dataset, runId), jsonBody(runState), { ifNoneMatch: '*' });
   await sendTasks(ctx.tasks, tasks);
   log.info('run planned', { runId, dataset: request.dataset, files: files.length, shards: shards.length, rowEstimate: sample.rowEstimate });

@@ -368,7 +368,8 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
   try {
     const parsed = parseMessage(TasksQueueMessage, message.body, ctx.tasks.name);
     if (parsed.kind === 'refit') {
-      const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel);
+      // The message id is the same on every delivery: a redelivery after a crash resumes the refit.
+      const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel, {}, { request: `refit/${message.id}` });
       log.info('refit requested by the aggregator', { dataset: parsed.dataset, ...outcome });
       return;
     }
