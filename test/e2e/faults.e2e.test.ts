@@ -1,7 +1,9 @@
 /**
  * End-to-end fault cases of the serverless pipeline (issue "Serverless pipeline on AWS";
- * DESIGN.md §4: nothing lost, nothing counted twice, a task that keeps failing is dead-lettered
- * with its reason, a duplicate changes nothing, a crashed worker's shard is redone; issue 7: a\n * permanent failure is dead-lettered at once and fails its run, a poison result fails its run, and\n * every upload is fitted through a crash of ingest mid-planning or of the aggregator before the release).
+ * docs/deploy.md §9: nothing lost, nothing counted twice, a task that keeps failing is dead-lettered
+ * with its reason, a duplicate changes nothing, a crashed worker's shard is redone; issue 7: a
+ * permanent failure is dead-lettered at once and fails its run, a poison result fails its run, and
+ * every upload is fitted through a crash of ingest mid-planning or of the aggregator before the release).
  *
  * Every case but the aggregator race runs the real Lambda handlers against the emulator with
  * pollers standing in for the event source mappings (see stack.ts). The race needs conditional
