@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { parseRows } from '../lib/data/csv.js';
 import { dropOverflowingRows } from '../lib/data/dataset.js';
+import { DataError } from '../lib/data/errors.js';
 import { readHeader } from '../lib/data/csv.js';
 import { readRecordChunks } from '../lib/data/records.js';
 import { FolderObjectStore } from '../lib/pipeline/folder-store.js';
@@ -30,7 +31,7 @@ export async function joinAssignments(assignmentsPath: string, files: string[], 
   const out = createWriteStream(temporary);
   const lines = createInterface({ input: createReadStream(assignmentsPath), crlfDelay: Infinity })[Symbol.asyncIterator]();
   const header = await lines.next();
-  if (header.done || header.value !== 'row,cluster,probability') throw new Error(`${assignmentsPath}: unexpected header`);
+  if (header.done || header.value !== 'row,cluster,probability') throw new DataError('unexpected header', { file: assignmentsPath });
   out.write(`file,line,${id === undefined ? '' : `${field(id)},`}cluster,probability\n`);
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   let row = 0;
@@ -43,7 +44,7 @@ export async function joinAssignments(assignmentsPath: string, files: string[], 
       dropOverflowingRows(plan, standardization, parsed);
       for (let i = 0; i < parsed.rows; i++) {
         const next = await lines.next();
-        if (next.done) throw new Error(`${assignmentsPath}: fewer assignments than rows (at ${file}:${firstLine + parsed.rowLine[i]})`);
+        if (next.done) throw new DataError(`fewer assignments than rows (at ${file}:${firstLine + parsed.rowLine[i]})`, { file: assignmentsPath });
         const [, cluster, probability] = next.value.split(',');
         const name = id === undefined ? '' : `${field(parsed.texts![i])},`;
         if (!out.write(`${field(file)},${firstLine + parsed.rowLine[i]},${name}${cluster},${probability}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
@@ -52,7 +53,7 @@ export async function joinAssignments(assignmentsPath: string, files: string[], 
       firstLine += parsed.lineCount;
     }
   }
-  if (!(await lines.next()).done) throw new Error(`${assignmentsPath}: more assignments than the ${row} rows read again`);
+  if (!(await lines.next()).done) throw new DataError(`more assignments than the ${row} rows read again`, { file: assignmentsPath });
   out.end();
   await finished(out);
   await rename(temporary, assignmentsPath);

@@ -20,6 +20,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { ClusterwiseError } from '../errors.js';
 import { referenceKernel } from './reference.js';
 import type { PreparedTensors, TfjsBackendName } from './tfjs.js';
 import type { Kernel } from './types.js';
@@ -53,10 +54,11 @@ export interface KernelReport {
 export type LoadedKernel = Kernel & { readonly backend: BackendName; readonly report: KernelReport };
 
 /** An explicitly requested backend that cannot be loaded; `reason` says why. */
-export class BackendUnavailableError extends Error {
-  readonly backend: BackendName;
+export class BackendUnavailableError extends ClusterwiseError {
+  /** The backend asked for; 'auto' when none of the automatic choices could load. */
+  readonly backend: BackendName | 'auto';
   readonly reason: string;
-  constructor(backend: BackendName, reason: string, options?: { cause?: unknown }) {
+  constructor(backend: BackendName | 'auto', reason: string, options?: { cause?: unknown }) {
     super(`kernel backend '${backend}' is unavailable: ${reason}`, options);
     this.name = 'BackendUnavailableError';
     this.backend = backend;
@@ -86,7 +88,7 @@ export async function loadKernel(preference: BackendName | 'auto' = 'auto'): Pro
       skipped.push({ backend, reason: error instanceof BackendUnavailableError ? error.reason : String(error) });
     }
   }
-  throw new Error(`no kernel backend could be loaded: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+  throw new BackendUnavailableError('auto', `none could be loaded: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
 }
 
 async function load(backend: BackendName, skipped: KernelReport['skipped']): Promise<LoadedKernel> {

@@ -87,6 +87,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
+import { InternalError } from '../errors.js';
+import { BackendUnavailableError } from './backend.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
 
 /** TensorFlow.js backends the kernel runs on (`tensorflow` is @tensorflow/tfjs-node). */
@@ -174,9 +176,9 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       const { spec } = params;
       const { T, P } = spec;
       const D = spec.covariateModel ? spec.D : 0;
-      if (!prepared.live) throw new Error(`${name}: localStep on a released batch`);
+      if (!prepared.live) throw new InternalError(`${name}: localStep on a released batch`);
       if (prepared.backend !== backendName)
-        throw new Error(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
+        throw new InternalError(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
       if (prepared.n > 0 && (prepared.P !== P || (D > 0 && prepared.D !== D)))
         throw new RangeError(
           `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
@@ -474,10 +476,10 @@ function hostParameters(params: LocalParams, D: number) {
 export function activateBackend(name: TfjsBackendName): void {
   if (tf.getBackend() === name) return;
   if (tf.findBackend(name) == null)
-    throw new Error(
+    throw new InternalError(
       `TensorFlow.js backend '${name}' is not initialized: create the kernel with loadKernel('${name}') (lib/kernel/backend.ts)`,
     );
   tf.setBackend(name).catch(() => {}); // settles synchronously here; the check below reports failure
   if (tf.getBackend() !== name)
-    throw new Error(`TensorFlow.js backend '${name}' could not be made active (active: '${tf.getBackend()}')`);
+    throw new BackendUnavailableError(name, `it could not be made active (active: '${tf.getBackend()}')`);
 }

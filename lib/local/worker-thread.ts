@@ -3,6 +3,7 @@
  * with a folder for objects and the updates queue proxied to the main thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { InternalError } from '../errors.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
 import type { Queue, QueueMessage, SendOptions } from '../pipeline/ports.js';
@@ -16,7 +17,7 @@ const post = (m: FromWorker) => port.postMessage(m);
 /** Only `send` is used by the worker role; the main thread owns the real queues. */
 function proxyQueue(name: string): Queue {
   const unsupported = async (): Promise<never> => {
-    throw new Error(`${name}: not available in a worker thread`);
+    throw new InternalError(`${name}: not available in a worker thread`);
   };
   return {
     name,
