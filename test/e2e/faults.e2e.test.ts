@@ -308,6 +308,33 @@ describe('faults on the emulated stack', () => {
     });
   });
 
+  it('a poison update: dead-lettered on its first delivery by the aggregator, the run it names failed with the reason', async () => {
+    const dataset = 'forum-poison-update';
+    const runId = await startRun(stack, handlers, dataset, MODEL, forumParts());
+    const poison = {
+      // Looks like a round's completion but names no round: the run could wait for it for ever.
+      namesRun: JSON.stringify({ kind: 'round-complete', dataset, runId }),
+      garbage: 'not an update {',
+    };
+    for (const [name, body] of Object.entries(poison)) {
+      await stack.emulator.sqs.send(
+        new SendMessageCommand({ QueueUrl: stack.queues.updates.url, MessageBody: body, MessageGroupId: name === 'namesRun' ? runId : 'poison', MessageDeduplicationId: name }),
+      );
+    }
+    const { workers, aggregator } = eventSources(stack, handlers);
+    await pollUntil([workers, aggregator], runEnded(stack, dataset, runId), { timeoutMs: RUN_TIMEOUT_MS, description: 'run with a poison update ended' });
+    await pollUntil([aggregator], () => queueDepth(stack, stack.queues.updatesDeadLetter) === 2, { timeoutMs: 10_000, description: 'poison updates dead-lettered' });
+
+    expect(queueBodies(stack, stack.queues.updatesDeadLetter).sort()).toEqual(Object.values(poison).sort());
+    for (const [name, body] of Object.entries(poison)) {
+      expect(aggregator.deliveries.filter((d) => d.body === body).map((d) => d.outcome), name).toEqual(['deleted']);
+    }
+    const state = (await runState(stack, dataset, runId))!;
+    expect(state.status).toBe('failed');
+    expect(state.failure).toMatch(/^update \S+ cannot be read: ProtocolError: updates: malformed message \(roundId: /);
+    expect(await datasetReleased(stack, dataset)).toBe(true);
+  });
+
   it('uploads while a run is going coalesce into one pending refit, started when the run ends', async () => {
     const dataset = 'forum-refit';
     await upload(stack, [{ key: keys.modelConfig(dataset), body: JSON.stringify(MODEL) }]);
