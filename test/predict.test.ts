@@ -7,6 +7,7 @@ import { parseRows } from '../lib/data/csv.js';
 import { toBatch } from '../lib/data/dataset.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { predictFile } from '../lib/local/predict-file.js';
+import { writeInteger, writePrecision } from '../lib/local/digits.js';
 import { predictPlan } from '../lib/local/score-chunk.js';
 import { predict, Predictor, readPosterior } from '../lib/model/predict.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -64,10 +65,10 @@ describe('predict', () => {
     expect(whole.result).toMatchObject({ rows: 999, skipped: 1 });
     expect(whole.result.skippedExamples[0]).toMatchObject({ line: 12, column: 'x1', value: 'oops', reason: 'not a number' });
     const out = whole.text.split('\n');
-    expect(out[0]).toBe('id,x1,x2,y,cluster,cluster_probability,prediction,prediction_sd');
+    expect(out[0]).toBe('id,x1,x2,y,cluster,cluster_probability,prediction,prediction_sd,log_density'); // the file has the target
     expect(out[8]).toMatch(/^"a$/); // the record's first line, then its second with the cells
     expect(out[9]).toMatch(/^b",[^,]+,[^,]+,[^,]+,\d+,/);
-    expect(out[11]).toMatch(/^x9,oops,.*,,,,$/);
+    expect(out[11]).toMatch(/^x9,oops,.*,,,,,$/);
     const chunked = await scoreToText(csv, { workers: 0, chunkBytes: 1000 });
     expect(chunked.text).toBe(whole.text);
     const threaded = await scoreToText(csv, { workers: 2, chunkBytes: 3000 });
@@ -82,6 +83,21 @@ describe('predict', () => {
     const { text: scored } = await scoreToText(csv);
     expect(scored.split('\n')[0]).toBe('x1;x2;cluster;cluster_probability;prediction;prediction_sd');
     expect(scored.split('\n')[1]).toMatch(/^1;1;\d+;/);
+  });
+});
+
+describe('predict writes numbers as toPrecision does', () => {
+  it('for every magnitude, sign, tie and power of ten (the cells do not depend on the fast path)', () => {
+    const out = new Uint8Array(64);
+    const written = (v: number, p: number) => Buffer.from(out.subarray(0, writePrecision(out, 0, v, p))).toString('latin1');
+    const values: number[] = [0, -0, NaN, Infinity, -Infinity, 1e-6, 9.999999e-7, 1e21, 0.99999951, 99999999.5];
+    for (let e = -8; e < 12; e++) for (const m of [1, 9.99999995, 9.9999995, 0.5, 1.5, 2.5, 1.25, 0.125, 999999.5]) values.push(m * 10 ** e, -m * 10 ** e);
+    let seed = 1;
+    const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    for (let i = 0; i < 100_000; i++) values.push((random() - 0.5) * 10 ** Math.floor(random() * 24 - 10));
+    const wrong = values.flatMap((v) => [1, 6, 8, 9].filter((p) => written(v, p) !== v.toPrecision(p)).map((p) => `${v} to ${p}: ${written(v, p)}`));
+    expect(wrong).toEqual([]);
+    for (const v of [0, 7, 10, 99, -1, 123456789, 2147483647]) expect(Buffer.from(out.subarray(0, writeInteger(out, 0, v))).toString()).toBe(String(v));
   });
 });
 

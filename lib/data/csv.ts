@@ -325,8 +325,11 @@ export interface ParseOptions {
   file: string;
   /** Column names from parseHeader; every row must have this many fields. */
   header: readonly string[];
-  /** Columns to convert, in output order. Unknown names throw DataError. */
-  select: readonly { column: string; kind: ColumnKind }[];
+  /**
+   * Columns to convert, in output order. Unknown names throw DataError. An `optional` column's
+   * missing or unreadable value becomes NaN instead of skipping the row (predict's target).
+   */
+  select: readonly { column: string; kind: ColumnKind; optional?: boolean }[];
   /** 1-based file line of the first line of `bytes`; when absent, skipped rows carry 0-based indices. */
   firstLine?: number;
   /** The field separator (parseHeader's). @default ',' */
@@ -413,6 +416,8 @@ interface ParseState {
   slot: Int32Array;
   /** For each header column, KIND_NUMBER / KIND_BINARY, or 0. */
   kind: Uint8Array;
+  /** For each header column, 1 when a bad value is NaN rather than a skipped row. */
+  optional: Uint8Array;
   /** Header index of the `text` column, or -1. */
   textField: number;
   width: number;
@@ -469,10 +474,12 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
   const fieldCount = options.header.length;
   const slot = new Int32Array(fieldCount).fill(-1);
   const kind = new Uint8Array(fieldCount);
+  const optional = new Uint8Array(fieldCount);
   options.select.forEach((selected, index) => {
     const column = resolveColumn(options.header, selected.column, options.file);
     slot[column] = index;
     kind[column] = selected.kind === 'binary' ? KIND_BINARY : KIND_NUMBER;
+    optional[column] = selected.optional ? 1 : 0;
   });
   const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
   const end = options.partial ? bytes.lastIndexOf(LF) + 1 : bytes.length;
@@ -488,6 +495,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     fieldCount,
     slot,
     kind,
+    optional,
     textField,
     width,
     values: arrays.float64('values', lines * width),
@@ -756,6 +764,10 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
     if (s < 0) continue;
     const text = fieldText(state.bytes, spans[field]);
     const value = state.kind[field] === KIND_BINARY ? toBinary(text) : toNumber(text);
+    if (typeof value === 'string' && state.optional[field]) {
+      state.values[base + s] = NaN;
+      continue;
+    }
     if (typeof value === 'string') {
       skipRow(state, line, state.options.header[field], () => text, value);
       return false;

@@ -40,8 +40,8 @@ export interface ColumnPlan {
   x: string[];
   /** Regression columns r (the intercept is added after them). */
   r: string[];
-  /** The distinct columns parsed from every row, in this order. */
-  select: { column: string; kind: ColumnKind }[];
+  /** The distinct columns parsed from every row, in this order (optional: csv.ts ParseOptions). */
+  select: { column: string; kind: ColumnKind; optional?: boolean }[];
   /** Positions of x, r and y within select. */
   xSlot: number[];
   rSlot: number[];
@@ -225,6 +225,8 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
   // The same test without a division per value: lo ≤ v ≤ hi.
   const lo = center.map((c, j) => c - MAX_STANDARDIZED * scale[j]);
   const hi = center.map((c, j) => c + MAX_STANDARDIZED * scale[j]);
+  // An optional column (predict's target) never costs a row its prediction: missing or wild, it is not checked.
+  const optional = plan.select.map((s) => s.optional === true);
   const v = parsed.values;
   const newRow = parsed.records ? new Int32Array(parsed.rows) : undefined;
   let kept = 0;
@@ -232,7 +234,7 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
     let bad = -1;
     for (let j = 0; j < width; j++) {
       const value = v[i * width + j];
-      if (!(value >= lo[j] && value <= hi[j])) {
+      if (!(value >= lo[j] && value <= hi[j]) && !optional[j]) {
         bad = j;
         break;
       }

@@ -12,7 +12,7 @@ import { MAX_SKIPPED_DETAILS, readHeader, resolveColumn, type SkippedRow } from 
 import { DataError } from '../data/errors.js';
 import { readRecordChunks } from '../data/records.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
-import { Predictor, readPosterior } from '../model/predict.js';
+import { checkPredictOptions, Predictor, readPosterior } from '../model/predict.js';
 import type { PosteriorDocument } from '../model/summary.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
 import { chunkScorer, predictionColumns, type ScoredChunk } from './score-chunk.js';
@@ -33,6 +33,10 @@ export interface PredictFileOptions {
   backend?: BackendName | 'auto';
   /** Bytes of data per chunk (tests use small ones). @default 4 MiB */
   chunkBytes?: number;
+  /** Adds prediction_lo, prediction_hi: the central interval of this probability (gaussian). */
+  interval?: number;
+  /** cluster and cluster_probability from p(z | x, y) on rows with the target (else p(z | x)). */
+  cluster?: boolean;
 }
 
 export interface PredictFileResult {
@@ -40,6 +44,8 @@ export interface PredictFileResult {
   skipped: number;
   skippedExamples: SkippedRow[];
   threads: number;
+  /** When the file has the target column: Σ ln p(y | x) and the rows whose target was read. */
+  logDensity?: { total: number; rows: number };
 }
 
 /** What a predict thread starts from. */
@@ -47,6 +53,10 @@ export interface PredictWorkerInit {
   posterior: { text: string; file: string };
   layout: { file: string; header: string[]; delimiter: Delimiter };
   backend: BackendName | 'auto';
+  interval?: number;
+  cluster?: boolean;
+  /** The file has the model's target column. */
+  target: boolean;
 }
 
 export interface ScoreRequest {
@@ -60,13 +70,18 @@ export type ScoreReply = { id: number } & (ScoredChunk | { error: string });
 export async function scorerFor(init: PredictWorkerInit) {
   const doc = readPosterior(init.posterior.text, init.posterior.file);
   const kernel = await loadKernel(init.backend);
-  const predictor = new Predictor(doc, kernel.backend === 'reference' ? undefined : kernel.backend);
-  return chunkScorer(doc, init.layout, predictor);
+  const predictor = new Predictor(doc, kernel.backend === 'reference' ? undefined : kernel.backend, {
+    ...(init.interval === undefined ? {} : { interval: init.interval }),
+    logDensity: init.target,
+    clusterGivenY: init.target && init.cluster === true,
+  });
+  return chunkScorer(doc, init.layout, predictor, { interval: init.interval, target: init.target });
 }
 
 /** Scores `csv` with the posterior and writes the header and every record with its cells to `out`. */
 export async function predictFile(options: PredictFileOptions): Promise<PredictFileResult> {
   const doc: PosteriorDocument = readPosterior(options.posterior.text, options.posterior.file);
+  checkPredictOptions(doc, { interval: options.interval });
   const absolute = path.resolve(options.csv);
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const header = await readHeader(store, localDataKey(absolute), options.csv);
@@ -77,6 +92,9 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
     posterior: options.posterior,
     layout: { file: options.csv, header: header.columns, delimiter: header.delimiter },
     backend: options.backend ?? 'auto',
+    ...(options.interval === undefined ? {} : { interval: options.interval }),
+    cluster: options.cluster === true,
+    target: header.columns.includes(doc.state.plan.target),
   };
   const dataBytes = header.size - header.dataStart;
   const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
@@ -86,15 +104,19 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   );
 
   const headerLine = Buffer.from((await store.getRange(localDataKey(absolute), 0, header.dataStart))).toString('utf8');
-  await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc).map((c) => header.delimiter + c).join('')}\n`);
+  await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
 
   const scorer = threads > 0 ? await startThreads(threads, init) : await inlineScorer(init);
-  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads };
+  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { total: 0, rows: 0 } } : {}) };
   const inFlight: Promise<ScoredChunk>[] = [];
   let firstLine = 2; // of the next chunk; line 1 is the header
   const finish = async (scored: ScoredChunk) => {
     total.rows += scored.rows;
     total.skipped += scored.skipped;
+    if (total.logDensity) {
+      total.logDensity.total += scored.logDensity;
+      total.logDensity.rows += scored.densityRows;
+    }
     for (const example of scored.skippedExamples.slice(0, MAX_SKIPPED_DETAILS - total.skippedExamples.length))
       total.skippedExamples.push({ ...example, line: firstLine + example.line });
     firstLine += scored.lines;

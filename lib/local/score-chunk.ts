@@ -9,6 +9,7 @@ import { toBatch, type ColumnPlan } from '../data/dataset.js';
 import { Scratch } from '../data/scratch.js';
 import type { Predictor } from '../model/predict.js';
 import type { PosteriorDocument } from '../model/summary.js';
+import { writeInteger, writePrecision } from './digits.js';
 
 /** What a scorer needs besides the predictor: the file's layout and the columns to read. */
 export interface ScoreLayout {
@@ -26,57 +27,139 @@ export interface ScoredChunk {
   skipped: number;
   /** Lines counted from 0 at the chunk's start: the caller adds the chunk's first line. */
   skippedExamples: SkippedRow[];
+  /** With the target column: Σ ln p(y | x) over the rows whose y was read, and their number. */
+  logDensity: number;
+  densityRows: number;
+}
+
+/** What predict writes besides the mean: `interval` adds prediction_lo/hi; `target` (the file has the target column) adds log_density. */
+export interface PredictColumnsOptions {
+  interval?: number;
+  target?: boolean;
 }
 
 /** Names of the columns predict appends, for the header line. */
-export function predictionColumns(doc: PosteriorDocument): string[] {
-  return doc.family === 'gaussian'
-    ? ['cluster', 'cluster_probability', 'prediction', 'prediction_sd']
-    : ['cluster', 'cluster_probability', 'probability'];
+export function predictionColumns(doc: PosteriorDocument, options: PredictColumnsOptions = {}): string[] {
+  return [
+    ...(doc.family === 'gaussian' ? ['cluster', 'cluster_probability', 'prediction', 'prediction_sd'] : ['cluster', 'cluster_probability', 'probability']),
+    ...(options.interval === undefined ? [] : ['prediction_lo', 'prediction_hi']),
+    ...(options.target ? ['log_density'] : []),
+  ];
 }
 
-/** The fitted columns, read as numbers (no target: new rows need none). */
-export function predictPlan(doc: PosteriorDocument): ColumnPlan {
+/**
+ * The fitted columns, read as numbers, and with `target` also the target column as optional (a
+ * row without it is still scored; new rows need none).
+ */
+export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan {
   const fitted = doc.state.plan;
   const columns = [...new Set([...fitted.x, ...fitted.r])];
-  const select = columns.map((column) => ({ column, kind: 'number' as const }));
-  return { ...fitted, select, xSlot: fitted.x.map((c) => columns.indexOf(c)), rSlot: fitted.r.map((c) => columns.indexOf(c)), ySlot: -1 };
+  const select: ColumnPlan['select'] = columns.map((column) => ({ column, kind: 'number' as const }));
+  // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
+  if (target) select.push({ column: fitted.target, kind: doc.family === 'bernoulli' ? 'binary' : 'number', optional: true });
+  return {
+    ...fitted,
+    select,
+    xSlot: fitted.x.map((c) => columns.indexOf(c)),
+    rSlot: fitted.r.map((c) => columns.indexOf(c)),
+    ySlot: target ? columns.length : -1,
+  };
 }
 
-/** A function scoring chunks of `layout`'s file with `predictor`. */
-export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predictor: Predictor) {
-  const plan = predictPlan(doc);
+/**
+ * Bytes per row the cells may need at most: each cell is a delimiter and at most 16 characters
+ * (toPrecision(8) of a large or tiny value is like "-1.2345678e+300"; "-Infinity", an int32).
+ */
+const CELL_BYTES = 17;
+
+/**
+ * A function scoring chunks of `layout`'s file with `predictor`, which must have been made with
+ * the options `options` asks for (a logDensity predictor when `options.target`, lib/local/predict-file.ts).
+ * Numbers are written as toPrecision would (lib/local/digits.ts): the cluster's probability and
+ * the sd to 6 significant digits, the prediction, the interval and the log density to 8.
+ */
+export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predictor: Predictor, options: PredictColumnsOptions = {}) {
+  const plan = predictPlan(doc, options.target);
   const gaussian = doc.family === 'gaussian';
-  const d = layout.delimiter;
-  const blank = d.repeat(gaussian ? 4 : 3) + '\n';
+  const columns = predictionColumns(doc, options).length;
+  const interval = options.interval !== undefined;
+  const target = options.target === true;
+  const delimiter = layout.delimiter.charCodeAt(0);
+  const LF = 10;
+  const rowBytes = columns * CELL_BYTES + 1;
   const arrays = new Scratch(); // one chunk at a time: parsed rows and batch reuse their arrays
   return (bytes: Uint8Array): ScoredChunk => {
-    const parsed = parseRows(bytes, { file: layout.file, header: layout.header, select: plan.select, delimiter: d, records: true, arrays });
-    const result = predictor.predict(toBatch(plan, doc.state.standardization, parsed, arrays));
+    const parsed = parseRows(bytes, { file: layout.file, header: layout.header, select: plan.select, delimiter: layout.delimiter, records: true, arrays });
+    const batch = toBatch(plan, doc.state.standardization, parsed, arrays);
+    const result = predictor.predict(batch);
     const records = parsed.records!;
     const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const { cluster, clusterProbability, mean, sd, lo, hi, logDensity } = result;
     // allocUnsafeSlow: never a slice of the shared pool, so a thread can transfer it.
-    let out = Buffer.allocUnsafeSlow(bytes.length + records.count * 48 + 64);
+    let out = Buffer.allocUnsafeSlow(bytes.length + records.count * 56 + 64);
     let at = 0;
+    let densitySum = 0;
+    let densityRows = 0;
     for (let i = 0; i < records.count; i++) {
-      const row = records.row[i];
-      let cells = blank;
-      if (row >= 0) {
-        const p = result.clusterProbability[row];
-        // Most rows sit firmly in one cluster: skip toPrecision for what it would print as 1.00000.
-        cells = `${d}${result.cluster[row]}${d}${p > 0.99999951 ? '1.00000' : p.toPrecision(6)}${d}${result.mean[row].toPrecision(8)}`;
-        cells += gaussian ? `${d}${result.sd![row].toPrecision(6)}\n` : '\n';
-      }
-      const length = records.end[i] - records.start[i];
-      if (at + length + cells.length > out.length) {
-        const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + length + cells.length));
-        out.copy(grown, 0, 0, at);
+      const start = records.start[i];
+      const end = records.end[i];
+      if (at + (end - start) + rowBytes > out.length) {
+        const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + (end - start) + rowBytes));
+        grown.set(out.subarray(0, at));
         out = grown;
       }
-      source.copy(out, at, records.start[i], records.end[i]);
-      at += length;
-      at += out.write(cells, at, 'latin1'); // digits, signs, "Infinity" and the ASCII delimiter
+      at += source.copy(out, at, start, end);
+      const row = records.row[i];
+      if (row < 0) {
+        for (let c = 0; c < columns; c++) out[at++] = delimiter;
+        out[at++] = LF;
+        continue;
+      }
+      out[at++] = delimiter;
+      at = writeInteger(out, at, cluster[row]);
+      out[at++] = delimiter;
+      const p = clusterProbability[row];
+      // Most rows sit firmly in one cluster: what toPrecision(6) prints as 1.00000.
+      at = p > 0.99999951 ? writeOne(out, at) : writePrecision(out, at, p, 6);
+      out[at++] = delimiter;
+      at = writePrecision(out, at, mean[row], 8);
+      if (gaussian) {
+        out[at++] = delimiter;
+        at = writePrecision(out, at, sd![row], 6);
+      }
+      if (interval) {
+        out[at++] = delimiter;
+        at = writePrecision(out, at, lo![row], 8);
+        out[at++] = delimiter;
+        at = writePrecision(out, at, hi![row], 8);
+      }
+      if (target) {
+        out[at++] = delimiter;
+        const l = logDensity![row];
+        if (!Number.isNaN(l)) {
+          at = writePrecision(out, at, l, 8);
+          densitySum += l;
+          densityRows++;
+        }
+      }
+      out[at++] = LF;
     }
-    return { out: out.subarray(0, at), rows: parsed.rows, lines: parsed.lineCount, skipped: parsed.skippedCount, skippedExamples: parsed.skipped };
+    return {
+      out: out.subarray(0, at),
+      rows: parsed.rows,
+      lines: parsed.lineCount,
+      skipped: parsed.skippedCount,
+      skippedExamples: parsed.skipped,
+      logDensity: densitySum,
+      densityRows,
+    };
   };
+}
+
+/** "1.00000". */
+function writeOne(out: Uint8Array, at: number): number {
+  out[at] = 49;
+  out[at + 1] = 46;
+  for (let i = 2; i < 7; i++) out[at + i] = 48;
+  return at + 7;
 }

@@ -26,9 +26,10 @@ import { ClusterwiseError } from '../errors.js';
 import type { Batch } from '../kernel/types.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
 import { cholesky } from '../math/linalg.js';
-import { lnGamma } from '../math/special.js';
+import { lnGamma, logSigmoid } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
 import { derive } from './posterior.js';
+import { logSumExp, mixtureLogDensity, mixtureQuantile, studentTLogNormalizer, studentTQuantile, type StudentTMixture } from './predictive.js';
 import { layoutOf, specFromConfig } from './spec.js';
 import { modelOf, reportedComponents, type PosteriorDocument } from './summary.js';
 
@@ -39,6 +40,21 @@ export interface Prediction {
   /** Gaussian: predictive mean and sd of y in data units. Bernoulli: P(y = 1). */
   mean: Float64Array;
   sd?: Float64Array;
+  /** With `interval`: the central interval of the mixture predictive, in data units (gaussian). */
+  lo?: Float64Array;
+  hi?: Float64Array;
+  /** With `logDensity`: ln p(y | x) of the row's target in data units (NaN where y is missing). */
+  logDensity?: Float64Array;
+}
+
+/** What a Predictor adds to the mean and sd. */
+export interface PredictOptions {
+  /** Central probability of [lo, hi], in (0, 1): quantiles (1 ∓ interval)/2 of the mixture predictive. */
+  interval?: number;
+  /** ln p(y | x) per row from batch.y (missing y: NaN). */
+  logDensity?: boolean;
+  /** cluster and clusterProbability from p(z | x, y) where batch.y is known (flexmix's clusters(newdata)). */
+  clusterGivenY?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,6 +178,10 @@ interface PreparedModel {
   coef: Float64Array;
   /** Gaussian: (b_k/a_k) · dof/(dof − 2) of the noise Student-t (∞ when 2a_k ≤ 2). */
   noiseVariance: Float64Array;
+  /** Gaussian: b_k/a_k, the noise Student-t's scale², its dof 2a_k and ln normalizer. */
+  noiseScale2: Float64Array;
+  noiseDof: Float64Array;
+  noiseLogNormalizer: Float64Array;
   yMean: number;
   ySd: number;
 }
@@ -187,6 +207,9 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     spreadFactor: new Float64Array(P * K * P),
     coef: new Float64Array(K * P),
     noiseVariance: new Float64Array(K),
+    noiseScale2: new Float64Array(K),
+    noiseDof: new Float64Array(K),
+    noiseLogNormalizer: new Float64Array(K),
     yMean: doc.state.standardization.yMean,
     ySd: doc.state.standardization.ySd,
   };
@@ -220,6 +243,9 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
       const a = d.noiseShape[c];
       const dof = 2 * a;
       model.noiseVariance[k] = (d.noiseRate[c] / a) * (dof > 2 ? dof / (dof - 2) : Infinity);
+      model.noiseScale2[k] = d.noiseRate[c] / a;
+      model.noiseDof[k] = dof;
+      model.noiseLogNormalizer[k] = studentTLogNormalizer(dof);
     }
   });
   return model;
@@ -262,6 +288,9 @@ function referenceQuadratics(model: PreparedModel, batch: Batch): Quadratics {
     spread: blockSquares(batch.u, batch.n, P, model.spreadFactor, K, P, false),
   };
 }
+
+/** ln 1e18: components this far below a row's best in log weight are left out of its prediction (Predictor.predict). */
+const FAR_LOG_WEIGHT = 41.5;
 
 /** Rows per TensorFlow.js product: temporaries of ~ rows · K·max(D, P) floats. */
 const TFJS_CHUNK_ROWS = 8192;
@@ -327,9 +356,20 @@ export class Predictor {
   private readonly model: PreparedModel;
   private readonly tfjs?: TfjsQuadratics;
   private readonly arrays = new Scratch();
+  private readonly options: PredictOptions;
+  /** t_ν_k⁻¹ at the interval's lower and upper probabilities, per component (gaussian). */
+  private readonly unitLo?: Float64Array;
+  private readonly unitHi?: Float64Array;
 
-  constructor(doc: PosteriorDocument, backend?: TfjsBackendName) {
+  constructor(doc: PosteriorDocument, backend?: TfjsBackendName, options: PredictOptions = {}) {
+    checkPredictOptions(doc, options);
     this.model = prepareModel(doc);
+    this.options = options;
+    if (options.interval !== undefined) {
+      const tail = (1 - options.interval) / 2;
+      this.unitLo = this.model.noiseDof.map((dof) => studentTQuantile(tail, dof));
+      this.unitHi = this.model.noiseDof.map((dof) => studentTQuantile(1 - tail, dof));
+    }
     if (backend) this.tfjs = new TfjsQuadratics(backend, this.model);
   }
 
@@ -352,10 +392,31 @@ export class Predictor {
     const u = batch.u;
     const { cluster, clusterProbability, mean, sd } = out;
     const w = new Float64Array(K);
+    // The mixture beyond its mean and sd needs each row's weights and component means (n × K).
+    const keep = this.options.interval !== undefined || this.options.logDensity === true || this.options.clusterGivenY === true;
+    const weights = keep ? arrays.float64('weights', n * K) : w;
+    const locs = keep ? arrays.float64('locs', n * K) : w;
     for (let row = 0; row < n; row++) {
       let max = -Infinity;
+      // x/(1+x) ≤ ln(1+x) ≤ x bounds l_k = c_k − h_k ln(1 + δ²_k/dof_k) from both sides without a
+      // logarithm: a component whose upper bound lies more than FAR_LOG_WEIGHT below the best lower
+      // bound has weight < 1e−18 of the largest, below anything printed, and is left out (weight 0)
+      // without ln or exp. Most rows sit in one cluster, so this saves most of the loop. Not when the
+      // mixture itself is wanted (keep): the log density of an outlying y may rest on such a component.
+      let floor = -Infinity;
+      if (covariate && !keep) {
+        for (let k = 0; k < K; k++) {
+          const lower = constant[k] - halfPower[k] * covariate[row * K + k] * inverseDof[k];
+          if (lower > floor) floor = lower;
+        }
+        floor -= FAR_LOG_WEIGHT;
+      }
       for (let k = 0; k < K; k++) {
-        const l = covariate ? constant[k] - halfPower[k] * Math.log1p(covariate[row * K + k] * inverseDof[k]) : constant[k];
+        let l = constant[k];
+        if (covariate) {
+          const x = covariate[row * K + k] * inverseDof[k];
+          l = constant[k] - (halfPower[k] * x) / (1 + x) < floor ? -Infinity : constant[k] - halfPower[k] * Math.log1p(x);
+        }
         w[k] = l;
         if (l > max) max = l;
       }
@@ -363,7 +424,7 @@ export class Predictor {
       let best = -1;
       let bestWeight = 0;
       for (let k = 0; k < K; k++) {
-        const e = Math.exp(w[k] - max);
+        const e = w[k] === -Infinity ? 0 : Math.exp(w[k] - max);
         w[k] = e;
         total += e;
         if (e > bestWeight) {
@@ -376,9 +437,11 @@ export class Predictor {
       const base = row * P;
       for (let k = 0; k < K; k++) {
         const weight = w[k] / total;
+        if (keep) weights[row * K + k] = weight;
         if (weight === 0) continue;
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
+        if (keep) locs[row * K + k] = mu;
         const spread = spreads[row * K + k];
         if (gaussian) {
           m1 += weight * mu;
@@ -395,12 +458,96 @@ export class Predictor {
         sd![row] = ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
       } else mean[row] = m1;
     }
+    if (keep) this.mixture(batch, spreads, weights, locs, out);
     return out;
+  }
+
+  /**
+   * The interval, ln p(y | x) and p(z | x, y) of each row (docs/model.md §10), from its weights
+   * w_k = p(z=k | x) and component means μ_k (`weights`, `locs`: n × K, standardized) and spreads
+   * uᵀΛ_k⁻¹u (n × K). Rows whose y is missing (NaN) get NaN log densities and keep p(z | x).
+   */
+  private mixture(batch: Batch, spreads: ArrayLike<number>, weights: Float64Array, locs: Float64Array, out: Prediction): void {
+    const m = this.model;
+    const { K, yMean, ySd, gaussian } = m;
+    const { interval, logDensity, clusterGivenY } = this.options;
+    const n = batch.n;
+    const y = batch.y;
+    const lo = interval === undefined ? undefined : (out.lo = this.arrays.float64('lo', n));
+    const hi = interval === undefined ? undefined : (out.hi = this.arrays.float64('hi', n));
+    const density = logDensity ? (out.logDensity = this.arrays.float64('logDensity', n)) : undefined;
+    const tail = interval === undefined ? 0 : (1 - interval) / 2;
+    const weight = new Float64Array(K);
+    const loc = new Float64Array(K);
+    const scale = new Float64Array(K);
+    const terms = new Float64Array(K);
+    const posterior = new Float64Array(K);
+    const mix: StudentTMixture = { count: K, weight, loc, scale, dof: m.noiseDof, logNormalizer: m.noiseLogNormalizer };
+    // ln of the Jacobian from the standardized to the data scale of y (gaussian): ln p(y) = ln p(ỹ) − ln s_y.
+    const jacobian = gaussian ? Math.log(ySd) : 0;
+    for (let row = 0; row < n; row++) {
+      for (let k = 0; k < K; k++) {
+        weight[k] = weights[row * K + k];
+        loc[k] = weight[k] === 0 ? 0 : locs[row * K + k];
+        if (gaussian) scale[k] = Math.sqrt(m.noiseScale2[k] * (1 + spreads[row * K + k])); // PRML 3.59 with E[1/τ] → b/a
+      }
+      if (lo && hi) {
+        lo[row] = yMean + ySd * mixtureQuantile(tail, mix, this.unitLo!);
+        hi[row] = yMean + ySd * mixtureQuantile(1 - tail, mix, this.unitHi!);
+      }
+      const target = y[row];
+      if (!(logDensity || clusterGivenY)) continue;
+      if (Number.isNaN(target)) {
+        if (density) density[row] = NaN;
+        continue;
+      }
+      let ln: number;
+      if (gaussian) ln = mixtureLogDensity(target, mix, terms, posterior);
+      else {
+        // P(y | z=k) = σ(±κ_k μ_k), the probit-style approximation of the logistic predictive (PRML 4.153–4.155).
+        for (let k = 0; k < K; k++) {
+          const kappa = 1 / Math.sqrt(1 + (Math.PI * spreads[row * K + k]) / 8);
+          terms[k] = weight[k] > 0 ? Math.log(weight[k]) + logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]) : -Infinity;
+        }
+        ln = logSumExp(terms, K, posterior);
+      }
+      if (density) density[row] = ln - jacobian;
+      if (clusterGivenY) {
+        let best = -1;
+        for (let k = 0; k < K; k++) if (posterior[k] > (best < 0 ? 0 : posterior[best])) best = k;
+        out.cluster[row] = best;
+        out.clusterProbability[row] = best < 0 ? 0 : posterior[best];
+      }
+    }
   }
 
   /** Frees the backend's copies of the factors. */
   dispose(): void {
     this.tfjs?.dispose();
+  }
+}
+
+/**
+ * Checks a Predictor's options against the model: an interval needs a probability in (0, 1) and
+ * a gaussian response (a 0/1 target's predictive is P(y = 1) itself: any central interval of it
+ * is {0}, {1} or {0, 1}, which says no more than the probability).
+ */
+export function checkPredictOptions(doc: PosteriorDocument, options: PredictOptions): void {
+  const { interval } = options;
+  if (interval === undefined) return;
+  if (typeof interval !== 'number' || !(interval > 0 && interval < 1))
+    throw new PredictOptionError(`interval must be a probability strictly between 0 and 1 (e.g. 0.9), got ${String(interval)}`);
+  if (doc.family !== 'gaussian')
+    throw new PredictOptionError(
+      `interval needs a gaussian model; this posterior is ${doc.family}, whose prediction P(y = 1) is already the whole predictive distribution (an interval of a 0/1 target is {0}, {1} or {0, 1})`,
+    );
+}
+
+/** A predict option that cannot be used with the arguments or the model; the message names the option. */
+export class PredictOptionError extends ClusterwiseError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PredictOptionError';
   }
 }
 
