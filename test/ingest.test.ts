@@ -66,9 +66,47 @@ describe('ingest', () => {
     expect((await readJson<RunState>(ctx.store, keys.state('forum', runId))).value.status).toBe('done');
     // The redelivery finds the run done, releases the dataset, and asks for the pending refit.
     await handleUpdates(ctx, lost);
-    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId, ended: true, pendingRefit: false });
+    // Released; the refit stays pending on the marker until a new run claims the dataset.
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId, ended: true, pendingRefit: true });
     const [refit] = await ctx.tasks.receive(10, 0);
-    expect(JSON.parse(refit.body)).toEqual({ kind: 'refit', dataset: 'forum' });
+    expect(JSON.parse(refit.body)).toEqual({ kind: 'refit', dataset: 'forum', after: runId });
+  });
+
+  it('a pending refit survives an aggregator that crashed between the release and sending the refit; copies of it start one run', async () => {
+    const ctx = await withDataset();
+    const runId = ((await requestRefit(ctx, 'forum', ctx.kernel)) as { started: string }).started;
+    await requestRefit(ctx, 'forum', ctx.kernel); // coalesced: a refit is pending
+    const send = ctx.tasks.send.bind(ctx.tasks);
+    let crashed = false;
+    ctx.tasks.send = async (body, options) => {
+      if (!crashed && JSON.parse(body).kind === 'refit') {
+        crashed = true;
+        throw new Error('the aggregator died');
+      }
+      return send(body, options);
+    };
+    await expect(drive(ctx)).rejects.toThrow('the aggregator died');
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId, ended: true, pendingRefit: true });
+    // The update is redelivered (still in flight here, so a copy of it): the run is done and
+    // released, but the refit is still owed. A later stale completion sends it again.
+    const redelivery: UpdateMessage = { kind: 'round-complete', dataset: 'forum', runId, roundId: 'the-last-round' };
+    await handleUpdates(ctx, [redelivery]);
+    await handleUpdates(ctx, [redelivery]);
+    const refits = await ctx.tasks.receive(10, 0);
+    expect(refits.map((m) => JSON.parse(m.body))).toEqual([
+      { kind: 'refit', dataset: 'forum', after: runId },
+      { kind: 'refit', dataset: 'forum', after: runId },
+    ]);
+    await handleTaskDelivery(ctx, refits[0], 3);
+    const next = (await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value;
+    expect(next.runId).not.toBe(runId);
+    // The copy finds the dataset claimed since the release: served, nothing more is pending.
+    await handleTaskDelivery(ctx, refits[1], 3);
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toEqual(next);
+    for (const m of refits) await ctx.tasks.delete(m);
+    expect(await drive(ctx)).toMatchObject({ runId: next.runId, status: 'done', rows: 1000 });
+    expect((await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value).toMatchObject({ runId: next.runId, ended: true, pendingRefit: false });
+    expect(await ctx.tasks.depth()).toBe(0);
   });
 
   it('coalesces requests while a run is going into one pending refit, started when the run ends', async () => {
@@ -86,7 +124,7 @@ describe('ingest', () => {
     const progress = await drive(ctx);
     expect(progress.status).toBe('done');
     const [refit] = await ctx.tasks.receive(10, 0);
-    expect(JSON.parse(refit.body)).toEqual({ kind: 'refit', dataset: 'forum' });
+    expect(JSON.parse(refit.body)).toEqual({ kind: 'refit', dataset: 'forum', after: runId });
     await handleTaskDelivery(ctx, refit, 3);
     const after = (await readJson<ActiveRun>(ctx.store, keys.activeRun('forum'))).value;
     expect(after.runId).not.toBe(runId);

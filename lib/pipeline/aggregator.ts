@@ -105,9 +105,10 @@ async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Pr
   }
   if (state.status === 'running') return undefined;
   // Release the dataset when the run ended now, and again on a redelivery after a crash that
-  // came between the state write and the release (releaseDataset does nothing once released).
+  // came between the state write and the release or the refit's send (once released, releaseDataset
+  // only reports a refit still owed; a copy sent twice is dropped by its `after`).
   const refitPending = await releaseDataset(ctx, dataset, runId);
-  if (refitPending) await ctx.tasks.send(JSON.stringify({ kind: 'refit', dataset } satisfies RefitMessage));
+  if (refitPending) await ctx.tasks.send(JSON.stringify({ kind: 'refit', dataset, after: runId } satisfies RefitMessage));
   return wasRunning || refitPending ? { dataset, runId, status: state.status, refitPending } : undefined;
 }
 

@@ -87,6 +87,8 @@ export async function requestRefit(
      * message id, the Lambda request id): a retry resumes what a crashed attempt left. @default none
      */
     request?: string;
+    /** A refit owed by this released run (RefitMessage.after): nothing to do once another run claimed the dataset. */
+    after?: string;
   } = {},
 ): Promise<RefitOutcome> {
   const log = ctx.log ?? silentLog;
@@ -100,6 +102,10 @@ export async function requestRefit(
       if (ours && (await resumePlanned(ctx, dataset, current.value.runId, now))) {
         log.info('retry found its run planned', { dataset, runId: current.value.runId });
         return { started: current.value.runId };
+      }
+      if (!ours && options.after !== undefined && current && current.value.runId !== options.after) {
+        log.info('owed refit already served', { dataset, after: options.after, runId: current.value.runId });
+        return { coalesced: current.value.runId };
       }
       // An earlier attempt of this request claimed the dataset and died before the run existed:
       // claim it again (below). Anyone else coalesces into a claim that may still be planning.
@@ -148,14 +154,17 @@ async function resumePlanned(ctx: RoleContext, dataset: string, runId: string, n
 
 /**
  * Called when a run ends (done or failed): frees the dataset. Returns true when a refit was
- * requested meanwhile, so the caller starts it.
+ * requested meanwhile, so the caller sends it. The released marker keeps `pendingRefit` until a
+ * new run claims the dataset, so a caller that crashed before sending the refit sends it when it is
+ * redelivered (a copy sent twice is dropped by its `after`).
  */
 export async function releaseDataset(ctx: RoleContext, dataset: string, runId: string): Promise<boolean> {
   for (;;) {
     const current = await readJsonIfExists<ActiveRun>(ctx.store, keys.activeRun(dataset));
-    if (!current || current.value.runId !== runId || current.value.ended) return false;
+    if (!current || current.value.runId !== runId) return false;
+    if (current.value.ended) return current.value.pendingRefit;
     try {
-      await ctx.store.put(keys.activeRun(dataset), jsonBody({ ...current.value, pendingRefit: false, ended: true }), { ifMatch: current.etag });
+      await ctx.store.put(keys.activeRun(dataset), jsonBody({ ...current.value, ended: true }), { ifMatch: current.etag });
       return current.value.pendingRefit;
     } catch (error) {
       if (!(error instanceof PreconditionFailedError)) throw error;

@@ -138,8 +138,12 @@ export const TaskMessage = z.object({
 });
 export type TaskMessage = z.infer<typeof TaskMessage>;
 
-/** Aggregator → worker: a refit was requested while the run went; start it (needs the kernel). */
-export const RefitMessage = z.object({ kind: z.literal('refit'), dataset: DatasetName });
+/**
+ * Aggregator → worker: a refit was requested while the run went; start it (needs the kernel).
+ * `after` names the released run that owes it: once another run claimed the dataset since, the
+ * refit was served (that run read the data after the release) and a copy of it changes nothing.
+ */
+export const RefitMessage = z.object({ kind: z.literal('refit'), dataset: DatasetName, after: z.string().min(1).optional() });
 export type RefitMessage = z.infer<typeof RefitMessage>;
 
 /** What the tasks queue carries. */

@@ -369,7 +369,7 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
     const parsed = parseMessage(TasksQueueMessage, message.body, ctx.tasks.name);
     if (parsed.kind === 'refit') {
       // The message id is the same on every delivery: a redelivery after a crash resumes the refit.
-      const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel, {}, { request: `refit/${message.id}` });
+      const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel, {}, { request: `refit/${message.id}`, ...(parsed.after ? { after: parsed.after } : {}) });
       log.info('refit requested by the aggregator', { dataset: parsed.dataset, ...outcome });
       return;
     }

@@ -361,7 +361,7 @@ describe('faults on the emulated stack', () => {
     const runs = await runsOf(stack, dataset);
     expect(runs).toHaveLength(2); // one refit for nine uploads
     const run2 = runs.find((r) => r !== run1)!;
-    const refits = workers.deliveries.filter((d) => d.body === JSON.stringify({ kind: 'refit', dataset }));
+    const refits = workers.deliveries.filter((d) => d.body === JSON.stringify({ kind: 'refit', dataset, after: run1 }));
     expect(refits.map((d) => d.outcome)).toEqual(['deleted']);
     expect(logsWith('refit requested by the aggregator').filter((e) => e.dataset === dataset).map((e) => e.started)).toEqual([run2]);
     for (const runId of [run1, run2]) {
