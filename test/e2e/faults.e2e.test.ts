@@ -109,6 +109,16 @@ async function expectCountedOnce(state: RunState, manifest: Manifest, rows: numb
 
 const logsWith = (message: string) => logs.entries.filter((e) => e.message === message);
 
+/** True once the dataset has a run and its refit, both ended, and the dataset is released. */
+function runAndRefitEnded(dataset: string) {
+  return async () => {
+    const runs = await runsOf(stack, dataset);
+    if (runs.length < 2 || !(await datasetReleased(stack, dataset))) return false;
+    const states = await Promise.all(runs.map((r) => runState(stack, dataset, r)));
+    return states.every((s) => s && s.status !== 'running');
+  };
+}
+
 describe('faults on the emulated stack', () => {
   it('a worker that dies mid-task: the shard is redone after the visibility timeout, rows counted once', async () => {
     const dataset = 'forum-crash';
@@ -350,13 +360,7 @@ describe('faults on the emulated stack', () => {
     expect(await runsOf(stack, dataset)).toEqual([run1]);
 
     const { workers, aggregator } = eventSources(stack, handlers);
-    const bothEnded = async () => {
-      const runs = await runsOf(stack, dataset);
-      if (runs.length < 2 || !(await datasetReleased(stack, dataset))) return false;
-      const states = await Promise.all(runs.map((r) => runState(stack, dataset, r)));
-      return states.every((s) => s && s.status !== 'running');
-    };
-    await pollUntil([workers, aggregator], bothEnded, { timeoutMs: 90_000, description: 'run and refit ended' });
+    await pollUntil([workers, aggregator], runAndRefitEnded(dataset), { timeoutMs: 90_000, description: 'run and refit ended' });
 
     const runs = await runsOf(stack, dataset);
     expect(runs).toHaveLength(2); // one refit for nine uploads
@@ -446,13 +450,7 @@ describe('faults on the emulated stack', () => {
         return 'throw';
       });
       const { workers, aggregator } = eventSources(stack, handlers);
-      const bothEnded = async () => {
-        const runs = await runsOf(stack, dataset);
-        if (runs.length < 2 || !(await datasetReleased(stack, dataset))) return false;
-        const states = await Promise.all(runs.map((r) => runState(stack, dataset, r)));
-        return states.every((s) => s && s.status !== 'running');
-      };
-      await pollUntil([workers, aggregator], bothEnded, { timeoutMs: 90_000, description: 'run and refit ended' });
+      await pollUntil([workers, aggregator], runAndRefitEnded(dataset), { timeoutMs: 90_000, description: 'run and refit ended' });
 
       expect(died).toBe(true);
       // The update that ended run 1 failed once (the release died after the state write) and was applied on its redelivery.
