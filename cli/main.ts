@@ -33,6 +33,13 @@ const workers = (value: string) => {
   if (n > MAX_WORKERS) throw new InvalidArgumentError(`--workers must be at most ${MAX_WORKERS} (2 × the ${availableParallelism()} cores here), got ${n}`);
   return n;
 };
+/** A probability strictly between 0 and 1, written as a decimal (0.9, .95). */
+const probability = (name: string) => (value: string) => {
+  const p = Number(value);
+  if (!/^\s*0?\.\d+\s*$/.test(value) || !(p > 0 && p < 1))
+    throw new InvalidArgumentError(`${name} must be a probability strictly between 0 and 1 written as a decimal (e.g. 0.9), got "${value}"`);
+  return p;
+};
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'reference'];
 
 /** The defaults of the one config schema, for the help text. */
@@ -126,13 +133,22 @@ export function buildProgram(): Command {
     .command('predict')
     .description('score rows of a CSV with a fitted posterior')
     .argument('<posterior>', 'posterior.json written by fit')
-    .argument('<csv>', 'rows to score (the target column is not needed)')
+    .argument('<csv>', 'rows to score (the target column is not needed; when present, log_density is added)')
     .option('--out <file>', 'write here instead of standard output')
+    .option('--interval <p>', 'add prediction_lo, prediction_hi: the central interval of probability p of the predictive distribution, e.g. 0.9 (gaussian)', probability('--interval'))
+    .option('--cluster', 'cluster and cluster_probability from p(z | x, y) on rows with the target (flexmix\'s clusters(newdata)); without it, from p(z | x)')
     .option('--workers <n>', `worker threads, 0 scores in this thread, at most ${MAX_WORKERS} (default: one per core from 16 MiB of data)`, workers)
     .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
     .action(async (posterior: string, csv: string, o) => {
-      const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend });
+      const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend, interval: o.interval, cluster: o.cluster === true });
       if (result.skipped) console.error(`${csv}: ${result.skipped} rows could not be scored (missing or non-numeric values); their prediction cells are empty`);
+      const density = result.logDensity;
+      if (density)
+        console.error(
+          `${csv}: log predictive density of "${density.column}" ${density.total.toFixed(3)} over ${density.rows} rows (${(density.total / Math.max(1, density.rows)).toFixed(4)} per row)` +
+            (density.rows < result.rows ? `; ${result.rows - density.rows} rows without a readable "${density.column}" have no log_density` : ''),
+        );
+      else if (o.cluster) console.error(`${csv}: no target column, so --cluster gives clusters from p(z | x)`);
       if (o.out) console.error(`wrote ${o.out}: ${result.rows} rows scored`);
     });
 

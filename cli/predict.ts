@@ -9,13 +9,21 @@ import { predictFile as predictStream, type PredictFileResult } from '../lib/loc
 export async function predictFile(
   posteriorPath: string,
   csvPath: string,
-  options: { out?: string; workers?: number; backend?: BackendName | 'auto' } = {},
+  options: { out?: string; workers?: number; backend?: BackendName | 'auto'; interval?: number; cluster?: boolean } = {},
 ): Promise<PredictFileResult> {
   const text = await readFile(posteriorPath, 'utf8').catch((e) => {
     throw fileNotFound(posteriorPath, e);
   });
   const out = options.out ? createWriteStream(options.out) : process.stdout;
-  const result = await predictStream({ posterior: { text, file: posteriorPath }, csv: csvPath, out, workers: options.workers, backend: options.backend });
+  const result = await predictStream({
+    posterior: { text, file: posteriorPath },
+    csv: csvPath,
+    out,
+    workers: options.workers,
+    backend: options.backend,
+    interval: options.interval,
+    cluster: options.cluster,
+  });
   if (options.out) {
     out.end();
     await finished(out);

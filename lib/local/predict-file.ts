@@ -45,7 +45,7 @@ export interface PredictFileResult {
   skippedExamples: SkippedRow[];
   threads: number;
   /** When the file has the target column: Σ ln p(y | x) and the rows whose target was read. */
-  logDensity?: { total: number; rows: number };
+  logDensity?: { column: string; total: number; rows: number };
 }
 
 /** What a predict thread starts from. */
@@ -81,7 +81,7 @@ export async function scorerFor(init: PredictWorkerInit) {
 /** Scores `csv` with the posterior and writes the header and every record with its cells to `out`. */
 export async function predictFile(options: PredictFileOptions): Promise<PredictFileResult> {
   const doc: PosteriorDocument = readPosterior(options.posterior.text, options.posterior.file);
-  checkPredictOptions(doc, { interval: options.interval });
+  checkPredictOptions(doc, { interval: options.interval }, options.posterior.file);
   const absolute = path.resolve(options.csv);
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const header = await readHeader(store, localDataKey(absolute), options.csv);
@@ -107,7 +107,7 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
 
   const scorer = threads > 0 ? await startThreads(threads, init) : await inlineScorer(init);
-  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { total: 0, rows: 0 } } : {}) };
+  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { column: doc.state.plan.target, total: 0, rows: 0 } } : {}) };
   const inFlight: Promise<ScoredChunk>[] = [];
   let firstLine = 2; // of the next chunk; line 1 is the header
   const finish = async (scored: ScoredChunk) => {

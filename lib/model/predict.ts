@@ -392,9 +392,9 @@ export class Predictor {
     const u = batch.u;
     const { cluster, clusterProbability, mean, sd } = out;
     const w = new Float64Array(K);
-    // The mixture beyond its mean and sd needs each row's weights and component means (n × K).
+    // The mixture beyond its mean and sd needs each row's log weights ln p(z=k | x) and component means (n × K).
     const keep = this.options.interval !== undefined || this.options.logDensity === true || this.options.clusterGivenY === true;
-    const weights = keep ? arrays.float64('weights', n * K) : w;
+    const logWeights = keep ? arrays.float64('logWeights', n * K) : w;
     const locs = keep ? arrays.float64('locs', n * K) : w;
     for (let row = 0; row < n; row++) {
       let max = -Infinity;
@@ -425,6 +425,7 @@ export class Predictor {
       let bestWeight = 0;
       for (let k = 0; k < K; k++) {
         const e = w[k] === -Infinity ? 0 : Math.exp(w[k] - max);
+        if (keep) logWeights[row * K + k] = w[k] - max;
         w[k] = e;
         total += e;
         if (e > bestWeight) {
@@ -435,9 +436,10 @@ export class Predictor {
       let m1 = 0;
       let m2 = 0;
       const base = row * P;
+      const lnTotal = keep ? Math.log(total) : 0;
       for (let k = 0; k < K; k++) {
         const weight = w[k] / total;
-        if (keep) weights[row * K + k] = weight;
+        if (keep) logWeights[row * K + k] = weight === 0 ? -Infinity : logWeights[row * K + k] - lnTotal;
         if (weight === 0) continue;
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
@@ -458,16 +460,16 @@ export class Predictor {
         sd![row] = ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
       } else mean[row] = m1;
     }
-    if (keep) this.mixture(batch, spreads, weights, locs, out);
+    if (keep) this.mixture(batch, spreads, logWeights, locs, out);
     return out;
   }
 
   /**
-   * The interval, ln p(y | x) and p(z | x, y) of each row (docs/model.md §10), from its weights
-   * w_k = p(z=k | x) and component means μ_k (`weights`, `locs`: n × K, standardized) and spreads
+   * The interval, ln p(y | x) and p(z | x, y) of each row (docs/model.md §10), from its log weights
+   * ln p(z=k | x) and component means μ_k (`logWeights`, `locs`: n × K, standardized) and spreads
    * uᵀΛ_k⁻¹u (n × K). Rows whose y is missing (NaN) get NaN log densities and keep p(z | x).
    */
-  private mixture(batch: Batch, spreads: ArrayLike<number>, weights: Float64Array, locs: Float64Array, out: Prediction): void {
+  private mixture(batch: Batch, spreads: ArrayLike<number>, logWeights: Float64Array, locs: Float64Array, out: Prediction): void {
     const m = this.model;
     const { K, yMean, ySd, gaussian } = m;
     const { interval, logDensity, clusterGivenY } = this.options;
@@ -477,18 +479,20 @@ export class Predictor {
     const hi = interval === undefined ? undefined : (out.hi = this.arrays.float64('hi', n));
     const density = logDensity ? (out.logDensity = this.arrays.float64('logDensity', n)) : undefined;
     const tail = interval === undefined ? 0 : (1 - interval) / 2;
-    const weight = new Float64Array(K);
+    const logWeight = new Float64Array(K);
     const loc = new Float64Array(K);
     const scale = new Float64Array(K);
     const terms = new Float64Array(K);
     const posterior = new Float64Array(K);
-    const mix: StudentTMixture = { count: K, weight, loc, scale, dof: m.noiseDof, logNormalizer: m.noiseLogNormalizer };
+    // s_k² = (b_k/a_k)(1 + uᵀΛ_k⁻¹u) ≥ b_k/a_k: ½ ln(b_k/a_k) bounds ln s_k from below on every row.
+    const logScaleFloor = m.noiseScale2.map((v) => 0.5 * Math.log(v));
+    const mix: StudentTMixture = { count: K, logWeight, loc, scale, dof: m.noiseDof, logNormalizer: m.noiseLogNormalizer, logScaleFloor };
     // ln of the Jacobian from the standardized to the data scale of y (gaussian): ln p(y) = ln p(ỹ) − ln s_y.
     const jacobian = gaussian ? Math.log(ySd) : 0;
     for (let row = 0; row < n; row++) {
       for (let k = 0; k < K; k++) {
-        weight[k] = weights[row * K + k];
-        loc[k] = weight[k] === 0 ? 0 : locs[row * K + k];
+        logWeight[k] = logWeights[row * K + k];
+        loc[k] = logWeight[k] === -Infinity ? 0 : locs[row * K + k];
         if (gaussian) scale[k] = Math.sqrt(m.noiseScale2[k] * (1 + spreads[row * K + k])); // PRML 3.59 with E[1/τ] → b/a
       }
       if (lo && hi) {
@@ -507,7 +511,7 @@ export class Predictor {
         // P(y | z=k) = σ(±κ_k μ_k), the probit-style approximation of the logistic predictive (PRML 4.153–4.155).
         for (let k = 0; k < K; k++) {
           const kappa = 1 / Math.sqrt(1 + (Math.PI * spreads[row * K + k]) / 8);
-          terms[k] = weight[k] > 0 ? Math.log(weight[k]) + logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]) : -Infinity;
+          terms[k] = logWeight[k] > -Infinity ? logWeight[k] + logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]) : -Infinity;
         }
         ln = logSumExp(terms, K, posterior);
       }
@@ -532,14 +536,14 @@ export class Predictor {
  * a gaussian response (a 0/1 target's predictive is P(y = 1) itself: any central interval of it
  * is {0}, {1} or {0, 1}, which says no more than the probability).
  */
-export function checkPredictOptions(doc: PosteriorDocument, options: PredictOptions): void {
+export function checkPredictOptions(doc: PosteriorDocument, options: PredictOptions, file = 'posterior.json'): void {
   const { interval } = options;
   if (interval === undefined) return;
   if (typeof interval !== 'number' || !(interval > 0 && interval < 1))
     throw new PredictOptionError(`interval must be a probability strictly between 0 and 1 (e.g. 0.9), got ${String(interval)}`);
   if (doc.family !== 'gaussian')
     throw new PredictOptionError(
-      `interval needs a gaussian model; this posterior is ${doc.family}, whose prediction P(y = 1) is already the whole predictive distribution (an interval of a 0/1 target is {0}, {1} or {0, 1})`,
+      `interval needs a gaussian model, and ${file} is ${doc.family}: its prediction P(y = 1) is already the whole predictive distribution (a central interval of a 0/1 target is {0}, {1} or {0, 1})`,
     );
 }
 

@@ -14,9 +14,16 @@
  *
  * and the row's predictive is Σ_k w_k St(y | μ_k, s_k⁻², ν_k).
  */
-import tCdf from '@stdlib/stats-base-dists-t-cdf';
-import tQuantile from '@stdlib/stats-base-dists-t-quantile';
+import { createRequire } from 'node:module';
 import { lnGamma } from '../math/special.js';
+
+// stdlib's Student-t CDF and quantile (regularized incomplete beta, Boost's method) load ~70 small
+// modules: only an interval needs them, so they are required on first use, not at every start.
+const require = createRequire(import.meta.url);
+let tCdfImpl: ((t: number, dof: number) => number) | undefined;
+let tQuantileImpl: ((p: number, dof: number) => number) | undefined;
+const tCdf = (t: number, dof: number) => (tCdfImpl ??= require('@stdlib/stats-base-dists-t-cdf') as (t: number, dof: number) => number)(t, dof);
+const tQuantile = (p: number, dof: number) => (tQuantileImpl ??= require('@stdlib/stats-base-dists-t-quantile') as (p: number, dof: number) => number)(p, dof);
 
 /**
  * Mixture weights below this are left out of a quantile: the CDF they could move is below 1e−12
@@ -24,6 +31,7 @@ import { lnGamma } from '../math/special.js';
  * (one component holds all but ~1e−30 of the weight) take the closed form.
  */
 export const NEGLIGIBLE_WEIGHT = 1e-12;
+const LN_NEGLIGIBLE_WEIGHT = Math.log(NEGLIGIBLE_WEIGHT);
 
 /** ln of the Student-t normalizer, ln Γ((ν+1)/2) − ln Γ(ν/2) − ½ ln(νπ) (PRML 2.159 with λ = 1). */
 export function studentTLogNormalizer(dof: number): number {
@@ -47,14 +55,23 @@ export function studentTLogDensity(y: number, loc: number, scale: number, dof: n
 /** The components of one row's predictive, the first `count` entries of each array. */
 export interface StudentTMixture {
   count: number;
-  /** w_k, summing to 1 over the count entries. */
-  weight: ArrayLike<number>;
+  /** ln w_k (−∞ for a component with no weight); the w_k sum to 1 over the count entries. */
+  logWeight: ArrayLike<number>;
   loc: ArrayLike<number>;
   scale: ArrayLike<number>;
   dof: ArrayLike<number>;
   /** studentTLogNormalizer(dof_k). */
   logNormalizer: ArrayLike<number>;
+  /**
+   * A lower bound on ln s_k that holds for every row (optional): then a component whose density
+   * at its mode, times its weight, is below 1e−18 of a term already computed is left out of the
+   * log density without evaluating it (it moves ln p(y) by less than 1e−18).
+   */
+  logScaleFloor?: ArrayLike<number>;
 }
+
+/** ln 1e18: terms this far below one present are left out of a sum of exponentials (they cannot move it). */
+const FAR_LOG = 41.5;
 
 /**
  * ln Σ_k exp(terms[k]) over the first `count` terms, with the largest factored out; `into[k]`
@@ -68,8 +85,12 @@ export function logSumExp(terms: Float64Array, count: number, into?: Float64Arra
     return -Infinity;
   }
   let sum = 0;
-  for (let k = 0; k < count; k++) sum += Math.exp(terms[k] - max);
-  if (into) for (let k = 0; k < count; k++) into[k] = Math.exp(terms[k] - max) / sum;
+  for (let k = 0; k < count; k++) {
+    const e = terms[k] === -Infinity ? 0 : Math.exp(terms[k] - max);
+    if (into) into[k] = e;
+    sum += e;
+  }
+  if (into) for (let k = 0; k < count; k++) into[k] /= sum;
   return max + Math.log(sum);
 }
 
@@ -78,9 +99,19 @@ export function logSumExp(terms: Float64Array, count: number, into?: Float64Arra
  * p(z=k | y) ∝ w_k St(y | μ_k, s_k⁻², ν_k) (Bayes' rule). `terms` is scratch of length ≥ count.
  */
 export function mixtureLogDensity(y: number, m: StudentTMixture, terms: Float64Array, into?: Float64Array): number {
-  for (let k = 0; k < m.count; k++)
-    terms[k] = m.weight[k] > 0 ? Math.log(m.weight[k]) + studentTLogDensity(y, m.loc[k], m.scale[k], m.dof[k], m.logNormalizer[k]) : -Infinity;
-  return logSumExp(terms, m.count, into);
+  const { count, logWeight, logScaleFloor } = m;
+  // The heaviest component's term first: the largest term is at least that, so a component whose
+  // bound lies FAR_LOG below it cannot matter.
+  let top = 0;
+  for (let k = 1; k < count; k++) if (logWeight[k] > logWeight[top]) top = k;
+  const first = logWeight[top] + studentTLogDensity(y, m.loc[top], m.scale[top], m.dof[top], m.logNormalizer[top]);
+  const cut = logScaleFloor ? first - FAR_LOG : -Infinity;
+  for (let k = 0; k < count; k++) {
+    if (k === top) terms[k] = first;
+    else if (logWeight[k] === -Infinity || (logScaleFloor && logWeight[k] + m.logNormalizer[k] - logScaleFloor[k] < cut)) terms[k] = -Infinity;
+    else terms[k] = logWeight[k] + studentTLogDensity(y, m.loc[k], m.scale[k], m.dof[k], m.logNormalizer[k]);
+  }
+  return logSumExp(terms, count, into);
 }
 
 /**
@@ -96,7 +127,7 @@ export function mixtureQuantile(p: number, m: StudentTMixture, unit: ArrayLike<n
   let hi = -Infinity;
   let used = 0;
   for (let k = 0; k < m.count; k++) {
-    if (!(m.weight[k] >= NEGLIGIBLE_WEIGHT)) continue;
+    if (!(m.logWeight[k] >= LN_NEGLIGIBLE_WEIGHT)) continue;
     const q = m.loc[k] + m.scale[k] * unit[k];
     if (q < lo) lo = q;
     if (q > hi) hi = q;
@@ -105,7 +136,7 @@ export function mixtureQuantile(p: number, m: StudentTMixture, unit: ArrayLike<n
   if (used === 0) return NaN;
   if (used === 1 || !(hi > lo)) return lo;
   let total = 0;
-  for (let k = 0; k < m.count; k++) if (m.weight[k] >= NEGLIGIBLE_WEIGHT) total += m.weight[k];
+  for (let k = 0; k < m.count; k++) if (m.logWeight[k] >= LN_NEGLIGIBLE_WEIGHT) total += Math.exp(m.logWeight[k]);
   // Converged when the bracket or a step is below 1e−12 of the scale of the answer.
   const tolerance = 1e-12 * Math.max(Math.abs(lo), Math.abs(hi), hi - lo);
   let y = 0.5 * (lo + hi);
@@ -113,8 +144,8 @@ export function mixtureQuantile(p: number, m: StudentTMixture, unit: ArrayLike<n
     let cdf = 0;
     let density = 0;
     for (let k = 0; k < m.count; k++) {
-      const w = m.weight[k];
-      if (!(w >= NEGLIGIBLE_WEIGHT)) continue;
+      if (!(m.logWeight[k] >= LN_NEGLIGIBLE_WEIGHT)) continue;
+      const w = Math.exp(m.logWeight[k]);
       cdf += w * tCdf((y - m.loc[k]) / m.scale[k], m.dof[k]);
       density += w * Math.exp(studentTLogDensity(y, m.loc[k], m.scale[k], m.dof[k], m.logNormalizer[k]));
     }
