@@ -98,7 +98,8 @@ export async function requestRefit(
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await readJsonIfExists<ActiveRun>(ctx.store, key);
     try {
-      const ours = current && !current.value.ended && options.request !== undefined && current.value.request === options.request;
+      // A retry of the request that made the claim: its run, if planned, serves it (even ended).
+      const ours = current && options.request !== undefined && current.value.request === options.request;
       if (ours && (await resumePlanned(ctx, dataset, current.value.runId, now))) {
         log.info('retry found its run planned', { dataset, runId: current.value.runId });
         return { started: current.value.runId };
