@@ -8,6 +8,7 @@ import { ConfigError, parseConfig, parseConfigLayers, type Delimiter } from '../
 import { ClusterwiseError } from '../lib/errors.js';
 import { formatSkipped, type SkippedRow } from '../lib/data/csv.js';
 import { fitLocal } from '../lib/local/runner.js';
+import { FAMILY_NAMES } from '../lib/model/families/index.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { joinAssignments } from './assignments.js';
 import { lockOutput } from './out-lock.js';
@@ -68,10 +69,11 @@ export function buildProgram(): Command {
     .option('--target <column>', 'the response column (required here or as "target" in --config)')
     .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target and the id)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
-    .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(['gaussian', 'bernoulli']))
+    .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(FAMILY_NAMES))
     .option('--components <T>', `components, 1–200 (truncation level for stick-breaking) (default: ${DEFAULTS.components})`, wholeNumber('--components'))
     .addOption(new Option('--weights <kind>', `mixing weights (default: ${DEFAULTS.weights})`).choices(['stick-breaking', 'dirichlet']))
     .option('--no-covariate-model', 'conditional-only mixture of regressions (no model of x)')
+    .option('--no-covariate-selection', 'model every clustering column per cluster (no relevance selection)')
     .option('--id <column>', 'a column naming the rows: never a covariate; assignments.csv carries it')
     .option('--delimiter <char>', 'field separator: , ; tab | (default: detected from the header line)', delimiter)
     .option('--out <dir>', 'output folder', 'clusterwise-out')
@@ -99,6 +101,7 @@ export function buildProgram(): Command {
             id: o.id,
             delimiter: o.delimiter,
             ...(o.covariateModel === false ? { covariateModel: false } : {}),
+            ...(o.covariateSelection === false ? { covariateSelection: false } : {}),
             seed: o.seed,
             ...(o.assign ? { assignments: true } : {}),
           },
@@ -192,6 +195,7 @@ const fmt = (v: number) => Number(v.toPrecision(4)).toString();
  * column, wrapped to the width.
  */
 export function clusterTable(p: PosteriorDocument, width = 120): string {
+  const noise = p.components.some((c) => c.noiseSd !== undefined);
   const few = (names: string[], values: number[]) =>
     values.slice(0, 6).map((v, i) => `${names[i]}=${fmt(v)}`).join(' ') + (values.length > 6 ? ' …' : '');
   const rows = p.components.map((c, i) => [
@@ -201,9 +205,9 @@ export function clusterTable(p: PosteriorDocument, width = 120): string {
     ...(p.covariateModel ? [few(p.columns, c.mean ?? [])] : []),
     fmt(c.intercept),
     few(p.regressionColumns, c.coefficients),
-    ...(p.family === 'gaussian' ? [fmt(c.noiseSd ?? NaN)] : []),
+    ...(noise ? [fmt(c.noiseSd ?? NaN)] : []),
   ]);
-  const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(p.family === 'gaussian' ? ['noise sd'] : [])];
+  const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(noise ? ['noise sd'] : [])];
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
   const table = [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd());
   if (Math.max(...table.map((line) => line.length)) <= width) return table.join('\n');
@@ -226,7 +230,7 @@ function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][n
   };
   const pairs = (names: string[], values: number[]) => values.map((v, j) => `${names[j]}=${fmt(v)}`);
   return [
-    `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${p.family === 'gaussian' ? `, noise sd ${fmt(c.noiseSd ?? NaN)}` : ''}`,
+    `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${c.noiseSd !== undefined ? `, noise sd ${fmt(c.noiseSd)}` : ''}`,
     ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
     wrap('intercept', [fmt(c.intercept)]),
     wrap('coefficients', pairs(p.regressionColumns, c.coefficients)),

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { ClusterwiseError } from './errors.js';
+import { FAMILY_NAMES } from './model/families/index.js';
 
 /** A finite number in [min, max]; the bounds appear in the error (see describeIssue). */
 const between = (min: number, max: number) => z.number().min(min).max(max);
@@ -118,14 +119,20 @@ export const ModelConfigSchema = z
     id: z.string().min(1).optional(),
     /** The field separator. @default detected from each file's header line among , ; tab | */
     delimiter: z.enum(DELIMITERS).optional(),
-    /** Response family. @default "gaussian" */
-    family: z.enum(['gaussian', 'bernoulli']).default('gaussian'),
+    /** Response family, one of lib/model/families/index.ts. @default "gaussian" */
+    family: z.enum(FAMILY_NAMES).default('gaussian'),
     /** Truncation level T (stick-breaking) or number of components (dirichlet), 1 to 200. @default 20 */
     components: wholeBetween(1, 200).default(20),
     /** Mixing weights. @default "stick-breaking" */
     weights: z.enum(['stick-breaking', 'dirichlet']).default('stick-breaking'),
     /** Model p(x) with a Gaussian mixture (cluster-weighted model); false: conditional-only. @default true */
     covariateModel: z.boolean().default(true),
+    /**
+     * Decide on the planner's sample which clustering columns carry cluster information; the others
+     * are modelled by one shared background Gaussian instead of per cluster, so they cannot decide
+     * the clusters (docs/model.md §13). false: every clustering column is modelled per cluster. @default true
+     */
+    covariateSelection: z.boolean().default(true),
     /** Seed of every random choice (k-means++ restarts, the SVI shard order), 0 to 2³¹ − 1. @default 1 */
     seed: wholeBetween(0, 2 ** 31 - 1).default(1),
     /** Also write per-row assignments (result/assignments/part-*.csv; locally OUT/assignments.csv). @default false */

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { ModelConfigSchema } from './config.js';
+import { FAMILY_NAMES } from './model/families/index.js';
 import type { ComponentSummary, Criteria, PosteriorDocument, SummarizedPosterior } from './model/summary.js';
 
 /** The format tag posterior.json carries; its number changes only with a breaking change. */
@@ -42,6 +43,17 @@ const Standardization = z.object({
   ySd: z.number(),
 });
 
+const Relevance = z
+  .array(
+    z.object({
+      column: z.string(),
+      relevant: z.boolean().describe('modelled per cluster (true) or by the shared background Gaussian'),
+      logBayesFactor: z.number().describe('ln B_j, relevant against background, for the fit\'s responsibilities'),
+      probability: z.number().describe('B_j / (1 + B_j): posterior probability that the column carries cluster information'),
+    }),
+  )
+  .describe('each candidate clustering column: whether it carries cluster information (docs/model.md §13)');
+
 const ColumnPlan = z.object({
   target: z.string(),
   x: columns,
@@ -50,6 +62,7 @@ const ColumnPlan = z.object({
   xSlot: z.array(z.number().int()),
   rSlot: z.array(z.number().int()),
   ySlot: z.number().int(),
+  relevance: Relevance.optional(),
 });
 
 export const PosteriorSchema = z
@@ -57,7 +70,7 @@ export const PosteriorSchema = z
     format: z.literal(POSTERIOR_FORMAT),
     dataset: z.string().describe('dataset name ("local" for a local fit)'),
     runId: z.string(),
-    family: z.enum(['gaussian', 'bernoulli']),
+    family: z.enum(FAMILY_NAMES),
     target: z.string(),
     columns: columns.describe('clustering columns x (empty when conditional-only)'),
     regressionColumns: columns.describe('regression columns r (an intercept is added)'),
@@ -69,6 +82,7 @@ export const PosteriorSchema = z
     converged: z.boolean(),
     components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),
     concentration: z.number().optional().describe('E[α] (stick-breaking only)'),
+    covariateRelevance: Relevance.optional(),
     criteria: z
       .object({
         logLikelihood: z.number().describe('plug-in log-likelihood ln L̂, as the bound CLL + H'),

@@ -2,7 +2,9 @@
  * From CSV objects to standardized batches: which columns play which role, the standardization
  * fixed for a run, the row sample the planner draws, and the conversion of parsed rows to a Batch.
  */
+import type { CovariateRelevance } from '../inference/relevance.js';
 import type { Delimiter, ModelConfig } from '../config.js';
+import { familyOf } from '../model/families/index.js';
 import type { Batch } from '../kernel/types.js';
 import type { ObjectStore } from '../pipeline/ports.js';
 import {
@@ -46,9 +48,14 @@ export interface ColumnPlan {
   xSlot: number[];
   rSlot: number[];
   ySlot: number;
+  /**
+   * Every candidate clustering column's relevance, when the planner chose x among them
+   * (inference/relevance.ts); x then holds the relevant ones.
+   */
+  relevance?: CovariateRelevance[];
 }
 
-/** Column means and deviations from the sample, fixed for the run (y: 0 and 1 for bernoulli). */
+/** Column means and deviations from the sample, fixed for the run (y: 0 and 1 when the family does not standardize it). */
 export interface Standardization {
   xMean: number[];
   xSd: number[];
@@ -132,7 +139,7 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   };
   const xSlot = x.map((c) => slotOf(c, 'number'));
   const rSlot = r.map((c) => slotOf(c, 'number'));
-  const ySlot = slotOf(config.target, config.family === 'bernoulli' ? 'binary' : 'number');
+  const ySlot = slotOf(config.target, familyOf(config.family).target.kind);
   return { target: config.target, x, r, select, xSlot, rSlot, ySlot };
 }
 
@@ -152,14 +159,14 @@ export const CONSTANT_RELATIVE_SD = 1e-12;
  * Mean and deviation (ddof 0) of each selected column over parsed rows, computed on the column
  * divided by its largest magnitude, so that values near 1e-300 do not underflow when squared nor
  * values near 1e150 overflow. A column constant in that relative sense (CONSTANT_RELATIVE_SD) is an
- * error naming it, the target included (except a bernoulli target, which is not standardized).
+ * error naming it, the target included (unless the family does not standardize it, as bernoulli).
  */
 export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'], sample: ParsedRows, fileName: string): Standardization {
   const width = plan.select.length;
   const n = sample.rows;
   if (n < 2) throw new DataError(`too few usable rows to fit (found ${n})`, { file: fileName });
   const v = sample.values;
-  const bernoulli = family === 'bernoulli';
+  const standardizedTarget = familyOf(family).target.standardized;
   const mean = new Float64Array(width);
   const sd = new Float64Array(width);
   for (let j = 0; j < width; j++) {
@@ -175,7 +182,7 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
       }
     mean[j] = m * scale;
     sd[j] = Math.sqrt(sq) * scale;
-    if (j === plan.ySlot && bernoulli) continue;
+    if (j === plan.ySlot && !standardizedTarget) continue;
     if (!(Math.sqrt(sq) > CONSTANT_RELATIVE_SD)) {
       const role = j === plan.ySlot ? 'the target ' : '';
       const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j]) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
@@ -192,8 +199,8 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
     xSd: pick(plan.xSlot, sd),
     rMean: pick(plan.rSlot, mean),
     rSd: pick(plan.rSlot, sd),
-    yMean: bernoulli ? 0 : mean[plan.ySlot],
-    ySd: bernoulli ? 1 : sd[plan.ySlot],
+    yMean: standardizedTarget ? mean[plan.ySlot] : 0,
+    ySd: standardizedTarget ? sd[plan.ySlot] : 1,
   };
 }
 

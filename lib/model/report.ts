@@ -11,6 +11,7 @@
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { batchOfRows, responsibilities, type Row } from '../rows.js';
+import { familyOf } from './families/index.js';
 import { predict } from './predict.js';
 import { asDocument, type Posterior } from '../schemas.js';
 
@@ -127,11 +128,12 @@ function sizesPlot(doc: Posterior): string {
 
 /**
  * Coefficients on one scale: per standard deviation of the regression column, in standard
- * deviations of y (log-odds for bernoulli), with their 95% intervals.
+ * deviations of y (the family's unit: log-odds for bernoulli), with their 95% intervals.
  */
 function forestPlot(doc: Posterior): string {
   const std = doc.state.standardization;
-  const ySd = doc.family === 'gaussian' ? std.ySd : 1;
+  const family = familyOf(doc.family);
+  const ySd = family.target.standardized ? std.ySd : 1;
   const values = doc.components.flatMap((c, i) =>
     doc.regressionColumns.map((column, j) => {
       const scale = std.rSd[j] / ySd;
@@ -141,7 +143,7 @@ function forestPlot(doc: Posterior): string {
     }),
   );
   if (values.length === 0) return '<p>No regression columns: each cluster\'s regression is its intercept (table below).</p>';
-  const unit = doc.family === 'gaussian' ? 'sd of y' : 'log-odds';
+  const unit = family.coefficientUnit;
   return svgOf(
     {
       ...base,
@@ -265,7 +267,7 @@ function scoredSample(doc: Posterior, sample: readonly Row[]): SampleRow[] {
     cluster: String(membership.cluster[n]),
     probability: membership.probability[n],
     prediction: predicted.mean[n],
-    actual: doc.family === 'gaussian' ? batch.y[n] * doc.state.standardization.ySd + doc.state.standardization.yMean : batch.y[n],
+    actual: familyOf(doc.family).target.standardized ? batch.y[n] * doc.state.standardization.ySd + doc.state.standardization.yMean : batch.y[n],
   }));
 }
 
@@ -299,7 +301,7 @@ function flatRows(rows: readonly SampleRow[]) {
 const field = (name: string) => name.replace(/[.[\]\\]/g, (c) => `\\${c}`);
 
 function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
-  const candidates = doc.covariateModel ? doc.columns : doc.regressionColumns;
+  const candidates = doc.columns.length ? doc.columns : doc.regressionColumns;
   const top = informativeColumns(candidates, rows, INFORMATIVE_COLUMNS);
   const pairs: [string, string][] = [];
   for (let i = 0; i < top.length; i++) for (let j = i + 1; j < top.length; j++) pairs.push([top[i], top[j]]);
@@ -328,10 +330,12 @@ function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
 
 /**
  * y against one regression column, and each cluster's fitted regression along it with the other
- * columns held at the cluster's sample means (a logistic curve for bernoulli).
+ * columns held at the cluster's sample means, through the family's inverse link (a logistic curve
+ * for bernoulli).
  */
 function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const top = informativeColumns(doc.regressionColumns, rows, REGRESSION_PLOTS);
+  const { inverseLink } = familyOf(doc.family);
   const values = flatRows(rows);
   return top
     .map((column) => {
@@ -347,7 +351,7 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
         return Array.from({ length: 25 }, (_, i) => {
           const x = lo + ((hi - lo) * i) / 24;
           const eta = offset + c.coefficients[j] * x;
-          return { x, fit: doc.family === 'gaussian' ? eta : 1 / (1 + Math.exp(-eta)), cluster: String(k) };
+          return { x, fit: inverseLink(eta), cluster: String(k) };
         });
       });
       return svgOf(
@@ -386,7 +390,7 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
 function fitPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const values = flatRows(rows);
   const color = clusterColor(doc.components.length);
-  const what = doc.family === 'gaussian' ? 'predicted mean' : 'predicted P(y = 1)';
+  const what = `predicted ${familyOf(doc.family).predicted}`;
   const lo = Math.min(...values.map((v) => Math.min(v.actual, v.prediction)));
   const hi = Math.max(...values.map((v) => Math.max(v.actual, v.prediction)));
   const predictedVsActual = svgOf(
@@ -474,7 +478,7 @@ function componentTable(doc: Posterior): string {
   const rows = [
     row('weight', doc.components.map((c) => fmt(c.weight))),
     row('expected rows', doc.components.map((c) => fmt(c.size))),
-    ...(doc.family === 'gaussian' ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
+    ...(doc.components.some((c) => c.noiseSd !== undefined) ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
     row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
     ...doc.regressionColumns.map((name, j) => row(`coef ${name}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
     ...(doc.covariateModel
@@ -482,6 +486,16 @@ function componentTable(doc: Posterior): string {
       : []),
   ];
   return `<div class="scroll"><table class="grid"><tr><th></th>${clusters}</tr>${rows.join('')}</table></div>`;
+}
+
+/** Each candidate clustering column: modelled per cluster or by the shared background, with ln B_j and P(relevant). */
+function relevanceTable(doc: Posterior): string {
+  if (!doc.covariateRelevance?.length) return '';
+  const rows = doc.covariateRelevance.map(
+    (c) => `<tr><th>${escape(c.column)}</th><td>${c.relevant ? 'yes' : 'no'}</td><td>${fmt(c.logBayesFactor)}</td><td>${fmt(c.probability)}</td></tr>`,
+  );
+  return `<h3>Covariate relevance</h3><p class="note">Columns that carry no cluster information are modelled by one shared Gaussian instead of per cluster, so they do not decide the clusters (docs/model.md §13). ln B: log Bayes factor of per-cluster against shared, for the fit's assignments.</p>
+<div class="scroll"><table class="grid"><tr><th>column</th><th>clusters on it</th><th>ln B</th><th>P(relevant)</th></tr>${rows.join('')}</table></div>`;
 }
 
 function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][] {
@@ -505,14 +519,8 @@ function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][
   }
   if (rows.length > 0) {
     const n = rows.length;
-    if (doc.family === 'gaussian') {
-      const rmse = Math.sqrt(rows.reduce((s, r) => s + (r.actual - r.prediction) ** 2, 0) / n);
-      out.push([`RMSE of the predictive mean on the ${n} plotted rows`, fmt(rmse)]);
-    } else {
-      const clip = (p: number) => Math.min(1 - 1e-12, Math.max(1e-12, p));
-      const logLoss = -rows.reduce((s, r) => s + (r.actual ? Math.log(clip(r.prediction)) : Math.log(1 - clip(r.prediction))), 0) / n;
-      out.push([`log-loss on the ${n} plotted rows`, fmt(logLoss)]);
-    }
+    const [measure, value] = familyOf(doc.family).fit(rows.map((r) => r.actual), rows.map((r) => r.prediction));
+    out.push([`${measure} on the ${n} plotted rows`, fmt(value)]);
     out.push(['mean membership probability', fmt(rows.reduce((s, r) => s + r.probability, 0) / n)]);
   }
   return out;
@@ -556,12 +564,12 @@ ${pairPlots(doc, rows)}
 <title>clusterwise: ${escape(doc.dataset)}</title><style>${STYLE}</style></head>
 <body><h1>${escape(doc.dataset)}: ${doc.family} ${kind} of ${escape(doc.target)}</h1>
 <p>${doc.components.length} clusters from ${doc.rows} rows (${doc.skippedRows} skipped); ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.
-Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}.</p>
+Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}.</p>
 <h2>Clusters</h2>${sizesPlot(doc)}${forestPlot(doc)}
 <h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}
 ${data}
 <h2>Convergence</h2>${elboPlots(doc, trace)}
-<h2>Model criteria</h2>${keyValueTable(criteria(doc, rows))}
+<h2>Model criteria</h2>${keyValueTable(criteria(doc, rows))}${relevanceTable(doc)}
 <h2>Data</h2>${keyValueTable([
     ['rows used', String(doc.rows)],
     ['rows skipped (unusable)', String(doc.skippedRows)],

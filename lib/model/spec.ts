@@ -1,11 +1,13 @@
 /**
  * The model's dimensions and the layout of its natural ("linear") coordinates.
  *
- * Every global factor is conjugate, so its posterior is prior + sufficient statistics in these
- * coordinates (DESIGN.md §2): λ = λ0 + S. The pipeline only ever moves S, a single Float64Array in
- * this layout, so combining, scaling and serializing statistics is plain vector arithmetic.
+ * Every global factor's update is prior + sufficient statistics in these coordinates: λ = λ0 + S
+ * (for a non-conjugate response family, a natural-gradient step of that form). The pipeline only
+ * ever moves S, a single Float64Array in this layout, so combining, scaling and serializing
+ * statistics is plain vector arithmetic.
  */
 import type { Family, ModelConfig, Priors } from '../config.js';
+import { familyOf } from './families/index.js';
 
 export interface ModelSpec {
   /** Components (truncation level). */
@@ -21,16 +23,19 @@ export interface ModelSpec {
 }
 
 /**
- * Offsets of the blocks of a statistics (or natural-parameter) vector.
+ * Offsets of the blocks of a statistics (or natural-parameter) vector: the concatenation of the
+ * factors' blocks, each holding T components of `width` values (block-major: all of component 0,
+ * then component 1, …). The weights own count, the covariate model sx and sxx, the response
+ * family suu, syu and its own syy (lib/model/families/).
  *
  * | block | shape     | statistic S (row sums, weights r_nk)          | coordinate λ        |
  * |-------|-----------|-----------------------------------------------|---------------------|
  * | count | (T)       | N_k = Σ r                                      | N_k                 |
  * | sx    | (T, D)    | Σ r x                                          | β_k m_k             |
  * | sxx   | (T, D, D) | Σ r x xᵀ                                       | W_k⁻¹ + β_k m_k m_kᵀ |
- * | suu   | (T, P, P) | Σ r u uᵀ (bernoulli: Σ 2 r λ(ξ) u uᵀ)          | Λ_k                 |
- * | syu   | (T, P)    | Σ r y u (bernoulli: Σ r (y − ½) u)             | h_k = Λ_k θ_k       |
- * | syy   | (T)       | Σ r y² (bernoulli: unused, 0)                  | c_k = 2 b_k + h_kᵀ θ_k |
+ * | suu   | (T, P, P) | Σ w_uu u uᵀ (gaussian w = r; bernoulli 2 r λ(ξ)) | Λ_k                 |
+ * | syu   | (T, P)    | Σ w_u u (gaussian r y; bernoulli r (y − ½))    | h_k = Λ_k θ_k       |
+ * | syy   | (T, E)    | the family's own (gaussian E = 1: Σ r y²)      | gaussian: c_k = 2 b_k + h_kᵀ θ_k |
  */
 export interface Layout {
   count: number;
@@ -40,17 +45,37 @@ export interface Layout {
   syu: number;
   syy: number;
   length: number;
+  /** Every block in order: permutations, pruning and moves go through these. */
+  blocks: Block[];
 }
 
-export function layoutOf(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>): Layout {
+export interface Block {
+  name: 'count' | 'sx' | 'sxx' | 'suu' | 'syu' | 'syy';
+  offset: number;
+  /** Values per component. */
+  width: number;
+  /** n when each component's values are a symmetric n × n matrix (stored whole, packed on the wire). */
+  symmetric?: number;
+}
+
+export function layoutOf(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): Layout {
   const { T, D, P } = spec;
-  const count = 0;
-  const sx = count + T;
-  const sxx = sx + T * D;
-  const suu = sxx + T * D * D;
-  const syu = suu + T * P * P;
-  const syy = syu + T * P;
-  return { count, sx, sxx, suu, syu, syy, length: syy + T };
+  const widths: Omit<Block, 'offset'>[] = [
+    { name: 'count', width: 1 },
+    { name: 'sx', width: D },
+    { name: 'sxx', width: D * D, symmetric: D },
+    { name: 'suu', width: P * P, symmetric: P },
+    { name: 'syu', width: P },
+    { name: 'syy', width: familyOf(spec.family).extraWidth },
+  ];
+  let offset = 0;
+  const blocks = widths.map((b) => {
+    const block = { ...b, offset };
+    offset += T * b.width;
+    return block;
+  });
+  const [count, sx, sxx, suu, syu, syy] = blocks.map((b) => b.offset);
+  return { count, sx, sxx, suu, syu, syy, length: offset, blocks };
 }
 
 /** ν0 = D + extra degrees of freedom, at least D (the Wishart needs ν0 > D − 1). */
@@ -65,17 +90,18 @@ export function dirichletConcentration(spec: ModelSpec): number {
 
 /**
  * λ0, the prior in natural coordinates (m0 = 0, θ0 = 0):
- * sxx = W0⁻¹ = ν0 s I, suu = Λ0 = c I, syy = 2 b0 (gaussian).
+ * sxx = W0⁻¹ = ν0 s I, suu = Λ0 = c I, syy the family's (gaussian: 2 b0).
  */
 export function priorCoordinates(spec: ModelSpec): Float64Array {
   const { T, D, P, priors } = spec;
   const layout = layoutOf(spec);
   const lambda0 = new Float64Array(layout.length);
   const wishartInverse = priorDegreesOfFreedom(spec) * priors.clusterVariance;
+  const extra = familyOf(spec.family).priorExtra(priors);
   for (let k = 0; k < T; k++) {
     for (let i = 0; i < D; i++) lambda0[layout.sxx + k * D * D + i * D + i] = wishartInverse;
     for (let i = 0; i < P; i++) lambda0[layout.suu + k * P * P + i * P + i] = priors.coefficientPrecision;
-    if (spec.family === 'gaussian') lambda0[layout.syy + k] = 2 * priors.noiseRate;
+    lambda0.set(extra, layout.syy + k * extra.length);
   }
   return lambda0;
 }
@@ -87,7 +113,8 @@ export function specFromConfig(config: ModelConfig, D: number, P: number): Model
     P,
     family: config.family,
     weights: config.weights,
-    covariateModel: config.covariateModel,
+    // Covariate relevance (inference/relevance.ts) may leave no clustering covariate: conditional-only.
+    covariateModel: config.covariateModel && D > 0,
     priors: config.priors,
   };
 }
@@ -98,20 +125,15 @@ export function specFromConfig(config: ModelConfig, D: number, P: number): Model
  * Every other block is copied as it is. `unpackSymmetric(spec, packSymmetric(spec, v))` equals v
  * for every v whose symmetric blocks are symmetric.
  */
-export function packedLength(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>): number {
-  const { T, D, P } = spec;
-  return layoutOf(spec).length - T * (D * (D - 1) + P * (P - 1)) / 2;
+export function packedLength(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): number {
+  return layoutOf(spec).length - symmetricBlocks(spec).reduce((s, b) => s + (spec.T * b.n * (b.n - 1)) / 2, 0);
 }
 
-function symmetricBlocks(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>): { offset: number; n: number; end: number }[] {
-  const layout = layoutOf(spec);
-  return [
-    { offset: layout.sxx, n: spec.D, end: layout.suu },
-    { offset: layout.suu, n: spec.P, end: layout.syu },
-  ];
+function symmetricBlocks(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): { offset: number; n: number; end: number }[] {
+  return layoutOf(spec).blocks.flatMap((b) => (b.symmetric === undefined ? [] : [{ offset: b.offset, n: b.symmetric, end: b.offset + spec.T * b.width }]));
 }
 
-export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>, full: Float64Array): Float64Array {
+export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>, full: Float64Array): Float64Array {
   const out = new Float64Array(packedLength(spec));
   let from = 0;
   let to = 0;
@@ -126,7 +148,7 @@ export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>, full: Floa
   return out;
 }
 
-export function unpackSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P'>, packed: Float64Array): Float64Array {
+export function unpackSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>, packed: Float64Array): Float64Array {
   const full = new Float64Array(layoutOf(spec).length);
   if (packed.length !== packedLength(spec)) throw new RangeError(`packed statistics: expected ${packedLength(spec)} values, got ${packed.length}`);
   let from = 0;

@@ -7,8 +7,10 @@ import type { ModelConfig } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
 import { encodeFloat64, decodeFloat64 } from '../pipeline/protocol.js';
 import { expectedLogJoint } from '../inference/moves.js';
+import type { CovariateRelevance } from '../inference/relevance.js';
 import { LN_2PI } from '../math/special.js';
-import { derive, weightedResidualSquares, weightedScatter, type Derived, type GammaParams, type GlobalState } from './posterior.js';
+import { familyOf } from './families/index.js';
+import { derive, weightedScatter, type Derived, type GammaParams, type GlobalState } from './posterior.js';
 import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from './spec.js';
 
 export interface ComponentSummary {
@@ -48,6 +50,8 @@ export interface PosteriorDocument {
   components: ComponentSummary[];
   /** Concentration: E[α] for stick-breaking. */
   concentration?: number;
+  /** Each candidate clustering column's relevance, when the run chose x among them (docs/model.md §13). */
+  covariateRelevance?: CovariateRelevance[];
   state: {
     config: ModelConfig;
     plan: ColumnPlan;
@@ -82,10 +86,12 @@ export interface Criteria {
 
 /**
  * The criteria of `state` (whose λ = λ0 + S was formed from the statistics S of the sweep before)
- * given its standardized ELBO; data units through `logJacobian` (summary of N rows). Gaussian only.
+ * given its standardized ELBO; data units through `logJacobian` (summary of N rows). Only for a
+ * response family whose plug-in likelihood the statistics give (`plugIn`: gaussian).
  */
 export function informationCriteria(spec: ModelSpec, state: GlobalState, elboStandardized: number, rows: number, logJacobian: number): Criteria | undefined {
-  if (spec.family !== 'gaussian' || !Number.isFinite(elboStandardized)) return undefined;
+  const plugIn = familyOf(spec.family).plugIn;
+  if (!plugIn || !Number.isFinite(elboStandardized)) return undefined;
   const { T, D, P } = spec;
   const d = derive(spec, state);
   const layout = layoutOf(spec);
@@ -104,16 +110,11 @@ export function informationCriteria(spec: ModelSpec, state: GlobalState, elboSta
       const lnDet = d.lnDetW[k] + D * Math.log(d.nu[k]);
       cll += n * (0.5 * lnDet - (D / 2) * LN_2PI) - 0.5 * weightedScatter(precision, D, m, n, sx, sxx);
     }
-    const tau = d.noiseShape[k] / d.noiseRate[k];
-    const theta = d.coef.subarray(k * P, (k + 1) * P);
-    const syu = stats.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
-    const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-    const residual = weightedResidualSquares(theta, P, stats[layout.syy + k], syu, suu);
-    cll += n * (0.5 * Math.log(tau) - 0.5 * LN_2PI) - 0.5 * tau * residual;
+    cll += plugIn.logLik(d, stats, k);
   }
   const entropy = Math.max(0, elboStandardized - expectedLogJoint(spec, state, stats));
   const K = reportedComponents(d).length;
-  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + P + 1);
+  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + plugIn.parameters(P));
   const completeLogLikelihood = cll - rows * logJacobian;
   const logLikelihood = completeLogLikelihood + entropy;
   const penalty = parameters * Math.log(rows);
@@ -138,7 +139,7 @@ export type SummarizedPosterior = PosteriorDocument & { criteria?: Criteria };
 
 /** ln of the Jacobian from data units to the standardized scale, per row. */
 export function logJacobianPerRow(spec: ModelSpec, std: Standardization): number {
-  let s = spec.family === 'gaussian' ? Math.log(std.ySd) : 0;
+  let s = familyOf(spec.family).target.standardized ? Math.log(std.ySd) : 0;
   if (spec.covariateModel) for (const sd of std.xSd) s += Math.log(sd);
   return s;
 }
@@ -194,9 +195,9 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
       ),
     );
   }
-  // Marginal covariance of θ: Λ⁻¹ b/(a − 1) (gaussian, Student-t marginal) or Λ⁻¹ (bernoulli).
-  const gaussian = spec.family === 'gaussian';
-  const scale = gaussian ? derived.noiseRate[k] / Math.max(derived.noiseShape[k] - 1, 1e-12) : 1;
+  // Marginal covariance of θ: Λ⁻¹ times the family's scale (gaussian: b/(a − 1), a Student-t marginal).
+  const family = familyOf(spec.family);
+  const scale = family.coefficientScale?.(derived, k) ?? 1;
   const { a, c } = coefficientMap(std, P);
   const theta = derived.coef.subarray(k * P, (k + 1) * P);
   const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
@@ -214,7 +215,7 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
   out.intercept = value[P - 1];
   out.coefficientSd = Array.from(variance.subarray(0, P - 1), Math.sqrt);
   out.interceptSd = Math.sqrt(variance[P - 1]);
-  if (gaussian) out.noiseSd = std.ySd * Math.sqrt(scale);
+  family.summarize?.(derived, k, std, out);
   return out;
 }
 
@@ -250,6 +251,7 @@ export function summarize(input: {
     converged: input.converged,
     components: reportedComponents(derived).map((k) => componentSummary(derived, k, std)),
     ...(config.weights === 'stick-breaking' ? { concentration: derived.eAlpha } : {}),
+    ...(plan.relevance ? { covariateRelevance: plan.relevance } : {}),
     ...(criteria ? { criteria } : {}),
     state: { config, plan, standardization: std, lambda: encodeFloat64(state.lambda), alpha: state.alpha },
   };

@@ -17,7 +17,8 @@ import {
   type ColumnPlan,
   type DataFile,
 } from '../data/dataset.js';
-import { initialize, scaleToRows } from '../inference/init.js';
+import { initialize, scaleToRows, type InitResult } from '../inference/init.js';
+import { initializeWithRelevance, narrowToRelevant, relevanceOf } from '../inference/relevance.js';
 import { MAX_PLOTTED_ROWS } from '../model/report.js';
 import type { ParsedRows } from '../data/csv.js';
 import { withUpdatedAlpha } from '../inference/vb.js';
@@ -119,9 +120,12 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
   if (!doc) return undefined;
   const a = doc.state.config;
   const b = manifest.config;
+  // The old run's candidate clustering columns (it may cluster on the relevant ones only).
+  const candidates = doc.state.plan.relevance?.map((c) => c.column) ?? doc.state.plan.x;
   const same =
-    JSON.stringify([doc.state.plan.x, doc.state.plan.r, doc.state.plan.target]) ===
+    JSON.stringify([candidates, doc.state.plan.r, doc.state.plan.target]) ===
       JSON.stringify([manifest.plan.x, manifest.plan.r, manifest.plan.target]) &&
+    (a.covariateSelection ?? false) === b.covariateSelection &&
     a.family === b.family && a.components === b.components && a.weights === b.weights &&
     a.covariateModel === b.covariateModel && JSON.stringify(a.priors) === JSON.stringify(b.priors);
   return same ? doc : undefined;
@@ -176,6 +180,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     const old = modelOf(warm);
     manifest = {
       ...draft,
+      // The old run's plan: its clustering columns are the relevant ones it chose (relevance.ts).
+      plan: warm.state.plan,
       standardization: warm.state.standardization,
       rowEstimate: sample.rowEstimate,
       sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: null, restartElbos: [] },
@@ -184,18 +190,25 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     state = withUpdatedAlpha(old.spec, scaleToRows(old.spec, old.state, warm.rows, sample.rowEstimate));
     log.info('warm start', { runId, from: warm.runId });
   } else {
-    const standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
-    const spec = specOf({ config, plan: columnPlan });
+    let standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
+    let spec = specOf({ config, plan: columnPlan });
     const batch = toBatch(columnPlan, standardization, sample.parsed);
     const total = config.schedule.restarts;
     ctx.onPhase?.({ phase: 'initialize', done: 0, total });
-    const init = initialize(spec, batch, kernel, {
-      restarts: total,
-      seed: config.seed,
-      onRestart: (done) => ctx.onPhase?.({ phase: 'initialize', done, total }),
-    });
+    const options = { restarts: total, seed: config.seed, onRestart: (done: number) => ctx.onPhase?.({ phase: 'initialize', done, total }) };
+    let plan = columnPlan;
+    let init: InitResult;
+    if (config.covariateSelection && spec.D > 0) {
+      // Which clustering columns carry cluster information; the run clusters on those (relevance.ts).
+      const selection = initializeWithRelevance(spec, batch, kernel, options);
+      ({ plan, standardization } = narrowToRelevant(columnPlan, standardization, selection.relevant, relevanceOf(columnPlan.x, selection)));
+      ({ spec, init } = selection);
+    } else {
+      init = initialize(spec, batch, kernel, options);
+    }
     manifest = {
       ...draft,
+      plan,
       standardization,
       rowEstimate: sample.rowEstimate,
       sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: init.elbo, restartElbos: init.restartElbos },
