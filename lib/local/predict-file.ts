@@ -106,7 +106,9 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   const headerLine = Buffer.from((await store.getRange(localDataKey(absolute), 0, header.dataStart))).toString('utf8');
   await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
 
-  const scorer = threads > 0 ? await startThreads(threads, init) : await inlineScorer(init);
+  // With two or more threads the main thread is one of them: it scores a chunk whenever every
+  // worker already has two, so one fewer thread (and its copy of TensorFlow.js) is started.
+  const scorer = threads > 1 ? await startThreads(threads - 1, init, await scorerFor(init)) : threads === 1 ? await startThreads(1, init) : await inlineScorer(init);
   const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { column: doc.state.plan.target, total: 0, rows: 0 } } : {}) };
   const inFlight: Promise<ScoredChunk>[] = [];
   let firstLine = 2; // of the next chunk; line 1 is the header
@@ -150,8 +152,12 @@ async function inlineScorer(init: PredictWorkerInit): Promise<Scorer> {
   return { score: async (bytes) => score(bytes), stop: async () => {} };
 }
 
-/** Threads taking chunks from one queue; each request resolves with its own chunk's result. */
-async function startThreads(count: number, init: PredictWorkerInit): Promise<Scorer> {
+/**
+ * Threads taking chunks from one queue; each request resolves with its own chunk's result. A worker
+ * holds up to two chunks (the second waits in its port, so it never idles while the main thread is
+ * busy); with `inline`, a chunk that finds every worker full is scored here at once.
+ */
+async function startThreads(count: number, init: PredictWorkerInit, inline?: (bytes: Uint8Array) => ScoredChunk): Promise<Scorer> {
   const waiting = new Map<number, { resolve: (s: ScoredChunk) => void; reject: (e: Error) => void }>();
   const queue: ScoreRequest[] = [];
   const idle: Worker[] = [];
@@ -187,13 +193,20 @@ async function startThreads(count: number, init: PredictWorkerInit): Promise<Sco
           waiting.clear();
         });
       });
-      idle.push(worker);
+      idle.push(worker, worker); // two slots
       return worker;
     }),
   );
   return {
     score(bytes) {
       if (failure) return Promise.reject(failure);
+      if (inline && idle.length === 0) {
+        try {
+          return Promise.resolve(inline(bytes));
+        } catch (error) {
+          return Promise.reject(error as Error);
+        }
+      }
       // The chunk's own buffer moves to the thread: copy only when it is a view into a larger one.
       const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
       const id = nextId++;
