@@ -13,7 +13,8 @@ import { PosteriorFileError } from '../lib/model/predict.js';
 import { MemoryQueue } from '../lib/pipeline/memory-queue.js';
 import { planRun } from '../lib/pipeline/planner.js';
 import { NotFoundError, PortError, PreconditionFailedError, type QueueMessage } from '../lib/pipeline/ports.js';
-import { keys, parseMessage, ProtocolError, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { decodeBinary, encodeBinary } from '../lib/pipeline/binary.js';
+import { groupCount, keys, parseMessage, ProtocolError, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState } from '../lib/pipeline/run.js';
 import { handleUpdateDelivery } from '../lib/pipeline/update-delivery.js';
 import { handleTaskDelivery, NonFiniteResultError } from '../lib/pipeline/worker.js';
@@ -132,6 +133,26 @@ describe('an update that cannot be applied', () => {
     const s = await state();
     expect(s.status).toBe('failed');
     expect(s.failure).toMatch(/^update \S+ cannot be read: ProtocolError: updates\.fifo: malformed message \(roundId: /);
+  });
+
+  it('sums that overflow (each task finite) fail the run with the round named', async () => {
+    const { ctx, manifest, state, aggregate } = await plannedRun();
+    for (let [task] = await ctx.tasks.receive(1, 0); task; [task] = await ctx.tasks.receive(1, 0)) {
+      await handleTaskDelivery(ctx, task, 3);
+      await ctx.tasks.delete(task);
+    }
+    const round = (await state()).round!;
+    expect(groupCount(round)).toBeGreaterThan(1);
+    // Every group sum as large as a float64 goes: finite alone, infinite added together.
+    for (let g = 0; g < groupCount(round); g++) {
+      const key = keys.groupSum('forum', manifest.runId, round.id, g);
+      const { header, arrays } = decodeBinary<Record<string, unknown>>((await ctx.store.get(key)).body, key);
+      await ctx.store.put(key, encodeBinary(header, { stats: new Float64Array(arrays.stats.length).fill(Number.MAX_VALUE) }));
+    }
+    expect((await aggregate()).retry).toEqual([]);
+    const s = await state();
+    expect(s.status).toBe('failed');
+    expect(s.failure).toBe(`the aggregator cannot go on: NonFiniteSumError: round ${round.id}: the sum of the shards' statistics is not finite; values in the data are too large for the model`);
   });
 
   it('a permanent error while applying fails the run with the reason; a transient one is redelivered', async () => {

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
+import { ClusterwiseError } from '../errors.js';
 import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
@@ -155,8 +156,18 @@ async function readRoundTotal(run: RunContext, round: Pick<RoundState, 'id' | 't
     total.logLik += header.logLik;
     if (arrays.stats) total.stats = total.stats ? addInto(total.stats, arrays.stats as Float64Array) : Float64Array.from(arrays.stats);
   }
+  // Each task's result was finite (worker.ts), but their sum may overflow: the run cannot go on.
+  if (!Number.isFinite(total.logLik) || (total.stats && !total.stats.every(Number.isFinite))) throw new NonFiniteSumError(round.id);
   if (total.stats) total.stats = unpackSymmetric(spec, total.stats);
   return total;
+}
+
+/** A round's summed statistics overflowed: permanent, the same sums overflow again (update-delivery.ts fails the run). */
+export class NonFiniteSumError extends ClusterwiseError {
+  constructor(roundId: string) {
+    super(`round ${roundId}: the sum of the shards' statistics is not finite; values in the data are too large for the model`);
+    this.name = 'NonFiniteSumError';
+  }
 }
 
 async function completeRound(run: RunContext): Promise<void> {
