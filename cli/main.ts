@@ -124,6 +124,8 @@ export function buildProgram(): Command {
             `${p.converged ? '' : ' (not converged: raise schedule.maxSweeps)'}; ${seconds(Date.now() - started)} with ${result.kernel}`,
         );
         console.log(clusterTable(p, process.stdout.columns ?? 120));
+        const shared = p.covariateRelevance?.filter((c) => !c.relevant).map((c) => c.column) ?? [];
+        if (shared.length) console.log(`no cluster information in ${shared.join(', ')}: modelled as one shared Gaussian, not per cluster (--no-covariate-selection to change)`);
         if (p.skippedRows > 0) console.log(skippedSummary(p.skippedRows, p.rows, p.skipped as SkippedRow[]));
         console.log(`wrote ${result.posteriorPath}, ${result.reportPath}${result.assignmentsPath ? `, ${result.assignmentsPath}` : ''}`);
       } finally {
