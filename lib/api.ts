@@ -139,9 +139,9 @@ export interface Predictions {
   cluster: Int32Array;
   /** Its probability p(z | x). */
   clusterProbability: Float64Array;
-  /** Gaussian: predictive mean of the target; bernoulli: P(target = 1). */
+  /** The family's predictive mean of the target (bernoulli: P(target = 1)). */
   prediction: Float64Array;
-  /** Gaussian only: predictive standard deviation. */
+  /** Its predictive standard deviation, for a family that gives one (gaussian). */
   predictionSd?: Float64Array;
 }
 
@@ -185,20 +185,20 @@ export async function predict(posterior: Posterior | string, data: Data): Promis
   }
   const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
   const result = predictBatch(asDocument(doc), batch);
-  const gaussian = doc.family === 'gaussian';
+  const withSd = result.sd !== undefined;
   const out: Predictions = {
     rows: used.length,
     skipped: rows.length - used.length,
     cluster: new Int32Array(rows.length).fill(-1),
     clusterProbability: new Float64Array(rows.length).fill(NaN),
     prediction: new Float64Array(rows.length).fill(NaN),
-    ...(gaussian ? { predictionSd: new Float64Array(rows.length).fill(NaN) } : {}),
+    ...(withSd ? { predictionSd: new Float64Array(rows.length).fill(NaN) } : {}),
   };
   used.forEach((index, n) => {
     out.cluster[index] = result.cluster[n];
     out.clusterProbability[index] = result.clusterProbability[n];
     out.prediction[index] = result.mean[n];
-    if (gaussian) out.predictionSd![index] = result.sd![n];
+    if (withSd) out.predictionSd![index] = result.sd![n];
   });
   return out;
 }

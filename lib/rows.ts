@@ -9,6 +9,7 @@ import type { Batch } from './kernel/types.js';
 import { clusterNumbers, modelOf } from './model/summary.js';
 import { asDocument, type Posterior } from './schemas.js';
 import { derive } from './model/posterior.js';
+import { familyOf } from './model/families/index.js';
 
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
 export type Row = Readonly<Record<string, unknown>>;
@@ -36,7 +37,8 @@ export interface RowBatch {
  */
 export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
   const { plan, standardization: std } = doc.state;
-  const bernoulli = doc.family === 'bernoulli';
+  const { target: targetSpec } = familyOf(doc.family);
+  const binary = targetSpec.kind === 'binary';
   const used: number[] = [];
   const x: number[] = [];
   const u: number[] = [];
@@ -44,13 +46,15 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
   rows.forEach((row, index) => {
     const xs = plan.x.map((c, j) => (numberOf(row[c], false) - std.xMean[j]) / std.xSd[j]);
     const rs = plan.r.map((c, j) => (numberOf(row[c], false) - std.rMean[j]) / std.rSd[j]);
-    const target = options.withTarget ? numberOf(row[plan.target], bernoulli) : 0;
-    const usable = [...xs, ...rs, target].every(Number.isFinite) && (!bernoulli || !options.withTarget || target === 0 || target === 1);
+    const target = options.withTarget ? numberOf(row[plan.target], binary) : 0;
+    const usable =
+      [...xs, ...rs, target].every(Number.isFinite) &&
+      (!options.withTarget || ((!binary || target === 0 || target === 1) && !targetSpec.invalid?.(target)));
     if (!usable) return;
     used.push(index);
     x.push(...xs);
     u.push(...rs, 1);
-    y.push(bernoulli ? target : (target - std.yMean) / std.ySd);
+    y.push(targetSpec.standardized ? (target - std.yMean) / std.ySd : target);
   });
   return { batch: { n: used.length, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y) }, used };
 }

@@ -29,6 +29,7 @@ import { referenceKernel } from '../lib/kernel/reference.js';
 import { createTfjsKernel } from '../lib/kernel/tfjs.js';
 import type { Batch, LocalStepResult } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
+import { noiseOf } from '../lib/model/families/gaussian.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { createRandom as random } from '../lib/math/random.js';
 import { hardAssignmentStats } from '../lib/inference/init.js';
@@ -386,7 +387,7 @@ function derivedErrors(spec: ModelSpec, ref: Float64Array, stats: Float64Array):
       err = Math.max(err, Math.abs(b.wishartInverse[k * D * D + i] - a.wishartInverse[k * D * D + i]));
     }
     wishartInverse = Math.max(wishartInverse, err / scale);
-    noiseRate = Math.max(noiseRate, Math.abs(b.noiseRate[k] - a.noiseRate[k]) / a.noiseRate[k]);
+    noiseRate = Math.max(noiseRate, Math.abs(noiseOf(b, k).rate - noiseOf(a, k).rate) / noiseOf(a, k).rate);
   }
   return { wishartInverse, noiseRate };
 }

@@ -8,6 +8,7 @@ import type { Batch } from '../lib/kernel/types.js';
 import { createRandom } from '../lib/math/random.js';
 import { LN_2PI } from '../lib/math/special.js';
 import { derive, initialAlpha, type GlobalState } from '../lib/model/posterior.js';
+import { noiseOf } from '../lib/model/families/gaussian.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../lib/model/spec.js';
 import { informationCriteria, reportedComponents } from '../lib/model/summary.js';
 import { makeBatch, makeSpec } from './support/models.js';
@@ -174,7 +175,7 @@ describe('information criteria', () => {
         }
         let fit = 0;
         for (let i = 0; i < P; i++) fit += d.coef[k * P + i] * batch.u[n * P + i];
-        const tau = d.noiseShape[k] / d.noiseRate[k];
+        const tau = noiseOf(d, k).shape / noiseOf(d, k).rate;
         t += 0.5 * Math.log(tau) - 0.5 * LN_2PI - 0.5 * tau * (batch.y[n] - fit) ** 2;
         terms.push(t);
       }

@@ -25,7 +25,7 @@ import { markSeen, seenBits, type RunState } from '../lib/pipeline/run.js';
 import { MAX_SKIPPED_EXAMPLES } from '../lib/pipeline/worker.js';
 import { createBucket, createQueue, startEmulator, type Emulator } from './support/emulator.js';
 
-const spec = { T: 20, D: 100, P: 101 };
+const spec = { T: 20, D: 100, P: 101, family: 'gaussian' as const };
 
 /** Equal to the bit (a byte comparison: element-wise deep equality of 400 000 values is slow). */
 const sameBits = (a: Float64Array, b: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

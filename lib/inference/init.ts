@@ -13,6 +13,7 @@
 import type { Batch, Kernel } from '../kernel/types.js';
 import { createRandom, type Random } from '../math/random.js';
 import { initialAlpha, sortBySize, type GlobalState } from '../model/posterior.js';
+import { familyOf } from '../model/families/index.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
 import { cholesky, backSubstitute, forwardSubstitute } from '../math/linalg.js';
 import { acceptMove, proposeMoves } from './moves.js';
@@ -166,11 +167,14 @@ export function bestKmeans(f: Float64Array, n: number, dims: number, k: number, 
   return best!;
 }
 
-/** Sufficient statistics of hard assignments (r_nk ∈ {0, 1}); bernoulli with λ(ξ) at ξ = 0. */
+/** Sufficient statistics of hard assignments (r_nk ∈ {0, 1}), the response's at the family's hardWeights. */
 export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32Array): Float64Array {
   const { D, P } = spec;
   const layout = layoutOf(spec);
+  const family = familyOf(spec.family);
+  const extra = family.rows.extra;
   const stats = new Float64Array(layout.length);
+  const weights = new Float64Array(2);
   for (let n = 0; n < batch.n; n++) {
     const k = labels[n];
     const y = batch.y[n];
@@ -180,15 +184,14 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
       stats[layout.sx + k * D + i] += xi;
       for (let j = 0; j < D; j++) stats[layout.sxx + k * D * D + i * D + j] += xi * batch.x[n * D + j];
     }
-    // Bernoulli: λ(0) = 1/8, so 2 λ(ξ) u uᵀ = u uᵀ / 4 and the target enters as y − ½.
-    const uuWeight = spec.family === 'gaussian' ? 1 : 0.25;
-    const yWeight = spec.family === 'gaussian' ? y : y - 0.5;
+    family.hardWeights(y, 0, weights);
+    const [uuWeight, yWeight] = weights;
     for (let i = 0; i < P; i++) {
       const ui = batch.u[n * P + i];
       stats[layout.syu + k * P + i] += yWeight * ui;
       for (let j = 0; j < P; j++) stats[layout.suu + k * P * P + i * P + j] += uuWeight * ui * batch.u[n * P + j];
     }
-    if (spec.family === 'gaussian') stats[layout.syy + k] += y * y;
+    extra?.(1, y, stats, layout.syy + k * family.extraWidth);
   }
   return stats;
 }

@@ -24,9 +24,9 @@
  * `Σ_n (r_nj + r_nk) h(r_nj / (r_nj + r_nk)) ∈ [0, (N_j + N_k) ln 2]` (h the binary entropy), so
  * `ΔL ≤ J(S') − J(S)`, the score. The per-row entropies are not available from the pipeline's
  * sums (Hughes & Sudderth cache them per pair; we evaluate the candidate instead), hence a bound
- * for ranking, and the ELBO of the local step for the decision. Bernoulli: the Jaakkola–Jordan
- * terms depend on per-row ξ, so the response is left out of J (the ranking then uses covariates,
- * weights and KL only).
+ * for ranking, and the ELBO of the local step for the decision. A response family whose terms
+ * the statistics do not determine (bernoulli: the Jaakkola–Jordan terms depend on per-row ξ; it
+ * has no `expectedLogLik`) is left out of J (the ranking then uses covariates, weights and KL only).
  *
  * ## Contract for a caller that owns the sweeps (the aggregator)
  *
@@ -53,10 +53,10 @@
  * The ELBO of the accepted states is then non-decreasing (batch VB's own steps are monotone).
  * `batchVb` (vb.ts, option `propose`) is the same loop on in-memory batches.
  */
-import { derive, klDivergence, sortBySize, weightedResidualSquares, weightedScatter, type Derived, type GlobalState } from '../model/posterior.js';
+import { derive, klDivergence, klWeights, sortBySize, weightedScatter, type Derived, type GlobalState } from '../model/posterior.js';
+import { familyOf } from '../model/families/index.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
-import { traceOfProduct } from '../math/linalg.js';
-import { LN_2PI, digamma } from '../math/special.js';
+import { LN_2PI } from '../math/special.js';
 import { PRUNE_BELOW_ROWS, withUpdatedAlpha } from './vb.js';
 
 /** Moves are proposed once the sweep's relative ELBO change is below this (near a local optimum). */
@@ -120,7 +120,7 @@ export function expectedLogJoint(spec: ModelSpec, state: GlobalState, stats: Flo
 /** Σ_n r_nk (E ln π_k + E ln p(x_n | k) + E ln p(y_n | u_n, k)) from S_k (PRML 10.71–10.72). */
 function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
   const { spec, layout } = d;
-  const { D, P } = spec;
+  const { D } = spec;
   const n = stats[layout.count + k];
   if (n <= 0) return 0;
   let s = n * d.eLnPi[k];
@@ -133,17 +133,8 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
     const scatter = weightedScatter(w, D, m, n, sx, sxx);
     s += n * (0.5 * d.eLnDetLambda[k] - (D / 2) * LN_2PI - D / (2 * d.beta[k])) - 0.5 * d.nu[k] * scatter;
   }
-  if (spec.family === 'gaussian') {
-    // Σ r [½ (ψ(a) − ln b) − ½ ln 2π − ½ (E τ (y − θᵀu)² + uᵀ Λ⁻¹ u)]
-    const a = d.noiseShape[k];
-    const b = d.noiseRate[k];
-    const theta = d.coef.subarray(k * P, (k + 1) * P);
-    const cov = d.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
-    const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-    const syu = stats.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
-    const residual = weightedResidualSquares(theta, P, stats[layout.syy + k], syu, suu);
-    s += n * (0.5 * (digamma(a) - Math.log(b)) - 0.5 * LN_2PI) - 0.5 * ((a / b) * residual + traceOfProduct(cov, suu, P));
-  }
+  const family = familyOf(spec.family);
+  if (family.expectedLogLik) s += family.expectedLogLik(d, stats, k);
   return s;
 }
 
@@ -157,12 +148,11 @@ function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: n
   const one: ModelSpec = { ...spec, T: 1 };
   const layout = layoutOf(spec);
   const small = layoutOf(one);
-  const { D, P } = spec;
   const statsK = new Float64Array(small.length);
-  const blocks: [keyof typeof layout, number][] = [['count', 1], ['sx', D], ['sxx', D * D], ['suu', P * P], ['syu', P], ['syy', 1]];
-  for (const [block, width] of blocks)
+  layout.blocks.forEach(({ offset, width }, b) => {
     for (let i = 0; i < width; i++)
-      statsK[small[block] + i] = stats[layout[block] + k * width + i] + (plus === undefined ? 0 : stats[layout[block] + plus * width + i]);
+      statsK[small.blocks[b].offset + i] = stats[offset + k * width + i] + (plus === undefined ? 0 : stats[offset + plus * width + i]);
+  });
   if (statsK[small.count] <= 0) return 0;
   return expectedLogJoint(one, stateFromStats(one, null, statsK), statsK);
 }
@@ -170,24 +160,24 @@ function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: n
 /**
  * W: the weights' share of J, Σ_k N_k E ln π_k − KL of the weights (and of q(α)), for counts N in
  * the order sortBySize gives them. Computed on a model with the counts alone (no covariates, a
- * one-dimensional response at its prior, whose terms vanish).
+ * one-dimensional response at its prior).
  */
 function weightsTerm(spec: ModelSpec, alpha: GlobalState['alpha'], counts: number[]): number {
-  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false, family: 'bernoulli' };
-  const stats = new Float64Array(layoutOf(bare).length);
-  stats.set(counts.slice().sort((a, b) => b - a), layoutOf(bare).count);
-  return expectedLogJoint(bare, stateFromStats(bare, alpha, stats), stats);
+  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false };
+  const layout = layoutOf(bare);
+  const stats = new Float64Array(layout.length);
+  stats.set(counts.slice().sort((a, b) => b - a), layout.count);
+  const state = stateFromStats(bare, alpha, stats);
+  const d = derive(bare, state);
+  let w = -klWeights(d, state);
+  for (let k = 0; k < spec.T; k++) if (stats[layout.count + k] > 0) w += stats[layout.count + k] * d.eLnPi[k];
+  return w;
 }
 
 /** S with the statistics of `from` added into `into` and `from` emptied (or just emptied). */
 function moveStats(spec: ModelSpec, stats: Float64Array, from: number, into: number | null): Float64Array {
-  const { D, P } = spec;
-  const layout = layoutOf(spec);
   const out = stats.slice();
-  const blocks: [number, number][] = [
-    [layout.count, 1], [layout.sx, D], [layout.sxx, D * D], [layout.suu, P * P], [layout.syu, P], [layout.syy, 1],
-  ];
-  for (const [offset, width] of blocks)
+  for (const { offset, width } of layoutOf(spec).blocks)
     for (let i = 0; i < width; i++) {
       if (into !== null) out[offset + into * width + i] += out[offset + from * width + i];
       out[offset + from * width + i] = 0;

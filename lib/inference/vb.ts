@@ -13,6 +13,7 @@ import {
   type GlobalState,
   type LocalParams,
 } from '../model/posterior.js';
+import { familyOf } from '../model/families/index.js';
 import { layoutOf, type ModelSpec } from '../model/spec.js';
 
 /** Statistics summed over batches, with the rows' share of the ELBO. */
@@ -75,25 +76,24 @@ export function restrictParams(params: LocalParams, active: number[]): LocalPara
     covariateConst: pick(params.covariateConst, 1),
     coef: pick(params.coef, P),
     coefCovFactor: pick(params.coefCovFactor, P * P),
-    noisePrecision: pick(params.noisePrecision, 1),
-    responseConst: pick(params.responseConst, 1),
+    response: pick(params.response, familyOf(params.spec.family).localWidth),
   };
 }
 
 /** The local step of every kernel, over the active components; results in the full layout. */
 export function runLocalStep<P>(kernel: Kernel<P>, params: LocalParams, prepared: P, options: LocalStepOptions = {}): LocalStepResult {
   const active = activeComponents(params);
-  const { T, D, P: Pu } = params.spec;
+  const { T } = params.spec;
   if (active.length === T) return kernel.localStep(params, prepared, options);
   const part = kernel.localStep(restrictParams(params, active), prepared, options);
   const full = layoutOf(params.spec);
-  const small = layoutOf({ T: active.length, D, P: Pu });
+  const small = layoutOf({ ...params.spec, T: active.length });
   const stats = new Float64Array(full.length);
-  const blocks: [keyof typeof full, number][] = [['count', 1], ['sx', D], ['sxx', D * D], ['suu', Pu * Pu], ['syu', Pu], ['syy', 1]];
   active.forEach((k, i) => {
-    for (const [block, width] of blocks) {
-      stats.set(part.stats.subarray(small[block] + i * width, small[block] + (i + 1) * width), full[block] + k * width);
-    }
+    full.blocks.forEach(({ offset, width }, b) => {
+      const from = small.blocks[b].offset;
+      stats.set(part.stats.subarray(from + i * width, from + (i + 1) * width), offset + k * width);
+    });
   });
   let responsibilities: Float64Array | undefined;
   if (part.responsibilities) {

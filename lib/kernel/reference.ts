@@ -1,9 +1,10 @@
 /**
  * The float64 reference local step: plain loops, one row at a time, exactly as written in
- * DESIGN.md §2 / posterior.ts#LocalParams. It is the oracle the fast kernel is tested against and
+ * docs/model.md §4 / posterior.ts#LocalParams, the response family's terms from its `rows`
+ * (lib/model/families/). It is the oracle the fast kernel is tested against and
  * the fallback when TensorFlow.js is unavailable.
  */
-import { jjLambda, logSigmoid } from '../math/special.js';
+import { familyOf } from '../model/families/index.js';
 import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
@@ -15,13 +16,16 @@ export const referenceKernel: Kernel<Batch> = {
   localStep(params: LocalParams, batch: Batch, options: LocalStepOptions = {}): LocalStepResult {
     const { spec } = params;
     const { T, D, P } = spec;
-    const gaussian = spec.family === 'gaussian';
+    const family = familyOf(spec.family);
+    const { logLik: responseTerm, weights: responseWeights, extra } = family.rows;
+    const local = params.response;
     const layout = layoutOf(spec);
     const stats = new Float64Array(layout.length);
     const resp = options.responsibilities ? new Float64Array(batch.n * T) : undefined;
     const logRho = new Float64Array(T);
-    const weightUU = new Float64Array(T); // r (gaussian) or 2 r λ(ξ) (bernoulli)
-    const jj = new Float64Array(T);
+    const eta = new Float64Array(T); // θ_kᵀu
+    const memo = new Float64Array(T); // what the family keeps from a row's term for its weights
+    const weights = new Float64Array(2); // w_uu, w_u
     const centred = new Float64Array(D);
     let logLik = 0;
 
@@ -53,14 +57,8 @@ export const referenceKernel: Kernel<Batch> = {
           for (let i = j; i < P; i++) z += u[i] * c[i * P + j];
           spread += z * z;
         }
-        if (gaussian) {
-          const e = y - pred;
-          lr += params.responseConst[k] - 0.5 * (params.noisePrecision[k] * e * e + spread);
-        } else {
-          const xi = Math.sqrt(spread + pred * pred); // PRML 10.163
-          jj[k] = jjLambda(xi);
-          lr += logSigmoid(xi) + (y - 0.5) * pred - xi / 2; // PRML 10.152 at the optimal ξ
-        }
+        eta[k] = pred;
+        lr += responseTerm(local, k, pred, spread, y, 0, memo);
         logRho[k] = lr;
         if (lr > max) max = lr;
       }
@@ -82,16 +80,16 @@ export const referenceKernel: Kernel<Batch> = {
             for (let j = 0; j <= i; j++) stats[sxx + i * D + j] += rx * x[j];
           }
         }
-        weightUU[k] = gaussian ? r : 2 * r * jj[k];
-        const yWeight = gaussian ? r * y : r * (y - 0.5);
+        responseWeights(local, k, r, eta[k], y, 0, memo, weights);
+        const [uuWeight, yWeight] = weights;
         const suu = layout.suu + k * P * P;
         const syu = layout.syu + k * P;
         for (let i = 0; i < P; i++) {
-          const wu = weightUU[k] * u[i];
+          const wu = uuWeight * u[i];
           stats[syu + i] += yWeight * u[i];
           for (let j = 0; j <= i; j++) stats[suu + i * P + j] += wu * u[j];
         }
-        if (gaussian) stats[layout.syy + k] += r * y * y;
+        extra?.(r, y, stats, layout.syy + k * family.extraWidth);
       }
     }
     mirrorLowerTriangles(stats, layout.sxx, T, D);

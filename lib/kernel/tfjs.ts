@@ -1,6 +1,9 @@
 /**
- * The TensorFlow.js local step: the mathematics of reference.ts (DESIGN.md §2,
- * posterior.ts#LocalParams) for a whole batch at once, as matrix products in float32.
+ * The TensorFlow.js local step: the mathematics of reference.ts (docs/model.md §4,
+ * posterior.ts#LocalParams) for a whole batch at once, as matrix products in float32. The
+ * covariate model is fused here; the response family's part comes from its `fused` hook
+ * (lib/model/families/), and a family without one runs on the reference path over the batch's
+ * float32 values (tested to agree with the float64 reference like every fused family).
  *
  * prepare() keeps only the rows themselves, in chunks of `chunkRows` rows (c rows each;
  * D = covariates, P = regression inputs):
@@ -27,10 +30,10 @@
  * of the left operand (see Backends), from temporaries built in that orientation:
  *
  *   N_k                 = Σ_n r
- *   Σ w u uᵀ            = (u ⊗ u)ᵀ · w            (P², T)        w = r, or 2 r λ(ξ) (bernoulli)
- *   Σ r q e [u, y]      = ubᵀ · (r ⊙ q e)         (P+1, T)       gaussian, e = y − θᵀu
- *   Σ r (q e)²          = column sums of r ⊙ (q e)²               gaussian
- *   Σ r (y − ½) [u, y]  = ubᵀ · (r ⊙ (y − ½))     (P+1, T)       bernoulli
+ *   Σ w u uᵀ            = (u ⊗ u)ᵀ · w            (P², T)        w the family's: r, or 2 r λ(ξ) (bernoulli)
+ *   Σ v [u, y]          = ubᵀ · v                 (P+1, T)       v the family's:
+ *                                                                  r q e, e = y − θᵀu (gaussian), r (y − ½) (bernoulli)
+ *   Σ r (q e)²          = column sums of r ⊙ (q e)²               gaussian's `ee`
  *   Σ r (x − m̃_k)[x, 1]ᵀ = [r_k ⊙ (x − m̃_k)]_kᵀ · xa (T·D, D+1)  the T·D rows built transposed,
  *                                                                 by broadcasting over (T, D, c)
  *
@@ -45,13 +48,14 @@
  *   result, and an error in S_c cancels between Σ r x xᵀ and β m mᵀ to first order. Centring
  *   both (one product per component) measured ~9× slower on wasm, for no accuracy the tests see.
  *   u uᵀ needs no centring: Λ_k is used as is.
- * - Gaussian response: Σ r y u, Σ r y² from the residual statistics (uncenterResponse), for the
+ * - The response's syu (and syy) from Σ v [u, y] and `ee` by the family's `finish`; gaussian forms
+ *   Σ r y u, Σ r y² from the residual statistics (families/gaussian.ts uncenterResponse), for the
  *   same reason (the residual sum of squares behind the noise rate b_k).
  *
- * Bernoulli (Jaakkola–Jordan, PRML 10.6): G_k = [C_k; 0 | θ_k; 0] gives ξ² = uᵀ Λ⁻¹ u + (θᵀ u)²
- * (10.163) and q_k = [θ_k; 0] gives θᵀu; ln ρ gets ln σ(ξ) + (y − ½) θᵀu − ξ/2 (10.152),
- * computed as −(ξ/2 + ln(1 + e^{−ξ})) for ξ ≥ 0; λ(ξ) = tanh(ξ/2) / (4ξ), 1/8 − ξ²/96 below 1e-3.
- * y is column P of ub.
+ * A family's fused hook (families/family.ts FusedResponse) gives qu_k, the scale of C_k in G_k and
+ * its constant, then per chunk its term of ln ρ from lin = ub · qu and quad = ‖ub G_k‖² (y is
+ * column P of ub) and its weights w, v. Bernoulli (Jaakkola–Jordan, PRML 10.6):
+ * G_k = [C_k; 0 | θ_k; 0] gives ξ² = uᵀ Λ⁻¹ u + (θᵀ u)² (10.163) and q_k = [θ_k; 0] gives θᵀu.
  *
  * Float32 choices (bounded against reference.ts in test/kernel.test.ts):
  * - The residual and the covariate quadratic form are squares of differences, not expanded into
@@ -85,10 +89,13 @@
  * is slower than the reference either way).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { familyOf } from '../model/families/index.js';
+import type { FusedChunk, FusedResponse } from '../model/families/family.js';
 import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import { InternalError } from '../errors.js';
 import { BackendUnavailableError } from './backend.js';
+import { referenceKernel } from './reference.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
 
 /** TensorFlow.js backends the kernel runs on (`tensorflow` is @tensorflow/tfjs-node). */
@@ -123,8 +130,6 @@ export interface TfjsKernelOptions {
 }
 
 const DEFAULT_CHUNK_ROWS = 4096;
-/** Below this ξ, λ(ξ) = 1/8 − ξ²/96 (truncation error < 1e-13), avoiding 0/0 in float32. */
-const XI_SMALL = 1e-3;
 
 /**
  * A TensorFlow.js kernel on `backendName`, which must already be initialized (backend.ts#loadKernel
@@ -191,15 +196,16 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
         };
       activateBackend(backendName);
-      const gaussian = spec.family === 'gaussian';
+      const fused = familyOf(spec.family).fused;
+      if (!fused) return referenceKernel.localStep(params, batchOf(prepared), options);
       const P1 = P + 1;
-      const host = hostParameters(params, D);
+      const host = hostParameters(params, D, fused);
       const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
       // Chunk results summed in float64 (module comment).
       const sumN = new Float64Array(T);
       const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
-      const sumE = new Float64Array(P1 * T); // gaussian Σ r q e [u, y]; bernoulli Σ r (y − ½) [u, y]; (P+1, T)
-      const sumEE = new Float64Array(T); // gaussian Σ r (q e)²
+      const sumE = new Float64Array(P1 * T); // Σ v [u, y], (P+1, T)
+      const sumEE = new Float64Array(T); // Σ ee (gaussian: Σ r (q e)²)
       const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
       let logLik = 0;
 
@@ -222,26 +228,21 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           const c = chunk.rows;
           const ub = chunk.ub;
           const outs = tf.tidy(() => {
-            const lin = tf.matMul(ub, qu); // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
+            const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
             // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
-            const quadU = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2);
-            let lnRho: tf.Tensor;
-            let lambda: tf.Tensor | null = null;
-            let y: tf.Tensor | null = null;
-            if (gaussian) {
-              lnRho = tf.sub(bias, quadU);
-            } else {
-              y = tf.slice(ub, [0, P], [c, 1]);
-              const xi = tf.sqrt(quadU);
-              const bound = tf.neg(tf.add(tf.mul(xi, 0.5), tf.log1p(tf.exp(tf.neg(xi)))));
-              lnRho = tf.add(tf.add(bound, tf.mul(tf.sub(y, 0.5), lin)), bias);
-              const xiSafe = tf.maximum(xi, XI_SMALL);
-              lambda = tf.where(
-                tf.less(xi, XI_SMALL),
-                tf.sub(0.125, tf.div(tf.square(xi), 96)),
-                tf.div(tf.tanh(tf.mul(xiSafe, 0.5)), tf.mul(xiSafe, 4)),
-              );
-            }
+            const quad = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2) as tf.Tensor2D;
+            let y: tf.Tensor2D | undefined;
+            const inputs: FusedChunk = {
+              lin,
+              quad,
+              get y() {
+                return (y ??= tf.slice(ub, [0, P], [c, 1]));
+              },
+              offset: null,
+              bias,
+            };
+            const terms = fused.chunk(tf, inputs);
+            let lnRho = terms.lnRho;
             if (D > 0) {
               const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
               lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
@@ -255,15 +256,10 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             const ubT = tf.transpose(ub);
             const uT = tf.slice(ubT, [0, 0], [P, c]);
             const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
-            const w = lambda ? (tf.mul(r, tf.mul(lambda, 2)) as tf.Tensor2D) : r;
+            const { w, v, ee } = terms.weights(r);
             const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
-            if (gaussian) {
-              const rRes = tf.mul(r, lin) as tf.Tensor2D;
-              out.e = tf.matMul(ubT, rRes);
-              out.ee = tf.sum(tf.mul(rRes, lin), 0);
-            } else {
-              out.e = tf.matMul(ubT, tf.mul(r, tf.sub(y!, 0.5)) as tf.Tensor2D);
-            }
+            out.e = tf.matMul(ubT, v); // Σ v [u, y], (P+1, T)
+            if (ee) out.ee = ee;
             if (D > 0) {
               const xa = chunk.xa!;
               const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
@@ -286,7 +282,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             addInto(sumN, outs.n.dataSync());
             addInto(sumUU, outs.uu.dataSync());
             addInto(sumE, outs.e.dataSync());
-            if (gaussian) addInto(sumEE, outs.ee.dataSync());
+            if (outs.ee) addInto(sumEE, outs.ee.dataSync());
             if (D > 0) addInto(sumX, outs.x.dataSync());
             if (resp) resp.set(outs.r.dataSync(), row * T);
           } finally {
@@ -304,8 +300,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
         const uu = layout.suu + k * P * P;
         for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
-        if (gaussian) uncenterResponse(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
-        else for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
+        fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
         logLik += stats[layout.count + k] * host.biasRounding[k];
       }
       return { stats, logLik, responsibilities: resp };
@@ -346,39 +341,25 @@ function uncenterCovariates(
 }
 
 /**
- * Σ r y u and Σ r y² from residual statistics, in float64. With θ₀ = the float32 coefficients
- * the kernel used (θ₀_i = −qu_ik / qu_Pk) and e = y − θ₀ᵀu:
- *   Σ r y u = Σ r e u + (Σ r u uᵀ) θ₀,   Σ r y² = Σ r e² + 2 θ₀ᵀ Σ r e u + θ₀ᵀ (Σ r u uᵀ) θ₀.
- * Why: the noise rate b_k = (c_k − h_kᵀ θ_k)/2 is the residual sum of squares, a small difference
- * of large raw moments. Raw moments summed in float32 lose it (measured: ELBO dropping by ~1e3 on
- * 1M rows with tight regressions); residual moments keep it, since the identity
- * c − hᵀΛ⁻¹h = Σ r e² − (Σ r e u)ᵀ Λ⁻¹ (Σ r e u) (up to the prior) holds for any θ₀.
- * `sumE` is (P+1, T) with Σ r q e u_i at [i·T + k]; needs the suu block of `stats` already filled
- * (w = r for the gaussian response).
+ * The batch back from its tensors (float32 values in float64 arrays), for a family without a fused
+ * path: the reference local step runs on it.
  */
-function uncenterResponse(
-  qu: Float32Array,
-  k: number,
-  T: number,
-  P: number,
-  sumE: Float64Array,
-  sumEE: number,
-  stats: Float64Array,
-  layout: ReturnType<typeof layoutOf>,
-): void {
-  const q = qu[P * T + k];
-  const theta = new Float64Array(P);
-  for (let i = 0; i < P; i++) theta[i] = -qu[i * T + k] / q;
-  const suu = stats.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-  let yy = sumEE / (q * q);
-  for (let i = 0; i < P; i++) {
-    const eu = sumE[i * T + k] / q;
-    let uuTheta = 0;
-    for (let j = 0; j < P; j++) uuTheta += suu[i * P + j] * theta[j];
-    stats[layout.syu + k * P + i] = eu + uuTheta;
-    yy += 2 * theta[i] * eu + theta[i] * uuTheta;
+function batchOf(prepared: PreparedTensors): Batch {
+  const { n, D, P } = prepared;
+  const x = new Float64Array(n * D);
+  const u = new Float64Array(n * P);
+  const y = new Float64Array(n);
+  let row = 0;
+  for (const chunk of prepared.chunks) {
+    const ub = chunk.ub.dataSync();
+    const xa = chunk.xa?.dataSync();
+    for (let r = 0; r < chunk.rows; r++, row++) {
+      for (let i = 0; i < P; i++) u[row * P + i] = ub[r * (P + 1) + i];
+      y[row] = ub[r * (P + 1) + P];
+      if (xa) for (let i = 0; i < D; i++) x[row * D + i] = xa[r * (D + 1) + i];
+    }
   }
-  stats[layout.syy + k] = yy;
+  return { n, x, u, y };
 }
 
 function addInto(acc: Float64Array, v: ArrayLike<number>): void {
@@ -418,11 +399,11 @@ function prepareChunk(batch: Batch, start: number, end: number, D: number, P: nu
  * The parameter matrices of the module comment, row-major, built in float64 and rounded once to
  * float32. `biasRounding[k]` = c_k − fround(c_k); `mean32` = m̃, the means the centring used.
  */
-function hostParameters(params: LocalParams, D: number) {
+function hostParameters(params: LocalParams, D: number, fused: FusedResponse) {
   const { spec } = params;
   const { T, P } = spec;
   const P1 = P + 1;
-  const gaussian = spec.family === 'gaussian';
+  const column = new Float64Array(P1);
   const fs = new Float32Array((D + 1) * T * D); // (D+1, T·D)
   const mean32 = new Float32Array(T * D);
   const qu = new Float32Array(P1 * T); // (P+1, T)
@@ -446,20 +427,14 @@ function hostParameters(params: LocalParams, D: number) {
       }
     }
     let constant = params.logWeight[k] + (spec.covariateModel ? params.covariateConst[k] : 0);
-    const theta = params.coef.subarray(k * P, (k + 1) * P);
-    // qu_k: gaussian q_k = √(E[τ_k]/2) [−θ_k; 1]; bernoulli [θ_k; 0].
-    if (gaussian) {
-      constant += params.responseConst[k];
-      const q = Math.sqrt(params.noisePrecision[k] / 2);
-      for (let i = 0; i < P; i++) qu[i * T + k] = -q * theta[i];
-      qu[P * T + k] = q;
-    } else {
-      for (let i = 0; i < P; i++) qu[i * T + k] = theta[i];
-    }
+    // qu_k (gaussian q_k = √(E[τ_k]/2) [−θ_k; 1]; bernoulli [θ_k; 0]) and the family's constant.
+    const own = fused.columns(params, k, column);
+    constant += own.constant;
+    for (let i = 0; i < P1; i++) qu[i * T + k] = column[i];
     // G_k = [C_k s; 0 | qu_k], s = √½ (gaussian) or 1 (bernoulli): ‖[u, y] G_k‖² is
     // ½ uᵀΛ⁻¹u + q²(y − θᵀu)² or uᵀΛ⁻¹u + (θᵀu)² = ξ². C_k is lower triangular.
     const C = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
-    const s = gaussian ? Math.SQRT1_2 : 1;
+    const s = own.spreadScale;
     for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) gu[i * TP1 + k * P1 + j] = C[i * P + j] * s;
     for (let i = 0; i < P1; i++) gu[i * TP1 + k * P1 + P] = qu[i * T + k];
     bias32[k] = constant;

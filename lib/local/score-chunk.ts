@@ -7,6 +7,7 @@ import type { Delimiter } from '../config.js';
 import { parseRows, type SkippedRow } from '../data/csv.js';
 import { toBatch, type ColumnPlan } from '../data/dataset.js';
 import { Scratch } from '../data/scratch.js';
+import { familyOf } from '../model/families/index.js';
 import type { Predictor } from '../model/predict.js';
 import type { PosteriorDocument } from '../model/summary.js';
 import { writeInteger, writePrecision } from './digits.js';
@@ -41,7 +42,9 @@ export interface PredictColumnsOptions {
 /** Names of the columns predict appends, for the header line. */
 export function predictionColumns(doc: PosteriorDocument, options: PredictColumnsOptions = {}): string[] {
   return [
-    ...(doc.family === 'gaussian' ? ['cluster', 'cluster_probability', 'prediction', 'prediction_sd'] : ['cluster', 'cluster_probability', 'probability']),
+    'cluster',
+    'cluster_probability',
+    ...familyOf(doc.family).predictive.columns,
     ...(options.interval === undefined ? [] : ['prediction_lo', 'prediction_hi']),
     ...(options.target ? ['log_density'] : []),
   ];
@@ -56,7 +59,7 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
   const columns = [...new Set([...fitted.x, ...fitted.r])];
   const select: ColumnPlan['select'] = columns.map((column) => ({ column, kind: 'number' as const }));
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
-  if (target) select.push({ column: fitted.target, kind: doc.family === 'bernoulli' ? 'binary' : 'number', optional: true });
+  if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true });
   return {
     ...fitted,
     select,
@@ -80,7 +83,7 @@ const CELL_BYTES = 17;
  */
 export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predictor: Predictor, options: PredictColumnsOptions = {}) {
   const plan = predictPlan(doc, options.target);
-  const gaussian = doc.family === 'gaussian';
+  const withSd = familyOf(doc.family).predictive.sd !== undefined;
   const columns = predictionColumns(doc, options).length;
   const interval = options.interval !== undefined;
   const target = options.target === true;
@@ -123,7 +126,7 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
       at = p > 0.99999951 ? writeOne(out, at) : writePrecision(out, at, p, 6);
       out[at++] = delimiter;
       at = writePrecision(out, at, mean[row], 8);
-      if (gaussian) {
+      if (withSd) {
         out[at++] = delimiter;
         at = writePrecision(out, at, sd![row], 6);
       }

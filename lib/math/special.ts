@@ -26,6 +26,11 @@ export function lnBeta(a: number, b: number): number {
   return lnGamma(a) + lnGamma(b) - lnGamma(a + b);
 }
 
+/** KL(Gamma(a, b) ‖ Gamma(a0, b0)), rate parametrization. */
+export function klGamma(a: number, b: number, a0: number, b0: number): number {
+  return (a - a0) * digamma(a) - lnGamma(a) + lnGamma(a0) + a0 * (Math.log(b) - Math.log(b0)) + a * ((b0 - b) / b);
+}
+
 /** ln σ(x) = −ln(1 + e^{−x}), stable for large |x|. */
 export function logSigmoid(x: number): number {
   return x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x));

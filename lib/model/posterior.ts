@@ -5,17 +5,10 @@
  *
  * Notation follows Bishop, PRML ch. 10; equation numbers are cited where a quantity is formed.
  */
-import {
-  cholesky,
-
-  inverseFromCholesky,
-  logDetFromCholesky,
-  matVec,
-  quadraticForm,
-  symmetrize,
-  traceOfProduct,
-} from '../math/linalg.js';
-import { digamma, LN_2PI, lnBeta, lnGamma, lnMultiGamma, multiDigamma } from '../math/special.js';
+import { cholesky, inverseFromCholesky, logDetFromCholesky, quadraticForm, symmetrize, traceOfProduct } from '../math/linalg.js';
+import { digamma, klGamma, LN_2PI, lnBeta, lnGamma, lnMultiGamma, multiDigamma } from '../math/special.js';
+import { deriveCoefficients } from './families/coefficients.js';
+import { familyOf } from './families/index.js';
 import {
   dirichletConcentration,
   layoutOf,
@@ -69,17 +62,15 @@ export interface Derived {
   lnDetW: Float64Array;
   /** E[ln|Λ_k|] = ψ_D(ν_k/2) + D ln 2 + ln|W_k| (PRML 10.65), shape (T). */
   eLnDetLambda: Float64Array;
-  // Response: θ_k | τ_k ~ N(θ_k, (τ_k Λ_k)⁻¹), τ_k ~ Gamma(a_k, b_k) (gaussian); θ_k ~ N(θ_k, Λ_k⁻¹) (bernoulli).
+  // Response: q(θ_k) = N(θ_k, Λ_k⁻¹) (gaussian: given τ_k, scaled by 1/τ_k), families/coefficients.ts.
   /** θ_k = Λ_k⁻¹ h_k, shape (T, P). */
   coef: Float64Array;
   /** Λ_k⁻¹, shape (T, P, P). */
   coefCovariance: Float64Array;
   /** ln|Λ_k|, shape (T). */
   lnDetCoefPrecision: Float64Array;
-  /** a_k = a0 + N_k / 2, shape (T) (gaussian). */
-  noiseShape: Float64Array;
-  /** b_k = (c_k − h_kᵀ θ_k) / 2, shape (T) (gaussian). */
-  noiseRate: Float64Array;
+  /** The response family's own per-component quantities, shape (T, derivedWidth) (gaussian: a_k, b_k). */
+  response: Float64Array;
 }
 
 export function initialAlpha(spec: ModelSpec): GammaParams | null {
@@ -205,34 +196,17 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
   }
 
   // Response (PRML 10.3 / 10.6 in natural coordinates).
-  const coef = new Float64Array(T * P);
-  const coefCovariance = new Float64Array(T * P * P);
-  const lnDetCoefPrecision = new Float64Array(T);
-  const noiseShape = new Float64Array(T);
-  const noiseRate = new Float64Array(T);
-  for (let k = 0; k < T; k++) {
-    const precision = lambda.slice(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-    symmetrize(precision, P);
-    const chol = cholesky(precision, P, `the coefficient precision Λ of component ${k + 1}`);
-    const covariance = inverseFromCholesky(chol, P);
-    coefCovariance.set(covariance, k * P * P);
-    lnDetCoefPrecision[k] = logDetFromCholesky(chol, P);
-    const h = lambda.subarray(layout.syu + k * P, layout.syu + (k + 1) * P);
-    const theta = matVec(covariance, P, h);
-    coef.set(theta, k * P);
-    if (spec.family === 'gaussian') {
-      noiseShape[k] = spec.priors.noiseShape + count[k] / 2;
-      let hTheta = 0;
-      for (let i = 0; i < P; i++) hTheta += h[i] * theta[i];
-      // b_k = (c_k − h_kᵀ θ_k) / 2; the floor guards rounding when the fit is exact.
-      noiseRate[k] = Math.max((lambda[layout.syy + k] - hTheta) / 2, 1e-12 * spec.priors.noiseRate);
-    }
-  }
+  const { coef, coefCovariance, lnDetCoefPrecision } = deriveCoefficients(spec, lambda, layout);
+  const family = familyOf(spec.family);
+  const w = family.derivedWidth;
+  const response = new Float64Array(T * w);
+  for (let k = 0; k < T; k++)
+    family.derive(spec, lambda, layout, k, count[k], coef.subarray(k * P, (k + 1) * P), response.subarray(k * w, (k + 1) * w));
 
   return {
     spec, layout, count, eLnPi, ePi, stickA, stickB, eAlpha,
     beta, mean, nu, wishartInverse, wishart, lnDetW, eLnDetLambda,
-    coef, coefCovariance, lnDetCoefPrecision, noiseShape, noiseRate,
+    coef, coefCovariance, lnDetCoefPrecision, response,
   };
 }
 
@@ -241,9 +215,10 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
  *
  * ln ρ_nk = logWeight_k
  *         + covariateConst_k − ½ ‖(x_n − m_k)ᵀ F_k‖²            (F_k F_kᵀ = ν_k W_k; PRML 10.64)
- *         + responseConst_k − ½ (E[τ_k] (y_n − θ_kᵀ u_n)² + ‖u_nᵀ C_k‖²)   (C_k C_kᵀ = Λ_k⁻¹)
- * for the gaussian response; for the bernoulli one the last line is the Jaakkola–Jordan bound
- * ln σ(ξ) + (y − ½) θ_kᵀ u − ξ/2 with ξ² = ‖uᵀ C_k‖² + (θ_kᵀ u)² (PRML 10.152, 10.163).
+ *         + the response family's term in η = θ_kᵀ u_n and spread = ‖u_nᵀ C_k‖²  (C_k C_kᵀ = Λ_k⁻¹)
+ * e.g. responseConst_k − ½ (E[τ_k] (y_n − η)² + spread) for the gaussian response, the
+ * Jaakkola–Jordan bound ln σ(ξ) + (y − ½) η − ξ/2 with ξ² = spread + η² for the bernoulli one
+ * (PRML 10.152, 10.163); see lib/model/families/.
  */
 export interface LocalParams {
   spec: ModelSpec;
@@ -261,10 +236,8 @@ export interface LocalParams {
   coef: Float64Array;
   /** C_k, lower Cholesky factor of Λ_k⁻¹, shape (T, P, P). */
   coefCovFactor: Float64Array;
-  /** E[τ_k] = a_k / b_k, shape (T) (gaussian; 0 for bernoulli). */
-  noisePrecision: Float64Array;
-  /** ½ (ψ(a_k) − ln b_k) − ½ ln 2π, shape (T) (gaussian; 0 for bernoulli). */
-  responseConst: Float64Array;
+  /** The response family's per-component constants, shape (T, localWidth) (gaussian: E[τ_k], ½ (ψ(a_k) − ln b_k) − ½ ln 2π). */
+  response: Float64Array;
 }
 
 export function localParams(derived: Derived): LocalParams {
@@ -273,8 +246,9 @@ export function localParams(derived: Derived): LocalParams {
   const precisionFactor = new Float64Array(T * D * D);
   const covariateConst = new Float64Array(T);
   const coefCovFactor = new Float64Array(T * P * P);
-  const noisePrecision = new Float64Array(T);
-  const responseConst = new Float64Array(T);
+  const family = familyOf(spec.family);
+  const w = family.localWidth;
+  const response = new Float64Array(T * w);
   for (let k = 0; k < T; k++) {
     if (spec.covariateModel) {
       const scaled = derived.wishart.slice(k * D * D, (k + 1) * D * D).map((w) => w * derived.nu[k]);
@@ -283,12 +257,7 @@ export function localParams(derived: Derived): LocalParams {
     }
     const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
     coefCovFactor.set(cholesky(cov, P, `Λ⁻¹ of component ${k + 1}`), k * P * P);
-    if (spec.family === 'gaussian') {
-      const a = derived.noiseShape[k];
-      const b = derived.noiseRate[k];
-      noisePrecision[k] = a / b;
-      responseConst[k] = 0.5 * (digamma(a) - Math.log(b)) - 0.5 * LN_2PI;
-    }
+    family.local(derived, k, response.subarray(k * w, (k + 1) * w));
   }
   return {
     spec,
@@ -299,14 +268,8 @@ export function localParams(derived: Derived): LocalParams {
     covariateConst,
     coef: derived.coef,
     coefCovFactor,
-    noisePrecision,
-    responseConst,
+    response,
   };
-}
-
-/** KL(Gamma(a, b) ‖ Gamma(a0, b0)), rate parametrization. */
-function klGamma(a: number, b: number, a0: number, b0: number): number {
-  return (a - a0) * digamma(a) - lnGamma(a) + lnGamma(a0) + a0 * (Math.log(b) - Math.log(b0)) + a * ((b0 - b) / b);
 }
 
 /** KL(Beta(a, b) ‖ Beta(a0, b0)). */
@@ -315,16 +278,11 @@ function klBeta(a: number, b: number, a0: number, b0: number): number {
   return lnBeta(a0, b0) - lnBeta(a, b) + (a - a0) * (digamma(a) - psiSum) + (b - b0) * (digamma(b) - psiSum);
 }
 
-/**
- * Σ of KL(q ‖ p) over every global factor. The ELBO is Σ_n logsumexp_k ln ρ_nk minus this.
- * No constant is dropped, so ELBO values are comparable across versions and restarts.
- */
-export function klDivergence(derived: Derived, state: GlobalState): number {
+/** KL(q ‖ p) of the mixing weights (and of q(α) when α has a prior). */
+export function klWeights(derived: Derived, state: GlobalState): number {
   const { spec } = derived;
-  const { T, D, P, priors } = spec;
+  const { T, priors } = spec;
   let kl = 0;
-
-  // Weights.
   if (spec.weights === 'dirichlet') {
     // KL(Dir(α) ‖ Dir(α0 1)).
     const alpha0 = dirichletConcentration(spec);
@@ -357,6 +315,17 @@ export function klDivergence(derived: Derived, state: GlobalState): number {
     const prior = priors.dpConcentrationPrior!;
     kl += klGamma(shape, rate, prior.shape, prior.rate);
   }
+  return kl;
+}
+
+/**
+ * Σ of KL(q ‖ p) over every global factor. The ELBO is Σ_n logsumexp_k ln ρ_nk minus this.
+ * No constant is dropped, so ELBO values are comparable across versions and restarts.
+ */
+export function klDivergence(derived: Derived, state: GlobalState): number {
+  const { spec } = derived;
+  const { T, D, priors } = spec;
+  let kl = klWeights(derived, state);
 
   // Covariates: E_q(Λ)[KL(N(m, (βΛ)⁻¹) ‖ N(m0, (β0 Λ)⁻¹))] + KL(W(W, ν) ‖ W(W0, ν0)).
   if (spec.covariateModel) {
@@ -382,35 +351,17 @@ export function klDivergence(derived: Derived, state: GlobalState): number {
     }
   }
 
-  // Response: KL of the coefficients (and of the noise precision, gaussian).
-  const lambda0 = priorCoordinates(spec);
-  const layout = derived.layout;
-  for (let k = 0; k < T; k++) {
-    const prec0 = lambda0.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P);
-    const lnDetPrec0 = logDetFromCholesky(cholesky(prec0, P), P);
-    const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
-    const theta = derived.coef.subarray(k * P, (k + 1) * P); // θ0 = 0
-    const eTau = spec.family === 'gaussian' ? derived.noiseShape[k] / derived.noiseRate[k] : 1;
-    kl +=
-      0.5 *
-      (traceOfProduct(prec0, cov, P) - P + eTau * quadraticForm(prec0, P, theta) + derived.lnDetCoefPrecision[k] - lnDetPrec0);
-    if (spec.family === 'gaussian')
-      kl += klGamma(derived.noiseShape[k], derived.noiseRate[k], priors.noiseShape, priors.noiseRate);
-  }
-  return kl;
+  // Response: KL of the coefficients (and of what else the family has, e.g. the noise precision).
+  return familyOf(spec.family).kl(derived, priorCoordinates(spec), kl);
 }
 
 /** A copy of the state with its components permuted: new component i is old order[i]. */
 export function permuteComponents(spec: ModelSpec, state: GlobalState, order: number[]): GlobalState {
-  const { T, D, P } = spec;
-  const layout = layoutOf(spec);
   const out = new Float64Array(state.lambda.length);
-  const blocks: [number, number][] = [
-    [layout.count, 1], [layout.sx, D], [layout.sxx, D * D], [layout.suu, P * P], [layout.syu, P], [layout.syy, 1],
-  ];
-  for (let i = 0; i < T; i++)
-    for (const [offset, size] of blocks)
-      out.set(state.lambda.subarray(offset + order[i] * size, offset + (order[i] + 1) * size), offset + i * size);
+  const { blocks } = layoutOf(spec);
+  for (let i = 0; i < spec.T; i++)
+    for (const { offset, width } of blocks)
+      out.set(state.lambda.subarray(offset + order[i] * width, offset + (order[i] + 1) * width), offset + i * width);
   return { lambda: out, alpha: state.alpha };
 }
 
@@ -431,12 +382,3 @@ export function weightedScatter(a: Float64Array, D: number, m: ArrayLike<number>
   return traceOfProduct(a, ss, D) - 2 * quadraticForm(a, D, m, s) + n * quadraticForm(a, D, m);
 }
 
-/**
- * Σ_n r_n (y_n − θᵀu_n)² from the statistics Σ r y², h = Σ r y u, U = Σ r u uᵀ:
- * Σ r y² − 2 θᵀh + θᵀUθ. Shapes: θ, h (P); U (P, P).
- */
-export function weightedResidualSquares(theta: ArrayLike<number>, P: number, syy: number, syu: ArrayLike<number>, suu: Float64Array): number {
-  let thetaH = 0;
-  for (let i = 0; i < P; i++) thetaH += theta[i] * syu[i];
-  return syy - 2 * thetaH + quadraticForm(suu, P, theta);
-}

@@ -28,8 +28,18 @@ import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
 import { cholesky } from '../math/linalg.js';
 import { lnGamma, logSigmoid } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
+import { FAMILY_NAMES, familyOf } from './families/index.js';
+import { noiseOf } from './families/gaussian.js';
 import { derive } from './posterior.js';
-import { logSumExp, mixtureLogDensity, mixtureQuantile, studentTLogNormalizer, studentTQuantile, type StudentTMixture } from './predictive.js';
+import {
+  logSumExp,
+  mixtureLogDensity,
+  mixtureQuantile,
+  studentTLogDensity,
+  studentTLogNormalizer,
+  studentTQuantile,
+  type StudentTMixture,
+} from './predictive.js';
 import { layoutOf, specFromConfig } from './spec.js';
 import { modelOf, reportedComponents, type PosteriorDocument } from './summary.js';
 
@@ -68,7 +78,7 @@ const slots = z.array(z.number().int().min(0));
 /** The parts of posterior.json predict relies on (the rest is for people and is not checked). */
 const PosteriorForPredict = z.object({
   format: z.literal('clusterwise/posterior@1'),
-  family: z.enum(['gaussian', 'bernoulli']),
+  family: z.enum(FAMILY_NAMES),
   target: z.string(),
   columns,
   regressionColumns: columns,
@@ -146,10 +156,10 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
   const lambda = decodeFloat64(doc.state.lambda);
   if (lambda.length !== layoutOf(spec).length) disagree(`state.lambda holds ${lambda.length} numbers, the model needs ${layoutOf(spec).length}`);
   if (!lambda.every(Number.isFinite)) disagree('state.lambda holds a non-finite number');
-  // The syy block is the noise's (c_k = 2 b_k + …, positive) for gaussian and unused (0) for bernoulli.
+  // The syy block is the family's own (gaussian: c_k = 2 b_k + …, positive; bernoulli: unused, 0).
   const layout = layoutOf(spec);
-  const syy = lambda.subarray(layout.syy, layout.syy + spec.T);
-  if (config.family === 'gaussian' ? !syy.every((v) => v > 0) : !syy.every((v) => v === 0))
+  const family = familyOf(config.family);
+  if (!family.validExtra(lambda.subarray(layout.syy, layout.syy + spec.T * family.extraWidth)))
     disagree(`state.lambda is not the state of a ${config.family} model`);
   return json as PosteriorDocument;
 }
@@ -240,10 +250,10 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) model.spreadFactor[i * K * P + k * P + j] = cov[i * P + j];
     model.coef.set(d.coef.subarray(c * P, (c + 1) * P), k * P);
     if (model.gaussian) {
-      const a = d.noiseShape[c];
+      const { shape: a, rate: b } = noiseOf(d, c);
       const dof = 2 * a;
-      model.noiseVariance[k] = (d.noiseRate[c] / a) * (dof > 2 ? dof / (dof - 2) : Infinity);
-      model.noiseScale2[k] = d.noiseRate[c] / a;
+      model.noiseVariance[k] = (b / a) * (dof > 2 ? dof / (dof - 2) : Infinity);
+      model.noiseScale2[k] = b / a;
       model.noiseDof[k] = dof;
       model.noiseLogNormalizer[k] = studentTLogNormalizer(dof);
     }
@@ -396,15 +406,19 @@ export class Predictor {
     const keep = this.options.interval !== undefined || this.options.logDensity === true || this.options.clusterGivenY === true;
     const logWeights = keep ? arrays.float64('logWeights', n * K) : w;
     const locs = keep ? arrays.float64('locs', n * K) : w;
+    // With keep, a component left out below keeps an upper bound on its log weight, flagged in `far`.
+    const far = keep ? arrays.int32('far', n * K) : null;
+    const bounds = new Float64Array(K);
     for (let row = 0; row < n; row++) {
       let max = -Infinity;
       // x/(1+x) ≤ ln(1+x) ≤ x bounds l_k = c_k − h_k ln(1 + δ²_k/dof_k) from both sides without a
       // logarithm: a component whose upper bound lies more than FAR_LOG_WEIGHT below the best lower
       // bound has weight < 1e−18 of the largest, below anything printed, and is left out (weight 0)
-      // without ln or exp. Most rows sit in one cluster, so this saves most of the loop. Not when the
-      // mixture itself is wanted (keep): the log density of an outlying y may rest on such a component.
+      // without ln or exp. Most rows sit in one cluster, so this saves most of the loop. When the
+      // mixture itself is wanted (keep), the bound is kept: the log density of an outlying y may rest
+      // on such a component, and Predictor.mixture evaluates it exactly when its bound says it might.
       let floor = -Infinity;
-      if (covariate && !keep) {
+      if (covariate) {
         for (let k = 0; k < K; k++) {
           const lower = constant[k] - halfPower[k] * covariate[row * K + k] * inverseDof[k];
           if (lower > floor) floor = lower;
@@ -415,7 +429,9 @@ export class Predictor {
         let l = constant[k];
         if (covariate) {
           const x = covariate[row * K + k] * inverseDof[k];
-          l = constant[k] - (halfPower[k] * x) / (1 + x) < floor ? -Infinity : constant[k] - halfPower[k] * Math.log1p(x);
+          const upper = constant[k] - (halfPower[k] * x) / (1 + x);
+          l = upper < floor ? -Infinity : constant[k] - halfPower[k] * Math.log1p(x);
+          bounds[k] = upper;
         }
         w[k] = l;
         if (l > max) max = l;
@@ -425,7 +441,10 @@ export class Predictor {
       let bestWeight = 0;
       for (let k = 0; k < K; k++) {
         const e = w[k] === -Infinity ? 0 : Math.exp(w[k] - max);
-        if (keep) logWeights[row * K + k] = w[k] - max;
+        if (keep) {
+          far![row * K + k] = w[k] === -Infinity ? 1 : 0;
+          logWeights[row * K + k] = (w[k] === -Infinity ? bounds[k] : w[k]) - max;
+        }
         w[k] = e;
         total += e;
         if (e > bestWeight) {
@@ -439,7 +458,7 @@ export class Predictor {
       const lnTotal = keep ? Math.log(total) : 0;
       for (let k = 0; k < K; k++) {
         const weight = w[k] / total;
-        if (keep) logWeights[row * K + k] = weight === 0 ? -Infinity : logWeights[row * K + k] - lnTotal;
+        if (keep) logWeights[row * K + k] -= lnTotal;
         if (weight === 0) continue;
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
@@ -460,7 +479,7 @@ export class Predictor {
         sd![row] = ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
       } else mean[row] = m1;
     }
-    if (keep) this.mixture(batch, spreads, logWeights, locs, out);
+    if (keep) this.mixture(batch, q, logWeights, locs, far!, out);
     return out;
   }
 
@@ -469,9 +488,11 @@ export class Predictor {
    * ln p(z=k | x) and component means μ_k (`logWeights`, `locs`: n × K, standardized) and spreads
    * uᵀΛ_k⁻¹u (n × K). Rows whose y is missing (NaN) get NaN log densities and keep p(z | x).
    */
-  private mixture(batch: Batch, spreads: ArrayLike<number>, logWeights: Float64Array, locs: Float64Array, out: Prediction): void {
+  private mixture(batch: Batch, q: Quadratics, logWeights: Float64Array, locs: Float64Array, far: Int32Array, out: Prediction): void {
     const m = this.model;
-    const { K, yMean, ySd, gaussian } = m;
+    const { K, P, yMean, ySd, gaussian, constant, halfPower, inverseDof, coef } = m;
+    const spreads = q.spread;
+    const covariate = q.covariate;
     const { interval, logDensity, clusterGivenY } = this.options;
     const n = batch.n;
     const y = batch.y;
@@ -489,30 +510,55 @@ export class Predictor {
     const mix: StudentTMixture = { count: K, logWeight, loc, scale, dof: m.noiseDof, logNormalizer: m.noiseLogNormalizer, logScaleFloor };
     // ln of the Jacobian from the standardized to the data scale of y (gaussian): ln p(y) = ln p(ỹ) − ln s_y.
     const jacobian = gaussian ? Math.log(ySd) : 0;
+    // ln P(y | z=k) = ln σ(±κ_k μ_k), the probit-style approximation of the logistic predictive (PRML 4.153–4.155).
+    const logBernoulli = (target: number, k: number, row: number) => {
+      const kappa = 1 / Math.sqrt(1 + (Math.PI * spreads[row * K + k]) / 8);
+      return logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]);
+    };
     for (let row = 0; row < n; row++) {
+      let top = -1;
       for (let k = 0; k < K; k++) {
         logWeight[k] = logWeights[row * K + k];
-        loc[k] = logWeight[k] === -Infinity ? 0 : locs[row * K + k];
+        loc[k] = far[row * K + k] ? 0 : locs[row * K + k];
+        if (!far[row * K + k] && (top < 0 || logWeight[k] > logWeight[top])) top = k;
         if (gaussian) scale[k] = Math.sqrt(m.noiseScale2[k] * (1 + spreads[row * K + k])); // PRML 3.59 with E[1/τ] → b/a
+      }
+      const target = y[row];
+      const known = (logDensity || clusterGivenY) && !Number.isNaN(target);
+      // A component left out of p(z | x) (far: its log weight here is an upper bound) stays out
+      // unless that bound, times its density's largest value, comes within FAR_LOG_WEIGHT of the
+      // heaviest component's term: then it is evaluated exactly (an outlying y near it).
+      const first = !known
+        ? Infinity
+        : gaussian
+          ? logWeight[top] + studentTLogDensity(target, loc[top], scale[top], m.noiseDof[top], m.noiseLogNormalizer[top])
+          : logWeight[top] + logBernoulli(target, top, row);
+      for (let k = 0; k < K; k++) {
+        if (!far[row * K + k]) continue;
+        const bound = logWeight[k] + (gaussian ? m.noiseLogNormalizer[k] - logScaleFloor[k] : 0);
+        if (!(bound >= first - FAR_LOG_WEIGHT) || !covariate) {
+          logWeight[k] = -Infinity;
+          continue;
+        }
+        const lnWeight = (c: number) => constant[c] - halfPower[c] * Math.log1p(covariate[row * K + c] * inverseDof[c]);
+        logWeight[k] = logWeight[top] + lnWeight(k) - lnWeight(top);
+        let mu = 0;
+        for (let i = 0; i < P; i++) mu += coef[k * P + i] * batch.u[row * P + i];
+        loc[k] = mu;
       }
       if (lo && hi) {
         lo[row] = yMean + ySd * mixtureQuantile(tail, mix, this.unitLo!);
         hi[row] = yMean + ySd * mixtureQuantile(1 - tail, mix, this.unitHi!);
       }
-      const target = y[row];
       if (!(logDensity || clusterGivenY)) continue;
-      if (Number.isNaN(target)) {
+      if (!known) {
         if (density) density[row] = NaN;
         continue;
       }
       let ln: number;
       if (gaussian) ln = mixtureLogDensity(target, mix, terms, posterior);
       else {
-        // P(y | z=k) = σ(±κ_k μ_k), the probit-style approximation of the logistic predictive (PRML 4.153–4.155).
-        for (let k = 0; k < K; k++) {
-          const kappa = 1 / Math.sqrt(1 + (Math.PI * spreads[row * K + k]) / 8);
-          terms[k] = logWeight[k] > -Infinity ? logWeight[k] + logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]) : -Infinity;
-        }
+        for (let k = 0; k < K; k++) terms[k] = logWeight[k] > -Infinity ? logWeight[k] + logBernoulli(target, k, row) : -Infinity;
         ln = logSumExp(terms, K, posterior);
       }
       if (density) density[row] = ln - jacobian;

@@ -1,0 +1,24 @@
+/**
+ * The response families by name: the one place a family is registered. The config schema
+ * (lib/config.ts), the CLI's --family choices and posterior.json's schema take their names from here.
+ */
+import { bernoulli } from './bernoulli.js';
+import type { ResponseFamily } from './family.js';
+import { gaussian } from './gaussian.js';
+
+export type { ResponseFamily } from './family.js';
+
+export const FAMILIES = {
+  gaussian,
+  bernoulli,
+} as const satisfies Record<string, ResponseFamily>;
+
+export type FamilyName = keyof typeof FAMILIES;
+
+/** The registered names, the default first. */
+export const FAMILY_NAMES = Object.keys(FAMILIES) as [FamilyName, ...FamilyName[]];
+
+/** The family registered as `name` (a name the config schema accepted). */
+export function familyOf(name: FamilyName): ResponseFamily {
+  return FAMILIES[name];
+}
