@@ -21,7 +21,11 @@ import path from 'node:path';
 
 /** Below this many data bytes one thread scores everything: starting threads costs more than it saves. */
 const THREADS_FROM_BYTES = 16 * 1024 * 1024;
-const CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * 2 MiB: measured against 4 MiB on 1M and 5M rows with the main thread scoring, the same CPU time
+ * and ~50 MiB less peak RSS (each chunk's arrays and output are garbage until the next GC).
+ */
+const CHUNK_BYTES = 2 * 1024 * 1024;
 
 export interface PredictFileOptions {
   /** posterior.json's text and its name for errors. */
@@ -31,7 +35,7 @@ export interface PredictFileOptions {
   /** Worker threads; 0 scores inline. @default one per core, inline for files under 16 MiB */
   workers?: number;
   backend?: BackendName | 'auto';
-  /** Bytes of data per chunk (tests use small ones). @default 4 MiB */
+  /** Bytes of data per chunk (tests use small ones). @default 2 MiB */
   chunkBytes?: number;
   /** Adds prediction_lo, prediction_hi: the central interval of this probability (gaussian). */
   interval?: number;
