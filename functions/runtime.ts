@@ -36,7 +36,7 @@ export function roleContext(logger: Logger): RoleContext {
     tasks: ports.tasks,
     updates: ports.updates,
     // A message that fails for good goes here at once (lib/pipeline/failures.ts).
-    deadLetter: { tasks: deadLetter('tasks'), updates: deadLetter('updates') },
+    deadLetter: { tasks: deadLetter('tasks'), updates: deadLetter('updates'), uploads: ports.ingestFailures },
     log: asLog(logger),
     ...(concurrency > 0 ? { workerConcurrency: concurrency } : {}),
   };

@@ -43,6 +43,7 @@ export const HANDLER_ENVIRONMENT = [
   'UPDATES_QUEUE_URL',
   'TASKS_DLQ_URL',
   'UPDATES_DLQ_URL',
+  'INGEST_FAILURES_URL',
   'WORKER_CONCURRENCY',
   'POWERTOOLS_SERVICE_NAME',
   'LOG_LEVEL',
@@ -262,6 +263,8 @@ export class Clusterwise extends Construct {
       UPDATES_QUEUE_URL: this.updates.queue.queueUrl,
       TASKS_DLQ_URL: this.tasks.deadLetterQueue.queueUrl,
       UPDATES_DLQ_URL: this.updates.deadLetterQueue.queueUrl,
+      // Ingest sends an upload it can never fit there at once, as its on-failure destination would after the retries.
+      INGEST_FAILURES_URL: this.ingestFailures.queueUrl,
       WORKER_CONCURRENCY: String(p.workerConcurrency),
     };
     const made: Partial<Record<PipelineRole, RoleFunction>> = {};

@@ -27,6 +27,8 @@ export interface AwsPortOptions {
   updatesQueueUrl: string;
   tasksDeadLetterUrl?: string;
   updatesDeadLetterUrl?: string;
+  /** Ingest's on-failure destination (the stack's IngestFailures queue). */
+  ingestFailuresUrl?: string;
   /** An S3/SQS-compatible endpoint (an emulator); path-style S3 addressing then. */
   endpoint?: string;
   region?: string;
@@ -39,6 +41,7 @@ export interface AwsPorts {
   tasks: Queue;
   updates: Queue;
   deadLetters: { name: string; queue: Queue }[];
+  ingestFailures?: Queue;
 }
 
 export function awsClients(options: { endpoint?: string; region?: string }) {
@@ -57,7 +60,8 @@ export function awsPorts(options: AwsPortOptions): AwsPorts {
     ...(options.tasksDeadLetterUrl ? [{ name: 'tasks', queue: queue(options.tasksDeadLetterUrl, 'tasks-dlq') }] : []),
     ...(options.updatesDeadLetterUrl ? [{ name: 'updates', queue: queue(options.updatesDeadLetterUrl, 'updates-dlq') }] : []),
   ];
-  return { s3, sqs, store, tasks: queue(options.tasksQueueUrl, 'tasks'), updates: queue(options.updatesQueueUrl, 'updates'), deadLetters };
+  const ingestFailures = options.ingestFailuresUrl ? { ingestFailures: queue(options.ingestFailuresUrl, 'ingest-failures') } : {};
+  return { s3, sqs, store, tasks: queue(options.tasksQueueUrl, 'tasks'), updates: queue(options.updatesQueueUrl, 'updates'), deadLetters, ...ingestFailures };
 }
 
 /** Ports from the environment the stack gives every function (infra/clusterwise-stack.ts). */
@@ -73,6 +77,7 @@ export function portsFromEnvironment(env: NodeJS.ProcessEnv = process.env): AwsP
     updatesQueueUrl: required('UPDATES_QUEUE_URL'),
     tasksDeadLetterUrl: env.TASKS_DLQ_URL,
     updatesDeadLetterUrl: env.UPDATES_DLQ_URL,
+    ingestFailuresUrl: env.INGEST_FAILURES_URL,
     endpoint: env.CLUSTERWISE_ENDPOINT,
   });
 }

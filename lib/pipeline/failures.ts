@@ -10,7 +10,8 @@
  * - an update whose run cannot go on (update-delivery.ts) fails that run with the reason
  *   and is acknowledged: the aggregator is the run's writer, and the run's failure keeps the
  *   reason (`clusterwise status`); an update that does not even parse goes to the updates
- *   dead-letter queue, and fails the run it names, if any.
+ *   dead-letter queue, and fails the run it names, if any;
+ * - an upload that can never be fitted goes to the ingest failures queue (functions/ingest.ts).
  *
  * Without a dead-letter port (the local runner) a permanent failure is rethrown after the report,
  * and the queue's own redrive moves the message after its last delivery.

@@ -179,7 +179,7 @@ export interface RoleContext {
    * Dead-letter queues: a message that fails for good is sent there at once and acknowledged
    * (lib/pipeline/failures.ts). @default none: the queue's redrive moves it after its last delivery
    */
-  deadLetter?: { tasks?: Queue; updates?: Queue };
+  deadLetter?: { tasks?: Queue; updates?: Queue; uploads?: Queue };
 }
 
 export interface WorkerContext extends RoleContext {

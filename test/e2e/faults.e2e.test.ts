@@ -345,6 +345,23 @@ describe('faults on the emulated stack', () => {
     expect(await datasetReleased(stack, dataset)).toBe(true);
   });
 
+  it('an upload that can never be fitted (no model.json) goes to the ingest failures queue at once; nothing runs', async () => {
+    const dataset = 'forum-no-model';
+    const event = await upload(stack, [{ key: partKey(dataset, 0), body: forumParts()[0] }]);
+    const outcomes = await handlers.ingest(event, lambdaContext('Clusterwise-Ingest')); // returns: Lambda does not retry
+    const outcome = outcomes[partKey(dataset, 0)] as { failed: string };
+    expect(outcome.failed).toMatch(/^ConfigError: datasets\/forum-no-model\/model\.json: .*target/);
+    const [failure] = queueBodies(stack, stack.queues.ingestFailures).map((b) => JSON.parse(b));
+    expect(failure).toMatchObject({
+      requestContext: { condition: 'PermanentError' },
+      requestPayload: { Records: [{ s3: { object: { key: partKey(dataset, 0) } } }] },
+      responsePayload: { errorType: 'ConfigError' },
+    });
+    expect(logsWith('upload not fitted; sent to the ingest failures queue').map((e) => e.reason)).toEqual([outcome.failed]);
+    expect(await runsOf(stack, dataset)).toEqual([]);
+    expect(await datasetReleased(stack, dataset)).toBe(true); // the next upload (with a model.json) starts a run
+  });
+
   it('uploads while a run is going coalesce into one pending refit, started when the run ends', async () => {
     const dataset = 'forum-refit';
     await upload(stack, [{ key: keys.modelConfig(dataset), body: JSON.stringify(MODEL) }]);

@@ -173,6 +173,7 @@ export function setStackEnvironment(stack: EmulatedStack): void {
     UPDATES_QUEUE_URL: stack.queues.updates.url,
     TASKS_DLQ_URL: stack.queues.tasksDeadLetter.url,
     UPDATES_DLQ_URL: stack.queues.updatesDeadLetter.url,
+    INGEST_FAILURES_URL: stack.queues.ingestFailures.url,
     CLUSTERWISE_ENDPOINT: stack.emulator.endpoint,
     AWS_REGION: stack.emulator.region,
     AWS_ACCESS_KEY_ID: 'test',
