@@ -1,73 +1,18 @@
 /**
  * The predictive distribution of `predict` (issue 8 item 5, docs/model.md §10): intervals that
  * cover what they say on held-out rows, a mixture log density that beats the mean/sd summary,
- * clusters from p(z | x, y), and clear errors for options that cannot apply.
+ * clusters from p(z | x, y), and clear errors for options that cannot apply. The data and the
+ * measures are bench/studies/predictive.ts's (which prints them over many draws).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { agreement, cwmCsv, gaussianSummaryLogDensity, scoredRows as scored } from '../bench/studies/predictive.js';
 import { fit } from '../lib/api.js';
-import { predictFile, type PredictFileOptions } from '../lib/local/predict-file.js';
-import { createRandom } from '../lib/math/random.js';
 import { mixtureQuantile, studentTLogNormalizer, studentTQuantile } from '../lib/model/predictive.js';
 import { runCli, tempDir } from './support/cli.js';
 
 const dir = tempDir();
-
-/**
- * A cluster-weighted model in one covariate: x | k ~ N(centre_k, 1), y = a_k + b_k x + N(0, sd_k²).
- * With centres 1.5 apart the clusters overlap in x, so p(z | x) is often split and y's predictive
- * is a real mixture (two or three lines at the same x); 8 apart they are separated.
- */
-function cwmCsv(file: string, n: number, seed: number, spacing: number): number[] {
-  const random = createRandom(seed);
-  const lines = [{ a: 0, b: 2, sd: 0.5 }, { a: 4, b: -1, sd: 0.8 }, { a: -3, b: 0.5, sd: 0.4 }];
-  const labels: number[] = [];
-  const rows = ['x,y'];
-  for (let i = 0; i < n; i++) {
-    const k = Math.floor(random.uniform() * 3);
-    const x = spacing * (k - 1) + random.normal();
-    const { a, b, sd } = lines[k];
-    rows.push(`${x.toPrecision(8)},${(a + b * x + sd * random.normal()).toPrecision(8)}`);
-    labels.push(k);
-  }
-  writeFileSync(file, rows.join('\n') + '\n');
-  return labels;
-}
-
-async function scored(posterior: string, csv: string, options: Partial<PredictFileOptions> = {}) {
-  const out = new PassThrough();
-  const parts: Buffer[] = [];
-  out.on('data', (b: Buffer) => parts.push(b));
-  const result = await predictFile({ posterior: { text: readFileSync(posterior, 'utf8'), file: posterior }, csv, out, workers: 0, ...options });
-  out.end();
-  const [header, ...lines] = Buffer.concat(parts).toString('utf8').trim().split('\n');
-  const names = header.split(',');
-  const rows = lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [names[i], v === '' ? NaN : Number(v)])));
-  return { names, rows, result };
-}
-
-/** Share of rows whose cluster matches the true label under the best one-to-one relabelling (at most 3 clusters each). */
-function agreement(clusters: number[], labels: number[]): number {
-  const ids = [...new Set(clusters)];
-  let best = 0;
-  const assign = (i: number, used: Set<number>, map: Map<number, number>) => {
-    if (i === ids.length) {
-      best = Math.max(best, clusters.filter((c, r) => map.get(c) === labels[r]).length);
-      return;
-    }
-    for (const label of [0, 1, 2, -1]) {
-      if (label >= 0 && used.has(label)) continue;
-      map.set(ids[i], label);
-      if (label >= 0) used.add(label);
-      assign(i + 1, used, map);
-      used.delete(label);
-    }
-  };
-  assign(0, new Set(), new Map());
-  return best / labels.length;
-}
 
 describe('the predictive distribution on held-out CWM data (fit on one draw, predict on another)', () => {
   const overlapping = { train: path.join(dir, 'train.csv'), test: path.join(dir, 'test.csv'), posterior: path.join(dir, 'fit', 'posterior.json') };
@@ -93,7 +38,7 @@ describe('the predictive distribution on held-out CWM data (fit on one draw, pre
   it('the mixture log density beats the Gaussian summary (prediction, prediction_sd) on the same rows', async () => {
     const { rows, result } = await scored(overlapping.posterior, overlapping.test);
     const mixture = rows.reduce((s, r) => s + r.log_density, 0);
-    const gaussian = rows.reduce((s, r) => s - 0.5 * Math.log(2 * Math.PI * r.prediction_sd ** 2) - (r.y - r.prediction) ** 2 / (2 * r.prediction_sd ** 2), 0);
+    const gaussian = gaussianSummaryLogDensity(rows);
     expect(result.logDensity).toMatchObject({ column: 'y', rows: rows.length });
     expect(result.logDensity!.total).toBeCloseTo(mixture, 0); // the total the CLI prints is the column's sum
     expect((mixture - gaussian) / rows.length).toBeGreaterThan(0.05); // nats per row
