@@ -14,6 +14,13 @@ import { familyOf } from './model/families/index.js';
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
 export type Row = Readonly<Record<string, unknown>>;
 
+/**
+ * Rows the report draws in its scatter plots (more would make the page heavy without showing
+ * more), hence also the rows of the planner's sample kept for it. Here rather than in report.ts
+ * so the planner need not load vega to know it.
+ */
+export const MAX_PLOTTED_ROWS = 1000;
+
 /** A cell as a number, or NaN when it cannot be used (missing, blank, not a number). */
 function numberOf(value: unknown, binary: boolean): number {
   if (typeof value === 'number') return value;

@@ -6,7 +6,7 @@
 import { mkdir, writeFile, copyFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config.js';
 import { ClusterwiseError } from '../errors.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
@@ -18,9 +18,10 @@ import { MemoryQueue } from '../pipeline/memory-queue.js';
 import { planRun } from '../pipeline/planner.js';
 import type { QueueMessage } from '../pipeline/ports.js';
 import { keys, parseMessage, UpdateMessage } from '../pipeline/protocol.js';
-import { readJson, silentLog, type Log, type Progress, type RoleContext, type RunState } from '../pipeline/run.js';
+import { readJson, silentLog, type Log, type Manifest, type Progress, type RoleContext, type RunState } from '../pipeline/run.js';
 import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
-import { localDataKey, type FromWorker, type WorkerInit } from './threads.js';
+import { startReportThread } from './report-renderer.js';
+import { localDataKey, spawnModuleWorker, type FromWorker, type WorkerInit } from './threads.js';
 
 export interface LocalFitOptions {
   /** CSV paths as the user gave them. */
@@ -56,18 +57,6 @@ export class RunFailedError extends ClusterwiseError {
   }
 }
 
-/**
- * A worker thread: the compiled entry, or, when this module runs from TypeScript source (tests
- * under vitest), a small bootstrap that registers tsx in the thread first.
- */
-function spawnWorker(init: WorkerInit): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker-thread.js', import.meta.url), { workerData: init });
-  const entry = new URL('./worker-thread.ts', import.meta.url).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Worker(bootstrap, { eval: true, workerData: init });
-}
-
 export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult> {
   const log = options.log ?? silentLog;
   const outDir = path.resolve(options.outDir);
@@ -91,6 +80,15 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */
   let tasksDone = 0;
   const workerCount = options.workers ?? availableParallelism();
+  // The threads start while the main thread plans, on the core planning leaves idle: the worker
+  // threads load their kernel, the report thread warms vega up.
+  const report = startReportThread();
+  const poolStarting =
+    workerCount > 0
+      ? startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => updates.send(body, o))
+      : undefined;
+  // A failed start is reported when the pool is awaited, after planning.
+  poolStarting?.catch(() => {});
   const ctx = {
     store,
     dataStore,
@@ -99,30 +97,38 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     log,
     workerConcurrency: Math.max(1, workerCount),
     onPhase: options.onPhase,
+    renderReport: report.render,
     onProgress: (p: Progress) => {
       progress = p;
       tasksDone = 0;
       options.onProgress?.(p);
     },
   };
-  const manifest = await planRun(
-    ctx,
-    {
-      dataset: DATASET,
-      config: options.config,
-      files: options.files.map((f) => ({ key: localDataKey(path.resolve(f)), name: f })),
-      warmStart: false,
-      // Each thread keeps its shards (shard affinity below): no binary copies to write or read.
-      binaryShards: false,
-    },
-    kernel,
-  );
+  let pool: Pool | undefined;
+  let manifest: Manifest;
+  try {
+    manifest = await planRun(
+      ctx,
+      {
+        dataset: DATASET,
+        config: options.config,
+        files: options.files.map((f) => ({ key: localDataKey(path.resolve(f)), name: f })),
+        warmStart: false,
+        // Each thread keeps its shards (shard affinity below): no binary copies to write or read.
+        binaryShards: false,
+      },
+      kernel,
+    );
+    pool = await poolStarting;
+  } catch (error) {
+    await Promise.all([report.stop(), poolStarting?.then((p) => p.stop(), () => {})]);
+    throw error;
+  }
 
   const reportTask = () => {
     tasksDone += 1;
     if (progress?.status === 'running' && progress.phase !== 'done') options.onProgress?.({ ...progress, shardsDone: Math.min(progress.shards, progress.shardsDone + tasksDone) });
   };
-  const pool = workerCount > 0 ? await startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => updates.send(body, o)) : undefined;
   const inline = { ...ctx, kernel };
   const cache = new WorkerCache();
   try {
@@ -174,7 +180,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
       }
     }
   } finally {
-    await pool?.stop();
+    await Promise.all([pool?.stop(), report.stop()]);
   }
 
   const state = (await readJson<RunState>(store, keys.state(DATASET, manifest.runId))).value;
@@ -228,30 +234,33 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
     wake?.();
     wake = undefined;
   };
+  const entry = new URL(`./worker-thread${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url);
   const workers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Worker>((resolve, reject) => {
-      const worker = spawnWorker(init);
-      worker.on('message', (m: FromWorker) => {
-        if (m.type === 'ready') resolve(worker);
-        else if (m.type === 'send') {
-          // Wake the loop once the update is on the queue, not before: else it finds none and idles.
-          void send(m.body, { groupId: m.groupId, deduplicationId: m.deduplicationId }).then(signal, (error: Error) => {
-            failure = error;
+    Array.from({ length: count }, async () => {
+      const worker = await spawnModuleWorker(entry, init);
+      return new Promise<Worker>((resolve, reject) => {
+        worker.on('message', (m: FromWorker) => {
+          if (m.type === 'ready') resolve(worker);
+          else if (m.type === 'send') {
+            // Wake the loop once the update is on the queue, not before: else it finds none and idles.
+            void send(m.body, { groupId: m.groupId, deduplicationId: m.deduplicationId }).then(signal, (error: Error) => {
+              failure = error;
+              signal();
+            });
+          } else if (m.type === 'done') {
+            const done = busy.get(worker);
+            busy.delete(worker);
+            done?.(m.error);
             signal();
-          });
-        } else if (m.type === 'done') {
-          const done = busy.get(worker);
-          busy.delete(worker);
-          done?.(m.error);
+          }
+        });
+        worker.on('error', (error) => {
+          failure = error;
+          reject(error);
           signal();
-        }
+        });
       });
-      worker.on('error', (error) => {
-        failure = error;
-        reject(error);
-        signal();
-      });
-    })),
+    }),
   );
   return {
     size: count,

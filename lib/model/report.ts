@@ -10,7 +10,7 @@
  */
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { batchOfRows, responsibilities, type Row } from '../rows.js';
+import { batchOfRows, MAX_PLOTTED_ROWS, responsibilities, type Row } from '../rows.js';
 import { familyOf } from './families/index.js';
 import { predict } from './predict.js';
 import { asDocument, type Posterior } from '../schemas.js';
@@ -44,8 +44,7 @@ export interface ReportInputs {
   settings?: Readonly<Record<string, string | number | boolean>>;
 }
 
-/** Rows drawn in the scatter plots; more would make the page heavy without showing more. */
-export const MAX_PLOTTED_ROWS = 1000;
+export { MAX_PLOTTED_ROWS };
 /** Pairs of the most informative columns drawn (from the top three: 1–2, 1–3, 2–3). */
 const INFORMATIVE_COLUMNS = 3;
 /** Regression columns each cluster's regression is drawn against. */
@@ -532,6 +531,36 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-
 table.kv th,table.grid th:first-child{text-align:left;background:#f6f6f6}.scroll{overflow-x:auto;max-width:100%}
 figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:100%;overflow-x:auto}figcaption{font-weight:600;margin-bottom:.3em}
 .note{color:#666}`;
+
+/**
+ * Renders throwaway charts of every mark the report draws (a 1000-point scatter coloured by a
+ * nominal field, a faceted rule-and-point forest, a layered line, bars) and discards them. The
+ * first render in a process costs about twice a later one (vega's parser, dataflow and SVG
+ * renderer are compiled on first use), so a caller with a core to spare (the local runner, while
+ * it plans) calls this early and the report at the end of the fit comes sooner.
+ */
+export function warmReport(): void {
+  const points = Array.from({ length: MAX_PLOTTED_ROWS }, (_, i) => ({ a: Math.sin(i), b: Math.cos(i * 1.3), cluster: String(i % 8) }));
+  svgOf({ ...base, data: { values: points }, width: 300, height: 300, mark: { type: 'circle', size: 14 }, encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'b', type: 'quantitative' }, color: clusterColor(8) } }, 'warm-up');
+  const rules = points.slice(0, 40).map((p, i) => ({ ...p, column: `c${i % 5}`, low: p.a - 1, high: p.a + 1 }));
+  svgOf(
+    {
+      ...base,
+      data: { values: rules },
+      facet: { column: { field: 'cluster', type: 'nominal' } },
+      spec: {
+        width: 160,
+        layer: [
+          { mark: 'rule', encoding: { y: { field: 'column', type: 'nominal' }, x: { field: 'low', type: 'quantitative' }, x2: { field: 'high' } } },
+          { mark: { type: 'point', filled: true }, encoding: { y: { field: 'column', type: 'nominal' }, x: { field: 'a', type: 'quantitative' } } },
+        ],
+      },
+    },
+    'warm-up',
+  );
+  svgOf({ ...base, data: { values: rules }, width: 300, height: 200, mark: { type: 'line', point: true }, encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'b', type: 'quantitative', scale: { type: 'log' } } } }, 'warm-up');
+  svgOf({ ...base, data: { values: rules }, width: 300, mark: 'bar', encoding: { y: { field: 'cluster', type: 'nominal' }, x: { field: 'high', type: 'quantitative' } } }, 'warm-up');
+}
 
 /**
  * The report. `inputs` is optional: without a sample the page has every plot that needs only the

@@ -16,7 +16,6 @@ import { ClusterwiseError } from '../errors.js';
 import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
 import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
 import { derive, type GlobalState } from '../model/posterior.js';
-import { renderReport } from '../model/report.js';
 import { clusterNumbers, logJacobianPerRow, summarize } from '../model/summary.js';
 import { unpackSymmetric } from '../model/spec.js';
 import { decodeBinary } from './binary.js';
@@ -400,7 +399,9 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
   await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' });
   const sample = (await readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)))?.value;
   const files = manifest.files.map((f) => ({ name: f.name, bytes: f.size }));
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), renderReport(doc, shownTrace, skipped, { sample, files }), {
+  // vega is loaded only here, once per run: the aggregator's other deliveries start without it.
+  const render = ctx.renderReport ?? (async (...args) => (await import('../model/report.js')).renderReport(...args));
+  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), await render(doc, shownTrace, skipped, { sample, files }), {
     contentType: 'text/html',
   });
   await ctx.store.put(

@@ -19,7 +19,7 @@ import {
 } from '../data/dataset.js';
 import { initialize, scaleToRows, type InitResult } from '../inference/init.js';
 import { initializeWithRelevance, narrowToRelevant, relevanceOf } from '../inference/relevance.js';
-import { MAX_PLOTTED_ROWS } from '../model/report.js';
+import { MAX_PLOTTED_ROWS } from '../rows.js';
 import type { ParsedRows } from '../data/csv.js';
 import { withUpdatedAlpha } from '../inference/vb.js';
 import type { Kernel } from '../kernel/types.js';

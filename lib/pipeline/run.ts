@@ -180,7 +180,15 @@ export interface RoleContext {
    * (lib/pipeline/failures.ts). @default none: the queue's redrive moves it after its last delivery
    */
   deadLetter?: { tasks?: Queue; updates?: Queue; uploads?: Queue };
+  /**
+   * Renders report.html at the end of a run. @default renderReport in this thread, vega loaded on
+   * first use (the local runner passes a thread that loaded and warmed vega while it planned)
+   */
+  renderReport?: ReportRenderer;
 }
+
+/** renderReport's arguments (lib/model/report.ts), answered asynchronously. */
+export type ReportRenderer = (...args: Parameters<typeof import('../model/report.js').renderReport>) => Promise<string>;
 
 export interface WorkerContext extends RoleContext {
   kernel: Kernel;
