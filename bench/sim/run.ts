@@ -23,6 +23,7 @@ import { loadKernel } from '../../lib/kernel/backend.js';
 import type { Batch, Kernel } from '../../lib/kernel/types.js';
 import { modelOf, type PosteriorDocument } from '../../lib/model/summary.js';
 import { handleUpdates } from '../../lib/pipeline/aggregator.js';
+import { renderReport } from '../../lib/model/report.js';
 import { decodeBinary } from '../../lib/pipeline/binary.js';
 import { countingQueue, countingStore, emptyCounts } from '../../lib/pipeline/counting.js';
 import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
@@ -248,7 +249,17 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const dataStore = countingStore(timedStore(generatedStore(files, modelled), clock, p), counts);
   const tasks = new SimQueue('sim-tasks', clock, p);
   const updates = new SimQueue('sim-updates.fifo', clock, p);
-  const ctx = { store, dataStore, tasks: countingQueue(tasks, counts), updates: countingQueue(updates, counts), log: silentLog, workerConcurrency: workers };
+  // The report is rendered in this thread, not loaded on first use: a real import would await
+  // the file system, which the virtual clock cannot see, and the clock would stop.
+  const ctx = {
+    store,
+    dataStore,
+    tasks: countingQueue(tasks, counts),
+    updates: countingQueue(updates, counts),
+    log: silentLog,
+    workerConcurrency: workers,
+    renderReport: async (...args: Parameters<typeof renderReport>) => renderReport(...args),
+  };
   const workerSpeed = vcpu(p.lambda.workerMemoryMb);
   const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
   const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first);
