@@ -131,8 +131,9 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   try {
     for await (const chunk of readRecordChunks(absolute, { dataStart: header.dataStart, header: header.columns, delimiter: header.delimiter, chunkBytes })) {
       inFlight.push(scorer.score(chunk));
-      // Two chunks per thread keep every thread busy while the oldest result is written.
-      if (inFlight.length >= Math.max(2, 2 * threads)) await finish(await inFlight.shift()!);
+      // Four chunks per thread: the main thread, scoring too, may run that far ahead of a worker's
+      // oldest chunk before it must wait for it (with two it idled a third of the time).
+      if (inFlight.length >= Math.max(2, 4 * threads)) await finish(await inFlight.shift()!);
     }
     while (inFlight.length) await finish(await inFlight.shift()!);
   } finally {
@@ -159,7 +160,8 @@ async function inlineScorer(init: PredictWorkerInit): Promise<Scorer> {
 /**
  * Threads taking chunks from one queue; each request resolves with its own chunk's result. A worker
  * holds up to two chunks (the second waits in its port, so it never idles while the main thread is
- * busy); with `inline`, a chunk that finds every worker full is scored here at once.
+ * busy); with `inline`, a chunk that finds every worker full (or still starting) is scored here at
+ * once, so the main thread does not wait the ~0.5 s a worker takes to load TensorFlow.js.
  */
 async function startThreads(count: number, init: PredictWorkerInit, inline?: (bytes: Uint8Array) => ScoredChunk): Promise<Scorer> {
   const waiting = new Map<number, { resolve: (s: ScoredChunk) => void; reject: (e: Error) => void }>();
@@ -173,7 +175,12 @@ async function startThreads(count: number, init: PredictWorkerInit, inline?: (by
       idle.pop()!.postMessage(request, [request.bytes.buffer as ArrayBuffer]);
     }
   };
-  const workers = await Promise.all(
+  const fail = (error: Error) => {
+    failure = error;
+    for (const pending of waiting.values()) pending.reject(error);
+    waiting.clear();
+  };
+  const starting = Promise.all(
     Array.from({ length: count }, async () => {
       // A chunk's garbage is a few MB; a small heap makes V8 collect it rather than grow (RSS stays flat).
       const worker = await spawnModuleWorker(new URL(`./predict-worker${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url), init, {
@@ -191,16 +198,17 @@ async function startThreads(count: number, init: PredictWorkerInit, inline?: (by
           dispatch();
         });
         worker.on('error', (error) => {
-          failure = error;
           reject(error);
-          for (const pending of waiting.values()) pending.reject(error);
-          waiting.clear();
+          fail(error);
         });
       });
       idle.push(worker, worker); // two slots
+      dispatch();
       return worker;
     }),
   );
+  starting.catch(fail);
+  if (!inline) await starting;
   return {
     score(bytes) {
       if (failure) return Promise.reject(failure);
@@ -220,6 +228,7 @@ async function startThreads(count: number, init: PredictWorkerInit, inline?: (by
       return result;
     },
     async stop() {
+      const workers = await starting.catch(() => [] as Worker[]);
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };
