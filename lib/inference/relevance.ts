@@ -62,8 +62,10 @@ export function weightedMoments(x: Float64Array, n: number, D: number, r: Float6
   const accumulate = (weight: (row: number) => number) => {
     const m = new Float64Array(V * V);
     for (let row = 0; row < n; row++) {
+      // Rows another component explains (r below 1e-12) add nothing visible: skipping them makes the
+      // cost about n·D²/2 in all rather than per component.
       const w = weight(row);
-      if (w === 0) continue;
+      if (w < 1e-12) continue;
       const xr = x.subarray(row * D, (row + 1) * D);
       for (let i = 0; i < D; i++) {
         const wi = w * xr[i];
