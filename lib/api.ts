@@ -18,7 +18,7 @@ import { parseHeader, parseRows } from './data/csv.js';
 import { DataError } from './data/errors.js';
 import type { BackendName } from './kernel/backend.js';
 import { fitLocal } from './local/runner.js';
-import { predict as predictBatch } from './model/predict.js';
+import { checkPredictOptions, Predictor } from './model/predict.js';
 import type { Progress } from './pipeline/run.js';
 import { batchOfRows, type Row } from './rows.js';
 import { asDocument, PosteriorSchema, POSTERIOR_FORMAT, type Posterior } from './schemas.js';
@@ -143,6 +143,14 @@ export interface Predictions {
   prediction: Float64Array;
   /** Its predictive standard deviation, for a family that gives one (gaussian). */
   predictionSd?: Float64Array;
+  /** With `interval`: the central interval of the mixture predictive (gaussian; docs/model.md §10). */
+  predictionLo?: Float64Array;
+  predictionHi?: Float64Array;
+}
+
+export interface PredictOptions {
+  /** A probability in (0, 1): adds predictionLo/Hi, the central interval of the predictive distribution (gaussian). */
+  interval?: number;
 }
 
 /** Reads posterior.json (or takes the object) and checks it against its schema. */
@@ -170,8 +178,9 @@ async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> 
 }
 
 /** Scores rows with a fitted posterior (the object or the path of posterior.json). */
-export async function predict(posterior: Posterior | string, data: Data): Promise<Predictions> {
+export async function predict(posterior: Posterior | string, data: Data, options: PredictOptions = {}): Promise<Predictions> {
   const doc = await posteriorOf(posterior);
+  checkPredictOptions(asDocument(doc), options, typeof posterior === 'string' ? posterior : 'posterior');
   let rows: Row[];
   if (isPaths(data)) {
     if (typeof data !== 'string') throw new DataError('predict reads one CSV file at a time', { file: data.join(', ') });
@@ -184,21 +193,27 @@ export async function predict(posterior: Posterior | string, data: Data): Promis
     for await (const record of data as AsyncIterable<Row>) rows.push(record);
   }
   const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
-  const result = predictBatch(asDocument(doc), batch);
+  const result = new Predictor(asDocument(doc), undefined, options).predict(batch);
   const withSd = result.sd !== undefined;
+  const nan = () => new Float64Array(rows.length).fill(NaN);
   const out: Predictions = {
     rows: used.length,
     skipped: rows.length - used.length,
     cluster: new Int32Array(rows.length).fill(-1),
     clusterProbability: new Float64Array(rows.length).fill(NaN),
     prediction: new Float64Array(rows.length).fill(NaN),
-    ...(withSd ? { predictionSd: new Float64Array(rows.length).fill(NaN) } : {}),
+    ...(withSd ? { predictionSd: nan() } : {}),
+    ...(result.lo ? { predictionLo: nan(), predictionHi: nan() } : {}),
   };
   used.forEach((index, n) => {
     out.cluster[index] = result.cluster[n];
     out.clusterProbability[index] = result.clusterProbability[n];
     out.prediction[index] = result.mean[n];
     if (withSd) out.predictionSd![index] = result.sd![n];
+    if (result.lo) {
+      out.predictionLo![index] = result.lo[n];
+      out.predictionHi![index] = result.hi![n];
+    }
   });
   return out;
 }

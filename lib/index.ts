@@ -3,7 +3,7 @@
  * schemas of posterior.json and model.json (lib/schemas.ts, shipped as JSON Schema in schemas/),
  * and the report renderer.
  */
-export { fit, predict, type Data, type FitOptions, type FitResult, type Predictions, type Row, type Table } from './api.js';
+export { fit, predict, type Data, type FitOptions, type FitResult, type Predictions, type PredictOptions, type Row, type Table } from './api.js';
 export { ConfigError, ModelConfigSchema, parseConfig, type ModelConfig, type ModelConfigInput } from './config.js';
 export { DataError } from './data/errors.js';
 export { renderReport, type ReportInputs } from './model/report.js';

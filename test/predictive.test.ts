@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { agreement, cwmCsv, gaussianSummaryLogDensity, scoredRows as scored } from '../bench/studies/predictive.js';
-import { fit } from '../lib/api.js';
+import { fit, predict } from '../lib/api.js';
 import { mixtureQuantile, studentTLogNormalizer, studentTQuantile } from '../lib/model/predictive.js';
 import { runCli, tempDir } from './support/cli.js';
 
@@ -33,6 +33,12 @@ describe('the predictive distribution on held-out CWM data (fit on one draw, pre
     // An interval twice as probable is wider on every row (the quantiles are monotone).
     const wide = await scored(overlapping.posterior, overlapping.test, { interval: 0.99 });
     expect(rows.every((r, i) => wide.rows[i].prediction_lo < r.prediction_lo && wide.rows[i].prediction_hi > r.prediction_hi)).toBe(true);
+    // The library gives the same interval.
+    const library = await predict(overlapping.posterior, rows.slice(0, 200).map((r) => ({ x: r.x })), { interval: 0.9 });
+    rows.slice(0, 200).forEach((r, i) => {
+      expect(library.predictionLo![i]).toBeCloseTo(r.prediction_lo, 5);
+      expect(library.predictionHi![i]).toBeCloseTo(r.prediction_hi, 5);
+    });
   }, 60_000);
 
   it('the mixture log density beats the Gaussian summary (prediction, prediction_sd) on the same rows', async () => {
