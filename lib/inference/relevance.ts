@@ -47,7 +47,7 @@ export interface CovariateRelevance {
   column: string;
   /** Whether the fit models it per component (it is in the relevant set R). */
   relevant: boolean;
-  /** ln B_j = F(R ∪ {j}) − F(R ∖ {j}) for the chosen fit's responsibilities (module header). */
+  /** ln B_j = G(R ∪ {j}) − G(R ∖ {j}) for the chosen fit's responsibilities (module header). */
   logBayesFactor: number;
   /** B_j / (1 + B_j): the posterior probability that covariate j is relevant, prior odds 1. */
   probability: number;
@@ -167,7 +167,7 @@ export interface SelectionResult {
   init: InitResult;
   /** Per candidate covariate: ln B_j and its probability for the chosen fit. */
   logBayesFactors: number[];
-  /** Whole-model sample ELBO of each fit made: the fit's ELBO plus the background's ln Z. */
+  /** Each fit made: its relevant set and whole-model sample ELBO up to a constant, ELBO − ln Z(X_R; 1). */
   fits: { relevant: number[]; elbo: number }[];
 }
 
