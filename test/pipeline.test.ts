@@ -12,6 +12,7 @@ import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { handleTaskDelivery, WorkerCache } from '../lib/pipeline/worker.js';
+import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
@@ -135,6 +136,53 @@ describe('merge and delete moves through the rounds', () => {
     expect(posterior.components.length).toBe(4);
     const sweeps = posterior.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
     for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
+  });
+});
+
+describe('a rejected move through the rounds', () => {
+  it('a small true cluster is proposed for deletion, the candidate sweep is rejected and left out of the trace, and the cluster stays', async () => {
+    // The forum's four clusters and a fifth of 15 rows (1.5%, below the 5% that deletes consider).
+    const random = createRandom(4);
+    const extra = Array.from({ length: 15 }, () => {
+      const [x1, x2] = [4 + 0.1 * random.normal(), 4 + 0.1 * random.normal()];
+      return [x1, x2, 5 + 2 * x1 - x2 + 0.05 * random.normal()].map((v) => v.toFixed(5)).join(',');
+    });
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/small/data/a.csv', Buffer.concat([forum, Buffer.from(extra.join('\n') + '\n')]));
+    const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 300, sviEpochs: 0 } });
+    const manifest = await planRun(ctx, { dataset: 'small', config }, ctx.kernel);
+    const stateKey = keys.state('small', manifest.runId);
+    const cache = new WorkerCache();
+    let rejected = 0;
+    let rounds = 0;
+    for (let step = 0; step < 10_000; step++) {
+      for (let batch = await ctx.tasks.receive(10, 0); batch.length; batch = await ctx.tasks.receive(10, 0))
+        for (const task of batch) {
+          await handleTaskDelivery(ctx, task, 3, cache);
+          await ctx.tasks.delete(task);
+        }
+      const delivered = await ctx.updates.receive(10, 0);
+      const messages = delivered.map((m) => parseMessage(UpdateMessage, m.body, 'updates'));
+      await handleUpdates(ctx, messages);
+      for (const m of delivered) await ctx.updates.delete(m);
+      rounds += delivered.length;
+      const after = (await readJson<RunState>(ctx.store, stateKey)).value;
+      rejected = Math.max(rejected, after.moves?.exclude.length ?? 0);
+      await handleUpdates(ctx, messages);
+      expect((await readJson<RunState>(ctx.store, stateKey)).value).toEqual(after);
+      if (after.status !== 'running') break;
+    }
+    const state = (await readJson<RunState>(ctx.store, stateKey)).value;
+    expect(state.status).toBe('done');
+    expect(rejected).toBeGreaterThan(0);
+    expect(state.converged).toBe(true);
+    const posterior = (await readJson<PosteriorDocument & { trace: TraceEntry[] }>(ctx.store, state.resultKey!)).value;
+    expect(posterior.components.length).toBe(5);
+    expect(Math.min(...posterior.components.map((c) => c.size))).toBeCloseTo(15, 0);
+    // Every completed round was a sweep; the rejected candidates' sweeps are not in the trace.
+    const sweeps = posterior.trace.filter((t) => t.phase === 'batch');
+    expect(sweeps.length).toBe(rounds - rejected);
+    for (let i = 1; i < sweeps.length; i++) expect(sweeps[i].elbo).toBeGreaterThanOrEqual(sweeps[i - 1].elbo - 1e-6 * Math.abs(sweeps[i].elbo));
   });
 });
 
