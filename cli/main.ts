@@ -70,6 +70,8 @@ export function buildProgram(): Command {
     .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target and the id)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
     .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(FAMILY_NAMES))
+    .option('--offset <column>', 'a column added to the linear predictor (poisson)')
+    .option('--exposure <column>', 'a column of positive exposures; its logarithm is the offset (poisson)')
     .option('--components <T>', `components, 1–200 (truncation level for stick-breaking) (default: ${DEFAULTS.components})`, wholeNumber('--components'))
     .addOption(new Option('--weights <kind>', `mixing weights (default: ${DEFAULTS.weights})`).choices(['stick-breaking', 'dirichlet']))
     .option('--no-covariate-model', 'conditional-only mixture of regressions (no model of x)')
@@ -96,6 +98,8 @@ export function buildProgram(): Command {
             columns: o.columns,
             regressionColumns: o.regressionColumns,
             family: o.family,
+            offset: o.offset,
+            exposure: o.exposure,
             components: o.components,
             weights: o.weights,
             id: o.id,

@@ -170,7 +170,7 @@ async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> 
   const bytes = new Uint8Array(await readFile(file));
   const header = parseHeader(bytes, file);
   const plan = posterior.state.plan;
-  const needed = [...new Set([...plan.x, ...plan.r])];
+  const needed = [...new Set([...plan.x, ...plan.r, ...(plan.offset ? [plan.offset.column] : [])])];
   for (const c of needed) if (!header.columns.includes(c)) throw new DataError(`missing column "${c}" the model was fitted with`, { file, line: 1 });
   const select = needed.map((column) => ({ column, kind: 'number' as const }));
   const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2 });

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { ClusterwiseError } from './errors.js';
-import { FAMILY_NAMES } from './model/families/index.js';
+import { FAMILY_NAMES, familyOf } from './model/families/index.js';
 
 /** A finite number in [min, max]; the bounds appear in the error (see describeIssue). */
 const between = (min: number, max: number) => z.number().min(min).max(max);
@@ -122,6 +122,13 @@ export const ModelConfigSchema = z
     delimiter: z.enum(DELIMITERS).optional(),
     /** Response family, one of lib/model/families/index.ts. @default "gaussian" */
     family: z.enum(FAMILY_NAMES).default('gaussian'),
+    /**
+     * A column added as is to the linear predictor η = θᵀu (a log-link family: poisson; ln of an
+     * exposure, say). Never a covariate. @default none
+     */
+    offset: z.string().min(1).optional(),
+    /** A column of positive exposures (time at risk, population): its logarithm is the offset (poisson). @default none */
+    exposure: z.string().min(1).optional(),
     /** Truncation level T (stick-breaking) or number of components (dirichlet), 1 to 200. @default 20 */
     components: wholeBetween(1, 200).default(20),
     /** Mixing weights. @default "stick-breaking" */
@@ -150,6 +157,18 @@ export const ModelConfigSchema = z
         ctx.addIssue({ code: 'custom', path: [role], message: `includes the id column "${config.id}"` });
     }
     if (config.id === config.target) ctx.addIssue({ code: 'custom', path: ['id'], message: 'is the target column' });
+    for (const role of ['offset', 'exposure'] as const) {
+      const column = config[role];
+      if (column === undefined) continue;
+      if (!familyOf(config.family).acceptsOffset)
+        ctx.addIssue({ code: 'custom', path: [role], message: `needs a family with a log link (poisson); the family is "${config.family}"` });
+      if (column === config.target || column === config.id)
+        ctx.addIssue({ code: 'custom', path: [role], message: `is the ${column === config.target ? 'target' : 'id'} column` });
+      for (const list of ['columns', 'regressionColumns'] as const)
+        if (config[list]?.includes(column)) ctx.addIssue({ code: 'custom', path: [list], message: `includes the ${role} column "${column}"` });
+    }
+    if (config.offset !== undefined && config.exposure !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['exposure'], message: 'give an offset or an exposure, not both (an exposure is ln-transformed into the offset)' });
   });
 
 export type ModelConfigInput = z.input<typeof ModelConfigSchema>;

@@ -50,20 +50,26 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
   const x: number[] = [];
   const u: number[] = [];
   const y: number[] = [];
+  const offset: number[] = [];
   rows.forEach((row, index) => {
     const xs = plan.x.map((c, j) => (numberOf(row[c], false) - std.xMean[j]) / std.xSd[j]);
     const rs = plan.r.map((c, j) => (numberOf(row[c], false) - std.rMean[j]) / std.rSd[j]);
     const target = options.withTarget ? numberOf(row[plan.target], binary) : 0;
-    const usable =
-      [...xs, ...rs, target].every(Number.isFinite) &&
-      (!options.withTarget || ((!binary || target === 0 || target === 1) && !targetSpec.invalid?.(target)));
+    // The offset of η in its own units; an exposure through its logarithm (NaN unless positive).
+    const o = plan.offset ? (plan.offset.log ? Math.log(numberOf(row[plan.offset.column], false)) : numberOf(row[plan.offset.column], false)) : 0;
+    const validTarget =
+      targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' ? Number.isInteger(target) && target >= 0 : true;
+    const usable = [...xs, ...rs, target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
     if (!usable) return;
+    offset.push(o);
     used.push(index);
     x.push(...xs);
     u.push(...rs, 1);
     y.push(targetSpec.standardized ? (target - std.yMean) / std.ySd : target);
   });
-  return { batch: { n: used.length, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y) }, used };
+  const batch: Batch = { n: used.length, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y) };
+  if (plan.offset) batch.offset = Float64Array.from(offset);
+  return { batch, used };
 }
 
 /**

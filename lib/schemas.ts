@@ -58,10 +58,11 @@ const ColumnPlan = z.object({
   target: z.string(),
   x: columns,
   r: columns,
-  select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary']) })),
+  select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary', 'count', 'positive']) })),
   xSlot: z.array(z.number().int()),
   rSlot: z.array(z.number().int()),
   ySlot: z.number().int(),
+  offset: z.object({ column: z.string(), slot: z.number().int().min(0), log: z.boolean() }).optional(),
   relevance: Relevance.optional(),
 });
 

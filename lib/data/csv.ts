@@ -317,8 +317,11 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 // Rows
 // ---------------------------------------------------------------------------------------------
 
-/** How a selected column is converted: a finite decimal number, or a 0/1 (true/false) flag. */
-export type ColumnKind = 'number' | 'binary';
+/**
+ * How a selected column is converted: a finite decimal number, a 0/1 (true/false) flag, a count
+ * (a whole number ≥ 0) or a positive number (an exposure).
+ */
+export type ColumnKind = 'number' | 'binary' | 'count' | 'positive';
 
 export interface ParseOptions {
   /** File name for reports. */
@@ -403,6 +406,9 @@ export const MAX_MAGNITUDE = 1e150;
 
 const KIND_NUMBER = 1;
 const KIND_BINARY = 2;
+const KIND_COUNT = 3;
+const KIND_POSITIVE = 4;
+const KINDS: Record<ColumnKind, number> = { number: KIND_NUMBER, binary: KIND_BINARY, count: KIND_COUNT, positive: KIND_POSITIVE };
 
 /** Per-call state shared by the fast scanner and the slow per-record path. */
 interface ParseState {
@@ -478,7 +484,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
   options.select.forEach((selected, index) => {
     const column = resolveColumn(options.header, selected.column, options.file);
     slot[column] = index;
-    kind[column] = selected.kind === 'binary' ? KIND_BINARY : KIND_NUMBER;
+    kind[column] = KINDS[selected.kind];
     optional[column] = selected.optional ? 1 : 0;
   });
   const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
@@ -627,11 +633,16 @@ function scanRows(state: ParseState): number {
       if (s >= 0) {
         const next = scanNumber(bytes, pos, n);
         const value = scanOut[0];
-        if (next < 0 || (kind[field] === KIND_BINARY && value !== 0 && value !== 1)) {
+        const k = kind[field];
+        if (
+          next < 0 ||
+          (k !== KIND_NUMBER &&
+            (k === KIND_BINARY ? value !== 0 && value !== 1 : k === KIND_COUNT ? !(value >= 0 && Number.isInteger(value)) : !(value > 0)))
+        ) {
           good = false;
           break;
         }
-        values[base + s] = kind[field] === KIND_BINARY ? (value === 1 ? 1 : 0) : value;
+        values[base + s] = k === KIND_BINARY ? (value === 1 ? 1 : 0) : value;
         pos = next;
       } else {
         const fieldStart = pos;
@@ -763,7 +774,8 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
     const s = state.slot[field];
     if (s < 0) continue;
     const text = fieldText(state.bytes, spans[field]);
-    const value = state.kind[field] === KIND_BINARY ? toBinary(text) : toNumber(text);
+    const kind = state.kind[field];
+    const value = kind === KIND_BINARY ? toBinary(text) : kind === KIND_COUNT ? toCount(text) : kind === KIND_POSITIVE ? toPositive(text) : toNumber(text);
     if (typeof value === 'string' && state.optional[field]) {
       state.values[base + s] = NaN;
       continue;
@@ -852,6 +864,18 @@ export function toNumber(text: string): number | string {
   if (!DECIMAL.test(t)) return 'not a number';
   const value = Number(t);
   return Math.abs(value) < MAX_MAGNITUDE ? value : TOO_LARGE;
+}
+
+/** A whole number ≥ 0 (a count; 3.0 too), or the reason the text is not one. */
+export function toCount(text: string): number | string {
+  const value = toNumber(text);
+  return typeof value === 'string' || (value >= 0 && Number.isInteger(value)) ? value : 'not a count (a whole number ≥ 0)';
+}
+
+/** A number > 0 (an exposure), or the reason the text is not one. */
+export function toPositive(text: string): number | string {
+  const value = toNumber(text);
+  return typeof value === 'string' || value > 0 ? value : 'not a positive number';
 }
 
 /** 0 or 1 from 0/1/true/false (any case; numeric forms like 1.0 too), or the reason it is not. */

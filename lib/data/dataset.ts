@@ -48,6 +48,8 @@ export interface ColumnPlan {
   xSlot: number[];
   rSlot: number[];
   ySlot: number;
+  /** The offset of η (config offset or exposure): its column, position in select, and whether its ln is taken (an exposure). */
+  offset?: { column: string; slot: number; log: boolean };
   /**
    * Every candidate clustering column's relevance, when the planner chose x among them
    * (inference/relevance.ts); x then holds the relevant ones.
@@ -113,14 +115,16 @@ function applyDelimiter(files: DataFile[], delimiter: Delimiter | undefined): vo
  */
 export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: Uint8Array): ColumnPlan {
   const first = files[0];
+  const offsetColumn = config.offset ?? config.exposure;
   applyDelimiter(files, config.delimiter);
   for (const file of files) {
     resolveColumn(file.columns, config.target, file.name, 'target');
     if (config.id !== undefined) resolveColumn(file.columns, config.id, file.name, 'id');
     for (const c of config.columns ?? []) resolveColumn(file.columns, c, file.name, 'clustering');
     for (const c of config.regressionColumns ?? []) resolveColumn(file.columns, c, file.name, 'regression');
+    if (offsetColumn !== undefined) resolveColumn(file.columns, offsetColumn, file.name, config.offset !== undefined ? 'offset' : 'exposure');
   }
-  const defaults = config.columns ?? numericColumns(first, firstBytes, [config.target, ...(config.id === undefined ? [] : [config.id])]);
+  const defaults = config.columns ?? numericColumns(first, firstBytes, [config.target, ...[config.id, offsetColumn].filter((c) => c !== undefined)]);
   if (defaults.length === 0 && !config.regressionColumns) {
     throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on`, {
       file: first.name,
@@ -140,7 +144,11 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   const xSlot = x.map((c) => slotOf(c, 'number'));
   const rSlot = r.map((c) => slotOf(c, 'number'));
   const ySlot = slotOf(config.target, familyOf(config.family).target.kind);
-  return { target: config.target, x, r, select, xSlot, rSlot, ySlot };
+  const offset =
+    offsetColumn === undefined
+      ? undefined
+      : { column: offsetColumn, slot: slotOf(offsetColumn, config.exposure !== undefined ? 'positive' : 'number'), log: config.exposure !== undefined };
+  return { target: config.target, x, r, select, xSlot, rSlot, ySlot, ...(offset ? { offset } : {}) };
 }
 
 /** Parse whole lines of `file` with the plan's columns. */
@@ -182,7 +190,7 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
       }
     mean[j] = m * scale;
     sd[j] = Math.sqrt(sq) * scale;
-    if (j === plan.ySlot && !standardizedTarget) continue;
+    if ((j === plan.ySlot && !standardizedTarget) || j === plan.offset?.slot) continue; // not standardized
     if (!(Math.sqrt(sq) > CONSTANT_RELATIVE_SD)) {
       const role = j === plan.ySlot ? 'the target ' : '';
       const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j]) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
@@ -304,7 +312,12 @@ export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRo
     u[i * P + P - 1] = 1;
   }
   if (plan.ySlot >= 0) for (let i = 0; i < n; i++) y[i] = (v[i * width + plan.ySlot] - std.yMean) / std.ySd; // none when predicting
-  return { n, x, u, y };
+  if (!plan.offset) return { n, x, u, y };
+  // The offset enters η in its own units (an exposure through its logarithm).
+  const offset = arrays.float64('offset', n);
+  const { slot, log } = plan.offset;
+  for (let i = 0; i < n; i++) offset[i] = log ? Math.log(v[i * width + slot]) : v[i * width + slot];
+  return { n, x, u, y, offset };
 }
 
 /** Rows read for standardization and initialization, and what they tell about the whole data. */

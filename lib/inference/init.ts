@@ -184,7 +184,7 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
       stats[layout.sx + k * D + i] += xi;
       for (let j = 0; j < D; j++) stats[layout.sxx + k * D * D + i * D + j] += xi * batch.x[n * D + j];
     }
-    family.hardWeights(y, 0, weights);
+    family.hardWeights(y, batch.offset?.[n] ?? 0, weights);
     const [uuWeight, yWeight] = weights;
     for (let i = 0; i < P; i++) {
       const ui = batch.u[n * P + i];
@@ -294,11 +294,13 @@ export function strided(batch: Batch, m: number): Batch {
   const D = batch.x.length / batch.n;
   const P = batch.u.length / batch.n;
   const out: Batch = { n, x: new Float64Array(n * D), u: new Float64Array(n * P), y: new Float64Array(n) };
+  if (batch.offset) out.offset = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const src = i * stride;
     out.x.set(batch.x.subarray(src * D, (src + 1) * D), i * D);
     out.u.set(batch.u.subarray(src * P, (src + 1) * P), i * P);
     out.y[i] = batch.y[src];
+    if (out.offset) out.offset[i] = batch.offset![src];
   }
   return out;
 }

@@ -218,8 +218,41 @@ export function batchVb<P>(
     }
     if (moved) continue;
     if (converged || it + 1 >= options.maxIterations) return { state, elbo, trace, converged, accepted };
-    state = batchUpdate(spec, state, sums.stats);
-    sums = localSums(kernel, paramsFor(spec, state), prepared);
-    elbo = elboOf(spec, state, sums.logLik);
+    if (familyOf(spec.family).exactUpdate) {
+      state = batchUpdate(spec, state, sums.stats);
+      sums = localSums(kernel, paramsFor(spec, state), prepared);
+      elbo = elboOf(spec, state, sums.logLik);
+      continue;
+    }
+    // A natural-gradient step (non-conjugate family) may overshoot: halve it, λ + t (λ0 + S − λ),
+    // until the ELBO does not fall (it is an ascent direction, so a short enough step rises).
+    const step = shortenedStep(spec, state, sums, elbo, (candidate) => {
+      const candidateSums = localSums(kernel, paramsFor(spec, candidate), prepared);
+      return { sums: candidateSums, elbo: elboOf(spec, candidate, candidateSums.logLik) };
+    });
+    if (!step) return { state, elbo, trace, converged: true, accepted };
+    [state, sums, elbo] = [step.state, step.sums, step.elbo];
   }
+}
+
+/** Halvings of a natural-gradient step before batch VB stops at the current state. */
+export const MAX_STEP_HALVINGS = 20;
+
+/**
+ * The longest of the steps λ + t (λ0 + S − λ), t = 1, ½, ¼, …, whose ELBO is not below `elbo`
+ * (then q(α) re-optimized), with its evaluation; undefined when none of MAX_STEP_HALVINGS is.
+ */
+export function shortenedStep(
+  spec: ModelSpec,
+  state: GlobalState,
+  sums: BatchSums,
+  elbo: number,
+  evaluate: (candidate: GlobalState) => { sums: BatchSums; elbo: number },
+): { state: GlobalState; sums: BatchSums; elbo: number } | undefined {
+  for (let h = 0, t = 1; h <= MAX_STEP_HALVINGS; h++, t /= 2) {
+    const candidate = sviUpdate(spec, state, sums.stats, 1, 1, t);
+    const result = evaluate(candidate);
+    if (result.elbo >= elbo) return { state: candidate, ...result };
+  }
+  return undefined;
 }

@@ -19,6 +19,7 @@ export const referenceKernel: Kernel<Batch> = {
     const family = familyOf(spec.family);
     const { logLik: responseTerm, weights: responseWeights, extra } = family.rows;
     const local = params.response;
+    const offsets = batch.offset;
     const layout = layoutOf(spec);
     const stats = new Float64Array(layout.length);
     const resp = options.responsibilities ? new Float64Array(batch.n * T) : undefined;
@@ -33,6 +34,7 @@ export const referenceKernel: Kernel<Batch> = {
       const x = batch.x.subarray(n * D, (n + 1) * D);
       const u = batch.u.subarray(n * P, (n + 1) * P);
       const y = batch.y[n];
+      const o = offsets ? offsets[n] : 0;
       let max = -Infinity;
       for (let k = 0; k < T; k++) {
         let lr = params.logWeight[k];
@@ -58,7 +60,7 @@ export const referenceKernel: Kernel<Batch> = {
           spread += z * z;
         }
         eta[k] = pred;
-        lr += responseTerm(local, k, pred, spread, y, 0, memo);
+        lr += responseTerm(local, k, pred, spread, y, o, memo);
         logRho[k] = lr;
         if (lr > max) max = lr;
       }
@@ -80,7 +82,7 @@ export const referenceKernel: Kernel<Batch> = {
             for (let j = 0; j <= i; j++) stats[sxx + i * D + j] += rx * x[j];
           }
         }
-        responseWeights(local, k, r, eta[k], y, 0, memo, weights);
+        responseWeights(local, k, r, eta[k], y, o, memo, weights);
         const [uuWeight, yWeight] = weights;
         const suu = layout.suu + k * P * P;
         const syu = layout.syu + k * P;

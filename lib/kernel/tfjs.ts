@@ -108,6 +108,10 @@ export interface PreparedChunk {
   xa: tf.Tensor2D | null;
   /** [u, y], (rows, P + 1). */
   ub: tf.Tensor2D;
+  /** The offset o, (rows, 1), when the batch has one. */
+  offset: tf.Tensor2D | null;
+  /** A family's rowConstant of these rows, by family name, once computed. */
+  constants?: Map<string, number>;
 }
 
 /** A batch as the tfjs kernel holds it; release() frees the tensors. */
@@ -227,6 +231,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         for (const chunk of prepared.chunks) {
           const c = chunk.rows;
           const ub = chunk.ub;
+          logLik += rowConstant(chunk, P, spec.family, fused);
           const outs = tf.tidy(() => {
             const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
             // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
@@ -238,7 +243,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
               get y() {
                 return (y ??= tf.slice(ub, [0, P], [c, 1]));
               },
-              offset: null,
+              offset: chunk.offset,
               bias,
             };
             const terms = fused.chunk(tf, inputs);
@@ -349,17 +354,19 @@ function batchOf(prepared: PreparedTensors): Batch {
   const x = new Float64Array(n * D);
   const u = new Float64Array(n * P);
   const y = new Float64Array(n);
+  const offset = prepared.chunks[0]?.offset ? new Float64Array(n) : undefined;
   let row = 0;
   for (const chunk of prepared.chunks) {
     const ub = chunk.ub.dataSync();
     const xa = chunk.xa?.dataSync();
+    if (offset) offset.set(chunk.offset!.dataSync(), row);
     for (let r = 0; r < chunk.rows; r++, row++) {
       for (let i = 0; i < P; i++) u[row * P + i] = ub[r * (P + 1) + i];
       y[row] = ub[r * (P + 1) + P];
       if (xa) for (let i = 0; i < D; i++) x[row * D + i] = xa[r * (D + 1) + i];
     }
   }
-  return { n, x, u, y };
+  return offset ? { n, x, u, y, offset } : { n, x, u, y };
 }
 
 function addInto(acc: Float64Array, v: ArrayLike<number>): void {
@@ -369,6 +376,24 @@ function addInto(acc: Float64Array, v: ArrayLike<number>): void {
 function disposeChunk(c: PreparedChunk): void {
   c.xa?.dispose();
   c.ub.dispose();
+  c.offset?.dispose();
+}
+
+/** Σ over the chunk's rows of the family's terms that do not depend on k (float64, computed once per chunk). */
+function rowConstant(chunk: PreparedChunk, P: number, family: string, fused: FusedResponse): number {
+  if (!fused.rowConstant) return 0;
+  chunk.constants ??= new Map();
+  let value = chunk.constants.get(family);
+  if (value === undefined) {
+    const y = tf.tidy(() => tf.slice(chunk.ub, [0, P], [chunk.rows, 1]));
+    try {
+      value = fused.rowConstant(y.dataSync() as Float32Array, chunk.offset ? (chunk.offset.dataSync() as Float32Array) : null);
+    } finally {
+      y.dispose();
+    }
+    chunk.constants.set(family, value);
+  }
+  return value;
 }
 
 /** Rows [start, end) as the float32 tensors xa = [x, 1] and ub = [u, y] (module comment). */
@@ -387,10 +412,13 @@ function prepareChunk(batch: Batch, start: number, end: number, D: number, P: nu
     ub[r * (P + 1) + P] = batch.y[start + r];
   }
   const xaTensor = xa ? tf.tensor2d(xa, [c, D + 1]) : null;
+  let offset: tf.Tensor2D | null = null;
   try {
-    return { rows: c, xa: xaTensor, ub: tf.tensor2d(ub, [c, P + 1]) };
+    if (batch.offset) offset = tf.tensor2d(Float32Array.from(batch.offset.subarray(start, end)), [c, 1]);
+    return { rows: c, xa: xaTensor, ub: tf.tensor2d(ub, [c, P + 1]), offset };
   } catch (error) {
     xaTensor?.dispose();
+    offset?.dispose();
     throw error;
   }
 }

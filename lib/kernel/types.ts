@@ -8,8 +8,10 @@ export interface Batch {
   x: Float64Array;
   /** Regression inputs u = [r; 1], shape (n, P), intercept last. */
   u: Float64Array;
-  /** Target, shape (n): standardized (gaussian) or 0/1 (bernoulli). */
+  /** Target, shape (n): standardized (gaussian) or as read (0/1 for bernoulli, counts for poisson). */
   y: Float64Array;
+  /** Offset o of the linear predictor η = θᵀu + o, shape (n), for a family that takes one (poisson's ln exposure); absent: 0. */
+  offset?: Float64Array;
   /**
    * Rows each row of the batch stands for (a frequency weight of the whole batch); kernels ignore
    * it and the caller scales what the local step returns (lib/pipeline/worker.ts). @default 1
@@ -35,7 +37,7 @@ export interface Kernel<Prepared = unknown> {
   readonly name: string;
   /** Convert a batch once into the kernel's own form (tensors, say); reused across local steps. */
   prepare(batch: Batch): Prepared;
-  /** The local step (DESIGN.md §2): responsibilities given λ, and the statistics they imply. */
+  /** The local step (docs/model.md §4): responsibilities given λ, and the statistics they imply. */
   localStep(params: LocalParams, prepared: Prepared, options?: LocalStepOptions): LocalStepResult;
   /** Free what prepare allocated. */
   release(prepared: Prepared): void;

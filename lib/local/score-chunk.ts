@@ -60,12 +60,15 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
   const select: ColumnPlan['select'] = columns.map((column) => ({ column, kind: 'number' as const }));
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
   if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true });
+  // The offset of η (a log-link family's exposure) is needed to predict, like a regression column.
+  const offset = fitted.offset && { ...fitted.offset, slot: select.push({ column: fitted.offset.column, kind: fitted.offset.log ? 'positive' : 'number' }) - 1 };
   return {
     ...fitted,
     select,
     xSlot: fitted.x.map((c) => columns.indexOf(c)),
     rSlot: fitted.r.map((c) => columns.indexOf(c)),
     ySlot: target ? columns.length : -1,
+    ...(offset ? { offset } : {}),
   };
 }
 

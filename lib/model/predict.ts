@@ -24,9 +24,10 @@ import { ModelConfigSchema } from '../config.js';
 import { Scratch } from '../data/scratch.js';
 import { ClusterwiseError } from '../errors.js';
 import type { Batch } from '../kernel/types.js';
+import type { Predictive } from './families/family.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
 import { cholesky } from '../math/linalg.js';
-import { lnGamma, logSigmoid } from '../math/special.js';
+import { lnGamma } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
 import { FAMILY_NAMES, familyOf } from './families/index.js';
 import { noiseOf } from './families/gaussian.js';
@@ -89,10 +90,11 @@ const PosteriorForPredict = z.object({
       target: z.string(),
       x: columns,
       r: columns,
-      select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary']) })),
+      select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary', 'count', 'positive']) })),
       xSlot: slots,
       rSlot: slots,
       ySlot: z.number().int(),
+      offset: z.object({ column: z.string(), slot: z.number().int().min(0), log: z.boolean() }).optional(),
     }),
     standardization: z.object({
       xMean: z.array(finite),
@@ -186,8 +188,11 @@ interface PreparedModel {
   spreadFactor: Float64Array;
   /** θ_k, K × P. */
   coef: Float64Array;
-  /** Gaussian: (b_k/a_k) · dof/(dof − 2) of the noise Student-t (∞ when 2a_k ≤ 2). */
-  noiseVariance: Float64Array;
+  /** The family's predictive: mean, sd, columns (families/family.ts Predictive). */
+  predictive: Predictive;
+  /** Its per-component constant (gaussian: (b_k/a_k) · dof/(dof − 2) of the noise Student-t, ∞ when 2a_k ≤ 2). */
+  familyConstant: Float64Array;
+  std: PosteriorDocument['state']['standardization'];
   /** Gaussian: b_k/a_k, the noise Student-t's scale², its dof 2a_k and ln normalizer. */
   noiseScale2: Float64Array;
   noiseDof: Float64Array;
@@ -216,7 +221,9 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     covariateFactor: new Float64Array((D + 1) * K * D),
     spreadFactor: new Float64Array(P * K * P),
     coef: new Float64Array(K * P),
-    noiseVariance: new Float64Array(K),
+    predictive: familyOf(spec.family).predictive,
+    familyConstant: new Float64Array(K),
+    std: doc.state.standardization,
     noiseScale2: new Float64Array(K),
     noiseDof: new Float64Array(K),
     noiseLogNormalizer: new Float64Array(K),
@@ -249,10 +256,10 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     const cov = cholesky(d.coefCovariance.slice(c * P * P, (c + 1) * P * P), P, `Λ⁻¹ of component ${c}`);
     for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) model.spreadFactor[i * K * P + k * P + j] = cov[i * P + j];
     model.coef.set(d.coef.subarray(c * P, (c + 1) * P), k * P);
+    model.familyConstant[k] = model.predictive.constant(d, c);
     if (model.gaussian) {
       const { shape: a, rate: b } = noiseOf(d, c);
       const dof = 2 * a;
-      model.noiseVariance[k] = (b / a) * (dof > 2 ? dof / (dof - 2) : Infinity);
       model.noiseScale2[k] = b / a;
       model.noiseDof[k] = dof;
       model.noiseLogNormalizer[k] = studentTLogNormalizer(dof);
@@ -393,10 +400,13 @@ export class Predictor {
       cluster: arrays.int32('cluster', n),
       clusterProbability: arrays.float64('clusterProbability', n),
       mean: arrays.float64('mean', n),
-      ...(m.gaussian ? { sd: arrays.float64('sd', n) } : {}),
+      ...(m.predictive.sd ? { sd: arrays.float64('sd', n) } : {}),
     };
     // Locals rather than property reads in the loop over rows (the hot loop of predict).
-    const { constant, halfPower, inverseDof, coef, noiseVariance, gaussian, yMean, ySd } = m;
+    const { constant, halfPower, inverseDof, coef, familyConstant, std } = m;
+    const { add, mean: meanOf, sd: sdOf } = m.predictive;
+    const offsets = batch.offset;
+    const moments = new Float64Array(2);
     const covariate = q.covariate;
     const spreads = q.spread;
     const u = batch.u;
@@ -452,8 +462,8 @@ export class Predictor {
           best = k;
         }
       }
-      let m1 = 0;
-      let m2 = 0;
+      moments[0] = 0;
+      moments[1] = 0;
       const base = row * P;
       const lnTotal = keep ? Math.log(total) : 0;
       for (let k = 0; k < K; k++) {
@@ -463,21 +473,12 @@ export class Predictor {
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
         if (keep) locs[row * K + k] = mu;
-        const spread = spreads[row * K + k];
-        if (gaussian) {
-          m1 += weight * mu;
-          m2 += weight * (noiseVariance[k] * (1 + spread) + mu * mu);
-        } else {
-          const kappa = 1 / Math.sqrt(1 + (Math.PI * spread) / 8); // PRML 4.154
-          m1 += weight / (1 + Math.exp(-kappa * mu));
-        }
+        add(moments, weight, mu, spreads[row * K + k], offsets ? offsets[row] : 0, familyConstant[k]);
       }
       cluster[row] = best;
       clusterProbability[row] = best < 0 ? 0 : bestWeight / total;
-      if (gaussian) {
-        mean[row] = yMean + ySd * m1;
-        sd![row] = ySd * Math.sqrt(Math.max(0, m2 - m1 * m1));
-      } else mean[row] = m1;
+      mean[row] = meanOf(moments, std);
+      if (sd) sd[row] = sdOf!(moments, std);
     }
     if (keep) this.mixture(batch, q, logWeights, locs, far!, out);
     return out;
@@ -510,11 +511,10 @@ export class Predictor {
     const mix: StudentTMixture = { count: K, logWeight, loc, scale, dof: m.noiseDof, logNormalizer: m.noiseLogNormalizer, logScaleFloor };
     // ln of the Jacobian from the standardized to the data scale of y (gaussian): ln p(y) = ln p(ỹ) − ln s_y.
     const jacobian = gaussian ? Math.log(ySd) : 0;
-    // ln P(y | z=k) = ln σ(±κ_k μ_k), the probit-style approximation of the logistic predictive (PRML 4.153–4.155).
-    const logBernoulli = (target: number, k: number, row: number) => {
-      const kappa = 1 / Math.sqrt(1 + (Math.PI * spreads[row * K + k]) / 8);
-      return logSigmoid(target === 1 ? kappa * loc[k] : -kappa * loc[k]);
-    };
+    // ln p(y | z=k) of a family whose predictive is not a Student-t (bernoulli, poisson): its own, ≤ 0.
+    const componentLogDensity = m.predictive.logDensity;
+    const logOther = (target: number, k: number, row: number) =>
+      componentLogDensity!(target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k]);
     for (let row = 0; row < n; row++) {
       let top = -1;
       for (let k = 0; k < K; k++) {
@@ -532,7 +532,7 @@ export class Predictor {
         ? Infinity
         : gaussian
           ? logWeight[top] + studentTLogDensity(target, loc[top], scale[top], m.noiseDof[top], m.noiseLogNormalizer[top])
-          : logWeight[top] + logBernoulli(target, top, row);
+          : logWeight[top] + logOther(target, top, row);
       for (let k = 0; k < K; k++) {
         if (!far[row * K + k]) continue;
         const bound = logWeight[k] + (gaussian ? m.noiseLogNormalizer[k] - logScaleFloor[k] : 0);
@@ -558,7 +558,7 @@ export class Predictor {
       let ln: number;
       if (gaussian) ln = mixtureLogDensity(target, mix, terms, posterior);
       else {
-        for (let k = 0; k < K; k++) terms[k] = logWeight[k] > -Infinity ? logWeight[k] + logBernoulli(target, k, row) : -Infinity;
+        for (let k = 0; k < K; k++) terms[k] = logWeight[k] > -Infinity ? logWeight[k] + logOther(target, k, row) : -Infinity;
         ln = logSumExp(terms, K, posterior);
       }
       if (density) density[row] = ln - jacobian;
@@ -589,7 +589,9 @@ export function checkPredictOptions(doc: PosteriorDocument, options: PredictOpti
     throw new PredictOptionError(`interval must be a probability strictly between 0 and 1 (e.g. 0.9), got ${String(interval)}`);
   if (doc.family !== 'gaussian')
     throw new PredictOptionError(
-      `interval needs a gaussian model, and ${file} is ${doc.family}: its prediction P(y = 1) is already the whole predictive distribution (a central interval of a 0/1 target is {0}, {1} or {0, 1})`,
+      familyOf(doc.family).target.kind === 'binary'
+        ? `interval needs a gaussian model, and ${file} is ${doc.family}: its prediction P(y = 1) is already the whole predictive distribution (a central interval of a 0/1 target is {0}, {1} or {0, 1})`
+        : `interval needs a gaussian model, and ${file} is ${doc.family} (its prediction_sd describes the spread)`,
     );
 }
 

@@ -55,7 +55,7 @@ export interface ShardCounts {
 /** A shard's standardized rows at float32 (what the binary copy holds), with its counts. */
 export interface ShardRows {
   counts: ShardCounts;
-  batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array };
+  batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array; offset?: Float32Array };
   /** @default 1 (see LoadedShard.weight) */
   weight?: number;
 }
@@ -91,6 +91,7 @@ export const csvShardCodec: ShardCodec = {
         if (rIsX && v !== batch.x[i * D + j]) rIsX = false;
       }
     const arrays: Record<string, Float32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
+    if (batch.offset) arrays.offset = batch.offset;
     return encodeBinary({ format: 'clusterwise/shard@1', ...counts, weight: weight ?? 1, P }, arrays);
   },
   decode(bytes, key) {
@@ -105,7 +106,8 @@ export const csvShardCodec: ShardCodec = {
       u.set(r.subarray(i * (P - 1), (i + 1) * (P - 1)), i * P);
       u[i * P + P - 1] = 1;
     }
-    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y } };
+    const offset = arrays.offset as Float32Array | undefined;
+    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y, ...(offset ? { offset } : {}) } };
   },
 };
 
@@ -133,12 +135,16 @@ export const MAX_SKIPPED_EXAMPLES = 50;
 
 /** The batch rounded to float32, the precision of the stored shard: every pass sees the same numbers. */
 function asFloat32(batch: Batch): ShardRows['batch'] {
-  return { n: batch.n, x: Float32Array.from(batch.x), u: Float32Array.from(batch.u), y: Float32Array.from(batch.y) };
+  const out: ShardRows['batch'] = { n: batch.n, x: Float32Array.from(batch.x), u: Float32Array.from(batch.u), y: Float32Array.from(batch.y) };
+  if (batch.offset) out.offset = Float32Array.from(batch.offset);
+  return out;
 }
 
 function toBatch64(rows: ShardRows): Batch {
-  const { n, x, u, y } = rows.batch;
-  return { n, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y), weight: rows.weight ?? 1 };
+  const { n, x, u, y, offset } = rows.batch;
+  const batch: Batch = { n, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y), weight: rows.weight ?? 1 };
+  if (offset) batch.offset = Float64Array.from(offset);
+  return batch;
 }
 
 /**

@@ -96,6 +96,11 @@ export const bernoulli: ResponseFamily = {
       acc[0] += weight / (1 + Math.exp(-kappa * eta));
     },
     mean: (acc) => acc[0],
+    // ln P(y | z=k) = ln σ(±κ_k θ_kᵀu) (PRML 4.153–4.155).
+    logDensity(y, eta, spread) {
+      const kappa = 1 / Math.sqrt(1 + (Math.PI * spread) / 8);
+      return logSigmoid(y === 1 ? kappa * eta : -kappa * eta);
+    },
   },
   inverseLink: (eta) => 1 / (1 + Math.exp(-eta)),
   fit(actual, predicted) {

@@ -1,5 +1,5 @@
 /**
- * The response-family seam (docs/model.md §13): the distribution of the target y given the
+ * The response-family seam (docs/model.md §14): the distribution of the target y given the
  * regression inputs u = [r; 1] and the component k, one file per family behind this interface,
  * named in the registry (index.ts). Nothing outside a family's file branches on its name.
  *
@@ -26,12 +26,10 @@ import type { Layout, ModelSpec } from '../spec.js';
 
 /** How the target column is read, checked and scaled. */
 export interface TargetSpec {
-  /** What the CSV parser reads it as ('binary': 0/1/true/false). */
+  /** What the CSV parser reads it as ('binary': 0/1/true/false; 'count': a whole number ≥ 0); rows with other values are skipped. */
   kind: ColumnKind;
   /** Centred and scaled by the sample's mean and deviation, like the regression columns. */
   standardized: boolean;
-  /** Why a parsed value cannot be a target of this family (e.g. a negative count), or null. */
-  invalid?(y: number): string | null;
 }
 
 /** A row of component k as a family sees it (the reference path; `memo` carries per-k values from logLik to weights). */
@@ -102,6 +100,12 @@ export interface Predictive {
   /** Mean (and, when the family gives one, sd) in data units from the mixed moments. */
   mean(acc: Float64Array, std: Standardization): number;
   sd?(acc: Float64Array, std: Standardization): number;
+  /**
+   * ln p(y | u, z = k) of an observed y (on the family's scale), for predict's log density and
+   * p(z | x, y); at most 0 (a probability). Absent for gaussian, whose Student-t mixture predict
+   * handles itself (lib/model/predictive.ts).
+   */
+  logDensity?(y: number, eta: number, spread: number, offset: number, constant: number): number;
 }
 
 export interface ResponseFamily {
