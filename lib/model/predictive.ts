@@ -126,11 +126,13 @@ export function mixtureQuantile(p: number, m: StudentTMixture, unit: ArrayLike<n
   let lo = Infinity;
   let hi = -Infinity;
   let used = 0;
+  let heaviest = -1;
   for (let k = 0; k < m.count; k++) {
     if (!(m.logWeight[k] >= LN_NEGLIGIBLE_WEIGHT)) continue;
     const q = m.loc[k] + m.scale[k] * unit[k];
     if (q < lo) lo = q;
     if (q > hi) hi = q;
+    if (heaviest < 0 || m.logWeight[k] > m.logWeight[heaviest]) heaviest = k;
     used++;
   }
   if (used === 0) return NaN;
@@ -139,7 +141,10 @@ export function mixtureQuantile(p: number, m: StudentTMixture, unit: ArrayLike<n
   for (let k = 0; k < m.count; k++) if (m.logWeight[k] >= LN_NEGLIGIBLE_WEIGHT) total += Math.exp(m.logWeight[k]);
   // Converged when the bracket or a step is below 1e−12 of the scale of the answer.
   const tolerance = 1e-12 * Math.max(Math.abs(lo), Math.abs(hi), hi - lo);
-  let y = 0.5 * (lo + hi);
+  // Start at the heaviest component's own quantile: with the usual weights (one near 1, the others
+  // small) the root is close to it and Newton needs a step or two; the bracket's midpoint would
+  // leave it to bisection.
+  let y = m.loc[heaviest] + m.scale[heaviest] * unit[heaviest];
   for (let iteration = 0; iteration < 200; iteration++) {
     let cdf = 0;
     let density = 0;
