@@ -5,12 +5,14 @@
 import { bernoulli } from './bernoulli.js';
 import type { ResponseFamily } from './family.js';
 import { gaussian } from './gaussian.js';
+import { poisson } from './poisson.js';
 
 export type { ResponseFamily } from './family.js';
 
 export const FAMILIES = {
   gaussian,
   bernoulli,
+  poisson,
 } as const satisfies Record<string, ResponseFamily>;
 
 export type FamilyName = keyof typeof FAMILIES;
