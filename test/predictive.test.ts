@@ -69,12 +69,15 @@ describe('the predictive distribution on held-out CWM data (fit on one draw, pre
     const lines = readFileSync(overlapping.test, 'utf8').trim().split('\n').slice(0, 50);
     lines[3] = lines[3].replace(/,[^,]*$/, ',');
     lines[4] = lines[4].replace(/,[^,]*$/, ',NA');
+    lines[5] = lines[5].replace(/,[^,]*$/, ',1e100'); // no component explains it
     const gaps = path.join(dir, 'gaps.csv');
     writeFileSync(gaps, lines.join('\n') + '\n');
     const { rows, result } = await scored(overlapping.posterior, gaps, { cluster: true, interval: 0.5 });
     expect(result).toMatchObject({ rows: 49, skipped: 0, logDensity: { rows: 47 } });
     expect(Number.isNaN(rows[2].log_density) && Number.isNaN(rows[3].log_density)).toBe(true);
     expect(Number.isFinite(rows[2].prediction_lo) && Number.isFinite(rows[2].cluster)).toBe(true);
+    expect(rows[4].log_density).toBeLessThan(-1000);
+    expect(rows[4].cluster).toBeGreaterThanOrEqual(0);
     const xOnly = path.join(dir, 'x-only.csv');
     writeFileSync(xOnly, lines.map((l) => l.split(',')[0]).join('\n') + '\n');
     const plain = await scored(overlapping.posterior, xOnly, { cluster: true });

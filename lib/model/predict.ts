@@ -562,7 +562,8 @@ export class Predictor {
         ln = logSumExp(terms, K, posterior);
       }
       if (density) density[row] = ln - jacobian;
-      if (clusterGivenY) {
+      // A y no component can explain (p(y | x) underflows to 0) leaves the cluster from p(z | x).
+      if (clusterGivenY && ln > -Infinity) {
         let best = -1;
         for (let k = 0; k < K; k++) if (posterior[k] > (best < 0 ? 0 : posterior[best])) best = k;
         out.cluster[row] = best;
