@@ -1,4 +1,8 @@
 /** The Poisson family (lib/model/families/poisson.ts): batch VB, the fast kernel, recovery, and the whole pipeline. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { parseConfig, ConfigError } from '../lib/config.js';
@@ -8,6 +12,7 @@ import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
 import { createRandom } from '../lib/math/random.js';
+import { predictFile } from '../lib/local/predict-file.js';
 import { Predictor } from '../lib/model/predict.js';
 import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -175,6 +180,31 @@ describe('poisson: through the pipeline, predict and the report', () => {
     const once = new Predictor(doc).predict(batchOfRows(doc as never, rows.slice(0, 10), { withTarget: false }).batch).mean.slice();
     const twice = new Predictor(doc).predict(doubled).mean;
     for (let i = 0; i < 10; i++) expect(twice[i] / once[i]).toBeCloseTo(2, 6);
+  });
+
+  it('predict on a file reads the exposure column, and names it when it is missing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'poisson-predict-'));
+    try {
+      const posterior = { text: JSON.stringify(doc), file: 'posterior.json' };
+      const some = rows.slice(0, 20);
+      writeFileSync(path.join(dir, 'new.csv'), csv(some));
+      const chunks: Buffer[] = [];
+      const out = new Writable({ write: (chunk, _encoding, done) => (chunks.push(Buffer.from(chunk)), done()) });
+      const result = await predictFile({ posterior, csv: path.join(dir, 'new.csv'), out, workers: 0, backend: 'reference' });
+      expect(result.rows).toBe(20);
+      const lines = Buffer.concat(chunks).toString().trim().split('\n');
+      expect(lines[0]).toBe('x1,x2,t,y,cluster,cluster_probability,prediction,prediction_sd,log_density');
+      const { batch } = batchOfRows(doc as never, some, { withTarget: false });
+      const expected = new Predictor(doc).predict(batch).mean;
+      // The file holds the rows to 5 decimals: the same means to that precision.
+      lines.slice(1).forEach((line, i) => expect(Math.abs(Number(line.split(',')[6]) - expected[i]) / expected[i]).toBeLessThan(1e-4));
+      writeFileSync(path.join(dir, 'no-t.csv'), 'x1,x2,y\n1,2,3\n');
+      await expect(predictFile({ posterior, csv: path.join(dir, 'no-t.csv'), out: new Writable({ write: (_c, _e, done) => done() }), workers: 0 })).rejects.toThrow(
+        /no-t\.csv:1: missing column "t" the model was fitted with/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders the report with the log link and the deviance', () => {

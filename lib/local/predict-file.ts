@@ -89,7 +89,8 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   const absolute = path.resolve(options.csv);
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const header = await readHeader(store, localDataKey(absolute), options.csv);
-  for (const column of new Set([...doc.state.plan.x, ...doc.state.plan.r]))
+  const { plan } = doc.state;
+  for (const column of new Set([...plan.x, ...plan.r, ...(plan.offset ? [plan.offset.column] : [])]))
     if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file: options.csv, line: 1 });
   if (doc.state.config.id !== undefined) resolveColumn(header.columns, doc.state.config.id, options.csv, 'id');
   const init: PredictWorkerInit = {
