@@ -10,7 +10,7 @@
  * posterior.json files written before the family seam keep their layout.
  */
 import { jjLambda, logSigmoid } from '../../math/special.js';
-import { coefficientKl } from './coefficients.js';
+import { addCoefficientKl, copyUSums, linearPredictorColumns } from './coefficients.js';
 import type { ResponseFamily } from './family.js';
 
 /** Below this ξ, λ(ξ) = 1/8 − ξ²/96 (truncation error < 1e-13), avoiding 0/0 in float32. */
@@ -32,10 +32,7 @@ export const bernoulli: ResponseFamily = {
   priorExtra: () => [0],
   derive() {},
   local() {},
-  kl(d, lambda0, total) {
-    for (let k = 0; k < d.spec.T; k++) total += coefficientKl(d, lambda0, k, 1);
-    return total;
-  },
+  kl: addCoefficientKl,
 
   // λ(0) = 1/8, so 2 λ(ξ) u uᵀ = u uᵀ / 4 and the target enters as y − ½.
   hardWeights(y, _offset, out) {
@@ -60,12 +57,7 @@ export const bernoulli: ResponseFamily = {
   // G_k = [C_k; 0 | θ_k; 0] gives ξ² = uᵀΛ⁻¹u + (θᵀu)² (10.163) and qu_k = [θ_k; 0] gives θᵀu;
   // ln σ(ξ) is computed as −(ξ/2 + ln(1 + e^{−ξ})) for ξ ≥ 0; λ(ξ) = 1/8 − ξ²/96 below 1e-3.
   fused: {
-    columns(local, k, qu) {
-      const { P } = local.spec;
-      for (let i = 0; i < P; i++) qu[i] = local.coef[k * P + i];
-      qu[P] = 0;
-      return { spreadScale: 1, constant: 0 };
-    },
+    columns: linearPredictorColumns,
     chunk(tf, t) {
       const y = t.y;
       const xi = tf.sqrt(t.quad);
@@ -82,9 +74,7 @@ export const bernoulli: ResponseFamily = {
         weights: (r) => ({ w: tf.mul(r, tf.mul(lambda, 2)), v: tf.mul(r, tf.sub(y, 0.5)) }),
       };
     },
-    finish(_qu, k, T, P, sumE, _sumEE, stats, layout) {
-      for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
-    },
+    finish: copyUSums,
   },
 
   // The probit approximation of the logistic predictive, σ(κ θᵀu), κ = (1 + π uᵀΛ⁻¹u / 8)^(−½) (PRML 4.153–4.154).

@@ -5,7 +5,7 @@
  * (PRML 10.3, 10.6).
  */
 import { cholesky, inverseFromCholesky, logDetFromCholesky, matVec, quadraticForm, symmetrize, traceOfProduct } from '../../math/linalg.js';
-import type { Derived } from '../posterior.js';
+import type { Derived, LocalParams } from '../posterior.js';
 import type { Layout, ModelSpec } from '../spec.js';
 
 /** θ_k = Λ_k⁻¹ h_k (T, P), Λ_k⁻¹ (T, P, P) and ln|Λ_k| (T) from λ. */
@@ -39,6 +39,28 @@ export function coefficientKl(d: Derived, lambda0: Float64Array, k: number, eTau
   const cov = d.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
   const theta = d.coef.subarray(k * P, (k + 1) * P); // θ0 = 0
   return 0.5 * (traceOfProduct(prec0, cov, P) - P + eTau * quadraticForm(prec0, P, theta) + d.lnDetCoefPrecision[k] - lnDetPrec0);
+}
+
+/** Σ_k of coefficientKl with no noise scale (E[τ] = 1), added to `total`: a family whose only global factor is q(θ). */
+export function addCoefficientKl(d: Derived, lambda0: Float64Array, total: number): number {
+  for (let k = 0; k < d.spec.T; k++) total += coefficientKl(d, lambda0, k, 1);
+  return total;
+}
+
+/**
+ * The fused kernel's columns for a family that needs η = θ_kᵀu and the spread: qu_k = [θ_k; 0], so
+ * [u, y] qu_k = η and ‖[u, y] G_k‖² = uᵀΛ_k⁻¹u + η² with G_k = [C_k; 0 | qu_k] (families/family.ts).
+ */
+export function linearPredictorColumns(local: LocalParams, k: number, qu: Float64Array): { spreadScale: number; constant: number } {
+  const { P } = local.spec;
+  for (let i = 0; i < P; i++) qu[i] = local.coef[k * P + i];
+  qu[P] = 0;
+  return { spreadScale: 1, constant: 0 };
+}
+
+/** The fused kernel's finish when Σ w_u u is the first P rows of Σ v [u, y]: copied into syu. */
+export function copyUSums(_qu: Float32Array, k: number, T: number, P: number, sumE: Float64Array, _sumEE: number, stats: Float64Array, layout: Layout): void {
+  for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
 }
 
 /**

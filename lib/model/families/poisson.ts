@@ -18,7 +18,7 @@
  * (lib/inference/vb.ts shortenedStep); SVI's convex steps are already short.
  */
 import { lnGamma } from '../../math/special.js';
-import { coefficientKl } from './coefficients.js';
+import { addCoefficientKl, copyUSums, linearPredictorColumns } from './coefficients.js';
 import type { ResponseFamily } from './family.js';
 
 /**
@@ -48,10 +48,7 @@ export const poisson: ResponseFamily = {
   priorExtra: () => [],
   derive() {},
   local() {},
-  kl(d, lambda0, total) {
-    for (let k = 0; k < d.spec.T; k++) total += coefficientKl(d, lambda0, k, 1);
-    return total;
-  },
+  kl: addCoefficientKl,
 
   // Before any posterior: the first step of the Poisson GLM's iteratively reweighted least squares,
   // at the row's own working fit μ0 = y + ½, η0 = ln μ0 − o (the weights above at that η, zero spread).
@@ -80,12 +77,7 @@ export const poisson: ResponseFamily = {
   // is quad − η² (float32: its error is ~1e-7 η², a relative 1e-7 η² in μ̄). y·o − ln y! does not
   // depend on k: it is summed once per chunk in float64 (rowConstant).
   fused: {
-    columns(local, k, qu) {
-      const { P } = local.spec;
-      for (let i = 0; i < P; i++) qu[i] = local.coef[k * P + i];
-      qu[P] = 0;
-      return { spreadScale: 1, constant: 0 };
-    },
+    columns: linearPredictorColumns,
     chunk(tf, t) {
       const eta = t.lin;
       const y = t.y;
@@ -101,9 +93,7 @@ export const poisson: ResponseFamily = {
         },
       };
     },
-    finish(_qu, k, T, P, sumE, _sumEE, stats, layout) {
-      for (let i = 0; i < P; i++) stats[layout.syu + k * P + i] = sumE[i * T + k];
-    },
+    finish: copyUSums,
     rowConstant(y, offset) {
       let s = 0;
       for (let n = 0; n < y.length; n++) s += (offset ? y[n] * offset[n] : 0) - lnFactorial(y[n]);
