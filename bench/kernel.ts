@@ -1,5 +1,5 @@
 /**
- * Rows per second of the local step (DESIGN.md §2) for the float64 reference and the
+ * Rows per second of the local step (docs/model.md §4) for the float64 reference and the
  * TensorFlow.js kernels on the backends that load here, at D = 10, P = 11, T = 20, a batch of
  * 20 000 rows, gaussian response, covariate model on.
  *

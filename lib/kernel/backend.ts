@@ -1,5 +1,5 @@
 /**
- * Choosing and loading the local-step kernel (DESIGN.md §2, "Kernels").
+ * Choosing and loading the local-step kernel (docs/model.md §9).
  *
  * Order for 'auto': `tensorflow` (the native backend of @tensorflow/tfjs-node, an optional
  * dependency, used only if it is installed and loads), else `wasm`

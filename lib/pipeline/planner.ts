@@ -1,5 +1,5 @@
 /**
- * Planner: from a dataset's CSV objects to a running fit (DESIGN.md §3). Lists and opens the
+ * Planner: from a dataset's CSV objects to a running fit (docs/deploy.md §2, §6). Lists and opens the
  * files, cuts them into line-aligned byte shards, samples rows for standardization and
  * initialization, writes the manifest, posterior version 0 and the run state, and sends the
  * first tasks.

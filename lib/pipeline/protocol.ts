@@ -19,7 +19,7 @@ export function decodeFloat64(text: string): Float64Array {
   return out;
 }
 
-// ---- object keys (DESIGN.md §3) ----
+// ---- object keys (docs/deploy.md §2, "Object layout") ----
 
 /**
  * Tags of run intermediates (posterior versions, offloaded queue payloads): the bucket's lifecycle
