@@ -3,10 +3,10 @@
  * payloads passed through the bucket), configured from explicit options or the Lambda environment.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { ClusterwiseError } from '../../lib/errors.js';
 import type { ObjectStore, Queue } from '../../lib/pipeline/ports.js';
-import { INTERMEDIATE_TAGS, queueNames } from '../../lib/pipeline/protocol.js';
+import { INTERMEDIATE_TAGS } from '../../lib/pipeline/protocol.js';
 import { S3ObjectStore } from './s3-object-store.js';
 import { SqsQueue } from './sqs-queue.js';
 
@@ -80,22 +80,4 @@ export function portsFromEnvironment(env: NodeJS.ProcessEnv = process.env): AwsP
     ingestFailuresUrl: env.INGEST_FAILURES_URL,
     endpoint: env.CLUSTERWISE_ENDPOINT,
   });
-}
-
-/** Queue URLs of a deployed stack, found by the names the stack gives its queues. */
-export async function stackQueueUrls(sqs: SQSClient, stackName: string) {
-  const names = queueNames(stackName);
-  const url = async (name: string) => {
-    try {
-      return (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
-    } catch (cause) {
-      throw new StackLookupError(`queue ${name} not found: is the stack "${stackName}" deployed in this region?`, { cause });
-    }
-  };
-  return {
-    tasksQueueUrl: await url(names.tasks),
-    updatesQueueUrl: await url(names.updates),
-    tasksDeadLetterUrl: await url(names.tasksDeadLetter),
-    updatesDeadLetterUrl: await url(names.updatesDeadLetter),
-  };
 }

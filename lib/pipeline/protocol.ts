@@ -63,19 +63,6 @@ export const keys = {
 };
 
 /**
- * Queue names of a deployed stack (its CloudFormation stack name as the prefix), so that the CLI
- * and tests find the queues by name. FIFO names must end in ".fifo".
- */
-export function queueNames(stackName: string) {
-  return {
-    tasks: `${stackName}-tasks`,
-    tasksDeadLetter: `${stackName}-tasks-dlq`,
-    updates: `${stackName}-updates.fifo`,
-    updatesDeadLetter: `${stackName}-updates-dlq.fifo`,
-  };
-}
-
-/**
  * Dataset names are single path segments: letters, digits, dot, dash, underscore, and not "." or
  * ".." (which would step out of datasets/, runs/ and models/). Checked at every entry: uploads,
  * the schedule, the planner function, `submit`.
