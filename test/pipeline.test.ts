@@ -10,10 +10,10 @@ import { layoutOf, priorCoordinates } from '../lib/model/spec.js';
 import { derive } from '../lib/model/posterior.js';
 import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
-import { keys, parseMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
-import { handleTaskDelivery, WorkerCache } from '../lib/pipeline/worker.js';
+import { keys, parseMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { handleTaskDelivery, runTask, WorkerCache } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
-import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
+import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
 
@@ -59,6 +59,23 @@ describe('pipeline roles over in-memory ports', () => {
     const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
     expect(state.status).toBe('failed');
     expect(state.failure).toContain('changed since the run was planned');
+  });
+
+  it('a worker told the shards while the run is planned parses them ahead, and its tasks use those rows', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const ahead = new WorkerCache();
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
+    const planning = { ...ctx, onShardsPlanned: (planned: ShardPlan) => ahead.prefetch(ctx, planned, planned.shards.map((s) => s.index)) };
+    const manifest = await planRun(planning, { dataset: 'forum', config }, ctx.kernel);
+    expect(manifest.shards.length).toBeGreaterThan(1);
+    const [message] = await ctx.tasks.receive(1, 0);
+    const task = parseMessage(TaskMessage, message.body, 'tasks');
+    const readItself = await runTask(ctx, task, new WorkerCache());
+    // A new upload replaces the object: reading the shard now fails, so only rows parsed ahead answer.
+    await ctx.store.put('datasets/forum/data/a.csv', forum.subarray(0, forum.length / 2));
+    await expect(runTask(ctx, task, new WorkerCache())).rejects.toThrow('changed since the run was planned');
+    expect(await runTask(ctx, task, ahead)).toEqual(readItself);
   });
 
   it('warm-starts a refit from the dataset\'s last model when the columns and model match', async () => {

@@ -18,10 +18,10 @@ import { MemoryQueue } from '../pipeline/memory-queue.js';
 import { planRun } from '../pipeline/planner.js';
 import type { QueueMessage } from '../pipeline/ports.js';
 import { keys, parseMessage, UpdateMessage } from '../pipeline/protocol.js';
-import { readJson, silentLog, type Log, type Manifest, type Progress, type RoleContext, type RunState } from '../pipeline/run.js';
+import { readJson, silentLog, type Log, type Manifest, type Progress, type RoleContext, type RunState, type ShardPlan } from '../pipeline/run.js';
 import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
 import { startReportThread } from './report-renderer.js';
-import { localDataKey, spawnModuleWorker, type FromWorker, type WorkerInit } from './threads.js';
+import { localDataKey, spawnModuleWorker, type FromWorker, type ToWorker, type WorkerInit } from './threads.js';
 
 export interface LocalFitOptions {
   /** CSV paths as the user gave them. */
@@ -83,9 +83,23 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   // The threads start while the main thread plans, on the core planning leaves idle: the worker
   // threads load their kernel, the report thread warms vega up.
   const report = startReportThread();
+  // Each thread parses its shards (affinity below) while the main thread initializes: told as
+  // soon as both it exists and planning has cut the shards, whichever comes last.
+  const spawned: Worker[] = [];
+  let planned: ShardPlan | undefined;
+  const prefetch = (worker: Worker, w: number) => {
+    if (!planned) return;
+    const shards = planned.shards.filter((s) => s.index % workerCount === w).map((s) => s.index);
+    worker.postMessage({ type: 'prefetch', planned, shards } satisfies ToWorker);
+  };
   const poolStarting =
     workerCount > 0
-      ? startPool(workerCount, { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name }, (body, o) => updates.send(body, o))
+      ? startPool(
+          workerCount,
+          { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name },
+          (body, o) => updates.send(body, o),
+          (worker, w) => prefetch((spawned[w] = worker), w),
+        )
       : undefined;
   // A failed start is reported when the pool is awaited, after planning.
   poolStarting?.catch(() => {});
@@ -98,6 +112,10 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     workerConcurrency: Math.max(1, workerCount),
     onPhase: options.onPhase,
     renderReport: report.render,
+    onShardsPlanned: ({ runId, plan, files, shards }: ShardPlan) => {
+      planned = { runId, plan, files, shards };
+      spawned.forEach(prefetch);
+    },
     onProgress: (p: Progress) => {
       progress = p;
       tasksDone = 0;
@@ -226,7 +244,12 @@ interface Pool {
   stop(): Promise<void>;
 }
 
-async function startPool(count: number, init: WorkerInit, send: (body: string, o: { groupId?: string; deduplicationId?: string }) => Promise<void>): Promise<Pool> {
+async function startPool(
+  count: number,
+  init: WorkerInit,
+  send: (body: string, o: { groupId?: string; deduplicationId?: string }) => Promise<void>,
+  onSpawned: (worker: Worker, index: number) => void,
+): Promise<Pool> {
   const busy = new Map<Worker, (error?: string) => void>();
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
@@ -236,8 +259,9 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
   };
   const entry = new URL(`./worker-thread${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url);
   const workers = await Promise.all(
-    Array.from({ length: count }, async () => {
+    Array.from({ length: count }, async (_, index) => {
       const worker = await spawnModuleWorker(entry, init);
+      onSpawned(worker, index);
       return new Promise<Worker>((resolve, reject) => {
         worker.on('message', (m: FromWorker) => {
           if (m.type === 'ready') resolve(worker);
@@ -269,8 +293,9 @@ async function startPool(count: number, init: WorkerInit, send: (body: string, o
     busyCount: () => busy.size,
     run(index, task, done) {
       busy.set(workers[index], done);
-      workers[index].postMessage({ type: 'task', message: task });
+      workers[index].postMessage({ type: 'task', message: task } satisfies ToWorker);
     },
+
     async nextEvent() {
       if (failure) throw failure;
       await new Promise<void>((resolve) => {

@@ -1,4 +1,6 @@
 /** The message shapes between the local runner (main thread) and its worker threads. */
+import type { ShardPlan } from '../pipeline/run.js';
+
 export interface WorkerInit {
   storeRoot: string;
   dataRoot: string;
@@ -7,7 +9,10 @@ export interface WorkerInit {
   tasksQueueName: string;
 }
 
-export type ToWorker = { type: 'task'; message: { id: string; body: string; receipt: string; receiveCount: number } };
+export type ToWorker =
+  | { type: 'task'; message: { id: string; body: string; receipt: string; receiveCount: number } }
+  /** Read and parse these shards of a run being planned (WorkerCache.prefetch). */
+  | { type: 'prefetch'; planned: ShardPlan; shards: number[] };
 
 export type FromWorker =
   | { type: 'ready'; kernel: string }

@@ -7,7 +7,7 @@ import { InternalError } from '../errors.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
 import type { Queue, QueueMessage, SendOptions } from '../pipeline/ports.js';
-import { handleTaskDelivery } from '../pipeline/worker.js';
+import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
 import type { FromWorker, ToWorker, WorkerInit } from './threads.js';
 
 const init = workerData as WorkerInit;
@@ -34,21 +34,26 @@ function proxyQueue(name: string): Queue {
   };
 }
 
-const kernel = await loadKernel(init.backend as BackendName);
-const ctx = {
+const stores = {
   store: new FolderObjectStore(init.storeRoot, { durable: false }),
   dataStore: new FolderObjectStore(init.dataRoot, { durable: false, etags: 'stat' }),
+};
+const cache = new WorkerCache();
+// Listening before the kernel loads: a prefetch (reading and parsing needs no kernel) starts at once.
+const ready = loadKernel(init.backend as BackendName).then((kernel) => ({
+  ...stores,
   tasks: proxyQueue(init.tasksQueueName),
   updates: proxyQueue('updates'),
   kernel,
-};
+}));
 port.on('message', async (m: ToWorker) => {
+  if (m.type === 'prefetch') return cache.prefetch(stores, m.planned, m.shards);
   const message: QueueMessage = m.message;
   try {
-    await handleTaskDelivery(ctx, message, init.maxReceiveCount);
+    await handleTaskDelivery(await ready, message, init.maxReceiveCount, cache);
     post({ type: 'done', receipt: message.receipt });
   } catch (error) {
     post({ type: 'done', receipt: message.receipt, error: error instanceof Error ? error.message : String(error) });
   }
 });
-post({ type: 'ready', kernel: kernel.name });
+post({ type: 'ready', kernel: (await ready).kernel.name });

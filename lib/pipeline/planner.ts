@@ -171,6 +171,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     binaryShards: request.binaryShards ?? true,
     assign: config.assignments,
   };
+  ctx.onShardsPlanned?.(draft);
 
   const warm = request.warmStart === false ? undefined : await warmStartModel(ctx, draft);
   let manifest: Manifest;

@@ -185,7 +185,15 @@ export interface RoleContext {
    * first use (the local runner passes a thread that loaded and warmed vega while it planned)
    */
   renderReport?: ReportRenderer;
+  /**
+   * Told the run's shards as soon as planning has cut them, before it initializes, so that the
+   * workers can read and parse them meanwhile (the local runner's threads do: WorkerCache.prefetch).
+   */
+  onShardsPlanned?: (planned: ShardPlan) => void;
 }
+
+/** What a worker needs of a run to read and parse a shard: fixed before the run's first round. */
+export type ShardPlan = Pick<Manifest, 'runId' | 'plan' | 'files' | 'shards'>;
 
 /** renderReport's arguments (lib/model/report.ts), answered asynchronously. */
 export type ReportRenderer = (...args: Parameters<typeof import('../model/report.js').renderReport>) => Promise<string>;

@@ -7,7 +7,7 @@
  * aggregator. So the serial aggregator reads a few group sums per round, not one result per task.
  */
 import pMap from 'p-map';
-import { readOwnedLines } from '../data/csv.js';
+import { readOwnedLines, type ParsedRows } from '../data/csv.js';
 import { parseWith, toBatch } from '../data/dataset.js';
 import { DataError, fileNotFound } from '../data/errors.js';
 import { paramsFor, runLocalStep } from '../inference/vb.js';
@@ -31,7 +31,7 @@ import {
   type SkippedRowReport,
   type TaskMessage,
 } from './protocol.js';
-import { readJson, readPosterior, silentLog, specOf, type Manifest, type WorkerContext } from './run.js';
+import { readJson, readPosterior, silentLog, specOf, type Manifest, type ShardPlan, type WorkerContext } from './run.js';
 
 /** Parallel object reads of one role invocation (S3 serves these concurrently). */
 export const READ_CONCURRENCY = 32;
@@ -72,12 +72,16 @@ export interface ShardCodec {
   decode(bytes: Uint8Array, key: string): ShardRows;
 }
 
+/** A shard's parsed CSV rows as the kernel takes them: standardized, at float32. */
+function shardRowsOf(manifest: Manifest, parsed: ParsedRows): ShardRows {
+  // toBatch first: it moves rows the kernel cannot take to the skipped ones.
+  const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
+  return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch };
+}
+
 export const csvShardCodec: ShardCodec = {
   parse(manifest, index, bytes) {
-    const parsed = parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes);
-    // toBatch first: it moves rows the kernel cannot take to the skipped ones.
-    const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
-    return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch };
+    return shardRowsOf(manifest, parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes));
   },
   encode({ counts, batch, weight }) {
     // u = [r; 1]: the intercept is not stored, nor r when it repeats x (the default columns).
@@ -157,6 +161,8 @@ export class WorkerCache {
   private params = new Map<string, LocalParams>();
   private shards = new Map<string, LoadedShard>();
   private shardBytes = 0;
+  /** Shards read and parsed ahead of their first task (prefetch), with the columns they were parsed for. */
+  private prefetched = new Map<string, Promise<{ select: string; parsed: ParsedRows } | undefined>>();
 
   constructor(
     private readonly budgetBytes = 768 * 1024 * 1024,
@@ -183,13 +189,36 @@ export class WorkerCache {
     return p;
   }
 
+  /**
+   * Starts reading and parsing shards of a run being planned, before its first round exists
+   * (the local runner does this while the main thread initializes, on the core that leaves
+   * idle). Parsing needs only the columns and the files, which planning fixes before it
+   * initializes. A failure is not reported here: the shard's task reads it again and reports.
+   */
+  prefetch(ctx: ShardReader, planned: ShardPlan, indices: readonly number[]): void {
+    if (this.codec !== csvShardCodec) return;
+    for (const index of indices) {
+      const id = `${planned.runId}/${index}`;
+      if (this.shards.has(id) || this.prefetched.has(id)) continue;
+      const parsed = readShardBytes(ctx, planned, index).then(
+        (bytes) => ({ select: JSON.stringify(planned.plan.select), parsed: parseWith(planned.plan, planned.files[planned.shards[index].file], bytes) }),
+        () => undefined,
+      );
+      this.prefetched.set(id, parsed);
+    }
+  }
+
   /** `fresh`: no pass has read the shard yet, so it has no binary copy to look for. */
   async shard(ctx: WorkerContext, manifest: Manifest, index: number, fresh = false): Promise<LoadedShard> {
     const id = `${manifest.runId}/${index}`;
     const hit = this.shards.get(id);
     if (hit) return hit;
-    const stored = manifest.binaryShards && !fresh ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
-    const rows = stored ?? (await parseShard(ctx, manifest, index, this.codec));
+    const ahead = await this.prefetched.get(id);
+    this.prefetched.delete(id);
+    // Parsed for the same columns (planning may narrow x after it, not what is parsed).
+    const parsed = ahead?.select === JSON.stringify(manifest.plan.select) ? ahead.parsed : undefined;
+    const stored = manifest.binaryShards && !fresh && !parsed ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
+    const rows = stored ?? (await parseShard(ctx, manifest, index, this.codec, parsed));
     const entry: LoadedShard = {
       ...rows.counts,
       weight: rows.weight ?? 1,
@@ -219,13 +248,16 @@ async function readStoredShard(store: ObjectStore, manifest: Manifest, index: nu
   }
 }
 
-/** Read and parse the shard's CSV lines; store them in binary for later passes when the run keeps shards. */
-async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number, codec: ShardCodec): Promise<ShardRows> {
-  const shard = manifest.shards[index];
-  const file = manifest.files[shard.file];
+/** Where a worker reads shards from. */
+type ShardReader = Pick<WorkerContext, 'store' | 'dataStore'>;
+
+/** The shard's CSV lines. */
+async function readShardBytes(ctx: ShardReader, planned: ShardPlan, index: number): Promise<Uint8Array> {
+  const shard = planned.shards[index];
+  const file = planned.files[shard.file];
   // Only the version the planner cut into shards: byte ranges of another version would split
   // lines anywhere and mix two datasets.
-  const bytes = await readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, {
+  return readOwnedLines(ctx.dataStore ?? ctx.store, file.key, shard.start, shard.end, file.dataStart, {
     fileSize: file.size,
     ifMatch: file.etag,
   }).catch((error: unknown) => {
@@ -234,7 +266,14 @@ async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number,
     if (!(error instanceof PreconditionFailedError)) throw error;
     throw new DataError('changed since the run was planned; the run cannot mix two versions (a refit will read the new one)', { file: file.name }, { cause: error });
   });
-  const rows = codec.parse(manifest, index, bytes);
+}
+
+/**
+ * Read and parse the shard's CSV lines (or take those parsed ahead, `parsed`); store them in
+ * binary for later passes when the run keeps shards.
+ */
+async function parseShard(ctx: WorkerContext, manifest: Manifest, index: number, codec: ShardCodec, parsed?: ParsedRows): Promise<ShardRows> {
+  const rows = parsed ? shardRowsOf(manifest, parsed) : codec.parse(manifest, index, await readShardBytes(ctx, manifest, index));
   if (manifest.binaryShards) {
     await ctx.store.put(keys.shardRows(manifest.dataset, manifest.runId, index), codec.encode(rows), { tags: { ...INTERMEDIATE_TAGS } });
   }
