@@ -2,6 +2,10 @@
  * The local runner: the same planner, worker and aggregator as on AWS, on this machine.
  * Objects live in a folder (OUT/.clusterwise), the queues in memory, workers in threads
  * (or inline with workers = 0), and the aggregator in the main thread.
+ *
+ * Planning runs on the main thread alone, so the threads start with it: the worker threads load
+ * their kernel and, once planning has cut the shards, read and parse theirs (shard affinity
+ * below); the report thread loads and warms vega (report-renderer.ts).
  */
 import { mkdir, writeFile, copyFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
