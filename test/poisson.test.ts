@@ -18,7 +18,9 @@ import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { planRun } from '../lib/pipeline/planner.js';
 import { keys } from '../lib/pipeline/protocol.js';
-import { readJson, type RunState } from '../lib/pipeline/run.js';
+import { encodePosterior, readJson, specOf, type RunState } from '../lib/pipeline/run.js';
+import { readOwnedLines } from '../lib/data/csv.js';
+import { parseWith, toBatch } from '../lib/data/dataset.js';
 import { batchOfRows, responsibilities } from '../lib/rows.js';
 import { makeSpec, randomStart } from './support/models.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
@@ -82,6 +84,40 @@ describe('poisson: batch VB', () => {
       const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 60, tolerance: 0 });
       for (let i = 1; i < fit.trace.length; i++) expect(fit.trace[i]).toBeGreaterThanOrEqual(fit.trace[i - 1]);
       expect(fit.trace[fit.trace.length - 1]).toBeGreaterThan(fit.trace[0]);
+    });
+  }
+});
+
+describe('poisson: batch sweeps through the pipeline', () => {
+  for (const v of [
+    { name: 'cluster-weighted', o: {}, offset: false },
+    { name: 'conditional-only, with an exposure', o: { covariateModel: false, exposure: 't' }, offset: true },
+    { name: 'dirichlet weights', o: { weights: 'dirichlet' as const }, offset: false },
+  ]) {
+    it(`never lower the ELBO: a step that overshoots is halved (${v.name})`, async () => {
+      const ctx = inlinePorts();
+      await ctx.store.put('datasets/counts/data/a.csv', csv(poissonCwm(900, 3, v.offset).rows));
+      const config = parseConfig({
+        target: 'y', family: 'poisson', columns: ['x1', 'x2'], components: 3, ...v.o,
+        schedule: { shardRows: 300, tolerance: 1e-10, maxSweeps: 60 },
+      });
+      const manifest = await planRun(ctx, { dataset: 'counts', config }, ctx.kernel);
+      // Start the sweeps from a random partition whose rates are 50 times too low: a full Newton
+      // step from there, (y − μ)/μ ≈ 49 on the log scale, overshoots.
+      const spec = specOf(manifest);
+      const file = manifest.files[0];
+      const bytes = await readOwnedLines(ctx.store, file.key, file.dataStart, file.size, file.dataStart);
+      const start = (await readJson<RunState>(ctx.store, keys.state('counts', manifest.runId))).value;
+      const batch = toBatch(manifest.plan, manifest.standardization, parseWith(manifest.plan, file, bytes));
+      const random = randomStart(spec, { ...batch, y: batch.y.map((y) => y / 50) });
+      await ctx.store.put(start.posteriorKey, encodePosterior(spec, { version: 0, state: random, trace: [] }));
+      expect((await drive(ctx)).status).toBe('done');
+      const state = (await readJson<RunState>(ctx.store, keys.state('counts', manifest.runId))).value;
+      const doc = (await readJson<{ trace: { phase: string; elbo: number }[] }>(ctx.store, state.resultKey!)).value;
+      const sweeps = doc.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+      for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-10 * Math.abs(sweeps[i]));
+      // Steps were halved: versions published whose sweeps were rejected (left out of the trace).
+      expect(state.version).toBeGreaterThan(sweeps.length - 1);
     });
   }
 });

@@ -14,7 +14,8 @@ import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import { ClusterwiseError } from '../errors.js';
 import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
-import { batchUpdate, elboOf, stepSize, sviUpdate } from '../inference/vb.js';
+import { batchUpdate, elboOf, MAX_STEP_HALVINGS, stepSize, sviUpdate } from '../inference/vb.js';
+import { familyOf } from '../model/families/index.js';
 import { derive, type GlobalState } from '../model/posterior.js';
 import { clusterNumbers, logJacobianPerRow, summarize } from '../model/summary.js';
 import { unpackSymmetric } from '../model/spec.js';
@@ -211,7 +212,12 @@ async function completeRound(run: RunContext): Promise<void> {
     // The sweep evaluated a move's candidate, published instead of the batch update of the sweep
     // before (the last entry of its trace): kept only if the ELBO rose (moves.ts contract).
     const base = batches[batches.length - 1];
-    if (!acceptMove(base.elbo, elbo)) {
+    // A natural-gradient step is kept when the ELBO does not fall (beyond the tolerance, the float32
+    // sums' noise near convergence); a move must raise it.
+    const kept = isStep(moves.candidate)
+      ? elbo >= base.elbo - schedule.tolerance * Math.abs(base.elbo)
+      : acceptMove(base.elbo, elbo);
+    if (!kept) {
       // Rejected: the candidate's sweep is spent and stays out of the trace; decide again from the
       // sweep before, with its sums read again, as if this sweep had not happened.
       const from = await readPosterior(run.ctx.store, spec, moves.base.posteriorKey);
@@ -276,9 +282,27 @@ async function afterSweep(run: RunContext, sweep: Sweep): Promise<void> {
     state.converged = converged;
     return finish(run, sweep.state, sweep.trace);
   }
-  await newVersion(run, batchUpdate(spec, sweep.state, sweep.stats), sweep.trace);
+  if (familyOf(spec.family).exactUpdate) {
+    await newVersion(run, batchUpdate(spec, sweep.state, sweep.stats), sweep.trace);
+  } else {
+    // A natural-gradient step (non-conjugate family) may overshoot. As in batchVb (vb.ts), it is
+    // tried as a candidate, λ + t (λ0 + S − λ), and halved while its sweep's ELBO falls: the
+    // rejected `step:h` keys in `exclude` count the halvings.
+    const halvings = sweep.exclude.filter(isStep).length;
+    if (halvings > MAX_STEP_HALVINGS) {
+      // No step short enough raises the ELBO: this is its maximum along the step (batchVb stops too).
+      state.converged = true;
+      return finish(run, sweep.state, sweep.trace);
+    }
+    state.moves = { exclude: sweep.exclude, candidate: `${STEP_KEY}${halvings}`, base: sweep.base };
+    await newVersion(run, sviUpdate(spec, sweep.state, sweep.stats, 1, 1, 2 ** -halvings), sweep.trace);
+  }
   run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: number + 1, writer: run.writer }));
 }
+
+/** Candidate keys of a non-conjugate family's batch step, `step:<halvings>` (no move's key starts so). */
+const STEP_KEY = 'step:';
+const isStep = (key: string) => key.startsWith(STEP_KEY);
 
 /**
  * Shards reported for the first time: their counts go to a `counts/` object of this round (read
