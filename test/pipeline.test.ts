@@ -15,7 +15,7 @@ import { handleTaskDelivery, runTask, WorkerCache } from '../lib/pipeline/worker
 import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
-import { drive, inlinePorts } from './support/inline-pipeline.js';
+import { drive, driveRedelivering, inlinePorts } from './support/inline-pipeline.js';
 
 const forum = readFileSync('examples/forum.csv');
 
@@ -126,25 +126,10 @@ describe('merge and delete moves through the rounds', () => {
     expect(reportedComponents(derive(spec, split))).toHaveLength(5);
     await ctx.store.put(start.posteriorKey, encodePosterior(spec, { version: 0, state: split, trace: [] }));
 
-    const cache = new WorkerCache();
     let candidates = 0;
-    for (let step = 0; step < 10_000; step++) {
-      for (let batch = await ctx.tasks.receive(10, 0); batch.length; batch = await ctx.tasks.receive(10, 0))
-        for (const task of batch) {
-          await handleTaskDelivery(ctx, task, 3, cache);
-          await ctx.tasks.delete(task);
-        }
-      const delivered = await ctx.updates.receive(10, 0);
-      const messages = delivered.map((m) => parseMessage(UpdateMessage, m.body, 'updates'));
-      await handleUpdates(ctx, messages);
-      for (const m of delivered) await ctx.updates.delete(m);
-      const after = (await readJson<RunState>(ctx.store, stateKey)).value;
+    await driveRedelivering(ctx, stateKey, (after) => {
       if (after.moves?.candidate) candidates++;
-      // The same completions again (a redelivery, a second worker's message): nothing changes.
-      await handleUpdates(ctx, messages);
-      expect((await readJson<RunState>(ctx.store, stateKey)).value).toEqual(after);
-      if (after.status !== 'running') break;
-    }
+    });
     const state = (await readJson<RunState>(ctx.store, stateKey)).value;
     expect(state.status).toBe('done');
     expect(state.converged).toBe(true);
@@ -169,26 +154,12 @@ describe('a rejected move through the rounds', () => {
     const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 300, sviEpochs: 0 } });
     const manifest = await planRun(ctx, { dataset: 'small', config }, ctx.kernel);
     const stateKey = keys.state('small', manifest.runId);
-    const cache = new WorkerCache();
     let rejected = 0;
     let rounds = 0;
-    for (let step = 0; step < 10_000; step++) {
-      for (let batch = await ctx.tasks.receive(10, 0); batch.length; batch = await ctx.tasks.receive(10, 0))
-        for (const task of batch) {
-          await handleTaskDelivery(ctx, task, 3, cache);
-          await ctx.tasks.delete(task);
-        }
-      const delivered = await ctx.updates.receive(10, 0);
-      const messages = delivered.map((m) => parseMessage(UpdateMessage, m.body, 'updates'));
-      await handleUpdates(ctx, messages);
-      for (const m of delivered) await ctx.updates.delete(m);
-      rounds += delivered.length;
-      const after = (await readJson<RunState>(ctx.store, stateKey)).value;
+    await driveRedelivering(ctx, stateKey, (after, completions) => {
+      rounds += completions;
       rejected = Math.max(rejected, after.moves?.exclude.length ?? 0);
-      await handleUpdates(ctx, messages);
-      expect((await readJson<RunState>(ctx.store, stateKey)).value).toEqual(after);
-      if (after.status !== 'running') break;
-    }
+    });
     const state = (await readJson<RunState>(ctx.store, stateKey)).value;
     expect(state.status).toBe('done');
     expect(rejected).toBeGreaterThan(0);
