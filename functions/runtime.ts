@@ -38,6 +38,8 @@ export function roleContext(logger: Logger): RoleContext {
     // A message that fails for good goes here at once (lib/pipeline/failures.ts).
     deadLetter: { tasks: deadLetter('tasks'), updates: deadLetter('updates'), uploads: ports.ingestFailures },
     log: asLog(logger),
+    // Idle workers store the shards' binary copies while the planner initializes (planner.ts).
+    announceShards: true,
     ...(concurrency > 0 ? { workerConcurrency: concurrency } : {}),
   };
 }

@@ -11,7 +11,7 @@ import { derive } from '../lib/model/posterior.js';
 import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
-import { handleTaskDelivery, runTask, WorkerCache } from '../lib/pipeline/worker.js';
+import { csvShardCodec, handleTaskDelivery, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -76,6 +76,57 @@ describe('pipeline roles over in-memory ports', () => {
     await ctx.store.put('datasets/forum/data/a.csv', forum.subarray(0, forum.length / 2));
     await expect(runTask(ctx, task, new WorkerCache())).rejects.toThrow('changed since the run was planned');
     expect(await runTask(ctx, task, ahead)).toEqual(readItself);
+  });
+
+  it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same', async () => {
+    const fit = async (announceShards: boolean) => {
+      const ctx = inlinePorts();
+      await ctx.store.put('datasets/forum/data/a.csv', forum);
+      let csvReads = 0;
+      const getRange = ctx.store.getRange.bind(ctx.store);
+      ctx.store.getRange = (key, start, end, options) => ((csvReads += key.endsWith('.csv') ? 1 : 0), getRange(key, start, end, options));
+      const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
+      const request = { dataset: 'forum', config, runId: 'run', now: new Date('2026-01-01T00:00:00Z'), workers: 4 };
+      const manifest = await planRun({ ...ctx, announceShards }, request, ctx.kernel);
+      // The prefetch messages come first; another container (cache) takes them.
+      const prefetcher = new WorkerCache();
+      const messages = await ctx.tasks.receive(100, 0);
+      const prefetches = messages.filter((m) => JSON.parse(m.body).kind === 'prefetch');
+      for (const m of prefetches) await handleTaskDelivery(ctx, m, 3, prefetcher);
+      for (const m of messages) await (prefetches.includes(m) ? ctx.tasks.delete(m) : ctx.tasks.release(m));
+      csvReads = 0;
+      const progress = await drive(ctx);
+      expect(progress.status).toBe('done');
+      const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
+      const doc = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
+      return { manifest, prefetches: prefetches.length, csvReads, doc };
+    };
+    const announced = await fit(true);
+    const plain = await fit(false);
+    expect(announced.manifest.prefetched).toBe(true);
+    expect(announced.manifest.shards.length).toBeGreaterThan(2);
+    // One message per worker, SHARDS_PER_WORKER shards each, covering every shard here.
+    expect(announced.prefetches).toBe(Math.ceil(announced.manifest.shards.length / 2));
+    expect(announced.csvReads).toBe(0);
+    expect(plain.prefetches).toBe(0);
+    expect(plain.csvReads).toBeGreaterThanOrEqual(plain.manifest.shards.length);
+    expect(announced.doc.elbo).toBe(plain.doc.elbo);
+    expect(announced.doc.components).toEqual(plain.doc.components);
+  });
+
+  it('a binary copy stored before the relevant covariates were chosen is read with the manifest\'s columns', () => {
+    const rows: ShardRows = {
+      counts: { rows: 2, skipped: 0, lines: 2, skippedExamples: [] },
+      batch: { n: 2, x: Float32Array.of(1, 2, 3, 4, 5, 6), u: Float32Array.of(1, 2, 3, 1, 4, 5, 6, 1), y: Float32Array.of(7, 8) },
+      xColumns: ['a', 'b', 'c'],
+    };
+    const copy = csvShardCodec.decode(csvShardCodec.encode(rows), 'copy');
+    expect(copy.xColumns).toEqual(['a', 'b', 'c']);
+    const narrowed = withClusteringColumns(copy, ['a', 'c']);
+    expect([...narrowed.batch.x]).toEqual([1, 3, 4, 6]);
+    expect([...narrowed.batch.u]).toEqual([...rows.batch.u]);
+    expect(withClusteringColumns(copy, ['a', 'b', 'c'])).toBe(copy);
+    expect(() => withClusteringColumns(copy, ['d'])).toThrow('holds clustering columns a, b, c, not d');
   });
 
   it('warm-starts a refit from the dataset\'s last model when the columns and model match', async () => {

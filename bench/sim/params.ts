@@ -69,6 +69,11 @@ export const SimParams = z.strictObject({
       standardPerMinute: positive.default(300),
       /** CPU of an aggregator invocation besides its requests (decode, add, update, encode). */
       aggregatorCpu: seconds.default(0.02),
+      /**
+       * The planner announces the shards before it initializes (RoleContext.announceShards, on in
+       * the AWS roles): workers cold-start and store the shards' binary copies meanwhile.
+       */
+      announceShards: z.boolean().default(true),
     })
     .strict()
     .prefault({}),
@@ -88,14 +93,15 @@ export const SimParams = z.strictObject({
 });
 export type SimParams = z.infer<typeof SimParams>;
 
-/** Apply `path=value` overrides (numbers, or strings for enums) to the defaults. */
+/** Apply `path=value` overrides (numbers, true/false, or strings for enums) to the defaults. */
 export function paramsWith(overrides: string[]): SimParams {
   const raw: Record<string, Record<string, unknown>> = {};
   for (const o of overrides) {
     const m = /^(\w+)\.(\w+)=(.+)$/.exec(o);
     if (!m) throw new Error(`--set ${o}: expected section.name=value (e.g. s3.getLatency=0.02)`);
     const [, section, name, text] = m;
-    raw[section] = { ...raw[section], [name]: Number.isNaN(Number(text)) ? text : Number(text) };
+    const value = text === 'true' || text === 'false' ? text === 'true' : Number.isNaN(Number(text)) ? text : Number(text);
+    raw[section] = { ...raw[section], [name]: value };
   }
   const parsed = SimParams.safeParse(raw);
   if (!parsed.success) throw new Error(`--set: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

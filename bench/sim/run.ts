@@ -30,7 +30,7 @@ import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
 import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
 import { planRun, shardRowsFor } from '../../lib/pipeline/planner.js';
 import { keys, parseMessage, UpdateMessage } from '../../lib/pipeline/protocol.js';
-import { readJson, silentLog, type Manifest, type RunState } from '../../lib/pipeline/run.js';
+import { readJson, silentLog, type Manifest, type PlanPhase, type PrefetchPlan, type RunState } from '../../lib/pipeline/run.js';
 import { csvShardCodec, handleTaskDelivery, WorkerCache, type ShardCodec, type ShardRows } from '../../lib/pipeline/worker.js';
 import { adjustedRandIndex } from '../metrics.js';
 import { chargeCpu, cpuCharged, invocation, payCpu, VirtualClock } from './clock.js';
@@ -62,6 +62,8 @@ export interface SimResult {
   shardRows: number;
   tasks: number;
   rounds: { svi: number; batch: number };
+  /** When each aggregator invocation ended (s): with one round-complete message each, the rounds' ends. */
+  roundEnds: number[];
   aggregator: { invocations: number; busySeconds: number; utilization: number };
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
@@ -156,7 +158,7 @@ function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; ba
  */
 function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv): ShardCodec {
   let rates: { parse: number; decode: number } | undefined;
-  const calibrate = (manifest: Manifest, index: number) => {
+  const calibrate = (manifest: PrefetchPlan, index: number) => {
     const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
     csvShardCodec.parse(manifest, index, lines); // warm-up
     const [rows, parse] = cpuSeconds(() => csvShardCodec.parse(manifest, index, lines));
@@ -230,10 +232,15 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
 
   // The planner's CPU: a dry run of the same planning here, without the clock.
   const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
+  // Split at the initialization: what comes after it is charged after the prefetch messages went out.
   const started = process.cpuUsage();
-  await planRun(dry, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
+  let beforeInit: NodeJS.CpuUsage | undefined;
+  const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= process.cpuUsage(started))) };
+  await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
   const used = process.cpuUsage(started);
-  const plannerCpu = (used.user + used.system) / 1e6 / vcpu(p.lambda.plannerMemoryMb);
+  const cpuOf = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6 / vcpu(p.lambda.plannerMemoryMb);
+  const plannerCpu = cpuOf(beforeInit ?? used);
+  const initializeCpu = cpuOf(used) - plannerCpu;
 
   const clock = new VirtualClock();
   cpuCharged.clear();
@@ -259,6 +266,8 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     log: silentLog,
     workerConcurrency: workers,
     renderReport: async (...args: Parameters<typeof renderReport>) => renderReport(...args),
+    announceShards: p.lambda.announceShards,
+    onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && chargeCpu(initializeCpu, 'initialize')),
   };
   const workerSpeed = vcpu(p.lambda.workerMemoryMb);
   const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
@@ -269,6 +278,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let ended = false;
   let tasksDone = 0;
   let plannerSeconds = 0;
+  const roundEnds: number[] = [];
   void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
     manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId: SIM_RUN }, kernel);
     await payCpu(clock);
@@ -288,7 +298,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
     handle: async ([message], cache) => {
       await handleTaskDelivery(workerCtx, message, 3, cache);
-      tasksDone += 1;
+      if (!message.body.includes('"kind":"prefetch"')) tasksDone += 1;
     },
   });
   const aggregatorMapping = eventSourceMapping({
@@ -304,6 +314,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     container: () => undefined,
     handle: async (messages) => {
       const done = await handleUpdates(ctx, messages.map((m) => parseMessage(UpdateMessage, m.body, updates.name)));
+      roundEnds.push(clock.now);
       if (done.length) ended = true;
     },
   });
@@ -338,6 +349,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     shardRows: Math.round(rows / manifest!.shards.length),
     tasks: tasksDone,
     rounds: { svi, batch: doc.trace.length - svi },
+    roundEnds,
     aggregator: {
       invocations: aggregatorMapping.stats.invocations,
       busySeconds: aggregatorMapping.stats.busySeconds,

@@ -9,10 +9,12 @@
  *   read `datasets/<name>/model.json`, list and range-read `datasets/<name>/data/*.csv`, read the
  *   warm-start pointer `models/<name>/latest.json` and the posterior it names (under `runs/`), read
  *   and write the active-run marker and a running run's state, and write the manifest, the state and
- *   posterior version 0 (tagged as an intermediate) under `runs/`. The planner with an empty schedule
+ *   posterior version 0 (tagged as an intermediate) under `runs/`; before it initializes, the
+ *   prefetch plan (tagged) under `runs/` and prefetch messages to the tasks queue. The planner with an empty schedule
  *   list also lists `datasets/` for the model.json files (`configuredDatasets`).
  * - worker (worker.ts) reads the manifest and posterior versions under `runs/` and its shard under
- *   `datasets/`, writes assignment parts, offloaded result payloads (tagged), binary shard copies,
+ *   `datasets/` (and, for a prefetch message, the prefetch plan under `runs/`), writes assignment
+ *   parts, offloaded result payloads (tagged), binary shard copies,
  *   partial sums and group sums under `runs/`, and lists a round's partial and group sums
  *   (`runs/<name>/<runId>/rounds/…`) to see whether its group is complete; it starts a pending refit
  *   (a refit message), which is `requestRefit` again: so it has the starters' grants too. A task that

@@ -26,7 +26,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
-import { INTERMEDIATE_TAGS, keys } from './protocol.js';
+import { INTERMEDIATE_TAGS, keys, type PrefetchMessage } from './protocol.js';
 import {
   encodePosterior,
   jsonBody,
@@ -34,6 +34,7 @@ import {
   silentLog,
   specOf,
   type Manifest,
+  type PrefetchPlan,
   type RoleContext,
   type Shard,
 } from './run.js';
@@ -131,6 +132,24 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
   return same ? doc : undefined;
 }
 
+/**
+ * Before the initialization (seconds of one core on a large sample), tell the workers the shards:
+ * one prefetch message per worker, each naming SHARDS_PER_WORKER shards, whose binary copies an
+ * idle worker stores meanwhile (worker.ts WorkerCache.storeAhead), so the first round decodes them
+ * instead of parsing CSV, and the workers' cold starts pass while the planner works (docs/deploy.md
+ * §6). No more than one message per worker: a prefetch still queued when the first round starts
+ * would race its shard's task, and both would parse the CSV.
+ */
+async function announceShards(ctx: RoleContext, plan: PrefetchPlan, workers: number): Promise<void> {
+  await ctx.store.put(keys.prefetchPlan(plan.dataset, plan.runId), jsonBody(plan), { tags: { ...INTERMEDIATE_TAGS } });
+  const messages: PrefetchMessage[] = [];
+  for (let s = 0; s < Math.min(plan.shards.length, workers * SHARDS_PER_WORKER); s += SHARDS_PER_WORKER) {
+    const shards = plan.shards.slice(s, s + SHARDS_PER_WORKER).map((shard) => shard.index);
+    messages.push({ kind: 'prefetch', dataset: plan.dataset, runId: plan.runId, shards });
+  }
+  await ctx.tasks.sendBatch(messages.map((m) => ({ body: JSON.stringify(m) })));
+}
+
 export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel): Promise<Manifest> {
   const log = ctx.log ?? silentLog;
   const now = request.now ?? new Date();
@@ -192,6 +211,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     log.info('warm start', { runId, from: warm.runId });
   } else {
     let standardization = standardizationOf(columnPlan, config.family, sample.parsed, first.name);
+    const prefetched = ctx.announceShards === true && draft.binaryShards;
+    if (prefetched) await announceShards(ctx, { ...draft, standardization }, workers);
     let spec = specOf({ config, plan: columnPlan });
     const batch = toBatch(columnPlan, standardization, sample.parsed);
     const total = config.schedule.restarts;
@@ -213,6 +234,7 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
       standardization,
       rowEstimate: sample.rowEstimate,
       sample: { rows: sample.parsed.rows, skipped: sample.parsed.skippedCount, elbo: init.elbo, restartElbos: init.restartElbos },
+      ...(prefetched ? { prefetched } : {}),
     };
     state = withUpdatedAlpha(spec, scaleToRows(spec, init.state, batch.n, sample.rowEstimate));
   }

@@ -39,6 +39,8 @@ export const keys = {
   /** Versions carry a unique suffix so a losing aggregator's write never clobbers the winner's. */
   posterior: (dataset: string, runId: string, version: number, writer: string) =>
     `runs/${dataset}/${runId}/posterior/v${pad(version, 6)}-${writer}.bin`,
+  /** What workers need to parse shards ahead of the first round (a PrefetchPlan; planner.ts announceShards). */
+  prefetchPlan: (dataset: string, runId: string) => `runs/${dataset}/${runId}/prefetch.json`,
   /** A shard's parsed, standardized rows (float32), written on its first read: later passes read no CSV. */
   shardRows: (dataset: string, runId: string, shard: number) => `runs/${dataset}/${runId}/shards/s${pad(shard, 6)}.bin`,
   /** One task's statistics, under its group's prefix (the group's combiner lists that prefix). */
@@ -133,8 +135,16 @@ export type TaskMessage = z.infer<typeof TaskMessage>;
 export const RefitMessage = z.object({ kind: z.literal('refit'), dataset: DatasetName, after: z.string().min(1).optional() });
 export type RefitMessage = z.infer<typeof RefitMessage>;
 
+/**
+ * Planner → workers, while it initializes: parse these shards and store their binary copies
+ * (keys.shardRows), so the first round reads no CSV. Advisory: a prefetch that fails is logged and
+ * dropped, and the shard's first task reads the CSV as without one.
+ */
+export const PrefetchMessage = z.object({ kind: z.literal('prefetch'), dataset: DatasetName, runId: z.string().min(1), shards: z.array(z.number().int().min(0)).min(1) });
+export type PrefetchMessage = z.infer<typeof PrefetchMessage>;
+
 /** What the tasks queue carries. */
-export const TasksQueueMessage = z.discriminatedUnion('kind', [TaskMessage, RefitMessage]);
+export const TasksQueueMessage = z.discriminatedUnion('kind', [TaskMessage, RefitMessage, PrefetchMessage]);
 export type TasksQueueMessage = z.infer<typeof TasksQueueMessage>;
 
 export const SkippedRowReport = z.object({

@@ -36,6 +36,11 @@ export interface Manifest {
   binaryShards: boolean;
   /** Write per-row assignments at the end. */
   assign: boolean;
+  /**
+   * Workers were told to store the shards' binary copies while the planner initialized
+   * (RoleContext.announceShards): a first read looks for the copy before it reads CSV.
+   */
+  prefetched?: boolean;
   /** The model this run warm-started from, if any. */
   warmStartFrom?: string;
 }
@@ -190,10 +195,24 @@ export interface RoleContext {
    * workers can read and parse them meanwhile (the local runner's threads do: WorkerCache.prefetch).
    */
   onShardsPlanned?: (planned: ShardPlan) => void;
+  /**
+   * Send the tasks queue a prefetch message per shard once the sample is standardized, so that
+   * workers parse the shards and store their binary copies while the planner initializes (the AWS
+   * roles; docs/deploy.md §6). @default false (the local runner's threads prefetch in memory)
+   */
+  announceShards?: boolean;
 }
 
 /** What a worker needs of a run to read and parse a shard: fixed before the run's first round. */
 export type ShardPlan = Pick<Manifest, 'runId' | 'plan' | 'files' | 'shards'>;
+
+/**
+ * What a worker needs to store a shard's binary copy (standardized rows) before the manifest
+ * exists: fixed once the planner has standardized its sample. Its `plan.x` may hold more columns
+ * than the manifest's, which clusters on the relevant ones only (inference/relevance.ts); a copy
+ * names its columns, and a reader keeps the manifest's.
+ */
+export type PrefetchPlan = ShardPlan & Pick<Manifest, 'dataset' | 'standardization'>;
 
 /** renderReport's arguments (lib/model/report.ts), answered asynchronously. */
 export type ReportRenderer = (...args: Parameters<typeof import('../model/report.js').renderReport>) => Promise<string>;

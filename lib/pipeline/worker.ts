@@ -15,7 +15,7 @@ import type { Batch } from '../kernel/types.js';
 import type { LocalParams } from '../model/posterior.js';
 import { packSymmetric } from '../model/spec.js';
 import { decodeBinary, encodeBinary } from './binary.js';
-import { describeError, isRetryable } from '../errors.js';
+import { describeError, InternalError, isRetryable } from '../errors.js';
 import { deadLetter, failureOf } from './failures.js';
 import { requestRefit } from './ingest.js';
 import { NotFoundError, PreconditionFailedError, type ObjectStore, type QueueMessage } from './ports.js';
@@ -27,11 +27,12 @@ import {
   parseMessage,
   TasksQueueMessage,
   updateSendOptions,
+  type PrefetchMessage,
   type RoundCompleteMessage,
   type SkippedRowReport,
   type TaskMessage,
 } from './protocol.js';
-import { readJson, readPosterior, silentLog, specOf, type Manifest, type ShardPlan, type WorkerContext } from './run.js';
+import { readJson, readPosterior, silentLog, specOf, type Manifest, type PrefetchPlan, type ShardPlan, type WorkerContext } from './run.js';
 
 /** Parallel object reads of one role invocation (S3 serves these concurrently). */
 export const READ_CONCURRENCY = 32;
@@ -56,6 +57,8 @@ export interface ShardCounts {
 export interface ShardRows {
   counts: ShardCounts;
   batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array; offset?: Float32Array };
+  /** The clustering columns x holds, in order. @default the manifest's (plan.x) */
+  xColumns?: string[];
   /** @default 1 (see LoadedShard.weight) */
   weight?: number;
 }
@@ -67,23 +70,40 @@ export interface ShardRows {
  * worker does (its reads, writes and reduce) is the real code at any scale.
  */
 export interface ShardCodec {
-  parse(manifest: Manifest, index: number, bytes: Uint8Array): ShardRows;
+  parse(manifest: PrefetchPlan, index: number, bytes: Uint8Array): ShardRows;
   encode(rows: ShardRows): Uint8Array;
   decode(bytes: Uint8Array, key: string): ShardRows;
 }
 
 /** A shard's parsed CSV rows as the kernel takes them: standardized, at float32. */
-function shardRowsOf(manifest: Manifest, parsed: ParsedRows): ShardRows {
+function shardRowsOf(manifest: PrefetchPlan, parsed: ParsedRows): ShardRows {
   // toBatch first: it moves rows the kernel cannot take to the skipped ones.
   const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
-  return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch };
+  return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch, xColumns: manifest.plan.x };
+}
+
+/**
+ * The rows with x narrowed to `columns` (a copy stored while the planner had not yet chosen the
+ * relevant covariates holds every candidate; PrefetchPlan). The standardization of a kept column
+ * does not depend on the others, so the kept values are the manifest's.
+ */
+export function withClusteringColumns(rows: ShardRows, columns: readonly string[]): ShardRows {
+  const held = rows.xColumns;
+  if (!held || (held.length === columns.length && held.every((c, i) => c === columns[i]))) return rows;
+  const at = columns.map((c) => held.indexOf(c));
+  if (at.includes(-1)) throw new InternalError(`a shard's binary copy holds clustering columns ${held.join(', ')}, not ${columns.join(', ')}`);
+  const { n, x } = rows.batch;
+  const D = held.length;
+  const narrowed = new Float32Array(n * at.length);
+  for (let i = 0; i < n; i++) for (let j = 0; j < at.length; j++) narrowed[i * at.length + j] = x[i * D + at[j]];
+  return { ...rows, batch: { ...rows.batch, x: narrowed }, xColumns: [...columns] };
 }
 
 export const csvShardCodec: ShardCodec = {
   parse(manifest, index, bytes) {
     return shardRowsOf(manifest, parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes));
   },
-  encode({ counts, batch, weight }) {
+  encode({ counts, batch, weight, xColumns }) {
     // u = [r; 1]: the intercept is not stored, nor r when it repeats x (the default columns).
     const D = batch.n ? batch.x.length / batch.n : 0;
     const P = batch.n ? batch.u.length / batch.n : 1;
@@ -96,11 +116,11 @@ export const csvShardCodec: ShardCodec = {
       }
     const arrays: Record<string, Float32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
     if (batch.offset) arrays.offset = batch.offset;
-    return encodeBinary({ format: 'clusterwise/shard@1', ...counts, weight: weight ?? 1, P }, arrays);
+    return encodeBinary({ format: 'clusterwise/shard@1', ...counts, weight: weight ?? 1, P, ...(xColumns ? { xColumns } : {}) }, arrays);
   },
   decode(bytes, key) {
-    const { header, arrays } = decodeBinary<ShardCounts & { weight: number; P: number }>(bytes, key);
-    const { rows, skipped, lines, skippedExamples, weight, P } = header;
+    const { header, arrays } = decodeBinary<ShardCounts & { weight: number; P: number; xColumns?: string[] }>(bytes, key);
+    const { rows, skipped, lines, skippedExamples, weight, P, xColumns } = header;
     const x = arrays.x as Float32Array;
     const y = arrays.y as Float32Array;
     const r = (arrays.r ?? x) as Float32Array;
@@ -111,7 +131,7 @@ export const csvShardCodec: ShardCodec = {
       u[i * P + P - 1] = 1;
     }
     const offset = arrays.offset as Float32Array | undefined;
-    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y, ...(offset ? { offset } : {}) } };
+    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y, ...(offset ? { offset } : {}) }, ...(xColumns ? { xColumns } : {}) };
   },
 };
 
@@ -158,6 +178,7 @@ function toBatch64(rows: ShardRows): Batch {
  */
 export class WorkerCache {
   private manifests = new Map<string, Manifest>();
+  private prefetchPlans = new Map<string, Promise<PrefetchPlan>>();
   private params = new Map<string, LocalParams>();
   private shards = new Map<string, LoadedShard>();
   private shardBytes = 0;
@@ -208,6 +229,30 @@ export class WorkerCache {
     }
   }
 
+  /**
+   * Parses shards the planner announced (PrefetchMessage) and stores their binary copies, for the
+   * first round to read. Never fails: the shard's task reads its CSV again and reports what failed.
+   */
+  async storeAhead(ctx: WorkerContext, message: PrefetchMessage): Promise<void> {
+    const log = ctx.log ?? silentLog;
+    const planKey = keys.prefetchPlan(message.dataset, message.runId);
+    let plan = this.prefetchPlans.get(planKey);
+    if (!plan) {
+      plan = readJson<PrefetchPlan>(ctx.store, planKey).then((r) => r.value);
+      this.prefetchPlans.set(planKey, plan);
+      plan.catch(() => this.prefetchPlans.delete(planKey));
+    }
+    for (const index of message.shards) {
+      try {
+        const source = await plan;
+        const rows = this.codec.parse(source, index, await readShardBytes(ctx, source, index));
+        await ctx.store.put(keys.shardRows(source.dataset, source.runId, index), this.codec.encode(rows), { tags: { ...INTERMEDIATE_TAGS } });
+      } catch (error) {
+        log.warn('prefetch failed; the shard\'s task reads its CSV', { runId: message.runId, shard: index, reason: describeError(error) });
+      }
+    }
+  }
+
   /** `fresh`: no pass has read the shard yet, so it has no binary copy to look for. */
   async shard(ctx: WorkerContext, manifest: Manifest, index: number, fresh = false): Promise<LoadedShard> {
     const id = `${manifest.runId}/${index}`;
@@ -217,8 +262,10 @@ export class WorkerCache {
     this.prefetched.delete(id);
     // Parsed for the same columns (planning may narrow x after it, not what is parsed).
     const parsed = ahead?.select === JSON.stringify(manifest.plan.select) ? ahead.parsed : undefined;
-    const stored = manifest.binaryShards && !fresh && !parsed ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
-    const rows = stored ?? (await parseShard(ctx, manifest, index, this.codec, parsed));
+    // A prefetched run's first read looks for the copy too (its prefetch may have stored it).
+    const look = manifest.binaryShards && (!fresh || manifest.prefetched === true) && !parsed;
+    const stored = look ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
+    const rows = stored ? withClusteringColumns(stored, manifest.plan.x) : await parseShard(ctx, manifest, index, this.codec, parsed);
     const entry: LoadedShard = {
       ...rows.counts,
       weight: rows.weight ?? 1,
@@ -412,6 +459,10 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
   let task: TaskMessage | undefined;
   try {
     const parsed = parseMessage(TasksQueueMessage, message.body, ctx.tasks.name);
+    if (parsed.kind === 'prefetch') {
+      await cache.storeAhead(ctx, parsed);
+      return;
+    }
     if (parsed.kind === 'refit') {
       // The message id is the same on every delivery: a redelivery after a crash resumes the refit.
       const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel, {}, { request: `refit/${message.id}`, ...(parsed.after ? { after: parsed.after } : {}) });

@@ -76,10 +76,12 @@ describe(`${ROWS.toLocaleString('en')} rows, ${WORKERS} worker processes and an 
     const roles = [...Array.from({ length: WORKERS }, () => startRole({ role: 'worker', ...roleOptions })), startRole({ role: 'aggregator', ...roleOptions })];
     await Promise.all(roles.map((r) => r.next()));
 
-    // The planner, here, with the same counting as the role processes.
+    // The planner, here, with the same counting as the role processes; it announces the shards as
+    // the AWS roles do (functions/runtime.ts), and so does the simulator by default.
     const measured = emptyCounts();
     const store = countingStore(raw, measured);
     const ctx = {
+      announceShards: true,
       store,
       tasks: countingQueue(new SqsQueue({ client: emulator.sqs, queueUrl: tasksQueue.url, store }), measured),
       updates: countingQueue(new SqsQueue({ client: emulator.sqs, queueUrl: updatesQueue.url, store }), measured),
