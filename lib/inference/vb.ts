@@ -114,6 +114,16 @@ export function localSums<P>(kernel: Kernel<P>, params: LocalParams, prepared: {
   return sums;
 }
 
+/**
+ * A state's local step over in-memory batches and its ELBO, its derived quantities formed once
+ * (they give both the kernel's parameters and the KL).
+ */
+export function evaluateState<P>(spec: ModelSpec, state: GlobalState, kernel: Kernel<P>, prepared: { n: number; data: P }[]): { sums: BatchSums; elbo: number } {
+  const derived = derive(spec, state);
+  const sums = localSums(kernel, localParams(derived), prepared);
+  return { sums, elbo: sums.logLik - klDivergence(derived, state) };
+}
+
 /** ELBO of a state whose local step gave `logLik` (the logsumexp terms): Σ logsumexp − KL. */
 export function elboOf(spec: ModelSpec, state: GlobalState, logLik: number): number {
   return logLik - klDivergence(derive(spec, state), state);
@@ -195,8 +205,7 @@ export function batchVb<P>(
   const trace: number[] = [];
   const accepted: string[] = [];
   const rejected = new Set<string>();
-  let sums = localSums(kernel, paramsFor(spec, state), prepared);
-  let elbo = elboOf(spec, state, sums.logLik);
+  let { sums, elbo } = evaluateState(spec, state, kernel, prepared);
   for (let it = 0; ; it++) {
     trace.push(elbo);
     options.onIteration?.(it, elbo);
@@ -205,8 +214,7 @@ export function batchVb<P>(
     let moved = false;
     if (options.propose && it + 1 < options.maxIterations) {
       for (const candidate of options.propose({ state, stats: sums.stats, elbo, previousElbo }, rejected)) {
-        const candidateSums = localSums(kernel, paramsFor(spec, candidate.state), prepared);
-        const candidateElbo = elboOf(spec, candidate.state, candidateSums.logLik);
+        const { sums: candidateSums, elbo: candidateElbo } = evaluateState(spec, candidate.state, kernel, prepared);
         if ((options.accept ?? ((a, b) => b > a))(elbo, candidateElbo)) {
           [state, sums, elbo, moved] = [candidate.state, candidateSums, candidateElbo, true];
           accepted.push(candidate.key);
@@ -220,16 +228,12 @@ export function batchVb<P>(
     if (converged || it + 1 >= options.maxIterations) return { state, elbo, trace, converged, accepted };
     if (familyOf(spec.family).exactUpdate) {
       state = batchUpdate(spec, state, sums.stats);
-      sums = localSums(kernel, paramsFor(spec, state), prepared);
-      elbo = elboOf(spec, state, sums.logLik);
+      ({ sums, elbo } = evaluateState(spec, state, kernel, prepared));
       continue;
     }
     // A natural-gradient step (non-conjugate family) may overshoot: halve it, λ + t (λ0 + S − λ),
     // until the ELBO does not fall (it is an ascent direction, so a short enough step rises).
-    const step = shortenedStep(spec, state, sums, elbo, (candidate) => {
-      const candidateSums = localSums(kernel, paramsFor(spec, candidate), prepared);
-      return { sums: candidateSums, elbo: elboOf(spec, candidate, candidateSums.logLik) };
-    });
+    const step = shortenedStep(spec, state, sums, elbo, (candidate) => evaluateState(spec, candidate, kernel, prepared));
     if (!step) return { state, elbo, trace, converged: true, accepted };
     [state, sums, elbo] = [step.state, step.sums, step.elbo];
   }
