@@ -7,6 +7,7 @@ import type { Delimiter, ModelConfig } from '../config.js';
 import { familyOf } from '../model/families/index.js';
 import type { Batch } from '../kernel/types.js';
 import type { ObjectStore } from '../pipeline/ports.js';
+import pMap from 'p-map';
 import {
   parseHeader,
   parseRows,
@@ -354,6 +355,9 @@ function concatParsed(parts: ParsedRows[]): ParsedRows {
   };
 }
 
+/** Sample windows read at once. */
+const SAMPLE_READS = 8;
+
 /**
  * Read about `targetRows` rows spread over all files: `chunks` byte windows at evenly spaced
  * offsets of the concatenated data, each cut to whole lines. Small data is read whole.
@@ -370,32 +374,34 @@ export async function readSample(
   const bytesPerLine = probe.lineCount > 0 ? Math.max(1, firstBytes.length / probe.lineCount) : 64;
   const totalBytes = files.reduce((s, f) => s + (f.size - f.dataStart), 0);
   const wantedBytes = targetRows * bytesPerLine;
-  const parts: ParsedRows[] = [];
+  // The windows are read concurrently (SAMPLE_READS at a time): on S3 each is a request's latency,
+  // and read one after another they were most of a large run's planning.
+  const whole = wantedBytes >= totalBytes * 0.8;
+  const window = Math.ceil(wantedBytes / chunks);
+  const windows = whole
+    ? files.map((file) => ({ file, start: file.dataStart, end: file.size, firstLine: 2 as number | undefined })) // line 1 is the header
+    : Array.from({ length: chunks }, (_, c) => {
+        let offset = Math.floor((c * totalBytes) / chunks);
+        const file = files.find((f) => {
+          const length = f.size - f.dataStart;
+          if (offset < length) return true;
+          offset -= length;
+          return false;
+        })!;
+        const start = file.dataStart + offset;
+        return { file, start, end: Math.min(file.size, start + window), firstLine: undefined };
+      });
   let sampledBytes = 0;
-  if (wantedBytes >= totalBytes * 0.8) {
-    for (const f of files) {
-      const bytes = await readOwnedLines(store, f.key, f.dataStart, f.size, f.dataStart, { fileSize: f.size });
-      sampledBytes += bytes.length;
-      parts.push(parseWith(plan, f, bytes, 2)); // line 1 is the header
-    }
-  } else {
-    const window = Math.ceil(wantedBytes / chunks);
-    for (let c = 0; c < chunks; c++) {
-      let offset = Math.floor((c * totalBytes) / chunks);
-      const file = files.find((f) => {
-        const length = f.size - f.dataStart;
-        if (offset < length) return true;
-        offset -= length;
-        return false;
-      })!;
-      const start = file.dataStart + offset;
-      const end = Math.min(file.size, start + window);
+  const parts = await pMap(
+    windows,
+    async ({ file, start, end, firstLine }) => {
       const bytes = await readOwnedLines(store, file.key, start, end, file.dataStart, { fileSize: file.size });
       sampledBytes += bytes.length;
-      parts.push(parseWith(plan, file, bytes));
-    }
-  }
+      return parseWith(plan, file, bytes, firstLine);
+    },
+    { concurrency: SAMPLE_READS },
+  );
   const parsed = concatParsed(parts);
   const perLine = parsed.lineCount > 0 ? sampledBytes / parsed.lineCount : bytesPerLine;
-  return { parsed, rowEstimate: Math.max(1, Math.round(totalBytes / perLine)), bytesPerLine: perLine, wholeFiles: wantedBytes >= totalBytes * 0.8 };
+  return { parsed, rowEstimate: Math.max(1, Math.round(totalBytes / perLine)), bytesPerLine: perLine, wholeFiles: whole };
 }
