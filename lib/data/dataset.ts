@@ -153,8 +153,8 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
 }
 
 /** Parse whole lines of `file` with the plan's columns. */
-export function parseWith(plan: ColumnPlan, file: DataFile, bytes: Uint8Array, firstLine?: number): ParsedRows {
-  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine, delimiter: file.delimiter });
+export function parseWith(plan: ColumnPlan, file: DataFile, bytes: Uint8Array, firstLine?: number, arrays?: ArraySource): ParsedRows {
+  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine, delimiter: file.delimiter, arrays });
 }
 
 /**

@@ -9,6 +9,7 @@
 import pMap from 'p-map';
 import { readOwnedLines, type ParsedRows } from '../data/csv.js';
 import { parseWith, toBatch } from '../data/dataset.js';
+import { Scratch } from '../data/scratch.js';
 import { DataError, fileNotFound } from '../data/errors.js';
 import { paramsFor, runLocalStep } from '../inference/vb.js';
 import type { Batch } from '../kernel/types.js';
@@ -75,10 +76,18 @@ export interface ShardCodec {
   decode(bytes: Uint8Array, key: string): ShardRows;
 }
 
+/**
+ * The parsed values and the float64 batch of the shard being made, reused shard after shard: they
+ * live only until asFloat32 has copied the batch, and fresh arrays of a shard's size cost as much
+ * as parsing it (first-touch page zeroing; lib/data/scratch.ts). Safe because a shard is made
+ * synchronously, and the copies are what the cache and the binary copy keep.
+ */
+const shardScratch = new Scratch();
+
 /** A shard's parsed CSV rows as the kernel takes them: standardized, at float32. */
 function shardRowsOf(manifest: PrefetchPlan, parsed: ParsedRows): ShardRows {
   // toBatch first: it moves rows the kernel cannot take to the skipped ones.
-  const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed));
+  const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed, shardScratch));
   return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch, xColumns: manifest.plan.x };
 }
 
@@ -101,7 +110,7 @@ export function withClusteringColumns(rows: ShardRows, columns: readonly string[
 
 export const csvShardCodec: ShardCodec = {
   parse(manifest, index, bytes) {
-    return shardRowsOf(manifest, parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes));
+    return shardRowsOf(manifest, parseWith(manifest.plan, manifest.files[manifest.shards[index].file], bytes, undefined, shardScratch));
   },
   encode({ counts, batch, weight, xColumns }) {
     // u = [r; 1]: the intercept is not stored, nor r when it repeats x (the default columns).
