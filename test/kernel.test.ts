@@ -27,7 +27,7 @@ import { batchVb } from '../lib/inference/vb.js';
 import { BackendUnavailableError, loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import { createTfjsKernel } from '../lib/kernel/tfjs.js';
-import type { Batch, LocalStepResult } from '../lib/kernel/types.js';
+import type { Batch, Kernel, LocalStepResult } from '../lib/kernel/types.js';
 import { batchCoordinates, derive, initialAlpha, localParams, type LocalParams } from '../lib/model/posterior.js';
 import { noiseOf } from '../lib/model/families/gaussian.js';
 import { layoutOf, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
@@ -391,6 +391,34 @@ function derivedErrors(spec: ModelSpec, ref: Float64Array, stats: Float64Array):
   }
   return { wishartInverse, noiseRate };
 }
+
+describe('float32 rows (a shard\'s binary copy) go into a kernel as they are', () => {
+  /** The local step of `batch` on a kernel: prepare, step, release. */
+  function stepOn<P>(kernel: Kernel<P>, params: LocalParams, batch: Batch | Batch<Float32Array>): LocalStepResult {
+    const prepared = kernel.prepare(batch);
+    try {
+      return kernel.localStep(params, prepared, { responsibilities: true });
+    } finally {
+      kernel.release(prepared);
+    }
+  }
+
+  it.each(['reference', ...BACKENDS] as const)('%s: the same local step as their float64 widening, to the bit', (name) => {
+    const wide = makeBatch(1000, 4, 5, 'gaussian', { seed: 3 });
+    const narrow: Batch<Float32Array> = { n: wide.n, x: Float32Array.from(wide.x), u: Float32Array.from(wide.u), y: Float32Array.from(wide.y) };
+    const widened: Batch = { n: narrow.n, x: Float64Array.from(narrow.x), u: Float64Array.from(narrow.u), y: Float64Array.from(narrow.y) };
+    const params = makeParams(makeSpec('gaussian', 5, 4, 5, true), widened, 8);
+    const step = (batch: Batch | Batch<Float32Array>) =>
+      name === 'reference' ? stepOn(referenceKernel, params, batch) : stepOn(createTfjsKernel(name, { chunkRows: 384 }), params, batch);
+    const a = step(narrow);
+    const b = step(widened);
+    expect(a.logLik).toBe(b.logLik);
+    expect(a.stats).toEqual(b.stats);
+    expect(a.responsibilities).toEqual(b.responsibilities);
+    // The float64 reference sees the rounding (its float64 rows give another answer); tfjs rounds to float32 itself.
+    if (name === 'reference') expect(step(wide).logLik).not.toBe(a.logLik);
+  });
+});
 
 describe('tight clusters far from the origin: the statistics keep W⁻¹ and the noise rate', () => {
   // 2 clusters at ±3 with sd 0.02 and noise sd 0.01, 8192 rows each; the posterior of the true

@@ -93,9 +93,9 @@ function cpuSeconds<T>(f: () => T): [T, number] {
 const CALIBRATION_ROWS = 100_000;
 
 /** A batch of about `rows` rows made of copies of `batch` (for measuring per-row rates). */
-function tiled(batch: Batch, rows = CALIBRATION_ROWS): Batch {
+function tiled(batch: Batch | Batch<Float32Array>, rows = CALIBRATION_ROWS): Batch {
   const copies = Math.ceil(rows / batch.n);
-  const tile = (v: Float64Array) => {
+  const tile = (v: Float64Array | Float32Array) => {
     const out = new Float64Array(v.length * copies);
     for (let c = 0; c < copies; c++) out.set(v, c * v.length);
     return out;
@@ -109,7 +109,7 @@ function tiled(batch: Batch, rows = CALIBRATION_ROWS): Batch {
  * once on a CALIBRATION_ROWS-row batch (the local step's once per number of active components), so a
  * small call's fixed cost is not multiplied by the weight.
  */
-function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; batch: Batch }> {
+function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; batch: Batch | Batch<Float32Array> }> {
   const stepRate = new Map<number, number>();
   let prepareRate: number | undefined;
   return {

@@ -9,7 +9,7 @@ import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
 
-export const referenceKernel: Kernel<Batch> = {
+export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
   name: 'reference',
   prepare: (batch) => batch,
   release: () => {},

@@ -154,7 +154,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
   return {
     name,
 
-    prepare(batch: Batch): PreparedTensors {
+    prepare(batch: Batch | Batch<Float32Array>): PreparedTensors {
       const { n } = batch;
       const D = n > 0 ? batch.x.length / n : 0;
       const P = n > 0 ? batch.u.length / n : 0;
@@ -397,7 +397,7 @@ function rowConstant(chunk: PreparedChunk, P: number, family: string, fused: Fus
 }
 
 /** Rows [start, end) as the float32 tensors xa = [x, 1] and ub = [u, y] (module comment). */
-function prepareChunk(batch: Batch, start: number, end: number, D: number, P: number): PreparedChunk {
+function prepareChunk(batch: Batch | Batch<Float32Array>, start: number, end: number, D: number, P: number): PreparedChunk {
   const c = end - start;
   const xa = D > 0 ? new Float32Array(c * (D + 1)) : null;
   const ub = new Float32Array(c * (P + 1));

@@ -173,11 +173,9 @@ function asFloat32(batch: Batch): ShardRows['batch'] {
   return out;
 }
 
-function toBatch64(rows: ShardRows): Batch {
-  const { n, x, u, y, offset } = rows.batch;
-  const batch: Batch = { n, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y), weight: rows.weight ?? 1 };
-  if (offset) batch.offset = Float64Array.from(offset);
-  return batch;
+/** The rows as the kernel takes them: float32 as stored (no float64 copy of a shard; Kernel.prepare). */
+function kernelBatch(rows: ShardRows): Batch<Float32Array> {
+  return { ...rows.batch, weight: rows.weight ?? 1 };
 }
 
 /**
@@ -278,7 +276,7 @@ export class WorkerCache {
     const entry: LoadedShard = {
       ...rows.counts,
       weight: rows.weight ?? 1,
-      prepared: ctx.kernel.prepare(toBatch64(rows)),
+      prepared: ctx.kernel.prepare(kernelBatch(rows)),
       bytes: (rows.batch.x.length + rows.batch.u.length + rows.batch.y.length) * 8,
     };
     this.shards.set(id, entry);
