@@ -11,7 +11,6 @@ import { batchVb, paramsFor, runLocalStep } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
-import { createRandom } from '../lib/math/random.js';
 import { predictFile } from '../lib/local/predict-file.js';
 import { Predictor } from '../lib/model/predict.js';
 import { renderReport } from '../lib/model/report.js';
@@ -24,36 +23,7 @@ import { parseWith, toBatch } from '../lib/data/dataset.js';
 import { batchOfRows, responsibilities } from '../lib/rows.js';
 import { makeSpec, randomStart } from './support/models.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
-
-/**
- * A Poisson cluster-weighted model: `groups` clusters of x ∈ R² (sd 0.5 around centres 3 apart),
- * each with its own log-rate θ_gᵀ[x; 1] (+ ln exposure when `exposure`), exposures in [0.5, 2].
- */
-function poissonCwm(n: number, seed: number, exposure = false) {
-  const random = createRandom(seed);
-  const centres = [[-3, 0], [3, 0], [0, 3]];
-  const theta = [[0.3, -0.2, 1.0], [-0.4, 0.1, 2.0], [0.2, 0.4, 0.5]];
-  const rows: { x1: number; x2: number; t: number; y: number; group: number }[] = [];
-  for (let i = 0; i < n; i++) {
-    const group = i % 3;
-    const x1 = centres[group][0] + 0.5 * random.normal();
-    const x2 = centres[group][1] + 0.5 * random.normal();
-    const t = exposure ? 0.5 + 1.5 * random.uniform() : 1;
-    const rate = t * Math.exp(theta[group][0] * x1 + theta[group][1] * x2 + theta[group][2]);
-    // Poisson by inversion (rates here stay below ~30).
-    let y = 0;
-    let p = Math.exp(-rate);
-    let cdf = p;
-    const draw = random.uniform();
-    while (draw > cdf && y < 1000) {
-      y++;
-      p *= rate / y;
-      cdf += p;
-    }
-    rows.push({ x1, x2, t, y, group });
-  }
-  return { rows, theta };
-}
+import { poissonCsv as csv, poissonCwm } from './support/poisson-data.js';
 
 /** Standardized batch of poissonCwm rows (x and u = [x; 1] on the data's own scale is enough here). */
 function batchOf(rows: { x1: number; x2: number; t: number; y: number }[], withOffset: boolean): Batch {
@@ -69,8 +39,6 @@ function batchOf(rows: { x1: number; x2: number; t: number; y: number }[], withO
   return batch;
 }
 
-const csv = (rows: { x1: number; x2: number; t: number; y: number }[]) =>
-  Buffer.from(['x1,x2,t,y', ...rows.map((r) => `${r.x1.toFixed(5)},${r.x2.toFixed(5)},${r.t.toFixed(5)},${r.y}`)].join('\n') + '\n');
 
 describe('poisson: batch VB', () => {
   for (const v of [

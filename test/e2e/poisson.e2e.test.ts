@@ -1,0 +1,86 @@
+/**
+ * End-to-end: a Poisson model with an exposure (lib/model/families/poisson.ts) through the
+ * serverless pipeline on the emulator: the real handlers, an upload in three parts, four worker
+ * pollers and an aggregator (test/e2e/stack.ts), against the local fit of the same files.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../lib/config.js';
+import { fitLocal } from '../../lib/local/runner.js';
+import type { PosteriorDocument } from '../../lib/model/summary.js';
+import { keys } from '../../lib/pipeline/protocol.js';
+import type { Manifest, RunState } from '../../lib/pipeline/run.js';
+import { tempDir } from '../support/cli.js';
+import { pollUntil } from '../support/lambda-poller.js';
+import { poissonCsv, poissonCwm } from '../support/poisson-data.js';
+import { captureLogs, eventSources, loadHandlers, readObject, runEnded, splitCsv, startRun, startStack, type EmulatedStack, type Handlers } from './stack.js';
+
+const DATASET = 'counts';
+const MODEL = {
+  target: 'y',
+  family: 'poisson',
+  columns: ['x1', 'x2'],
+  exposure: 't',
+  components: 6,
+  seed: 5,
+  schedule: { shardRows: 300, tolerance: 1e-7, maxSweeps: 50 },
+};
+
+let stack: EmulatedStack;
+let handlers: Handlers;
+let logs: ReturnType<typeof captureLogs>;
+
+beforeAll(async () => {
+  stack = await startStack({ tasksVisibilitySeconds: 10, updatesVisibilitySeconds: 10 });
+  logs = captureLogs();
+  handlers = await loadHandlers(stack);
+});
+
+afterAll(async () => {
+  logs?.restore();
+  await stack?.stop();
+});
+
+describe('a poisson model on the emulated stack', () => {
+  it('counts every row once, keeps the exposure as the offset, and agrees with the local fit', { timeout: 180_000 }, async () => {
+    const [header, ...lines] = poissonCsv(poissonCwm(2400, 9, true).rows).toString().trim().split('\n');
+    const parts = splitCsv(header, lines, 3);
+    const runId = await startRun(stack, handlers, DATASET, MODEL, parts);
+    const manifest = await readObject<Manifest>(stack, keys.manifest(DATASET, runId));
+    expect(manifest.shards.length).toBeGreaterThanOrEqual(6);
+    const { workers, aggregator } = eventSources(stack, handlers);
+    await pollUntil([workers, aggregator], runEnded(stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
+    const state = await readObject<RunState>(stack, keys.state(DATASET, runId));
+    expect(state.failure).toBeUndefined();
+    expect(state.status).toBe('done');
+    expect(state.seen.count).toBe(manifest.shards.length);
+    expect(state.totalRows).toBe(2400);
+    expect(workers.handlerErrors).toEqual([]);
+    expect(aggregator.handlerErrors).toEqual([]);
+    const remote = await readObject<PosteriorDocument>(stack, keys.result(DATASET, runId, 'posterior.json'));
+    expect(remote.state.config.family).toBe('poisson');
+    expect(remote.state.plan.offset).toMatchObject({ column: 't', log: true });
+    // The three clusters of the data, and nothing else of weight.
+    expect(remote.components.filter((c) => c.weight > 0.05)).toHaveLength(3);
+
+    // The same files and settings on this machine: batch sweeps from the same initialization, so
+    // the two differ only in the order sums are added.
+    const dir = tempDir('clusterwise-e2e-poisson-');
+    const files = parts.map((body, i) => {
+      const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, body);
+      return file;
+    });
+    const local = (await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+    expect(remote.rows).toBe(local.rows);
+    expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
+    expect(remote.components.length).toBe(local.components.length);
+    remote.components.forEach((c, k) => {
+      expect(c.weight).toBeCloseTo(local.components[k].weight, 5);
+      c.coefficients.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].coefficients[j], 4));
+      expect(c.intercept).toBeCloseTo(local.components[k].intercept, 4);
+    });
+  });
+});
