@@ -354,8 +354,8 @@ export class NonFiniteResultError extends DataError {
 export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = defaultCache): Promise<ShardReport> {
   const manifest = await cache.manifest(ctx, task);
   const spec = specOf(manifest);
-  const params = await cache.localParams(ctx, manifest, task.posteriorKey);
-  const shard = await cache.shard(ctx, manifest, task.shard, task.fresh);
+  // The posterior version and the shard are independent reads: one request's latency, not two.
+  const [params, shard] = await Promise.all([cache.localParams(ctx, manifest, task.posteriorKey), cache.shard(ctx, manifest, task.shard, task.fresh)]);
   const assign = task.round.phase === 'assign';
   const result = runLocalStep(ctx.kernel, params, shard.prepared, { responsibilities: assign });
   if (shard.weight !== 1) {
