@@ -116,6 +116,13 @@ export const ModelConfigSchema = z
     columns: columnList(MAX_COLUMNS).min(1).optional(),
     /** Regression columns r (an intercept is always added), distinct, at most 100. @default the clustering columns */
     regressionColumns: columnList(MAX_COLUMNS).optional(),
+    /**
+     * Regression columns whose slopes are common to every cluster (flexmix's FLXMRglmfix): one global
+     * slope vector, while the intercept and the other slopes stay per cluster (docs/model.md §15).
+     * Each must be a regression column; at least one regression column or the intercept stays per
+     * cluster. @default none
+     */
+    sharedCoefficients: columnList(MAX_COLUMNS).optional(),
     /** A column naming each row: never a covariate; locally, assignments.csv carries it. @default none */
     id: z.string().min(1).optional(),
     /** The field separator. @default detected from each file's header line among , ; tab | */
@@ -166,6 +173,13 @@ export const ModelConfigSchema = z
         ctx.addIssue({ code: 'custom', path: [role], message: `is the ${column === config.target ? 'target' : 'id'} column` });
       for (const list of ['columns', 'regressionColumns'] as const)
         if (config[list]?.includes(column)) ctx.addIssue({ code: 'custom', path: [list], message: `includes the ${role} column "${column}"` });
+    }
+    const shared = config.sharedCoefficients ?? [];
+    for (const column of shared) {
+      if (config.regressionColumns !== undefined && !config.regressionColumns.includes(column))
+        ctx.addIssue({ code: 'custom', path: ['sharedCoefficients'], message: `"${column}" is not one of the regression columns (${config.regressionColumns.join(', ') || 'none'})` });
+      if (column === config.target || column === config.id || column === config.offset || column === config.exposure)
+        ctx.addIssue({ code: 'custom', path: ['sharedCoefficients'], message: `"${column}" is the ${column === config.target ? 'target' : column === config.id ? 'id' : 'offset'} column, not a regression column` });
     }
     if (config.offset !== undefined && config.exposure !== undefined)
       ctx.addIssue({ code: 'custom', path: ['exposure'], message: 'give an offset or an exposure, not both (an exposure is ln-transformed into the offset)' });

@@ -136,6 +136,9 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   if (x.includes(config.target) || r.includes(config.target)) {
     throw new DataError(`the target "${config.target}" cannot also be a clustering or regression column`, { file: first.name });
   }
+  for (const column of config.sharedCoefficients ?? [])
+    if (!r.includes(column))
+      throw new DataError(`is listed in sharedCoefficients but is not a regression column (the regression columns: ${r.join(', ') || 'none'})`, { file: first.name, line: 1, column });
   const select: ColumnPlan['select'] = [];
   const slotOf = (column: string, kind: ColumnKind) => {
     let i = select.findIndex((s) => s.column === column);

@@ -9,6 +9,7 @@ import { cholesky, inverseFromCholesky, logDetFromCholesky, quadraticForm, symme
 import { digamma, klGamma, LN_2PI, lnBeta, lnGamma, lnMultiGamma, multiDigamma } from '../math/special.js';
 import { deriveCoefficients } from './families/coefficients.js';
 import { familyOf } from './families/index.js';
+import { deriveJointShared, type SharedPosterior } from './families/shared.js';
 import {
   dirichletConcentration,
   layoutOf,
@@ -71,6 +72,12 @@ export interface Derived {
   lnDetCoefPrecision: Float64Array;
   /** The response family's own per-component quantities, shape (T, derivedWidth) (gaussian: a_k, b_k). */
   response: Float64Array;
+  /**
+   * With shared coefficients (spec.shared): q(β) and the response factor's KL. coef and
+   * coefCovariance then hold each component's θ_k = [β; b_k] as the local step needs it
+   * (lib/model/families/shared.ts).
+   */
+  shared?: SharedPosterior;
 }
 
 export function initialAlpha(spec: ModelSpec): GammaParams | null {
@@ -195,10 +202,25 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
     }
   }
 
-  // Response (PRML 10.3 / 10.6 in natural coordinates).
-  const { coef, coefCovariance, lnDetCoefPrecision } = deriveCoefficients(spec, lambda, layout);
+  // Response (PRML 10.3 / 10.6 in natural coordinates); with shared coefficients the tied
+  // posterior of lib/model/families/shared.ts, which writes the same per-component quantities.
   const family = familyOf(spec.family);
   const w = family.derivedWidth;
+  if (spec.shared?.length) {
+    const tied = family.deriveShared?.(spec, lambda, layout, count) ?? deriveJointShared(spec, lambda, layout);
+    if (!family.deriveShared) {
+      tied.response = new Float64Array(T * w);
+      for (let k = 0; k < T; k++)
+        family.derive(spec, lambda, layout, k, count[k], tied.coef.subarray(k * P, (k + 1) * P), tied.response.subarray(k * w, (k + 1) * w));
+    }
+    return {
+      spec, layout, count, eLnPi, ePi, stickA, stickB, eAlpha,
+      beta, mean, nu, wishartInverse, wishart, lnDetW, eLnDetLambda,
+      coef: tied.coef, coefCovariance: tied.coefCovariance, lnDetCoefPrecision: tied.lnDetCoefPrecision, response: tied.response,
+      shared: tied.shared,
+    };
+  }
+  const { coef, coefCovariance, lnDetCoefPrecision } = deriveCoefficients(spec, lambda, layout);
   const response = new Float64Array(T * w);
   for (let k = 0; k < T; k++)
     family.derive(spec, lambda, layout, k, count[k], coef.subarray(k * P, (k + 1) * P), response.subarray(k * w, (k + 1) * w));
@@ -351,7 +373,9 @@ export function klDivergence(derived: Derived, state: GlobalState): number {
     }
   }
 
-  // Response: KL of the coefficients (and of what else the family has, e.g. the noise precision).
+  // Response: KL of the coefficients (and of what else the family has, e.g. the noise precision);
+  // with shared coefficients, formed with the tied posterior (families/shared.ts).
+  if (derived.shared) return kl + derived.shared.kl;
   return familyOf(spec.family).kl(derived, priorCoordinates(spec), kl);
 }
 

@@ -152,7 +152,7 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
     disagree('the standardization does not match the columns');
   if (plan.xSlot.length !== plan.x.length || plan.rSlot.length !== plan.r.length || [...plan.xSlot, ...plan.rSlot].some((s) => s >= plan.select.length))
     disagree('the column plan is inconsistent');
-  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1);
+  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r);
   const bytes = Buffer.byteLength(doc.state.lambda, 'base64');
   if (bytes % 8 !== 0) disagree(`state.lambda is ${bytes} bytes, not whole float64 numbers`);
   const lambda = decodeFloat64(doc.state.lambda);

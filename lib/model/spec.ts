@@ -7,6 +7,7 @@
  * statistics is plain vector arithmetic.
  */
 import type { Family, ModelConfig, Priors } from '../config.js';
+import { ClusterwiseError } from '../errors.js';
 import { familyOf } from './families/index.js';
 
 export interface ModelSpec {
@@ -16,6 +17,11 @@ export interface ModelSpec {
   D: number;
   /** Regression inputs u = [r; 1], intercept last. */
   P: number;
+  /**
+   * Positions in u of the shared coefficients (config sharedCoefficients), ascending; absent or
+   * empty: every coefficient is per component. The layout does not depend on it (docs/model.md §15).
+   */
+  shared?: readonly number[];
   family: Family;
   weights: ModelConfig['weights'];
   covariateModel: boolean;
@@ -106,8 +112,14 @@ export function priorCoordinates(spec: ModelSpec): Float64Array {
   return lambda0;
 }
 
-export function specFromConfig(config: ModelConfig, D: number, P: number): ModelSpec {
+/**
+ * The model of a configuration with D clustering and P regression inputs. `regressionColumns`
+ * (the plan's r) places config.sharedCoefficients in u; needed when the config shares any.
+ */
+export function specFromConfig(config: ModelConfig, D: number, P: number, regressionColumns?: readonly string[]): ModelSpec {
+  const shared = sharedPositions(config.sharedCoefficients ?? [], regressionColumns, P);
   return {
+    ...(shared.length ? { shared } : {}),
     T: config.components,
     D: config.covariateModel ? D : 0,
     P,
@@ -117,6 +129,24 @@ export function specFromConfig(config: ModelConfig, D: number, P: number): Model
     covariateModel: config.covariateModel && D > 0,
     priors: config.priors,
   };
+}
+
+function sharedPositions(names: readonly string[], r: readonly string[] | undefined, P: number): number[] {
+  if (names.length === 0) return [];
+  if (!r) throw new Error('specFromConfig: shared coefficients need the regression columns');
+  const positions = names.map((name) => {
+    const i = r.indexOf(name);
+    if (i < 0) throw new ClusterwiseError(`shared coefficient "${name}" is not one of the regression columns (${r.join(', ') || 'none'})`);
+    return i;
+  });
+  if (P !== r.length + 1) throw new Error(`specFromConfig: P = ${P} with ${r.length} regression columns`);
+  return positions.sort((a, b) => a - b);
+}
+
+/** The positions in u of the per-component coefficients (every one but the shared; the intercept last). */
+export function ownPositions(spec: Pick<ModelSpec, 'P' | 'shared'>): number[] {
+  const shared = new Set(spec.shared ?? []);
+  return Array.from({ length: spec.P }, (_, i) => i).filter((i) => !shared.has(i));
 }
 
 /**

@@ -232,7 +232,7 @@ export function summarize(input: {
   converged: boolean;
 }): SummarizedPosterior {
   const { config, plan, standardization: std, state } = input;
-  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1);
+  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r);
   const derived = derive(spec, state);
   const criteria = informationCriteria(spec, state, input.elboStandardized, input.rows, logJacobianPerRow(spec, std));
   return {
@@ -261,7 +261,7 @@ export function summarize(input: {
 export function modelOf(doc: PosteriorDocument): { spec: ModelSpec; state: GlobalState } {
   const { config, plan } = doc.state;
   return {
-    spec: specFromConfig(config, plan.x.length, plan.r.length + 1),
+    spec: specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r),
     state: { lambda: decodeFloat64(doc.state.lambda), alpha: doc.state.alpha },
   };
 }

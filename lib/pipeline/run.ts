@@ -46,7 +46,7 @@ export interface Manifest {
 }
 
 export function specOf(manifest: Pick<Manifest, 'config' | 'plan'>): ModelSpec {
-  return specFromConfig(manifest.config, manifest.plan.x.length, manifest.plan.r.length + 1);
+  return specFromConfig(manifest.config, manifest.plan.x.length, manifest.plan.r.length + 1, manifest.plan.r);
 }
 
 /** The round in flight, with what the aggregator needs to form its tasks again. */

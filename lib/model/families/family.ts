@@ -23,6 +23,7 @@ import type { Standardization } from '../../data/dataset.js';
 import type { ComponentSummary } from '../summary.js';
 import type { Derived, LocalParams } from '../posterior.js';
 import type { Layout, ModelSpec } from '../spec.js';
+import type { SharedDerived } from './shared.js';
 
 /** How the target column is read, checked and scaled. */
 export interface TargetSpec {
@@ -136,6 +137,12 @@ export interface ResponseFamily {
   priorExtra(priors: Priors): number[];
   /** Derived.response of component k (length derivedWidth) from λ, the count and θ_k. */
   derive(spec: ModelSpec, lambda: Float64Array, layout: Layout, k: number, count: number, theta: Float64Array, out: Float64Array): void;
+  /**
+   * With shared coefficients (spec.shared; docs/model.md §15): every coefficient quantity of
+   * Derived, the family's Derived.response and q(β) from λ. Absent: the exact joint Gaussian of
+   * shared.ts deriveJointShared (right for a family whose only global factor is q(θ)), then derive().
+   */
+  deriveShared?(spec: ModelSpec, lambda: Float64Array, layout: Layout, count: Float64Array): SharedDerived;
   /** LocalParams.response of component k (length localWidth). */
   local(d: Derived, k: number, out: Float64Array): void;
   /** KL(q ‖ p) of the response factor summed over components, added to `total` (the order of the sum is kept across versions). */

@@ -6,12 +6,13 @@
  *
  *   E ln p(y | u, k) = ½ (ψ(a_k) − ln b_k) − ½ ln 2π − ½ ((a_k/b_k)(y − θ_kᵀu)² + uᵀΛ_k⁻¹u)
  */
-import { traceOfProduct } from '../../math/linalg.js';
+import { quadraticForm, traceOfProduct } from '../../math/linalg.js';
 import { digamma, klGamma, LN_2PI } from '../../math/special.js';
-import type { Layout } from '../spec.js';
+import { ownPositions, priorCoordinates, type Layout, type ModelSpec } from '../spec.js';
 import type { Derived } from '../posterior.js';
-import { coefficientKl, weightedResidualSquares } from './coefficients.js';
+import { coefficientKl, deriveCoefficients, weightedResidualSquares } from './coefficients.js';
 import type { ResponseFamily } from './family.js';
+import { embed, inverseAndLogDet, matMulT, mulTVec, mulVec, submatrix, tiedBlocks, type SharedDerived } from './shared.js';
 
 /** q(τ_k) = Gamma(a_k, b_k) of a gaussian model's component k. */
 export function noiseOf(d: Derived, k: number): { shape: number; rate: number } {
@@ -45,6 +46,121 @@ function uncenterResponse(qu: Float32Array, k: number, T: number, P: number, sum
   stats[layout.syy + k] = yy;
 }
 
+/** Fixed-point iterations of the shared-coefficient step at most, and the relative change of every E[τ_k] that ends them. */
+const SHARED_ITERATIONS = 500;
+const SHARED_TOLERANCE = 1e-12;
+
+/**
+ * Shared coefficients for the gaussian response (docs/model.md §15). β ~ N(0, Λ0_AA⁻¹) cannot scale
+ * with one component's noise, so the joint is not Normal-Gamma: a structured mean field
+ * q(β) Π_k q(b_k, τ_k), each q(b_k, τ_k) Normal-Gamma. With U_k, h_k, Σ r y² the component's
+ * statistics (λ − λ0) and (m, Σ) = E[β], Cov[β], the coordinate updates are (PRML 10.9):
+ *
+ *   q(b_k, τ_k) | q(β): the Normal-Gamma of the residual y − βᵀa in expectation over β:
+ *     J_bb = Λ0_BB + U_BB,  h' = h_B − U_BA m,  E[b_k] = J_bb⁻¹ h',  a_k = a0 + N_k/2,
+ *     b_k = b0 + ½ (Σ r y² − 2 mᵀh_A + mᵀU_AA m + tr(Σ U_AA) − h'ᵀ J_bb⁻¹ h')
+ *   q(β) | q(b, τ): Λ_β = Λ0_AA + Σ_k E[τ_k] U_k,AA,  Λ_β m = Σ_k E[τ_k] (h_k,A − U_k,AB E[b_k]).
+ *
+ * Given every E[τ_k], the two mean equations are linear; eliminating E[b_k] gives m directly,
+ * (Λ0_AA + Σ_k E[τ_k] (U_AA − X_k U_BA)) m = Σ_k E[τ_k] (h_A − X_k h_B), X_k = U_AB J_bb⁻¹, so the
+ * iteration runs on the T numbers E[τ_k] only: m and Σ from them, then every q(b_k, τ_k), until no
+ * E[τ_k] moves by more than SHARED_TOLERANCE (relative). The result satisfies both coordinate
+ * conditions, a stationary point of the ELBO given the statistics; the start (each component's
+ * untied fit) is a function of λ alone, so derive() stays a function of λ.
+ *
+ * For the local step: E[τ (y − θᵀu)²] = E[τ] (y − E[θ]ᵀu)² + E[τ] aᵀΣa + vᵀJ_bb⁻¹v (a, v: u at A, B),
+ * so coefCovariance_k = [[E[τ_k] Σ, 0], [0, J_bb,k⁻¹]] is the matrix of the spread, as Λ_k⁻¹ is without
+ * sharing. KL = KL(q(β) ‖ p(β)) + Σ_k (E_τ KL(q(b_k | τ_k) ‖ p(b_k | τ_k)) + KL(q(τ_k) ‖ p(τ_k))).
+ */
+function deriveSharedGaussian(spec: ModelSpec, lambda: Float64Array, layout: Layout, count: Float64Array): SharedDerived {
+  const { T, P, priors } = spec;
+  const A = spec.shared ?? [];
+  const B = ownPositions(spec);
+  const S = A.length;
+  const Q = B.length;
+  const lambda0 = priorCoordinates(spec);
+  const prior = lambda0.subarray(layout.suu, layout.suu + P * P);
+  const priorAA = submatrix(prior, P, A, A);
+  const priorBB = submatrix(prior, P, B, B);
+  const lnDetPriorAA = inverseAndLogDet(priorAA.slice(), S, 'Λ0').lnDet;
+  const lnDetPriorBB = inverseAndLogDet(priorBB.slice(), Q, 'Λ0').lnDet;
+  const blocks = Array.from({ length: T }, (_, k) => tiedBlocks(spec, lambda, lambda0, layout, k, A, B));
+  const yy = Float64Array.from({ length: T }, (_, k) => lambda[layout.syy + k] - lambda0[layout.syy + k]); // Σ r y²
+  // X_k U_k,BA and X_k h_k,B: the b_k blocks eliminated.
+  const reduced = blocks.map((t) => ({ xu: matMulT(t.x, t.uAB, S, Q, S), xh: mulVec(t.x, t.hB, S, Q) }));
+
+  // Start: each component's untied Normal-Gamma fit (the family's derive without sharing).
+  const { coef: untied } = deriveCoefficients(spec, lambda, layout);
+  const eTau = new Float64Array(T);
+  const noise = new Float64Array(2);
+  for (let k = 0; k < T; k++) {
+    gaussian.derive(spec, lambda, layout, k, count[k], untied.subarray(k * P, (k + 1) * P), noise);
+    eTau[k] = noise[0] / noise[1];
+  }
+
+  const shape = new Float64Array(T);
+  const rate = new Float64Array(T);
+  const own = new Float64Array(T * Q);
+  let beta: Float64Array = new Float64Array(S);
+  let covBeta: Float64Array = new Float64Array(S * S);
+  let lnDetBeta = 0;
+  for (let it = 0; it < SHARED_ITERATIONS; it++) {
+    const m = priorAA.slice();
+    const precision = priorAA.slice();
+    const g = new Float64Array(S);
+    for (let k = 0; k < T; k++) {
+      const t = blocks[k];
+      for (let i = 0; i < S * S; i++) {
+        m[i] += eTau[k] * (t.uAA[i] - reduced[k].xu[i]);
+        precision[i] += eTau[k] * t.uAA[i];
+      }
+      for (let i = 0; i < S; i++) g[i] += eTau[k] * (t.hA[i] - reduced[k].xh[i]);
+    }
+    beta = mulVec(inverseAndLogDet(m, S, 'the shared coefficients\' precision').inverse, g, S, S);
+    ({ inverse: covBeta, lnDet: lnDetBeta } = inverseAndLogDet(precision, S, 'the shared coefficients\' precision'));
+    let change = 0;
+    for (let k = 0; k < T; k++) {
+      const t = blocks[k];
+      const h = t.hB.slice();
+      const ub = mulTVec(t.uAB, beta, S, Q);
+      for (let i = 0; i < Q; i++) h[i] -= ub[i];
+      const b = mulVec(t.jbbInverse, h, Q, Q);
+      own.set(b, k * Q);
+      let hb = 0;
+      for (let i = 0; i < Q; i++) hb += h[i] * b[i];
+      let ha = 0;
+      for (let i = 0; i < S; i++) ha += beta[i] * t.hA[i];
+      const residual = yy[k] - 2 * ha + quadraticForm(t.uAA, S, beta) + traceOfProduct(covBeta, t.uAA, S) - hb;
+      shape[k] = priors.noiseShape + count[k] / 2;
+      // The floor guards rounding when the fit is exact (as derive's).
+      rate[k] = Math.max(priors.noiseRate + residual / 2, 1e-12 * priors.noiseRate);
+      const next = shape[k] / rate[k];
+      change = Math.max(change, Math.abs(next - eTau[k]) / next);
+      eTau[k] = next;
+    }
+    if (change <= SHARED_TOLERANCE) break;
+  }
+
+  const coef = new Float64Array(T * P);
+  const coefCovariance = new Float64Array(T * P * P);
+  const lnDetCoefPrecision = new Float64Array(T);
+  const response = new Float64Array(T * 2);
+  let kl = 0.5 * (traceOfProduct(priorAA, covBeta, S) - S + quadraticForm(priorAA, S, beta) + lnDetBeta - lnDetPriorAA);
+  for (let k = 0; k < T; k++) {
+    const t = blocks[k];
+    const tau = shape[k] / rate[k];
+    const b = own.subarray(k * Q, (k + 1) * Q);
+    embed(P, A, B, k, beta, b, covBeta.map((v) => tau * v), null, t.jbbInverse, coef, coefCovariance);
+    // −ln|[[τ Σ, 0], [0, J_bb⁻¹]]| = −S ln τ + ln|Λ_β| + ln|J_bb|
+    lnDetCoefPrecision[k] = -S * Math.log(tau) + lnDetBeta + t.lnDetJbb;
+    response[2 * k] = shape[k];
+    response[2 * k + 1] = rate[k];
+    kl += 0.5 * (traceOfProduct(priorBB, t.jbbInverse, Q) - Q + tau * quadraticForm(priorBB, Q, b) + t.lnDetJbb - lnDetPriorBB);
+    kl += klGamma(shape[k], rate[k], priors.noiseShape, priors.noiseRate);
+  }
+  return { coef, coefCovariance, lnDetCoefPrecision, response, shared: { index: A, own: B, mean: beta, covariance: covBeta, kl } };
+}
+
 export const gaussian: ResponseFamily = {
   name: 'gaussian',
   description: 'linear regression with normal noise',
@@ -69,6 +185,8 @@ export const gaussian: ResponseFamily = {
     // b_k = (c_k − h_kᵀ θ_k) / 2; the floor guards rounding when the fit is exact.
     out[1] = Math.max((lambda[layout.syy + k] - hTheta) / 2, 1e-12 * spec.priors.noiseRate);
   },
+
+  deriveShared: deriveSharedGaussian,
 
   local(d, k, out) {
     const { shape: a, rate: b } = noiseOf(d, k);
