@@ -13,12 +13,20 @@ const variants = [
   { name: 'gaussian, conditional-only', D: 2, P: 3, o: { covariateModel: false } },
   { name: 'bernoulli, stick-breaking', D: 2, P: 3, o: { family: 'bernoulli' as const } },
   { name: 'bernoulli, dirichlet, conditional-only', D: 2, P: 3, o: { family: 'bernoulli' as const, weights: 'dirichlet' as const, covariateModel: false } },
+  // Shared coefficients (docs/model.md §15): the slopes at these positions of u common to every component.
+  { name: 'gaussian, one shared slope', D: 2, P: 3, o: {}, shared: [0] },
+  { name: 'gaussian, dirichlet, conditional-only, two shared slopes', D: 3, P: 4, o: { weights: 'dirichlet' as const, covariateModel: false }, shared: [0, 2] },
+  { name: 'bernoulli, one shared slope', D: 2, P: 3, o: { family: 'bernoulli' as const }, shared: [1] },
+  { name: 'poisson, one shared slope', D: 2, P: 3, o: { family: 'poisson' as const }, shared: [0] },
 ];
+
+/** The variant's model: makeSpec with its shared positions. */
+const specOf = (v: (typeof variants)[number]) => ({ ...makeSpec(v.D, v.P, v.o), ...('shared' in v ? { shared: v.shared } : {}) });
 
 describe('batch VB (CAVI)', () => {
   for (const v of variants) {
     it(`never decreases the ELBO: ${v.name}`, () => {
-      const spec = makeSpec(v.D, v.P, v.o);
+      const spec = specOf(v);
       const batch = makeBatch(spec, 600, 3);
       const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 60, tolerance: 0 });
       for (let i = 1; i < fit.trace.length; i++) {
@@ -32,7 +40,7 @@ describe('batch VB (CAVI)', () => {
 describe('KL divergence of the global factors', () => {
   for (const v of variants.filter((v) => !('priors' in v.o))) {
     it(`is zero at the prior and positive elsewhere: ${v.name}`, () => {
-      const spec = makeSpec(v.D, v.P, v.o);
+      const spec = specOf(v);
       const prior = { lambda: priorCoordinates(spec), alpha: initialAlpha(spec) };
       expect(klDivergence(derive(spec, prior), prior)).toBeCloseTo(0, 8);
       const batch = makeBatch(spec, 200, 5);
@@ -45,7 +53,7 @@ describe('KL divergence of the global factors', () => {
 describe('SVI', () => {
   it('one step with the whole data as the batch and ρ = 1 equals a batch VB step', () => {
     for (const v of variants) {
-      const spec = makeSpec(v.D, v.P, v.o);
+      const spec = specOf(v);
       const batch = makeBatch(spec, 300, 9);
       const state = randomStart(spec, batch);
       const sums = localSums(referenceKernel, paramsFor(spec, state), [{ n: batch.n, data: batch }]);
