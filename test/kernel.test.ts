@@ -204,6 +204,26 @@ describe.each(BACKENDS)('tfjs-%s kernel vs the float64 reference', (backend) => 
     },
   );
 
+  it.each([
+    { family: 'gaussian', covariateModel: true },
+    { family: 'gaussian', covariateModel: false },
+    { family: 'bernoulli', covariateModel: true },
+  ] as const)('$family, covariate model $covariateModel, two shared slopes: a fitted tied posterior stays within float32 tolerance', ({ family, covariateModel }) => {
+    // The tied posterior reaches the kernel only through θ_k and its covariance (families/shared.ts):
+    // the fused columns must carry them as they carry an untied one.
+    const D = covariateModel ? 4 : 0;
+    const batch = makeBatch(1500, D, 5, family, { seed: 6, clusters: 4, spread: 0.1, noise: 0.05 });
+    const spec: ModelSpec = { ...makeSpec(family, 5, D, 5, covariateModel), shared: [0, 2] };
+    const params = makeParams(spec, batch, 9, 15);
+    const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
+    const prepared = kernel.prepare(batch);
+    try {
+      expectClose(spec, batch, ref, kernel.localStep(params, prepared, { responsibilities: true }));
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+
   it('ignores x in conditional-only mode when the batch carries it', () => {
     const withX = makeBatch(500, 3, 4, 'gaussian', { seed: 21 });
     const spec = makeSpec('gaussian', 5, 3, 4, false);
