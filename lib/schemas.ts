@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { ModelConfigSchema } from './config.js';
 import { FAMILY_NAMES } from './model/families/index.js';
-import type { ComponentSummary, Criteria, PosteriorDocument, SummarizedPosterior } from './model/summary.js';
+import type { ComponentSummary, Criteria, PosteriorDocument, SharedSummary, SummarizedPosterior } from './model/summary.js';
 
 /** The format tag posterior.json carries; its number changes only with a breaking change. */
 export const POSTERIOR_FORMAT = 'clusterwise/posterior@1';
@@ -27,7 +27,7 @@ const Component = z
       .optional()
       .describe('E[Σ_k] = W_k⁻¹ / (ν_k − D − 1) in data units; null where ν_k ≤ D + 1 (absent when conditional-only)'),
     intercept: z.number().describe('posterior mean intercept in data units (bernoulli: log-odds)'),
-    coefficients: z.array(z.number()).describe('posterior mean coefficients, in the order of regressionColumns'),
+    coefficients: z.array(z.number()).describe('posterior mean coefficients, in the order of regressionColumns without the shared ones (shared)'),
     interceptSd: z.number().describe('marginal posterior sd of the intercept'),
     coefficientSd: z.array(z.number()).describe('marginal posterior sds of the coefficients'),
     noiseSd: z.number().optional().describe('sqrt(E[1/τ_k]), the noise sd in data units (gaussian only)'),
@@ -82,6 +82,14 @@ export const PosteriorSchema = z
     elbo: z.number().describe('evidence lower bound in data units (docs/model.md §5)'),
     converged: z.boolean(),
     components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),
+    shared: z
+      .object({
+        columns: columns.describe('the regression columns whose slopes are common to every component (config sharedCoefficients)'),
+        coefficients: z.array(z.number()).describe('posterior mean shared slopes in data units, in the order of columns'),
+        coefficientSd: z.array(z.number()).describe('their marginal posterior sds'),
+      })
+      .optional()
+      .describe('slopes common to every component, reported once (docs/model.md §15; absent without sharedCoefficients)'),
     concentration: z.number().optional().describe('E[α] (stick-breaking only)'),
     covariateRelevance: Relevance.optional(),
     criteria: z
@@ -133,9 +141,11 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const componentMatches: Same<Omit<z.infer<typeof Component>, 'covariance'>, Omit<ComponentSummary, 'covariance'>> = true;
 const documentMatches: Same<Omit<Posterior, 'skipped' | 'trace' | 'state' | 'components'>, Omit<SummarizedPosterior, 'state' | 'components'>> = true;
 const criteriaMatch: Same<NonNullable<Posterior['criteria']>, Criteria> = true;
+const sharedMatches: Same<NonNullable<Posterior['shared']>, SharedSummary> = true;
 void componentMatches;
 void documentMatches;
 void criteriaMatch;
+void sharedMatches;
 
 /**
  * A posterior as the model code takes it. The two differ only in a covariance entry that does not

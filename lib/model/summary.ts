@@ -11,6 +11,7 @@ import type { CovariateRelevance } from '../inference/relevance.js';
 import { LN_2PI } from '../math/special.js';
 import { familyOf } from './families/index.js';
 import { derive, weightedScatter, type Derived, type GammaParams, type GlobalState } from './posterior.js';
+import type { SharedPosterior } from './families/shared.js';
 import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from './spec.js';
 
 export interface ComponentSummary {
@@ -25,11 +26,19 @@ export interface ComponentSummary {
   /** E[Σ_k] = W_k⁻¹ / (ν_k − D − 1) in data units (absent when conditional-only). */
   covariance?: number[][];
   intercept: number;
+  /** Per regression column, in the order of regressionColumns, without the shared ones (PosteriorDocument.shared). */
   coefficients: number[];
   interceptSd: number;
   coefficientSd: number[];
   /** sqrt(E[1/τ_k]) = sqrt(b_k / (a_k − 1)) in data units (gaussian only). */
   noiseSd?: number;
+}
+
+/** Shared slopes in data units: E[β_j] s_y / s_j and its marginal posterior sd. */
+export interface SharedSummary {
+  columns: string[];
+  coefficients: number[];
+  coefficientSd: number[];
 }
 
 export interface PosteriorDocument {
@@ -48,6 +57,8 @@ export interface PosteriorDocument {
   elbo: number;
   converged: boolean;
   components: ComponentSummary[];
+  /** The slopes common to every component (config sharedCoefficients; docs/model.md §15), reported once. */
+  shared?: SharedSummary;
   /** Concentration: E[α] for stick-breaking. */
   concentration?: number;
   /** Each candidate clustering column's relevance, when the run chose x among them (docs/model.md §13). */
@@ -69,7 +80,8 @@ export interface PosteriorDocument {
  *   H   = −Σ r ln r = ELBO − J(S)  (moves.ts expectedLogJoint),
  *   ln L̂ ≥ CLL + H  (Jensen; equality when r is the plug-in membership),
  *   BIC = −2 ln L̂ + ν ln N,  ICL = BIC + 2H = −2 CLL + ν ln N  (Biernacki et al. 2000),
- * ν = (K − 1) + K (D + D(D+1)/2 + P + 1) free parameters for K reported components.
+ * ν = (K − 1) + K (D + D(D+1)/2 + P + 1) free parameters for K reported components; with S shared
+ * slopes, P − S + 1 per component and S once.
  */
 export interface Criteria {
   /** The plug-in log-likelihood ln L̂, as the bound CLL + H. */
@@ -114,7 +126,8 @@ export function informationCriteria(spec: ModelSpec, state: GlobalState, elboSta
   }
   const entropy = Math.max(0, elboStandardized - expectedLogJoint(spec, state, stats));
   const K = reportedComponents(d).length;
-  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + plugIn.parameters(P));
+  const S = spec.shared?.length ?? 0;
+  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + plugIn.parameters(P - S)) + S;
   const completeLogLikelihood = cll - rows * logJacobian;
   const logLikelihood = completeLogLikelihood + entropy;
   const penalty = parameters * Math.log(rows);
@@ -200,7 +213,11 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
   const scale = family.coefficientScale?.(derived, k) ?? 1;
   const { a, c } = coefficientMap(std, P);
   const theta = derived.coef.subarray(k * P, (k + 1) * P);
-  const cov = derived.coefCovariance.subarray(k * P * P, (k + 1) * P * P);
+  const cov = derived.coefCovariance.slice(k * P * P, (k + 1) * P * P);
+  // Shared slopes: their block is Cov[β] itself (the gaussian's spread matrix holds E[τ_k] Cov[β],
+  // which the Student-t scale would not undo; families/gaussian.ts).
+  const shared = derived.shared;
+  if (shared) shared.index.forEach((i, a) => shared.index.forEach((j, b) => (cov[i * P + j] = shared.covariance[a * shared.index.length + b] / scale)));
   const value = new Float64Array(P);
   const variance = new Float64Array(P);
   for (let i = 0; i < P; i++) {
@@ -211,12 +228,39 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
     for (let j = 0; j < P; j++) for (let l = 0; l < P; l++) s += a[i * P + j] * cov[j * P + l] * a[i * P + l];
     variance[i] = s * scale;
   }
-  out.coefficients = Array.from(value.subarray(0, P - 1));
+  const own = (v: Float64Array) => Array.from(v.subarray(0, P - 1)).filter((_, j) => !shared?.index.includes(j));
+  out.coefficients = own(value);
   out.intercept = value[P - 1];
-  out.coefficientSd = Array.from(variance.subarray(0, P - 1), Math.sqrt);
+  out.coefficientSd = own(variance).map(Math.sqrt);
   out.interceptSd = Math.sqrt(variance[P - 1]);
   family.summarize?.(derived, k, std, out);
   return out;
+}
+
+/** β in data units (the map of coefficientMap restricted to the shared slopes: s_y / s_j). */
+function sharedSummary(shared: SharedPosterior, r: readonly string[], std: Standardization): SharedSummary {
+  const S = shared.index.length;
+  return {
+    columns: shared.index.map((j) => r[j]),
+    coefficients: shared.index.map((j, a) => (std.ySd / std.rSd[j]) * shared.mean[a]),
+    coefficientSd: shared.index.map((j, a) => (std.ySd / std.rSd[j]) * Math.sqrt(shared.covariance[a * S + a])),
+  };
+}
+
+/** The regression columns with a coefficient per component (every one but the shared), as components[].coefficients lists them. */
+export function ownRegressionColumns(doc: Pick<PosteriorDocument, 'regressionColumns' | 'shared'>): string[] {
+  return doc.regressionColumns.filter((c) => !doc.shared?.columns.includes(c));
+}
+
+/** A component's coefficient of every regression column, in regressionColumns order: its own, or the shared one. */
+export function coefficientsOf(doc: Pick<PosteriorDocument, 'regressionColumns' | 'shared'>, c: Pick<ComponentSummary, 'coefficients' | 'coefficientSd'>): { value: number; sd: number; shared: boolean }[] {
+  let own = 0;
+  return doc.regressionColumns.map((column) => {
+    const s = doc.shared?.columns.indexOf(column) ?? -1;
+    if (s >= 0) return { value: doc.shared!.coefficients[s], sd: doc.shared!.coefficientSd[s], shared: true };
+    const j = own++;
+    return { value: c.coefficients[j], sd: c.coefficientSd[j], shared: false };
+  });
 }
 
 export function summarize(input: {
@@ -250,6 +294,7 @@ export function summarize(input: {
     elbo: input.elboStandardized - input.rows * logJacobianPerRow(spec, std),
     converged: input.converged,
     components: reportedComponents(derived).map((k) => componentSummary(derived, k, std)),
+    ...(derived.shared ? { shared: sharedSummary(derived.shared, plan.r, std) } : {}),
     ...(config.weights === 'stick-breaking' ? { concentration: derived.eAlpha } : {}),
     ...(plan.relevance ? { covariateRelevance: plan.relevance } : {}),
     ...(criteria ? { criteria } : {}),
