@@ -9,7 +9,7 @@ import { ClusterwiseError } from '../lib/errors.js';
 import { formatSkipped, type SkippedRow } from '../lib/data/csv.js';
 import { fitLocal } from '../lib/local/runner.js';
 import { FAMILY_NAMES } from '../lib/model/families/index.js';
-import type { PosteriorDocument } from '../lib/model/summary.js';
+import { ownRegressionColumns, type PosteriorDocument } from '../lib/model/summary.js';
 import { joinAssignments } from './assignments.js';
 import { lockOutput } from './out-lock.js';
 import { predictFile } from './predict.js';
@@ -69,6 +69,7 @@ export function buildProgram(): Command {
     .option('--target <column>', 'the response column (required here or as "target" in --config)')
     .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target and the id)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
+    .option('--shared-coefficients <a,b>', 'regression columns whose slopes are common to every cluster (the intercept and other slopes stay per cluster)', list)
     .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(FAMILY_NAMES))
     .option('--offset <column>', 'a column added to the linear predictor (poisson)')
     .option('--exposure <column>', 'a column of positive exposures; its logarithm is the offset (poisson)')
@@ -97,6 +98,7 @@ export function buildProgram(): Command {
             target: o.target,
             columns: o.columns,
             regressionColumns: o.regressionColumns,
+            sharedCoefficients: o.sharedCoefficients,
             family: o.family,
             offset: o.offset,
             exposure: o.exposure,
@@ -210,14 +212,16 @@ export function clusterTable(p: PosteriorDocument, width = 120): string {
     fmt(c.size),
     ...(p.covariateModel ? [few(p.columns, c.mean ?? [])] : []),
     fmt(c.intercept),
-    few(p.regressionColumns, c.coefficients),
+    few(ownRegressionColumns(p), c.coefficients),
     ...(noise ? [fmt(c.noiseSd ?? NaN)] : []),
   ]);
   const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(noise ? ['noise sd'] : [])];
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
   const table = [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd());
-  if (Math.max(...table.map((line) => line.length)) <= width) return table.join('\n');
-  return p.components.map((c, i) => clusterBlock(p, c, i, width)).join('\n\n');
+  // Shared slopes are one vector for every cluster: one line, after the clusters.
+  const shared = p.shared ? `\nshared slopes (every cluster): ${p.shared.columns.map((name, j) => `${name}=${fmt(p.shared!.coefficients[j])}`).join(' ')}` : '';
+  if (Math.max(...table.map((line) => line.length)) <= width) return table.join('\n') + shared;
+  return p.components.map((c, i) => clusterBlock(p, c, i, width)).join('\n\n') + shared;
 }
 
 /** One cluster, vertically: a line per quantity, name=value pairs wrapped under each other. */
@@ -239,7 +243,7 @@ function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][n
     `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${c.noiseSd !== undefined ? `, noise sd ${fmt(c.noiseSd)}` : ''}`,
     ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
     wrap('intercept', [fmt(c.intercept)]),
-    wrap('coefficients', pairs(p.regressionColumns, c.coefficients)),
+    wrap('coefficients', pairs(ownRegressionColumns(p), c.coefficients)),
   ].join('\n');
 }
 

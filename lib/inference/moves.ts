@@ -27,6 +27,8 @@
  * for ranking, and the ELBO of the local step for the decision. A response family whose terms
  * the statistics do not determine (bernoulli: the Jaakkola–Jordan terms depend on per-row ξ; it
  * has no `expectedLogLik`) is left out of J (the ranking then uses covariates, weights and KL only).
+ * With shared coefficients (docs/model.md §15) the components' terms are those of their untied
+ * regressions, so the score ranks but no longer bounds.
  *
  * ## Contract for a caller that owns the sweeps (the aggregator)
  *
@@ -145,7 +147,9 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
  * and a zero weights KL).
  */
 function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: number): number {
-  const one: ModelSpec = { ...spec, T: 1 };
+  // With shared coefficients J does not split by component (β ties them): the terms are those of
+  // the untied components, a ranking heuristic; the decision is still the candidate's evaluated ELBO.
+  const one: ModelSpec = { ...spec, T: 1, shared: [] };
   const layout = layoutOf(spec);
   const small = layoutOf(one);
   const statsK = new Float64Array(small.length);
@@ -163,7 +167,7 @@ function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: n
  * one-dimensional response at its prior).
  */
 function weightsTerm(spec: ModelSpec, alpha: GlobalState['alpha'], counts: number[]): number {
-  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false };
+  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false, shared: [] };
   const layout = layoutOf(bare);
   const stats = new Float64Array(layout.length);
   stats.set(counts.slice().sort((a, b) => b - a), layout.count);

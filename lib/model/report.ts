@@ -14,6 +14,7 @@ import { batchOfRows, MAX_PLOTTED_ROWS, responsibilities, type Row } from '../ro
 import { familyOf } from './families/index.js';
 import { predict } from './predict.js';
 import { asDocument, type Posterior } from '../schemas.js';
+import { coefficientsOf, ownRegressionColumns } from './summary.js';
 
 /** What a trace entry must hold (posterior.json `trace[]`, ELBO in data units). */
 export interface ReportTraceEntry {
@@ -133,14 +134,19 @@ function forestPlot(doc: Posterior): string {
   const std = doc.state.standardization;
   const family = familyOf(doc.family);
   const ySd = family.target.standardized ? std.ySd : 1;
-  const values = doc.components.flatMap((c, i) =>
-    doc.regressionColumns.map((column, j) => {
-      const scale = std.rSd[j] / ySd;
-      const estimate = c.coefficients[j] * scale;
-      const half = Z95 * c.coefficientSd[j] * scale;
-      return { cluster: String(i), column, estimate, low: estimate - half, high: estimate + half };
-    }),
-  );
+  const entry = (cluster: string, column: string, value: number, sd: number) => {
+    const scale = std.rSd[doc.regressionColumns.indexOf(column)] / ySd;
+    const estimate = value * scale;
+    const half = Z95 * sd * scale;
+    return { cluster, column, estimate, low: estimate - half, high: estimate + half };
+  };
+  // Shared slopes once, as their own panel "shared" (docs/model.md §15); each cluster its own columns.
+  const values = [
+    ...doc.components.flatMap((c, i) =>
+      coefficientsOf(doc, c).flatMap((v, j) => (v.shared ? [] : [entry(String(i), doc.regressionColumns[j], v.value, v.sd)])),
+    ),
+    ...(doc.shared?.columns.map((column, j) => entry('shared', column, doc.shared!.coefficients[j], doc.shared!.coefficientSd[j])) ?? []),
+  ];
   if (values.length === 0) return '<p>No regression columns: each cluster\'s regression is its intercept (table below).</p>';
   const unit = family.coefficientUnit;
   return svgOf(
@@ -343,13 +349,14 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
         const own = rows.filter((r) => r.cluster === String(k));
         if (own.length < 2) return [];
         const at = (name: string) => own.reduce((s, r) => s + r.values[name], 0) / own.length;
-        const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + c.coefficients[l] * at(name)), 0);
+        const coefficients = coefficientsOf(doc, c).map((v) => v.value);
+        const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + coefficients[l] * at(name)), 0);
         const xs = own.map((r) => r.values[column]);
         const lo = Math.min(...xs);
         const hi = Math.max(...xs);
         return Array.from({ length: 25 }, (_, i) => {
           const x = lo + ((hi - lo) * i) / 24;
-          const eta = offset + c.coefficients[j] * x;
+          const eta = offset + coefficients[j] * x;
           return { x, fit: inverseLink(eta), cluster: String(k) };
         });
       });
@@ -479,7 +486,12 @@ function componentTable(doc: Posterior): string {
     row('expected rows', doc.components.map((c) => fmt(c.size))),
     ...(doc.components.some((c) => c.noiseSd !== undefined) ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
     row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
-    ...doc.regressionColumns.map((name, j) => row(`coef ${name}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+    ...ownRegressionColumns(doc).map((name, j) => row(`coef ${name}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+    // A shared slope is one value: one cell across the clusters.
+    ...(doc.shared?.columns.map(
+      (name, j) =>
+        `<tr><th>${escape(`coef ${name} (shared)`)}</th><td colspan="${doc.components.length}">${escape(pm(doc.shared!.coefficients[j], doc.shared!.coefficientSd[j]))}</td></tr>`,
+    ) ?? []),
     ...(doc.covariateModel
       ? doc.columns.map((name, j) => row(`mean ${name}`, doc.components.map((c) => `${fmt(c.mean?.[j])} (sd ${fmt(Math.sqrt(c.covariance?.[j]?.[j] ?? NaN))})`)))
       : []),
