@@ -10,32 +10,14 @@ import { parseConfig } from '../lib/config.js';
 import { batchUpdate, localSums, paramsFor } from '../lib/inference/vb.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import { fitLocal } from '../lib/local/runner.js';
-import { createRandom } from '../lib/math/random.js';
 import { derive, klDivergence } from '../lib/model/posterior.js';
 import { PosteriorSchema } from '../lib/schemas.js';
 import { makeBatch, makeSpec, randomStart } from './support/models.js';
 import { runCli, tempDir } from './support/cli.js';
 import { badValues } from './support/posterior-check.js';
+import { CENTERS, SHARED_TRUTH, sharedCsv, type SharedFamily } from './support/shared-data.js';
 
-/** Four clusters in (x1, x2), far apart; y from a per-cluster intercept and slopes common to all. */
-const CENTERS = [[0, 0], [6, 0], [0, 6], [6, 6]];
-const GAUSSIAN = { slopes: [1.5, -0.8], intercepts: [-3, -1, 1, 3], noise: 0.5 };
-const LOGISTIC = { slopes: [1.0, -0.7], intercepts: [-1.5, -0.5, 0.5, 1.5] };
-
-function sharedData(file: string, n: number, family: 'gaussian' | 'bernoulli', seed: number): void {
-  const random = createRandom(seed);
-  const truth = family === 'gaussian' ? GAUSSIAN : LOGISTIC;
-  const lines = ['x1,x2,y'];
-  for (let i = 0; i < n; i++) {
-    // Random labels, not i % 4: the planner's strided subsamples of periodic rows would see one cluster.
-    const g = random.int(4);
-    const x = CENTERS[g].map((c) => c + random.normal());
-    const eta = truth.intercepts[g] + truth.slopes[0] * x[0] + truth.slopes[1] * x[1];
-    const y = family === 'gaussian' ? eta + GAUSSIAN.noise * random.normal() : random.uniform() < 1 / (1 + Math.exp(-eta)) ? 1 : 0;
-    lines.push(`${x[0]},${x[1]},${y}`);
-  }
-  writeFileSync(file, lines.join('\n') + '\n');
-}
+const sharedData = (file: string, n: number, family: SharedFamily, seed: number) => writeFileSync(file, sharedCsv(n, family, seed));
 
 describe('the tied posterior', () => {
   it('with one component, sharing changes nothing for bernoulli and poisson (the joint is the untied posterior)', () => {
@@ -90,12 +72,12 @@ describe('the tied posterior', () => {
 });
 
 describe('recovery: four clusters with their own intercepts and one global slope vector', () => {
-  for (const [family, n] of [['gaussian', 20_000], ['bernoulli', 40_000]] as const) {
+  for (const [family, n] of [['gaussian', 20_000], ['bernoulli', 40_000], ['poisson', 20_000]] as const) {
     it(`${family}, ${n} rows: shared slopes within 0.05 of the truth, reported once`, async () => {
       const dir = tempDir();
       const file = path.join(dir, 'shared.csv');
-      sharedData(file, n, family, family === 'gaussian' ? 21 : 22);
-      const truth = family === 'gaussian' ? GAUSSIAN : LOGISTIC;
+      sharedData(file, n, family, 21);
+      const truth = SHARED_TRUTH[family];
       const config = parseConfig({ target: 'y', family, components: 8, sharedCoefficients: ['x1', 'x2'], schedule: { shardRows: 10_000 } });
       const result = await fitLocal({ files: [file], config, outDir: dir, workers: 2 });
       const posterior = result.posterior;
