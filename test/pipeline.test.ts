@@ -16,6 +16,7 @@ import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, driveRedelivering, inlinePorts } from './support/inline-pipeline.js';
+import { SHARED_TRUTH, sharedCsv } from './support/shared-data.js';
 
 const forum = readFileSync('examples/forum.csv');
 
@@ -149,6 +150,33 @@ describe('pipeline roles over in-memory ports', () => {
     const m = (await readJson<Manifest>(ctx.store, keys.manifest('forum', other.runId))).value;
     expect(m.sample.restartElbos.length).toBe(config.schedule.restarts);
   });
+});
+
+describe('shared coefficients through the rounds (docs/model.md §15)', () => {
+  for (const family of ['gaussian', 'bernoulli', 'poisson'] as const) {
+    it(`${family}: SVI steps then batch sweeps on the tied posterior; the sweeps never lower the ELBO, the shared slopes come back once`, async () => {
+      const ctx = inlinePorts();
+      await ctx.store.put('datasets/shared/data/a.csv', new TextEncoder().encode(sharedCsv(8000, family, 31)));
+      const config = parseConfig({
+        target: 'y', family, components: 8, sharedCoefficients: ['x1', 'x2'],
+        schedule: { shardRows: 1000, sviEpochs: 1, shardsPerStep: 2, tolerance: 1e-7 },
+      });
+      const manifest = await planRun(ctx, { dataset: 'shared', config }, ctx.kernel);
+      expect((await drive(ctx)).status).toBe('done');
+      const state = (await readJson<RunState>(ctx.store, keys.state('shared', manifest.runId))).value;
+      expect(state.converged).toBe(true);
+      const posterior = (await readJson<PosteriorDocument & { trace: TraceEntry[] }>(ctx.store, state.resultKey!)).value;
+      expect(posterior.trace.filter((t) => t.phase === 'svi').length).toBeGreaterThan(0);
+      const sweeps = posterior.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+      for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
+      expect(posterior.components.filter((c) => c.weight > 0.05)).toHaveLength(4);
+      expect(posterior.shared?.columns).toEqual(['x1', 'x2']);
+      for (const c of posterior.components) expect(c.coefficients).toEqual([]);
+      posterior.shared!.coefficients.forEach((b, j) =>
+        expect(Math.abs(b - SHARED_TRUTH[family].slopes[j])).toBeLessThan(Math.max(0.05, 3 * posterior.shared!.coefficientSd[j])),
+      );
+    });
+  }
 });
 
 describe('merge and delete moves through the rounds', () => {

@@ -128,7 +128,8 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
       JSON.stringify([manifest.plan.x, manifest.plan.r, manifest.plan.target]) &&
     (a.covariateSelection ?? false) === b.covariateSelection &&
     a.family === b.family && a.components === b.components && a.weights === b.weights &&
-    a.covariateModel === b.covariateModel && JSON.stringify(a.priors) === JSON.stringify(b.priors);
+    a.covariateModel === b.covariateModel && JSON.stringify(a.priors) === JSON.stringify(b.priors) &&
+    JSON.stringify(a.sharedCoefficients ?? []) === JSON.stringify(b.sharedCoefficients ?? []);
   return same ? doc : undefined;
 }
 
