@@ -16,6 +16,7 @@ import type { ComponentSummary, PosteriorDocument } from '../../lib/model/summar
 import { keys } from '../../lib/pipeline/protocol.js';
 import type { Manifest, RunState, TraceEntry } from '../../lib/pipeline/run.js';
 import { tempDir } from '../support/cli.js';
+import { SHARED_TRUTH, sharedCsv } from '../support/shared-data.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import {
   captureLogs,
@@ -85,6 +86,37 @@ function expectClose(a: number, b: number, rel: number, what: string, floor = 0)
   const scale = Math.max(floor, Math.abs(a), Math.abs(b));
   expect(Math.abs(a - b) / scale, `${what}: ${a} vs ${b}`).toBeLessThanOrEqual(rel);
 }
+
+describe('shared coefficients through model.json on the emulated stack (docs/model.md §15)', () => {
+  for (const family of ['gaussian', 'bernoulli'] as const) {
+    it(`${family}: the worker and aggregator functions fit the tied model, posterior.json reports the shared slopes once, as the local fit does`, async () => {
+      const dataset = `shared-${family}`;
+      const model = { target: 'y', family, components: 8, seed: 3, sharedCoefficients: ['x1', 'x2'], schedule: { shardRows: 1000, sviEpochs: 1, tolerance: 1e-7 } };
+      const [header, ...rows] = sharedCsv(6000, family, 41).trim().split('\n');
+      const runId = await startRun(stack, handlers, dataset, model, splitCsv(header, rows, 3));
+      const { workers, aggregator } = eventSources(stack, handlers);
+      await pollUntil([workers, aggregator], runEnded(stack, dataset, runId), { timeoutMs: 90_000, description: `run ${runId} ended` });
+      const state = await readObject<RunState>(stack, keys.state(dataset, runId));
+      expect(state.failure).toBeUndefined();
+      expect(state.status).toBe('done');
+      expect(workers.handlerErrors).toEqual([]);
+      expect(aggregator.handlerErrors).toEqual([]);
+      const remote = await readObject<PosteriorDocument & { trace: TraceEntry[] }>(stack, keys.result(dataset, runId, 'posterior.json'));
+      const sweeps = remote.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
+      for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
+      expect(remote.shared?.columns).toEqual(['x1', 'x2']);
+      for (const c of remote.components) expect(c.coefficients).toEqual([]);
+      remote.shared!.coefficients.forEach((b, j) => expect(Math.abs(b - SHARED_TRUTH[family].slopes[j])).toBeLessThan(Math.max(0.05, 3 * remote.shared!.coefficientSd[j])));
+
+      const dir = tempDir('clusterwise-e2e-');
+      const file = path.join(dir, 'shared.csv');
+      writeFileSync(file, [header, ...rows].join('\n') + '\n');
+      const local = await fitLocal({ files: [file], config: parseConfig(model), outDir: path.join(dir, 'out'), workers: 0 });
+      local.posterior.shared!.coefficients.forEach((b, j) => expectClose(remote.shared!.coefficients[j], b, 1e-2, `shared slope ${j}`));
+      expectClose(remote.elbo, local.posterior.elbo, 1e-3, 'ELBO');
+    });
+  }
+});
 
 describe('serverless pipeline on the emulator', () => {
   let runId: string;
