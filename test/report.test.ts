@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderReport } from '../lib/model/report.js';
 import { fit } from '../lib/api.js';
-import { forumReport, manyCovariatesReport } from './support/report-fixtures.js';
+import { forumReport, manyCovariatesReport, sharedReport } from './support/report-fixtures.js';
 
 const figures = (html: string) => [...html.matchAll(/<figcaption>([^<]*)<\/figcaption><svg /g)].map((m) => m[1]);
 
@@ -37,6 +37,17 @@ describe('report.html', () => {
     for (const text of ['rows used', 'examples/forum.csv', 'priors.clusterVariance', 'schedule.tolerance', 'ELBO per row', 'RMSE', 'BIC (lower is better)']) {
       expect(html).toContain(text);
     }
+  });
+
+  it('shows shared slopes once: a "shared" panel of the forest plot and one table row each, spanning the clusters', async () => {
+    const html = await sharedReport(2000);
+    expect(html.match(/<tr><th>coef x1 \(shared\)<\/th><td colspan="4">/g)).toHaveLength(1);
+    expect(html.match(/<tr><th>coef x2 \(shared\)<\/th>/g)).toHaveLength(1);
+    expect(html).not.toMatch(/<tr><th>coef x1<\/th>/);
+    // The forest plot's panels: the four clusters have no slope of their own, so "shared" is the only one.
+    expect(figures(html)).toContain('Standardized coefficients with 95% intervals (per sd of the column, in sd of y)');
+    expect(html).toContain('>shared<');
+    expectSelfContained(html);
   });
 
   it('stays readable with 50 covariates: three pairs of the most informative, a parameter row per column', async () => {

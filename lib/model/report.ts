@@ -605,7 +605,7 @@ ${pairPlots(doc, rows)}
 <title>clusterwise: ${escape(doc.dataset)}</title><style>${STYLE}</style></head>
 <body><h1>${escape(doc.dataset)}: ${doc.family} ${kind} of ${escape(doc.target)}</h1>
 <p>${doc.components.length} clusters from ${doc.rows} rows (${doc.skippedRows} skipped); ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.
-Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}.</p>
+Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}${doc.shared ? `; slopes shared by every cluster: ${escape(doc.shared.columns.join(', '))}` : ''}.</p>
 <h2>Clusters</h2>${sizesPlot(doc)}${forestPlot(doc)}
 <h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}
 ${data}

@@ -7,8 +7,9 @@ import { largeRows } from '../../examples/generate.js';
 import { fit, type FitOptions } from '../../lib/api.js';
 import type { Row } from '../../lib/rows.js';
 import { renderReport } from '../../lib/model/report.js';
+import { sharedCsv } from './shared-data.js';
 
-type FitSettings = Pick<FitOptions, 'components' | 'schedule'>;
+type FitSettings = Pick<FitOptions, 'components' | 'schedule' | 'sharedCoefficients'>;
 
 /** Records from CSV text (plain numeric CSV: no quoting). */
 function records(text: string): Row[] {
@@ -34,4 +35,10 @@ export async function manyCovariatesReport(D: number, rows: number): Promise<str
   // Few components and restarts: the fit is not what these tests look at (D = 50 with the defaults
   // takes half a minute with the reference kernel).
   return reportOf(data, data, [{ name: `generated ${D} covariates` }], { components: 5, schedule: { restarts: 2 } });
+}
+
+/** A report of a fit with shared slopes of x1 and x2 (test/support/shared-data.ts: 4 clusters, gaussian). */
+export async function sharedReport(rows: number): Promise<string> {
+  const data = records(sharedCsv(rows, 'gaussian', 51));
+  return reportOf(data, data, [{ name: 'generated, shared slopes' }], { components: 6, sharedCoefficients: ['x1', 'x2'], schedule: { restarts: 2 } });
 }
