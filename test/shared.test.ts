@@ -19,6 +19,17 @@ import { CENTERS, SHARED_TRUTH, sharedCsv, type SharedFamily } from './support/s
 
 const sharedData = (file: string, n: number, family: SharedFamily, seed: number) => writeFileSync(file, sharedCsv(n, family, seed));
 
+describe('configuration', () => {
+  it('names a shared coefficient that is not a regression column, or that is the target', () => {
+    expect(() => parseConfig({ target: 'y', regressionColumns: ['a'], sharedCoefficients: ['b'] }, 'fit.json')).toThrow(
+      'fit.json: invalid model configuration: sharedCoefficients: "b" is not one of the regression columns (a)',
+    );
+    expect(() => parseConfig({ target: 'y', sharedCoefficients: ['y'] })).toThrow('sharedCoefficients: "y" is the target column');
+    expect(() => parseConfig({ target: 'y', sharedCoefficients: ['a', 'a'] })).toThrow('sharedCoefficients: lists a column more than once');
+    expect(parseConfig({ target: 'y', regressionColumns: ['a', 'b'], sharedCoefficients: ['b'] }).sharedCoefficients).toEqual(['b']);
+  });
+});
+
 describe('the tied posterior', () => {
   it('with one component, sharing changes nothing for bernoulli and poisson (the joint is the untied posterior)', () => {
     for (const family of ['bernoulli', 'poisson'] as const) {
