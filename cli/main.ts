@@ -212,7 +212,7 @@ export function clusterTable(p: PosteriorDocument, width = 120): string {
     fmt(c.size),
     ...(p.covariateModel ? [few(p.columns, c.mean ?? [])] : []),
     fmt(c.intercept),
-    few(ownRegressionColumns(p), c.coefficients),
+    few(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j])),
     ...(noise ? [fmt(c.noiseSd ?? NaN)] : []),
   ]);
   const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(noise ? ['noise sd'] : [])];
@@ -243,7 +243,7 @@ function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][n
     `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${c.noiseSd !== undefined ? `, noise sd ${fmt(c.noiseSd)}` : ''}`,
     ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
     wrap('intercept', [fmt(c.intercept)]),
-    wrap('coefficients', pairs(ownRegressionColumns(p), c.coefficients)),
+    wrap('coefficients', pairs(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j]))),
   ].join('\n');
 }
 

@@ -27,7 +27,7 @@ const Component = z
       .optional()
       .describe('E[Σ_k] = W_k⁻¹ / (ν_k − D − 1) in data units; null where ν_k ≤ D + 1 (absent when conditional-only)'),
     intercept: z.number().describe('posterior mean intercept in data units (bernoulli: log-odds)'),
-    coefficients: z.array(z.number()).describe('posterior mean coefficients, in the order of regressionColumns without the shared ones (shared)'),
+    coefficients: z.array(z.number()).describe('posterior mean coefficients, in the order of regressionColumns (a shared column\'s entry is its shared slope, reported once in shared)'),
     interceptSd: z.number().describe('marginal posterior sd of the intercept'),
     coefficientSd: z.array(z.number()).describe('marginal posterior sds of the coefficients'),
     noiseSd: z.number().optional().describe('sqrt(E[1/τ_k]), the noise sd in data units (gaussian only)'),

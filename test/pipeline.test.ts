@@ -171,7 +171,12 @@ describe('shared coefficients through the rounds (docs/model.md §15)', () => {
       for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
       expect(posterior.components.filter((c) => c.weight > 0.05)).toHaveLength(4);
       expect(posterior.shared?.columns).toEqual(['x1', 'x2']);
-      for (const c of posterior.components) expect(c.coefficients).toEqual([]);
+      // Each component keeps its whole regression (docs/library.md): a shared column's entry is the shared slope.
+      for (const c of posterior.components)
+        c.coefficients.forEach((b, j) => {
+          expect(b).toBeCloseTo(posterior.shared!.coefficients[j], 12);
+          expect(c.coefficientSd[j]).toBeCloseTo(posterior.shared!.coefficientSd[j], 12);
+        });
       posterior.shared!.coefficients.forEach((b, j) =>
         expect(Math.abs(b - SHARED_TRUTH[family].slopes[j])).toBeLessThan(Math.max(0.05, 3 * posterior.shared!.coefficientSd[j])),
       );

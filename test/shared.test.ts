@@ -99,7 +99,12 @@ describe('recovery: four clusters with their own intercepts and one global slope
       posterior.shared!.coefficientSd.forEach((sd) => expect(sd).toBeGreaterThan(0));
       const big = posterior.components.filter((c) => c.weight > 0.05);
       expect(big).toHaveLength(4);
-      for (const c of posterior.components) expect(c.coefficients).toEqual([]);
+      // Each component keeps its whole regression (docs/library.md): a shared column's entry is the shared slope.
+      for (const c of posterior.components)
+        c.coefficients.forEach((b, j) => {
+          expect(b).toBeCloseTo(posterior.shared!.coefficients[j], 12);
+          expect(c.coefficientSd[j]).toBeCloseTo(posterior.shared!.coefficientSd[j], 12);
+        });
       // Each cluster's intercept (at x = 0, up to 8.5 column sds away from the far cluster) within 3 posterior sds.
       const byMean = (c: (typeof big)[number]) => CENTERS.findIndex((m) => Math.hypot(m[0] - c.mean![0], m[1] - c.mean![1]) < 0.5);
       expect(big.map(byMean).sort()).toEqual([0, 1, 2, 3]);
@@ -138,6 +143,15 @@ describe('recovery: four clusters with their own intercepts and one global slope
     }
     // The mixture's predictive mean from x alone: within the noise plus a little for the cluster guess.
     expect(Math.sqrt(sq / (rows.length - 1))).toBeLessThan(0.6);
+
+    // One shared slope and one per cluster: the clusters' table lists x2 only, the shared line x1 only.
+    const mixed = runCli(['fit', file, '--target', 'y', '--shared-coefficients', 'x1', '--components', '6', '--out', path.join(dir, 'mixed')]);
+    expect(mixed.code).toBe(0);
+    expect(mixed.stdout).toMatch(/shared slopes \(every cluster\): x1=1\.[45]\d*\n/);
+    // cluster, weight, size, mean (x1, x2), intercept, coefficients (x2 alone), noise sd
+    const clusters = mixed.stdout.split('\n').filter((line) => /^\d+\s+0\.\d+\s/.test(line));
+    expect(clusters.length).toBeGreaterThanOrEqual(4);
+    for (const line of clusters) expect(line).toMatch(/^\d+\s+\S+\s+\S+\s+x1=\S+ x2=\S+\s+\S+\s+x2=\S+\s+\S+$/);
 
     const bad = runCli(['fit', file, '--target', 'y', '--regression-columns', 'x1', '--shared-coefficients', 'x2', '--out', path.join(dir, 'bad')]);
     expect(bad.code).not.toBe(0);

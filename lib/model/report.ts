@@ -14,7 +14,7 @@ import { batchOfRows, MAX_PLOTTED_ROWS, responsibilities, type Row } from '../ro
 import { familyOf } from './families/index.js';
 import { predict } from './predict.js';
 import { asDocument, type Posterior } from '../schemas.js';
-import { coefficientsOf, ownRegressionColumns } from './summary.js';
+import { ownRegressionColumns } from './summary.js';
 
 /** What a trace entry must hold (posterior.json `trace[]`, ELBO in data units). */
 export interface ReportTraceEntry {
@@ -143,7 +143,7 @@ function forestPlot(doc: Posterior): string {
   // Shared slopes once, as their own panel "shared" (docs/model.md §15); each cluster its own columns.
   const values = [
     ...doc.components.flatMap((c, i) =>
-      coefficientsOf(doc, c).flatMap((v, j) => (v.shared ? [] : [entry(String(i), doc.regressionColumns[j], v.value, v.sd)])),
+      ownRegressionColumns(doc).map(({ column, j }) => entry(String(i), column, c.coefficients[j], c.coefficientSd[j])),
     ),
     ...(doc.shared?.columns.map((column, j) => entry('shared', column, doc.shared!.coefficients[j], doc.shared!.coefficientSd[j])) ?? []),
   ];
@@ -349,14 +349,13 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
         const own = rows.filter((r) => r.cluster === String(k));
         if (own.length < 2) return [];
         const at = (name: string) => own.reduce((s, r) => s + r.values[name], 0) / own.length;
-        const coefficients = coefficientsOf(doc, c).map((v) => v.value);
-        const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + coefficients[l] * at(name)), 0);
+        const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + c.coefficients[l] * at(name)), 0);
         const xs = own.map((r) => r.values[column]);
         const lo = Math.min(...xs);
         const hi = Math.max(...xs);
         return Array.from({ length: 25 }, (_, i) => {
           const x = lo + ((hi - lo) * i) / 24;
-          const eta = offset + coefficients[j] * x;
+          const eta = offset + c.coefficients[j] * x;
           return { x, fit: inverseLink(eta), cluster: String(k) };
         });
       });
@@ -486,7 +485,7 @@ function componentTable(doc: Posterior): string {
     row('expected rows', doc.components.map((c) => fmt(c.size))),
     ...(doc.components.some((c) => c.noiseSd !== undefined) ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
     row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
-    ...ownRegressionColumns(doc).map((name, j) => row(`coef ${name}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+    ...ownRegressionColumns(doc).map(({ column, j }) => row(`coef ${column}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
     // A shared slope is one value: one cell across the clusters.
     ...(doc.shared?.columns.map(
       (name, j) =>

@@ -26,7 +26,11 @@ export interface ComponentSummary {
   /** E[Σ_k] = W_k⁻¹ / (ν_k − D − 1) in data units (absent when conditional-only). */
   covariance?: number[][];
   intercept: number;
-  /** Per regression column, in the order of regressionColumns, without the shared ones (PosteriorDocument.shared). */
+  /**
+   * Per regression column, in the order of regressionColumns. A shared column's entry is the shared
+   * slope (PosteriorDocument.shared, where it is reported once): the array keeps its meaning, the
+   * component's whole regression, for readers that do not know `shared` (docs/library.md).
+   */
   coefficients: number[];
   interceptSd: number;
   coefficientSd: number[];
@@ -228,10 +232,9 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
     for (let j = 0; j < P; j++) for (let l = 0; l < P; l++) s += a[i * P + j] * cov[j * P + l] * a[i * P + l];
     variance[i] = s * scale;
   }
-  const own = (v: Float64Array) => Array.from(v.subarray(0, P - 1)).filter((_, j) => !shared?.index.includes(j));
-  out.coefficients = own(value);
+  out.coefficients = Array.from(value.subarray(0, P - 1));
   out.intercept = value[P - 1];
-  out.coefficientSd = own(variance).map(Math.sqrt);
+  out.coefficientSd = Array.from(variance.subarray(0, P - 1), Math.sqrt);
   out.interceptSd = Math.sqrt(variance[P - 1]);
   family.summarize?.(derived, k, std, out);
   return out;
@@ -247,20 +250,12 @@ function sharedSummary(shared: SharedPosterior, r: readonly string[], std: Stand
   };
 }
 
-/** The regression columns with a coefficient per component (every one but the shared), as components[].coefficients lists them. */
-export function ownRegressionColumns(doc: Pick<PosteriorDocument, 'regressionColumns' | 'shared'>): string[] {
-  return doc.regressionColumns.filter((c) => !doc.shared?.columns.includes(c));
-}
-
-/** A component's coefficient of every regression column, in regressionColumns order: its own, or the shared one. */
-export function coefficientsOf(doc: Pick<PosteriorDocument, 'regressionColumns' | 'shared'>, c: Pick<ComponentSummary, 'coefficients' | 'coefficientSd'>): { value: number; sd: number; shared: boolean }[] {
-  let own = 0;
-  return doc.regressionColumns.map((column) => {
-    const s = doc.shared?.columns.indexOf(column) ?? -1;
-    if (s >= 0) return { value: doc.shared!.coefficients[s], sd: doc.shared!.coefficientSd[s], shared: true };
-    const j = own++;
-    return { value: c.coefficients[j], sd: c.coefficientSd[j], shared: false };
-  });
+/**
+ * The regression columns whose slopes are each component's own (every one but the shared), with
+ * their positions in regressionColumns (and so in components[].coefficients).
+ */
+export function ownRegressionColumns(doc: Pick<PosteriorDocument, 'regressionColumns' | 'shared'>): { column: string; j: number }[] {
+  return doc.regressionColumns.flatMap((column, j) => (doc.shared?.columns.includes(column) ? [] : [{ column, j }]));
 }
 
 export function summarize(input: {

@@ -105,7 +105,12 @@ describe('shared coefficients through model.json on the emulated stack (docs/mod
       const sweeps = remote.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
       for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
       expect(remote.shared?.columns).toEqual(['x1', 'x2']);
-      for (const c of remote.components) expect(c.coefficients).toEqual([]);
+      // Each component keeps its whole regression (docs/library.md): a shared column's entry is the shared slope.
+      for (const c of remote.components)
+        c.coefficients.forEach((b, j) => {
+          expect(b).toBeCloseTo(remote.shared!.coefficients[j], 12);
+          expect(c.coefficientSd[j]).toBeCloseTo(remote.shared!.coefficientSd[j], 12);
+        });
       remote.shared!.coefficients.forEach((b, j) => expect(Math.abs(b - SHARED_TRUTH[family].slopes[j])).toBeLessThan(Math.max(0.05, 3 * remote.shared!.coefficientSd[j])));
 
       const dir = tempDir('clusterwise-e2e-');
