@@ -221,7 +221,7 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
   // Shared slopes: their block is Cov[β] itself (the gaussian's spread matrix holds E[τ_k] Cov[β],
   // which the Student-t scale would not undo; families/gaussian.ts).
   const shared = derived.shared;
-  if (shared) shared.index.forEach((i, a) => shared.index.forEach((j, b) => (cov[i * P + j] = shared.covariance[a * shared.index.length + b] / scale)));
+  if (shared) shared.index.forEach((i, si) => shared.index.forEach((j, sj) => (cov[i * P + j] = shared.covariance[si * shared.index.length + sj] / scale)));
   const value = new Float64Array(P);
   const variance = new Float64Array(P);
   for (let i = 0; i < P; i++) {
