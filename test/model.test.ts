@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initialize } from '../lib/inference/init.js';
+import { initialize, stratifiedSubsample } from '../lib/inference/init.js';
+import { createRandom } from '../lib/math/random.js';
 import { activeComponents, batchUpdate, batchVb, localSums, paramsFor, runLocalStep, sviUpdate } from '../lib/inference/vb.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import { derive, initialAlpha, klDivergence } from '../lib/model/posterior.js';
@@ -66,6 +67,25 @@ describe('SVI', () => {
 });
 
 describe('initialization', () => {
+  it('screens on a subsample that holds every group even when the rows cycle through the groups', () => {
+    // 8000 rows in groups i mod 4: a fixed stride of ⌈8000 / 2000⌉ = 4 would keep group 0 only.
+    const batch = { n: 8000, x: new Float64Array(8000), u: new Float64Array(8000), y: Float64Array.from({ length: 8000 }, (_, i) => i % 4) };
+    const sub = stratifiedSubsample(batch, 2000, createRandom(1, 100));
+    expect(sub.n).toBe(2000);
+    const perGroup = [0, 1, 2, 3].map((g) => sub.y.filter((y) => y === g).length);
+    for (const count of perGroup) expect(count).toBeGreaterThan(400);
+    expect(stratifiedSubsample(batch, 2000, createRandom(1, 100)).y).toEqual(sub.y); // the seed decides it
+    expect(stratifiedSubsample(batch, 9000, createRandom(1, 100))).toBe(batch);
+  });
+
+  it('finds the four groups of a sample whose rows cycle through them', () => {
+    const spec = makeSpec(2, 3, { components: 8 });
+    const batch = makeBatch(spec, 8000, 4, 4);
+    const init = initialize(spec, batch, referenceKernel, { restarts: 3, seed: 1 });
+    const counts = derive(spec, init.state).count;
+    expect(Array.from(counts).filter((c) => c > 0.1 * batch.n)).toHaveLength(4);
+  });
+
   it('more restarts never make the chosen ELBO worse', () => {
     const spec = makeSpec(2, 3, { components: 6 });
     const batch = makeBatch(spec, 400, 4, 4);

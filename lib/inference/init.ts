@@ -5,8 +5,8 @@
  * [x, y] (conditional-only: [r, y]), k-means++ on x alone, regression lines fitted to small random
  * subsets of rows and refined by reassigning rows to the line with the smallest residual ("k-lines"),
  * and a random partition (flexmix's default start; only for k0 ≤ 4). Every seed becomes a state (hard statistics,
- * one batch update) and runs a few batch-VB iterations on a strided subsample (the screen); the
- * best few go on to convergence there with merge and delete moves (moves.ts); the best of those is
+ * one batch update) and runs a few batch-VB iterations on a stratified random subsample (the screen); the
+ * best of each restart goes on to convergence there with merge and delete moves (moves.ts); the best of those is
  * refined on the whole sample, with moves. Candidate c uses random stream c of `seed`, so adding
  * restarts never lowers the best screened ELBO.
  */
@@ -26,10 +26,8 @@ export interface InitOptions {
   iterations?: number;
   /** Lloyd (k-means, k-lines) iterations after seeding. @default 10 */
   lloydIterations?: number;
-  /** Rows of the sample the candidates are screened on (strided). @default 2000 */
+  /** Rows of the sample the candidates are screened on (stratifiedSubsample). @default 2000 */
   scoreRows?: number;
-  /** Candidates taken to convergence, with moves, on the screen's subsample. @default 2 */
-  finalists?: number;
   /** Batch-VB iterations (with moves) of the winner on the sample, up to convergence. @default 200 for a sample of at most 10 000 rows (then it is usually the whole data), else 10 */
   refineIterations?: number;
   /** Relative ELBO change at which the refinement on the sample stops. @default 1e-7 */
@@ -286,8 +284,15 @@ function seedLabels(spec: ModelSpec, batch: Batch, seeding: Seeding, k: number, 
   return bestKmeans(f, batch.n, dims, k, random, lloyd, 1);
 }
 
-/** Every ⌈n/m⌉-th row: a subsample spread over the whole sample (whose rows come in file chunks). */
-export function strided(batch: Batch, m: number): Batch {
+/** The random stream of the screening subsample: past every candidate's (restarts ≤ 20, 4 seedings each). */
+const SUBSAMPLE_STREAM = 100;
+
+/**
+ * About m rows spread over the whole sample (whose rows come in file windows): one row drawn at
+ * random from each run of ⌈n/m⌉ consecutive rows. A fixed stride would alias with data whose rows
+ * cycle through groups: every 4th row of a file that lists 4 clusters in turn is one cluster.
+ */
+export function stratifiedSubsample(batch: Batch, m: number, random: Random): Batch {
   if (batch.n <= m) return batch;
   const stride = Math.ceil(batch.n / m);
   const n = Math.ceil(batch.n / stride);
@@ -296,7 +301,7 @@ export function strided(batch: Batch, m: number): Batch {
   const out: Batch = { n, x: new Float64Array(n * D), u: new Float64Array(n * P), y: new Float64Array(n) };
   if (batch.offset) out.offset = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    const src = i * stride;
+    const src = i * stride + random.int(Math.min(stride, batch.n - i * stride));
     out.x.set(batch.x.subarray(src * D, (src + 1) * D), i * D);
     out.u.set(batch.u.subarray(src * P, (src + 1) * P), i * P);
     out.y[i] = batch.y[src];
@@ -321,11 +326,11 @@ export function moveProposer(spec: ModelSpec): Proposer {
 }
 
 /**
- * The screen and the finalists run on a strided subsample of at most `scoreRows` rows; the winner
+ * The screen and the finalists run on a stratified subsample of at most `scoreRows` rows; the winner
  * is refined on the whole sample. Its sample ELBO is what the run reports.
  */
 export function initialize<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>, options: InitOptions): InitResult {
-  const scoring = strided(sample, options.scoreRows ?? 2000);
+  const scoring = stratifiedSubsample(sample, options.scoreRows ?? 2000, createRandom(options.seed, SUBSAMPLE_STREAM));
   const kinds = seedings(spec);
   const lloyd = options.lloydIterations ?? 10;
   const refineIterations = options.refineIterations ?? (sample.n <= 10_000 ? 200 : 10);
