@@ -21,7 +21,7 @@ export function sharedCsv(n: number, family: SharedFamily, seed: number): string
   const truth = SHARED_TRUTH[family];
   const lines = ['x1,x2,y'];
   for (let i = 0; i < n; i++) {
-    // Random labels, not i % 4: the planner's strided subsamples of periodic rows would see one cluster.
+    // Random labels, as rows in a file usually come (periodic ones are tested in test/model.test.ts).
     const g = random.int(4);
     const x = CENTERS[g].map((c) => c + random.normal());
     const eta = truth.intercepts[g] + truth.slopes[0] * x[0] + truth.slopes[1] * x[1];
