@@ -49,6 +49,8 @@ export const PriorSchema = z
     clusterVariance: hyper.default(0.1),
     /** Regression coefficients θ ~ N(0, (τ Λ0)⁻¹) (gaussian) or N(0, Λ0⁻¹) (bernoulli), Λ0 = this · I. @default 0.01 */
     coefficientPrecision: hyper.default(0.01),
+    /** Categorical covariates: each component's level probabilities of a column ~ Dirichlet(this · 1). @default 1 */
+    levelConcentration: hyper.default(1),
     /** Gaussian noise precision τ ~ Gamma(a0, b0). @default 0.01 */
     noiseShape: hyper.default(0.01),
     /** @default 0.01 */
@@ -123,6 +125,14 @@ export const ModelConfigSchema = z
      * cluster. @default none
      */
     sharedCoefficients: columnList(MAX_COLUMNS).optional(),
+    /**
+     * Columns read as categories (levels are their distinct texts, sorted; docs/model.md §15): as
+     * clustering columns, a Dirichlet-categorical factor per component; as regression columns,
+     * treatment-coded (one 0/1 input per level but the first). Each must also be a clustering or
+     * regression column; a listed column whose sampled values are not numbers is categorical
+     * without being listed here. At most 100. @default none
+     */
+    categorical: columnList(MAX_COLUMNS).optional(),
     /** A column naming each row: never a covariate; locally, assignments.csv carries it. @default none */
     id: z.string().min(1).optional(),
     /** The field separator. @default detected from each file's header line among , ; tab | */
@@ -164,6 +174,12 @@ export const ModelConfigSchema = z
         ctx.addIssue({ code: 'custom', path: [role], message: `includes the id column "${config.id}"` });
     }
     if (config.id === config.target) ctx.addIssue({ code: 'custom', path: ['id'], message: 'is the target column' });
+    for (const column of config.categorical ?? []) {
+      if (column === config.target || column === config.id)
+        ctx.addIssue({ code: 'custom', path: ['categorical'], message: `includes the ${column === config.target ? 'target' : 'id'} column "${column}"` });
+      else if (!((config.covariateModel && (config.columns?.includes(column) ?? true)) || (config.regressionColumns ?? config.columns)?.includes(column) !== false))
+        ctx.addIssue({ code: 'custom', path: ['categorical'], message: `"${column}" is neither a clustering nor a regression column` });
+    }
     for (const role of ['offset', 'exposure'] as const) {
       const column = config[role];
       if (column === undefined) continue;

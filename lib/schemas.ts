@@ -31,6 +31,10 @@ const Component = z
     interceptSd: z.number().describe('marginal posterior sd of the intercept'),
     coefficientSd: z.array(z.number()).describe('marginal posterior sds of the coefficients'),
     noiseSd: z.number().optional().describe('sqrt(E[1/τ_k]), the noise sd in data units (gaussian only)'),
+    categories: z
+      .record(z.string(), z.record(z.string(), z.number()))
+      .optional()
+      .describe('E[φ_kjl]: per categorical clustering column, the probability of each level in this component'),
   })
   .describe('one reported component (cluster); its position in components[] is its cluster number');
 
@@ -54,14 +58,30 @@ const Relevance = z
   )
   .describe('each candidate clustering column: whether it carries cluster information (docs/model.md §13)');
 
+/** A parsed column of the plan: how it is read (lib/data/csv.ts ColumnKind), and a category's levels. */
+export const SelectedColumnSchema = z.object({
+  column: z.string(),
+  kind: z.enum(['number', 'binary', 'count', 'positive', 'category']),
+  optional: z.boolean().optional(),
+  levels: z.array(z.string()).optional().describe("a category's levels, sorted; the first is the regression's reference level"),
+});
+
+/** The plan's categorical parts (docs/model.md §15), absent without categorical columns. */
+export const CategoricalPlanSchema = {
+  xc: columns.optional().describe('categorical clustering columns'),
+  xcSlot: z.array(z.number().int().min(0)).optional(),
+  rLevel: z.array(z.number().int().min(-1)).optional().describe('per regression input: the level it indicates, or −1 for a numeric column'),
+};
+
 const ColumnPlan = z.object({
   target: z.string(),
   x: columns,
   r: columns,
-  select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary', 'count', 'positive']) })),
+  select: z.array(SelectedColumnSchema),
   xSlot: z.array(z.number().int()),
   rSlot: z.array(z.number().int()),
   ySlot: z.number().int(),
+  ...CategoricalPlanSchema,
   offset: z.object({ column: z.string(), slot: z.number().int().min(0), log: z.boolean() }).optional(),
   relevance: Relevance.optional(),
 });

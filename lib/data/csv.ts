@@ -319,9 +319,23 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 
 /**
  * How a selected column is converted: a finite decimal number, a 0/1 (true/false) flag, a count
- * (a whole number ≥ 0) or a positive number (an exposure).
+ * (a whole number ≥ 0), a positive number (an exposure), or a category: the index of its text
+ * (trimmed, unquoted) in the selected column's `levels`.
  */
-export type ColumnKind = 'number' | 'binary' | 'count' | 'positive';
+export type ColumnKind = 'number' | 'binary' | 'count' | 'positive' | 'category';
+
+/** A selected column. */
+export interface SelectedColumn {
+  column: string;
+  kind: ColumnKind;
+  /** A missing or unreadable value becomes NaN instead of skipping the row (predict's target). */
+  optional?: boolean;
+  /** For kind 'category': the known levels; a value is its index here. */
+  levels?: string[];
+}
+
+/** A categorical column with more distinct values than this in the planner's sample is an error (an id or free text, not a category). */
+export const MAX_LEVELS = 1000;
 
 export interface ParseOptions {
   /** File name for reports. */
@@ -332,7 +346,12 @@ export interface ParseOptions {
    * Columns to convert, in output order. Unknown names throw DataError. An `optional` column's
    * missing or unreadable value becomes NaN instead of skipping the row (predict's target).
    */
-  select: readonly { column: string; kind: ColumnKind; optional?: boolean }[];
+  select: readonly SelectedColumn[];
+  /**
+   * A category's text not among its column's `levels` is appended to them (the planner's sample
+   * collects the levels this way) instead of skipping the row as an unknown level.
+   */
+  collectLevels?: boolean;
   /** 1-based file line of the first line of `bytes`; when absent, skipped rows carry 0-based indices. */
   firstLine?: number;
   /** The field separator (parseHeader's). @default ',' */
@@ -408,7 +427,8 @@ const KIND_NUMBER = 1;
 const KIND_BINARY = 2;
 const KIND_COUNT = 3;
 const KIND_POSITIVE = 4;
-const KINDS: Record<ColumnKind, number> = { number: KIND_NUMBER, binary: KIND_BINARY, count: KIND_COUNT, positive: KIND_POSITIVE };
+const KIND_CATEGORY = 5;
+const KINDS: Record<ColumnKind, number> = { number: KIND_NUMBER, binary: KIND_BINARY, count: KIND_COUNT, positive: KIND_POSITIVE, category: KIND_CATEGORY };
 
 /** Per-call state shared by the fast scanner and the slow per-record path. */
 interface ParseState {
@@ -424,6 +444,8 @@ interface ParseState {
   kind: Uint8Array;
   /** For each header column, 1 when a bad value is NaN rather than a skipped row. */
   optional: Uint8Array;
+  /** For each header column of kind category, its levels by text (else null). */
+  levelIndex: (Map<string, number> | null)[];
   /** Header index of the `text` column, or -1. */
   textField: number;
   width: number;
@@ -481,11 +503,13 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
   const slot = new Int32Array(fieldCount).fill(-1);
   const kind = new Uint8Array(fieldCount);
   const optional = new Uint8Array(fieldCount);
+  const levelIndex: (Map<string, number> | null)[] = new Array(fieldCount).fill(null);
   options.select.forEach((selected, index) => {
     const column = resolveColumn(options.header, selected.column, options.file);
     slot[column] = index;
     kind[column] = KINDS[selected.kind];
     optional[column] = selected.optional ? 1 : 0;
+    if (selected.kind === 'category') levelIndex[column] = new Map((selected.levels ?? []).map((level, i) => [level, i]));
   });
   const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
   const end = options.partial ? bytes.lastIndexOf(LF) + 1 : bytes.length;
@@ -502,6 +526,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     slot,
     kind,
     optional,
+    levelIndex,
     textField,
     width,
     values: arrays.float64('values', lines * width),
@@ -630,7 +655,17 @@ function scanRows(state: ParseState): number {
     if (c === LF || c === CR || c === SPACE || c === TAB) good = false; // maybe blank: slow path decides
     while (good) {
       const s = field < fieldCount ? slot[field] : -1;
-      if (s >= 0) {
+      if (s >= 0 && kind[field] === KIND_CATEGORY) {
+        // A known level of an unquoted field; anything else (quotes, a new or missing level) goes the slow way.
+        const fieldStart = pos;
+        while (pos < n && (c = bytes[pos]) !== delimiter && c !== LF && c !== CR && c !== QUOTE) pos++;
+        const level = c === QUOTE ? undefined : state.levelIndex[field]!.get(utf8.decode(bytes.subarray(fieldStart, pos)).trim());
+        if (level === undefined) {
+          good = false;
+          break;
+        }
+        values[base + s] = level;
+      } else if (s >= 0) {
         const next = scanNumber(bytes, pos, n);
         const value = scanOut[0];
         const k = kind[field];
@@ -775,7 +810,16 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
     if (s < 0) continue;
     const text = fieldText(state.bytes, spans[field]);
     const kind = state.kind[field];
-    const value = kind === KIND_BINARY ? toBinary(text) : kind === KIND_COUNT ? toCount(text) : kind === KIND_POSITIVE ? toPositive(text) : toNumber(text);
+    const value =
+      kind === KIND_CATEGORY
+        ? toLevel(text, state, field)
+        : kind === KIND_BINARY
+          ? toBinary(text)
+          : kind === KIND_COUNT
+            ? toCount(text)
+            : kind === KIND_POSITIVE
+              ? toPositive(text)
+              : toNumber(text);
     if (typeof value === 'string' && state.optional[field]) {
       state.values[base + s] = NaN;
       continue;
@@ -876,6 +920,28 @@ export function toCount(text: string): number | string {
 export function toPositive(text: string): number | string {
   const value = toNumber(text);
   return typeof value === 'string' || value > 0 ? value : 'not a positive number';
+}
+
+/**
+ * The index of a category's text (trimmed) among its column's levels, or the reason it has none:
+ * missing, or a level the planner's sample did not have (collected instead while sampling).
+ */
+function toLevel(text: string, state: ParseState, field: number): number | string {
+  const t = text.trim();
+  if (MISSING.has(t.toLowerCase())) return 'missing value';
+  const index = state.levelIndex[field]!;
+  const known = index.get(t);
+  if (known !== undefined) return known;
+  const selected = state.options.select[state.slot[field]];
+  if (state.options.collectLevels) {
+    const levels = (selected.levels ??= []);
+    index.set(t, levels.length);
+    levels.push(t);
+    return levels.length - 1;
+  }
+  const levels = selected.levels ?? [];
+  const shown = levels.slice(0, 10).map((l) => JSON.stringify(l)).join(', ') + (levels.length > 10 ? ', …' : '');
+  return `not a level of the column in the planner's sample (${levels.length} levels: ${shown}); docs/model.md §15`;
 }
 
 /** 0 or 1 from 0/1/true/false (any case; numeric forms like 1.0 too), or the reason it is not. */

@@ -15,8 +15,10 @@ import {
   readOwnedLines,
   recordSkipped,
   resolveColumn,
+  MAX_LEVELS,
   type ColumnKind,
   type ParsedRows,
+  type SelectedColumn,
 } from './csv.js';
 import { DataError } from './errors.js';
 import { noScratch, type ArraySource } from './scratch.js';
@@ -39,16 +41,24 @@ export interface DataFile {
 /** Which columns are used, and how each is converted. */
 export interface ColumnPlan {
   target: string;
-  /** Clustering columns x (empty in conditional-only mode). */
+  /** Numeric clustering columns x (empty in conditional-only mode). */
   x: string[];
-  /** Regression columns r (the intercept is added after them). */
+  /**
+   * Regression inputs r (the intercept is added after them): a numeric column's name, or for a
+   * categorical column one treatment-coded input per level but the first, named `column=level`.
+   */
   r: string[];
-  /** The distinct columns parsed from every row, in this order (optional: csv.ts ParseOptions). */
-  select: { column: string; kind: ColumnKind; optional?: boolean }[];
+  /** The distinct columns parsed from every row, in this order; a category carries its levels, sorted (docs/model.md §15). */
+  select: SelectedColumn[];
   /** Positions of x, r and y within select. */
   xSlot: number[];
   rSlot: number[];
   ySlot: number;
+  /** Categorical clustering columns and their positions within select (absent: none). */
+  xc?: string[];
+  xcSlot?: number[];
+  /** Per regression input: the level it indicates (1 when the value is that level, else 0), or −1 for a numeric column; absent when every input is numeric. */
+  rLevel?: number[];
   /** The offset of η (config offset or exposure): its column, position in select, and whether its ln is taken (an exposure). */
   offset?: { column: string; slot: number; log: boolean };
   /**
@@ -87,13 +97,15 @@ export async function openDataFile(store: ObjectStore, key: string, name = key):
   };
 }
 
+/** Whether the column's values in `bytes` are mostly numbers. */
+function isNumeric(file: DataFile, bytes: Uint8Array, column: string): boolean {
+  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }], delimiter: file.delimiter });
+  return parsed.rows > 0 && parsed.rows >= parsed.skippedCount;
+}
+
 /** Columns whose values in `bytes` are mostly numbers: the default clustering/regression columns. */
 function numericColumns(file: DataFile, bytes: Uint8Array, exclude: readonly string[]): string[] {
-  return file.columns.filter((column) => {
-    if (exclude.includes(column) || column === '') return false;
-    const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }], delimiter: file.delimiter });
-    return parsed.rows > 0 && parsed.rows >= parsed.skippedCount;
-  });
+  return file.columns.filter((column) => !exclude.includes(column) && column !== '' && isNumeric(file, bytes, column));
 }
 
 /**
@@ -125,7 +137,12 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
     for (const c of config.regressionColumns ?? []) resolveColumn(file.columns, c, file.name, 'regression');
     if (offsetColumn !== undefined) resolveColumn(file.columns, offsetColumn, file.name, config.offset !== undefined ? 'offset' : 'exposure');
   }
-  const defaults = config.columns ?? numericColumns(first, firstBytes, [config.target, ...[config.id, offsetColumn].filter((c) => c !== undefined)]);
+  for (const c of config.categorical ?? []) resolveColumn(first.columns, c, first.name, 'categorical');
+  const categorical = new Set(config.categorical ?? []);
+  const excluded = [config.target, ...[config.id, offsetColumn].filter((c) => c !== undefined)];
+  // By default: the numeric columns, and the listed categorical ones, in the header's order.
+  const numeric = config.columns ? [] : numericColumns(first, firstBytes, excluded);
+  const defaults = config.columns ?? first.columns.filter((c) => categorical.has(c) || numeric.includes(c));
   if (defaults.length === 0 && !config.regressionColumns) {
     throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on`, {
       file: first.name,
@@ -139,25 +156,99 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   for (const column of config.sharedCoefficients ?? [])
     if (!r.includes(column))
       throw new DataError(`is listed in sharedCoefficients but is not a regression column (the regression columns: ${r.join(', ') || 'none'})`, { file: first.name, line: 1, column });
+  // A clustering or regression column whose sampled values are not numbers is categorical.
+  for (const c of new Set([...x, ...r])) if (!categorical.has(c) && !numeric.includes(c) && !isNumeric(first, firstBytes, c)) categorical.add(c);
   const select: ColumnPlan['select'] = [];
   const slotOf = (column: string, kind: ColumnKind) => {
     let i = select.findIndex((s) => s.column === column);
-    if (i < 0) i = select.push({ column, kind }) - 1;
+    if (i < 0) i = select.push(kind === 'category' ? { column, kind, levels: [] } : { column, kind }) - 1;
     return i;
   };
-  const xSlot = x.map((c) => slotOf(c, 'number'));
-  const rSlot = r.map((c) => slotOf(c, 'number'));
+  const kindOf = (c: string): ColumnKind => (categorical.has(c) ? 'category' : 'number');
+  const xNumeric = x.filter((c) => !categorical.has(c));
+  const xc = x.filter((c) => categorical.has(c));
+  const xSlot = xNumeric.map((c) => slotOf(c, 'number'));
+  const xcSlot = xc.map((c) => slotOf(c, 'category'));
+  // Categorical regression columns stand as one input each until settleLevels expands them.
+  const rSlot = r.map((c) => slotOf(c, kindOf(c)));
   const ySlot = slotOf(config.target, familyOf(config.family).target.kind);
   const offset =
     offsetColumn === undefined
       ? undefined
       : { column: offsetColumn, slot: slotOf(offsetColumn, config.exposure !== undefined ? 'positive' : 'number'), log: config.exposure !== undefined };
-  return { target: config.target, x, r, select, xSlot, rSlot, ySlot, ...(offset ? { offset } : {}) };
+  return {
+    target: config.target,
+    x: xNumeric,
+    r,
+    select,
+    xSlot,
+    rSlot,
+    ySlot,
+    ...(offset ? { offset } : {}),
+    ...(xc.length > 0 ? { xc, xcSlot } : {}),
+    ...(r.some((c) => categorical.has(c)) ? { rLevel: r.map(() => -1) } : {}),
+  };
 }
 
-/** Parse whole lines of `file` with the plan's columns. */
-export function parseWith(plan: ColumnPlan, file: DataFile, bytes: Uint8Array, firstLine?: number, arrays?: ArraySource): ParsedRows {
-  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine, delimiter: file.delimiter, arrays });
+/** Whether the plan reads categorical columns whose levels the sample has yet to settle. */
+export function hasCategories(plan: ColumnPlan): boolean {
+  return plan.select.some((s) => s.kind === 'category');
+}
+
+/** The categorical clustering columns and their levels (for the factor's summary). */
+export function levelNames(plan: ColumnPlan): { column: string; levels: string[] }[] {
+  return (plan.xcSlot ?? []).map((s) => ({ column: plan.select[s].column, levels: plan.select[s].levels! }));
+}
+
+/**
+ * Fixes the categorical columns' levels from the planner's sample (parsed with collectLevels): each
+ * column's levels sorted (the first is the regression's reference level), the sample's values
+ * renumbered to match, and each categorical regression column expanded into its treatment-coded
+ * inputs `column=level`. A column with one level, or more than MAX_LEVELS, is an error naming it.
+ * Changes `plan` and `sample` in place.
+ */
+export function settleLevels(plan: ColumnPlan, sample: ParsedRows, fileName: string): void {
+  const width = plan.select.length;
+  plan.select.forEach((selected, slot) => {
+    if (selected.kind !== 'category') return;
+    const found = selected.levels ?? [];
+    if (found.length < 2 || found.length > MAX_LEVELS)
+      throw new DataError(
+        found.length < 2
+          ? `categorical column "${selected.column}" has ${found.length === 0 ? 'no value' : `the single level "${found[0]}"`} in the ${sample.rows} sampled rows; drop it from the columns`
+          : `categorical column "${selected.column}" has more than ${MAX_LEVELS} distinct values in the sample: an id or free text, not a category; drop it or list it as the id`,
+        { file: fileName, column: selected.column },
+      );
+    const sorted = [...found].sort();
+    const renumber = found.map((level) => sorted.indexOf(level));
+    for (let i = 0; i < sample.rows; i++) sample.values[i * width + slot] = renumber[sample.values[i * width + slot]];
+    selected.levels = sorted;
+  });
+  if (!plan.rLevel) return;
+  const r: string[] = [];
+  const rSlot: number[] = [];
+  const rLevel: number[] = [];
+  plan.r.forEach((column, i) => {
+    const slot = plan.rSlot[i];
+    const levels = plan.select[slot].levels;
+    if (!levels) {
+      r.push(column);
+      rSlot.push(slot);
+      rLevel.push(-1);
+      return;
+    }
+    for (let l = 1; l < levels.length; l++) {
+      r.push(`${column}=${levels[l]}`);
+      rSlot.push(slot);
+      rLevel.push(l);
+    }
+  });
+  Object.assign(plan, { r, rSlot, rLevel });
+}
+
+/** Parse whole lines of `file` with the plan's columns (`collectLevels`: the planner's sample, csv.ts ParseOptions). */
+export function parseWith(plan: ColumnPlan, file: DataFile, bytes: Uint8Array, firstLine?: number, arrays?: ArraySource, collectLevels = false): ParsedRows {
+  return parseRows(bytes, { file: file.name, header: file.columns, select: plan.select, firstLine, delimiter: file.delimiter, arrays, collectLevels });
 }
 
 /**
@@ -195,6 +286,7 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
     mean[j] = m * scale;
     sd[j] = Math.sqrt(sq) * scale;
     if ((j === plan.ySlot && !standardizedTarget) || j === plan.offset?.slot) continue; // not standardized
+    if (plan.select[j].kind === 'category') continue; // level indices (settleLevels checked their number)
     if (!(Math.sqrt(sq) > CONSTANT_RELATIVE_SD)) {
       const role = j === plan.ySlot ? 'the target ' : '';
       const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j]) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
@@ -206,11 +298,13 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
     }
   }
   const pick = (slots: number[], values: ArrayLike<number>) => slots.map((s) => values[s]);
+  // A treatment-coded input stays 0/1 (its coefficient: the level's shift from the first level's).
+  const pickR = (values: ArrayLike<number>, dummy: number) => plan.rSlot.map((s, i) => ((plan.rLevel?.[i] ?? -1) >= 0 ? dummy : values[s]));
   return {
     xMean: pick(plan.xSlot, mean),
     xSd: pick(plan.xSlot, sd),
-    rMean: pick(plan.rSlot, mean),
-    rSd: pick(plan.rSlot, sd),
+    rMean: pickR(mean, 0),
+    rSd: pickR(sd, 1),
     yMean: standardizedTarget ? mean[plan.ySlot] : 0,
     ySd: standardizedTarget ? sd[plan.ySlot] : 1,
   };
@@ -239,7 +333,7 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
       scale[s] = sds[j];
     });
   assign(plan.xSlot, std.xMean, std.xSd);
-  assign(plan.rSlot, std.rMean, std.rSd);
+  assign(plan.rSlot, std.rMean, std.rSd); // a category's slot: centre 0, scale 1 (its level indices pass)
   if (plan.ySlot >= 0) assign([plan.ySlot], [std.yMean], [std.ySd]);
   // The same test without a division per value: lo ≤ v ≤ hi.
   const lo = center.map((c, j) => c - MAX_STANDARDIZED * scale[j]);
@@ -315,13 +409,38 @@ export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRo
     for (let j = 0; j < P - 1; j++) u[i * P + j] = (v[row + rSlot[j]] - rMean[j]) / rSd[j];
     u[i * P + P - 1] = 1;
   }
+  if (plan.rLevel) {
+    // Treatment coding: input j is 1 when the row's level is rLevel[j] (docs/model.md §15).
+    const rLevel = plan.rLevel;
+    for (let j = 0; j < P - 1; j++) {
+      const level = rLevel[j];
+      if (level < 0) continue;
+      for (let i = 0; i < n; i++) u[i * P + j] = v[i * width + rSlot[j]] === level ? 1 : 0;
+    }
+  }
+  const categories = plan.xcSlot && plan.xcSlot.length > 0 ? categoryCodes(plan, parsed, arrays) : undefined;
   if (plan.ySlot >= 0) for (let i = 0; i < n; i++) y[i] = (v[i * width + plan.ySlot] - std.yMean) / std.ySd; // none when predicting
-  if (!plan.offset) return { n, x, u, y };
+  if (!plan.offset) return { n, x, u, y, ...(categories ? { categories } : {}) };
   // The offset enters η in its own units (an exposure through its logarithm).
   const offset = arrays.float64('offset', n);
   const { slot, log } = plan.offset;
   for (let i = 0; i < n; i++) offset[i] = log ? Math.log(v[i * width + slot]) : v[i * width + slot];
-  return { n, x, u, y, offset };
+  return { n, x, u, y, offset, ...(categories ? { categories } : {}) };
+}
+
+/** Batch.categories: per row and categorical clustering column j, off_j + its level (off_j = Σ_{i<j} L_i). */
+function categoryCodes(plan: ColumnPlan, parsed: ParsedRows, arrays: ArraySource): Int32Array {
+  const slots = plan.xcSlot!;
+  const J = slots.length;
+  const width = plan.select.length;
+  const n = parsed.rows;
+  const codes = arrays.int32('categories', n * J);
+  let offset = 0;
+  slots.forEach((slot, j) => {
+    for (let i = 0; i < n; i++) codes[i * J + j] = offset + parsed.values[i * width + slot];
+    offset += plan.select[slot].levels!.length;
+  });
+  return codes;
 }
 
 /** Rows read for standardization and initialization, and what they tell about the whole data. */
@@ -373,7 +492,8 @@ export async function readSample(
   targetRows: number,
   chunks = 32,
 ): Promise<Sample> {
-  const probe = parseWith(plan, files[0], firstBytes);
+  const collect = hasCategories(plan);
+  const probe = parseWith(plan, files[0], firstBytes, undefined, undefined, collect);
   const bytesPerLine = probe.lineCount > 0 ? Math.max(1, firstBytes.length / probe.lineCount) : 64;
   const totalBytes = files.reduce((s, f) => s + (f.size - f.dataStart), 0);
   const wantedBytes = targetRows * bytesPerLine;
@@ -400,7 +520,8 @@ export async function readSample(
     async ({ file, start, end, firstLine }) => {
       const bytes = await readOwnedLines(store, file.key, start, end, file.dataStart, { fileSize: file.size });
       sampledBytes += bytes.length;
-      return parseWith(plan, file, bytes, firstLine);
+      // Levels are collected in whatever order the windows arrive; settleLevels sorts them.
+      return parseWith(plan, file, bytes, firstLine, undefined, collect);
     },
     { concurrency: SAMPLE_READS },
   );

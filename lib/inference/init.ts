@@ -13,6 +13,7 @@
 import type { Batch, Kernel } from '../kernel/types.js';
 import { createRandom, type Random } from '../math/random.js';
 import { initialAlpha, sortBySize, type GlobalState } from '../model/posterior.js';
+import { covariateFactorsOf } from '../model/covariates/index.js';
 import { familyOf } from '../model/families/index.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
 import { cholesky, backSubstitute, forwardSubstitute } from '../math/linalg.js';
@@ -51,15 +52,23 @@ export interface InitResult {
   converged: boolean;
 }
 
-/** Rows of the k-means feature matrix: x (or r when conditional-only) and y, or x alone. Shape (n, F). */
+/**
+ * Rows of the k-means feature matrix: x (or r when conditional-only) and y, or x alone; then the
+ * categorical covariates one-hot, each level's indicator scaled by √½ so that two rows differing in
+ * one column are 1 apart, as a standardized column's deviation. Shape (n, F).
+ */
 function kmeansFeatures(spec: ModelSpec, batch: Batch, xOnly = false): { f: Float64Array; dims: number } {
   const useX = spec.covariateModel && spec.D > 0;
-  const width = useX ? spec.D : spec.P - 1;
-  const dims = xOnly ? width : width + 1;
+  const width = useX ? spec.D : xOnly ? 0 : spec.P - 1; // x alone without numeric x: the categories alone
+  const J = spec.levels?.length ?? 0;
+  const oneHot = J > 0 ? spec.levels!.reduce((s, l) => s + l, 0) : 0;
+  const numeric = xOnly ? width : width + 1;
+  const dims = numeric + oneHot;
   const f = new Float64Array(batch.n * dims);
   for (let n = 0; n < batch.n; n++) {
     for (let i = 0; i < width; i++) f[n * dims + i] = useX ? batch.x[n * spec.D + i] : batch.u[n * spec.P + i];
     if (!xOnly) f[n * dims + width] = batch.y[n];
+    for (let j = 0; j < J; j++) f[n * dims + numeric + batch.categories![n * J + j]] = Math.SQRT1_2;
   }
   return { f, dims };
 }
@@ -173,6 +182,8 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
   const extra = family.rows.extra;
   const stats = new Float64Array(layout.length);
   const weights = new Float64Array(2);
+  const J = spec.levels?.length ?? 0;
+  const factors = covariateFactorsOf(spec).map((factor) => ({ factor, block: layout.blocks.find((b) => b.name === factor.block(spec)!.name)! }));
   for (let n = 0; n < batch.n; n++) {
     const k = labels[n];
     const y = batch.y[n];
@@ -190,6 +201,7 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
       for (let j = 0; j < P; j++) stats[layout.suu + k * P * P + i * P + j] += uuWeight * ui * batch.u[n * P + j];
     }
     extra?.(1, y, stats, layout.syy + k * family.extraWidth);
+    for (const { factor, block } of factors) factor.accumulate(spec, batch.categories!, n * J, 1, stats, block.offset + k * block.width);
   }
   return stats;
 }
@@ -207,7 +219,7 @@ export type Seeding = 'kmeans' | 'kmeans-x' | 'lines' | 'random';
 
 /** The seedings of every restart: k-means on x alone only with the covariate model (D ≥ 1). */
 export function seedings(spec: ModelSpec): Seeding[] {
-  return spec.covariateModel && spec.D > 0 ? ['kmeans', 'kmeans-x', 'lines', 'random'] : ['kmeans', 'lines', 'lines', 'random'];
+  return (spec.covariateModel && spec.D > 0) || (spec.levels?.length ?? 0) > 0 ? ['kmeans', 'kmeans-x', 'lines', 'random'] : ['kmeans', 'lines', 'lines', 'random'];
 }
 
 /** Ridge least squares θ = (UᵀU + εI)⁻¹ Uᵀy over the rows `rows`, shape (P). */

@@ -56,6 +56,7 @@
  * `batchVb` (vb.ts, option `propose`) is the same loop on in-memory batches.
  */
 import { derive, klDivergence, klWeights, sortBySize, weightedScatter, type Derived, type GlobalState } from '../model/posterior.js';
+import { covariateFactorsOf } from '../model/covariates/index.js';
 import { familyOf } from '../model/families/index.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
 import { LN_2PI } from '../math/special.js';
@@ -135,6 +136,7 @@ function componentLogJoint(d: Derived, stats: Float64Array, k: number): number {
     const scatter = weightedScatter(w, D, m, n, sx, sxx);
     s += n * (0.5 * d.eLnDetLambda[k] - (D / 2) * LN_2PI - D / (2 * d.beta[k])) - 0.5 * d.nu[k] * scatter;
   }
+  for (const factor of covariateFactorsOf(spec)) s += factor.expectedLogLik(spec, d.lambda, layout, stats, k);
   const family = familyOf(spec.family);
   if (family.expectedLogLik) s += family.expectedLogLik(d, stats, k);
   return s;
@@ -167,7 +169,7 @@ function componentTerm(spec: ModelSpec, stats: Float64Array, k: number, plus?: n
  * one-dimensional response at its prior).
  */
 function weightsTerm(spec: ModelSpec, alpha: GlobalState['alpha'], counts: number[]): number {
-  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false, shared: [] };
+  const bare: ModelSpec = { ...spec, D: 0, P: 1, covariateModel: false, shared: [], levels: undefined };
   const layout = layoutOf(bare);
   const stats = new Float64Array(layout.length);
   stats.set(counts.slice().sort((a, b) => b - a), layout.count);

@@ -77,6 +77,7 @@ export function restrictParams(params: LocalParams, active: number[]): LocalPara
     coef: pick(params.coef, P),
     coefCovFactor: pick(params.coefCovFactor, P * P),
     response: pick(params.response, familyOf(params.spec.family).localWidth),
+    factors: params.factors.map((table) => pick(table, table.length / params.spec.T)),
   };
 }
 

@@ -4,6 +4,7 @@
  * (lib/model/families/). It is the oracle the fast kernel is tested against and
  * the fallback when TensorFlow.js is unavailable.
  */
+import { covariateFactorsOf } from '../model/covariates/index.js';
 import { familyOf } from '../model/families/index.js';
 import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
@@ -28,6 +29,12 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
     const memo = new Float64Array(T); // what the family keeps from a row's term for its weights
     const weights = new Float64Array(2); // w_uu, w_u
     const centred = new Float64Array(D);
+    // Categorical covariates (lib/model/covariates/): their term of ln ρ and their statistics, from the row's codes.
+    const factors = covariateFactorsOf(spec);
+    const codes = batch.categories;
+    const J = spec.levels?.length ?? 0;
+    const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
+    if (factors.length > 0 && !codes) throw new RangeError(`reference: the model has ${J} categorical covariates; the batch has none`);
     let logLik = 0;
 
     for (let n = 0; n < batch.n; n++) {
@@ -59,6 +66,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
           for (let i = j; i < P; i++) z += u[i] * c[i * P + j];
           spread += z * z;
         }
+        for (let f = 0; f < factors.length; f++) lr += factors[f].logLik(spec, params.factors[f], k, codes!, n * J);
         eta[k] = pred;
         lr += responseTerm(local, k, pred, spread, y, o, memo);
         logRho[k] = lr;
@@ -82,6 +90,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
             for (let j = 0; j <= i; j++) stats[sxx + i * D + j] += rx * x[j];
           }
         }
+        for (let f = 0; f < factors.length; f++) factors[f].accumulate(spec, codes!, n * J, r, stats, factorBlocks[f].offset + k * factorBlocks[f].width);
         responseWeights(local, k, r, eta[k], y, o, memo, weights);
         const [uuWeight, yWeight] = weights;
         const suu = layout.suu + k * P * P;

@@ -87,8 +87,15 @@
  *   tf.sum runs along the last axis without a transpose.
  * The other backends take the same products (they cache nothing; cpu broadcasts are slow, but it
  * is slower than the reference either way).
+ *
+ * Categorical covariates (lib/model/covariates/) are not matrix products: their term of ln ρ is a
+ * lookup of E[ln φ_kjl] by each row's codes, and their statistics counts of r by code. Both run on
+ * the host in float64 from the batch's codes (kept as an Int32Array, J values per row), the term
+ * rounded once to float32 and added to ln ρ before the softmax, the counts from the chunk's
+ * float32 r (downloaded only then). A model without categorical covariates does none of it.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { covariateFactorsOf } from '../model/covariates/index.js';
 import { familyOf } from '../model/families/index.js';
 import type { FusedChunk, FusedResponse } from '../model/families/family.js';
 import type { LocalParams } from '../model/posterior.js';
@@ -123,6 +130,8 @@ export interface PreparedTensors {
   D: number;
   P: number;
   chunks: PreparedChunk[];
+  /** The batch's categorical codes (Batch.categories), (n, J), or null. */
+  categories: Int32Array | null;
   /** False after release(). */
   live: boolean;
 }
@@ -171,7 +180,8 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         for (const c of chunks) disposeChunk(c);
         throw error;
       }
-      return { backend: backendName, n, D, P, chunks, live: true };
+      const categories = batch.categories ? Int32Array.from(batch.categories) : null;
+      return { backend: backendName, n, D, P, chunks, categories, live: true };
     },
 
     release(prepared: PreparedTensors): void {
@@ -205,6 +215,12 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       const P1 = P + 1;
       const host = hostParameters(params, D, fused);
       const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
+      const factors = covariateFactorsOf(spec);
+      const J = spec.levels?.length ?? 0;
+      const codes = prepared.categories;
+      if (factors.length > 0 && !codes) throw new RangeError(`${name}: the model has ${J} categorical covariates; the batch has none`);
+      const factorStats = factors.length > 0 ? new Float64Array(layout.length) : null;
+      const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
       // Chunk results summed in float64 (module comment).
       const sumN = new Float64Array(T);
       const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
@@ -232,6 +248,17 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           const c = chunk.rows;
           const ub = chunk.ub;
           logLik += rowConstant(chunk, P, spec.family, fused);
+          // The factors' term of ln ρ, (c, T), on the host (module comment).
+          let factorTerm: Float32Array | null = null;
+          if (factorStats) {
+            factorTerm = new Float32Array(c * T);
+            for (let i = 0; i < c; i++)
+              for (let k = 0; k < T; k++) {
+                let s = 0;
+                for (let f = 0; f < factors.length; f++) s += factors[f].logLik(spec, params.factors[f], k, codes!, (row + i) * J);
+                factorTerm[i * T + k] = s;
+              }
+          }
           const outs = tf.tidy(() => {
             const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
             // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
@@ -252,6 +279,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
               const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
               lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
             }
+            if (factorTerm) lnRho = tf.add(lnRho, tf.tensor2d(factorTerm, [c, T]));
             // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
             // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
             const r = tf.softmax(lnRho) as tf.Tensor2D;
@@ -276,7 +304,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             } else {
               out.n = tf.sum(r, 0);
             }
-            if (options.responsibilities) out.r = r;
+            if (options.responsibilities || factorStats) out.r = r;
             return out;
           });
           try {
@@ -289,7 +317,18 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
             addInto(sumE, outs.e.dataSync());
             if (outs.ee) addInto(sumEE, outs.ee.dataSync());
             if (D > 0) addInto(sumX, outs.x.dataSync());
-            if (resp) resp.set(outs.r.dataSync(), row * T);
+            if (resp || factorStats) {
+              const r = outs.r.dataSync();
+              if (resp) resp.set(r, row * T);
+              if (factorStats)
+                for (let i = 0; i < c; i++)
+                  for (let k = 0; k < T; k++) {
+                    const rk = r[i * T + k];
+                    if (rk === 0) continue;
+                    for (let f = 0; f < factors.length; f++)
+                      factors[f].accumulate(spec, codes!, (row + i) * J, rk, factorStats, factorBlocks[f].offset + k * factorBlocks[f].width);
+                  }
+            }
           } finally {
             tf.dispose(outs);
           }
@@ -308,6 +347,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
         fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
         logLik += stats[layout.count + k] * host.biasRounding[k];
       }
+      for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
       return { stats, logLik, responsibilities: resp };
     },
   };
@@ -366,7 +406,8 @@ function batchOf(prepared: PreparedTensors): Batch {
       if (xa) for (let i = 0; i < D; i++) x[row * D + i] = xa[r * (D + 1) + i];
     }
   }
-  return offset ? { n, x, u, y, offset } : { n, x, u, y };
+  const categories = prepared.categories ? { categories: prepared.categories } : {};
+  return offset ? { n, x, u, y, offset, ...categories } : { n, x, u, y, ...categories };
 }
 
 function addInto(acc: Float64Array, v: ArrayLike<number>): void {

@@ -8,6 +8,11 @@ export interface Batch<A extends Float64Array | Float32Array = Float64Array> {
   x: A;
   /** Regression inputs u = [r; 1], shape (n, P), intercept last. */
   u: A;
+  /**
+   * The categorical clustering covariates' codes, shape (n, J): column j's level plus the levels of
+   * the columns before it (lib/model/covariates/categorical.ts); absent when the model has none.
+   */
+  categories?: Int32Array;
   /** Target, shape (n): standardized (gaussian) or as read (0/1 for bernoulli, counts for poisson). */
   y: A;
   /** Offset o of the linear predictor η = θᵀu + o, shape (n), for a family that takes one (poisson's ln exposure); absent: 0. */

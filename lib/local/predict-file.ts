@@ -90,7 +90,7 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const header = await readHeader(store, localDataKey(absolute), options.csv);
   const { plan } = doc.state;
-  for (const column of new Set([...plan.x, ...plan.r, ...(plan.offset ? [plan.offset.column] : [])]))
+  for (const column of new Set(plan.select.map((s) => s.column).filter((c) => c !== plan.target)))
     if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file: options.csv, line: 1 });
   if (doc.state.config.id !== undefined) resolveColumn(header.columns, doc.state.config.id, options.csv, 'id');
   const init: PredictWorkerInit = {

@@ -51,13 +51,19 @@ export function predictionColumns(doc: PosteriorDocument, options: PredictColumn
 }
 
 /**
- * The fitted columns, read as numbers, and with `target` also the target column as optional (a
- * row without it is still scored; new rows need none).
+ * The fitted columns, read as they were fitted (numbers, or categories with the fit's levels: a
+ * level the fit did not see skips the row, naming it), and with `target` also the target column as
+ * optional (a row without it is still scored; new rows need none).
  */
 export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan {
   const fitted = doc.state.plan;
-  const columns = [...new Set([...fitted.x, ...fitted.r])];
-  const select: ColumnPlan['select'] = columns.map((column) => ({ column, kind: 'number' as const }));
+  const columnOf = (slot: number) => fitted.select[slot].column;
+  const columns = [...new Set([...fitted.xSlot, ...(fitted.xcSlot ?? []), ...fitted.rSlot].map(columnOf))];
+  const fittedSelect = (column: string) => fitted.select.find((s) => s.column === column)!;
+  const select: ColumnPlan['select'] = columns.map((column) => {
+    const { kind, levels } = fittedSelect(column);
+    return kind === 'category' ? { column, kind, levels } : { column, kind: 'number' as const };
+  });
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
   if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true });
   // The offset of η (a log-link family's exposure) is needed to predict, like a regression column.
@@ -65,8 +71,9 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
   return {
     ...fitted,
     select,
-    xSlot: fitted.x.map((c) => columns.indexOf(c)),
-    rSlot: fitted.r.map((c) => columns.indexOf(c)),
+    xSlot: fitted.xSlot.map((s) => columns.indexOf(columnOf(s))),
+    rSlot: fitted.rSlot.map((s) => columns.indexOf(columnOf(s))),
+    ...(fitted.xcSlot ? { xcSlot: fitted.xcSlot.map((s) => columns.indexOf(columnOf(s))) } : {}),
     ySlot: target ? columns.length : -1,
     ...(offset ? { offset } : {}),
   };

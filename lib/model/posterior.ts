@@ -7,6 +7,7 @@
  */
 import { cholesky, inverseFromCholesky, logDetFromCholesky, quadraticForm, symmetrize, traceOfProduct } from '../math/linalg.js';
 import { digamma, klGamma, LN_2PI, lnBeta, lnGamma, lnMultiGamma, multiDigamma } from '../math/special.js';
+import { covariateFactorsOf } from './covariates/index.js';
 import { deriveCoefficients } from './families/coefficients.js';
 import { familyOf } from './families/index.js';
 import { deriveJointShared, type SharedPosterior } from './families/shared.js';
@@ -37,6 +38,8 @@ export interface GlobalState {
 export interface Derived {
   spec: ModelSpec;
   layout: Layout;
+  /** λ it was derived from (the covariate factors derive from their blocks of it). */
+  lambda: Float64Array;
   /** N_k, shape (T). */
   count: Float64Array;
   /** E[ln π_k], shape (T) (PRML 10.66 for Dirichlet; Blei & Jordan 2006 for stick-breaking). */
@@ -214,7 +217,7 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
         family.derive(spec, lambda, layout, k, count[k], tied.coef.subarray(k * P, (k + 1) * P), tied.response.subarray(k * w, (k + 1) * w));
     }
     return {
-      spec, layout, count, eLnPi, ePi, stickA, stickB, eAlpha,
+      spec, layout, lambda, count, eLnPi, ePi, stickA, stickB, eAlpha,
       beta, mean, nu, wishartInverse, wishart, lnDetW, eLnDetLambda,
       coef: tied.coef, coefCovariance: tied.coefCovariance, lnDetCoefPrecision: tied.lnDetCoefPrecision, response: tied.response,
       shared: tied.shared,
@@ -226,7 +229,7 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
     family.derive(spec, lambda, layout, k, count[k], coef.subarray(k * P, (k + 1) * P), response.subarray(k * w, (k + 1) * w));
 
   return {
-    spec, layout, count, eLnPi, ePi, stickA, stickB, eAlpha,
+    spec, layout, lambda, count, eLnPi, ePi, stickA, stickB, eAlpha,
     beta, mean, nu, wishartInverse, wishart, lnDetW, eLnDetLambda,
     coef, coefCovariance, lnDetCoefPrecision, response,
   };
@@ -260,6 +263,11 @@ export interface LocalParams {
   coefCovFactor: Float64Array;
   /** The response family's per-component constants, shape (T, localWidth) (gaussian: E[τ_k], ½ (ψ(a_k) − ln b_k) − ½ ln 2π). */
   response: Float64Array;
+  /**
+   * Each covariate factor's table (T, width) of its term of ln ρ (lib/model/covariates/), in the
+   * order of covariateFactorsOf(spec); empty without categorical covariates.
+   */
+  factors: Float64Array[];
 }
 
 export function localParams(derived: Derived): LocalParams {
@@ -281,6 +289,7 @@ export function localParams(derived: Derived): LocalParams {
     coefCovFactor.set(cholesky(cov, P, `Λ⁻¹ of component ${k + 1}`), k * P * P);
     family.local(derived, k, response.subarray(k * w, (k + 1) * w));
   }
+  const lambda = derived.lambda;
   return {
     spec,
     count: derived.count,
@@ -291,6 +300,7 @@ export function localParams(derived: Derived): LocalParams {
     coef: derived.coef,
     coefCovFactor,
     response,
+    factors: covariateFactorsOf(spec).map((f) => f.local(spec, lambda, derived.layout)),
   };
 }
 
@@ -372,6 +382,8 @@ export function klDivergence(derived: Derived, state: GlobalState): number {
         (nu / 2) * (w0inv * traceW - D);
     }
   }
+
+  for (const factor of covariateFactorsOf(spec)) kl += factor.kl(spec, derived.lambda, derived.layout);
 
   // Response: KL of the coefficients (and of what else the family has, e.g. the noise precision);
   // with shared coefficients, formed with the tied posterior (families/shared.ts).

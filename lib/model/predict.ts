@@ -21,6 +21,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ModelConfigSchema } from '../config.js';
+import { CategoricalPlanSchema, SelectedColumnSchema } from '../schemas.js';
 import { Scratch } from '../data/scratch.js';
 import { ClusterwiseError } from '../errors.js';
 import type { Batch } from '../kernel/types.js';
@@ -31,6 +32,7 @@ import { lnGamma } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
 import { FAMILY_NAMES, familyOf } from './families/index.js';
 import { noiseOf } from './families/gaussian.js';
+import { covariateFactorsOf } from './covariates/index.js';
 import { derive } from './posterior.js';
 import {
   logSumExp,
@@ -41,7 +43,7 @@ import {
   studentTQuantile,
   type StudentTMixture,
 } from './predictive.js';
-import { layoutOf, specFromConfig } from './spec.js';
+import { layoutOf, specOfPlan } from './spec.js';
 import { modelOf, reportedComponents, type PosteriorDocument } from './summary.js';
 
 export interface Prediction {
@@ -90,10 +92,11 @@ const PosteriorForPredict = z.object({
       target: z.string(),
       x: columns,
       r: columns,
-      select: z.array(z.object({ column: z.string(), kind: z.enum(['number', 'binary', 'count', 'positive']) })),
+      select: z.array(SelectedColumnSchema),
       xSlot: slots,
       rSlot: slots,
       ySlot: z.number().int(),
+      ...CategoricalPlanSchema,
       offset: z.object({ column: z.string(), slot: z.number().int().min(0), log: z.boolean() }).optional(),
     }),
     standardization: z.object({
@@ -152,7 +155,9 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
     disagree('the standardization does not match the columns');
   if (plan.xSlot.length !== plan.x.length || plan.rSlot.length !== plan.r.length || [...plan.xSlot, ...plan.rSlot].some((s) => s >= plan.select.length))
     disagree('the column plan is inconsistent');
-  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r);
+  if ((plan.xcSlot ?? []).some((s) => s >= plan.select.length || !plan.select[s].levels) || plan.xcSlot?.length !== plan.xc?.length)
+    disagree('the categorical columns are inconsistent');
+  const spec = specOfPlan(config, plan);
   const bytes = Buffer.byteLength(doc.state.lambda, 'base64');
   if (bytes % 8 !== 0) disagree(`state.lambda is ${bytes} bytes, not whole float64 numbers`);
   const lambda = decodeFloat64(doc.state.lambda);
@@ -179,6 +184,11 @@ interface PreparedModel {
   P: number;
   /** ln E[π_k] (+ the Student-t normalizer when the covariate model is on). */
   constant: Float64Array;
+  /**
+   * The covariate factors' ln p(x_n | k) of a row (categorical: Σ_j ln(α_kj,x / Σ_l α_kjl)),
+   * added to `constant` per row into out (K), or null without such factors (lib/model/covariates/).
+   */
+  factorTerms: ((codes: Int32Array, at: number, out: Float64Array) => void) | null;
   /** (dof_k + D)/2 and 1/dof_k of the covariate Student-t. */
   halfPower: Float64Array;
   inverseDof: Float64Array;
@@ -216,6 +226,7 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     D,
     P,
     constant: new Float64Array(K),
+    factorTerms: null,
     halfPower: new Float64Array(K),
     inverseDof: new Float64Array(K),
     covariateFactor: new Float64Array((D + 1) * K * D),
@@ -230,6 +241,16 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     yMean: doc.state.standardization.yMean,
     ySd: doc.state.standardization.ySd,
   };
+  const factors = covariateFactorsOf(spec);
+  if (factors.length > 0) {
+    model.factorTerms = (codes, at, out) => {
+      components.forEach((c, k) => {
+        let s = 0;
+        for (const factor of factors) s += factor.logPredictive(spec, state.lambda, d.layout, c, codes, at);
+        out[k] = s;
+      });
+    };
+  }
   const width = K * D;
   components.forEach((c, k) => {
     model.constant[k] = Math.log(d.ePi[c]);
@@ -377,6 +398,8 @@ export class Predictor {
   /** t_ν_k⁻¹ at the interval's lower and upper probabilities, per component (gaussian). */
   private readonly unitLo?: Float64Array;
   private readonly unitHi?: Float64Array;
+  /** The covariate factors' terms (n × K) of the batch being predicted, or null. */
+  private levelTerms: Float64Array | null = null;
 
   constructor(doc: PosteriorDocument, backend?: TfjsBackendName, options: PredictOptions = {}) {
     checkPredictOptions(doc, options);
@@ -388,6 +411,21 @@ export class Predictor {
       this.unitHi = this.model.noiseDof.map((dof) => studentTQuantile(1 - tail, dof));
     }
     if (backend) this.tfjs = new TfjsQuadratics(backend, this.model);
+  }
+
+  /** The covariate factors' ln p(x_n | k), (n × K), from the batch's categorical codes. */
+  private factorTermsOf(batch: Batch): Float64Array {
+    const { K } = this.model;
+    const n = batch.n;
+    const out = this.arrays.float64('levelTerms', n * K);
+    if (!batch.categories) throw new RangeError('predict: the model has categorical covariates; the batch has none');
+    const J = batch.categories.length / Math.max(1, n);
+    const row = new Float64Array(K);
+    for (let i = 0; i < n; i++) {
+      this.model.factorTerms!(batch.categories, i * J, row);
+      out.set(row, i * K);
+    }
+    return out;
   }
 
   predict(batch: Batch): Prediction {
@@ -419,8 +457,13 @@ export class Predictor {
     // With keep, a component left out below keeps an upper bound on its log weight, flagged in `far`.
     const far = keep ? arrays.int32('far', n * K) : null;
     const bounds = new Float64Array(K);
+    // Per-row constants: `constant` plus the covariate factors' terms when the model has any.
+    const levelTerms = m.factorTerms ? this.factorTermsOf(batch) : null;
+    this.levelTerms = levelTerms;
+    const rowConstant = levelTerms ? new Float64Array(K) : constant;
     for (let row = 0; row < n; row++) {
       let max = -Infinity;
+      if (levelTerms) for (let k = 0; k < K; k++) rowConstant[k] = constant[k] + levelTerms[row * K + k];
       // x/(1+x) ≤ ln(1+x) ≤ x bounds l_k = c_k − h_k ln(1 + δ²_k/dof_k) from both sides without a
       // logarithm: a component whose upper bound lies more than FAR_LOG_WEIGHT below the best lower
       // bound has weight < 1e−18 of the largest, below anything printed, and is left out (weight 0)
@@ -430,17 +473,17 @@ export class Predictor {
       let floor = -Infinity;
       if (covariate) {
         for (let k = 0; k < K; k++) {
-          const lower = constant[k] - halfPower[k] * covariate[row * K + k] * inverseDof[k];
+          const lower = rowConstant[k] - halfPower[k] * covariate[row * K + k] * inverseDof[k];
           if (lower > floor) floor = lower;
         }
         floor -= FAR_LOG_WEIGHT;
       }
       for (let k = 0; k < K; k++) {
-        let l = constant[k];
+        let l = rowConstant[k];
         if (covariate) {
           const x = covariate[row * K + k] * inverseDof[k];
-          const upper = constant[k] - (halfPower[k] * x) / (1 + x);
-          l = upper < floor ? -Infinity : constant[k] - halfPower[k] * Math.log1p(x);
+          const upper = rowConstant[k] - (halfPower[k] * x) / (1 + x);
+          l = upper < floor ? -Infinity : rowConstant[k] - halfPower[k] * Math.log1p(x);
           bounds[k] = upper;
         }
         w[k] = l;
@@ -540,7 +583,8 @@ export class Predictor {
           logWeight[k] = -Infinity;
           continue;
         }
-        const lnWeight = (c: number) => constant[c] - halfPower[c] * Math.log1p(covariate[row * K + c] * inverseDof[c]);
+        const lnWeight = (c: number) =>
+          constant[c] + (this.levelTerms ? this.levelTerms[row * K + c] : 0) - halfPower[c] * Math.log1p(covariate[row * K + c] * inverseDof[c]);
         logWeight[k] = logWeight[top] + lnWeight(k) - lnWeight(top);
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * batch.u[row * P + i];

@@ -8,6 +8,8 @@
  */
 import type { Family, ModelConfig, Priors } from '../config.js';
 import { ClusterwiseError } from '../errors.js';
+import type { ColumnPlan } from '../data/dataset.js';
+import { covariateBlocks, covariateFactorsOf } from './covariates/index.js';
 import { familyOf } from './families/index.js';
 
 export interface ModelSpec {
@@ -26,7 +28,15 @@ export interface ModelSpec {
   weights: ModelConfig['weights'];
   covariateModel: boolean;
   priors: Priors;
+  /**
+   * Levels L_j of each categorical clustering covariate (lib/model/covariates/categorical.ts), in
+   * the plan's order; absent or empty: none (then the layout has no levels block).
+   */
+  levels?: readonly number[];
 }
+
+/** The parts of a spec that fix the layout. */
+export type LayoutSpec = Pick<ModelSpec, 'T' | 'D' | 'P' | 'family' | 'levels'>;
 
 /**
  * Offsets of the blocks of a statistics (or natural-parameter) vector: the concatenation of the
@@ -42,6 +52,10 @@ export interface ModelSpec {
  * | suu   | (T, P, P) | Σ w_uu u uᵀ (gaussian w = r; bernoulli 2 r λ(ξ)) | Λ_k                 |
  * | syu   | (T, P)    | Σ w_u u (gaussian r y; bernoulli r (y − ½))    | h_k = Λ_k θ_k       |
  * | syy   | (T, E)    | the family's own (gaussian E = 1: Σ r y²)      | gaussian: c_k = 2 b_k + h_kᵀ θ_k |
+ * | levels| (T, Σ L_j)| Σ r [x_nj = l], categorical covariates          | Dirichlet α_kjl     |
+ *
+ * The covariate factors other than the Normal-Wishart (lib/model/covariates/) append their blocks
+ * after syy, so a model without them has exactly the layout it had before they existed.
  */
 export interface Layout {
   count: number;
@@ -50,13 +64,15 @@ export interface Layout {
   suu: number;
   syu: number;
   syy: number;
+  /** The categorical covariates' block, or -1 when the model has none. */
+  levels: number;
   length: number;
   /** Every block in order: permutations, pruning and moves go through these. */
   blocks: Block[];
 }
 
 export interface Block {
-  name: 'count' | 'sx' | 'sxx' | 'suu' | 'syu' | 'syy';
+  name: 'count' | 'sx' | 'sxx' | 'suu' | 'syu' | 'syy' | 'levels';
   offset: number;
   /** Values per component. */
   width: number;
@@ -64,7 +80,7 @@ export interface Block {
   symmetric?: number;
 }
 
-export function layoutOf(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): Layout {
+export function layoutOf(spec: LayoutSpec): Layout {
   const { T, D, P } = spec;
   const widths: Omit<Block, 'offset'>[] = [
     { name: 'count', width: 1 },
@@ -73,6 +89,7 @@ export function layoutOf(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): Lay
     { name: 'suu', width: P * P, symmetric: P },
     { name: 'syu', width: P },
     { name: 'syy', width: familyOf(spec.family).extraWidth },
+    ...covariateBlocks(spec),
   ];
   let offset = 0;
   const blocks = widths.map((b) => {
@@ -81,7 +98,8 @@ export function layoutOf(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): Lay
     return block;
   });
   const [count, sx, sxx, suu, syu, syy] = blocks.map((b) => b.offset);
-  return { count, sx, sxx, suu, syu, syy, length: offset, blocks };
+  const levels = blocks.find((b) => b.name === 'levels')?.offset ?? -1;
+  return { count, sx, sxx, suu, syu, syy, levels, length: offset, blocks };
 }
 
 /** ν0 = D + extra degrees of freedom, at least D (the Wishart needs ν0 > D − 1). */
@@ -109,14 +127,23 @@ export function priorCoordinates(spec: ModelSpec): Float64Array {
     for (let i = 0; i < P; i++) lambda0[layout.suu + k * P * P + i * P + i] = priors.coefficientPrecision;
     lambda0.set(extra, layout.syy + k * extra.length);
   }
+  for (const factor of covariateFactorsOf(spec)) factor.prior(spec, lambda0, layout);
   return lambda0;
 }
 
 /**
- * The model of a configuration with D clustering and P regression inputs. `regressionColumns`
- * (the plan's r) places config.sharedCoefficients in u; needed when the config shares any.
+ * The model of a configuration with D numeric clustering and P regression inputs. `regressionColumns`
+ * (the column each input of u but the intercept comes from; specOfPlan) places config.sharedCoefficients
+ * in u (a categorical column's every treatment-coded input); needed when the config shares any.
+ * `levels`: the level counts of the categorical clustering covariates.
  */
-export function specFromConfig(config: ModelConfig, D: number, P: number, regressionColumns?: readonly string[]): ModelSpec {
+export function specFromConfig(
+  config: ModelConfig,
+  D: number,
+  P: number,
+  regressionColumns?: readonly string[],
+  levels: readonly number[] = [],
+): ModelSpec {
   const shared = sharedPositions(config.sharedCoefficients ?? [], regressionColumns, P);
   return {
     ...(shared.length ? { shared } : {}),
@@ -128,16 +155,17 @@ export function specFromConfig(config: ModelConfig, D: number, P: number, regres
     // Covariate relevance (inference/relevance.ts) may leave no clustering covariate: conditional-only.
     covariateModel: config.covariateModel && D > 0,
     priors: config.priors,
+    ...(config.covariateModel && levels.length > 0 ? { levels: [...levels] } : {}),
   };
 }
 
 function sharedPositions(names: readonly string[], r: readonly string[] | undefined, P: number): number[] {
   if (names.length === 0) return [];
   if (!r) throw new Error('specFromConfig: shared coefficients need the regression columns');
-  const positions = names.map((name) => {
-    const i = r.indexOf(name);
-    if (i < 0) throw new ClusterwiseError(`shared coefficient "${name}" is not one of the regression columns (${r.join(', ') || 'none'})`);
-    return i;
+  const positions = names.flatMap((name) => {
+    const at = r.flatMap((column, i) => (column === name ? [i] : []));
+    if (at.length === 0) throw new ClusterwiseError(`shared coefficient "${name}" is not one of the regression columns (${r.join(', ') || 'none'})`);
+    return at;
   });
   if (P !== r.length + 1) throw new Error(`specFromConfig: P = ${P} with ${r.length} regression columns`);
   return positions.sort((a, b) => a - b);
@@ -149,21 +177,32 @@ export function ownPositions(spec: Pick<ModelSpec, 'P' | 'shared'>): number[] {
   return Array.from({ length: spec.P }, (_, i) => i).filter((i) => !shared.has(i));
 }
 
+/** L_j of each categorical clustering column of a plan (ModelSpec.levels). */
+export function levelCounts(plan: ColumnPlan): number[] {
+  return (plan.xcSlot ?? []).map((s) => plan.select[s].levels!.length);
+}
+
+/** The model of a run from its config and column plan (numeric x, regression inputs, categorical levels). */
+export function specOfPlan(config: ModelConfig, plan: ColumnPlan): ModelSpec {
+  const regressionColumns = plan.rSlot.map((slot) => plan.select[slot].column);
+  return specFromConfig(config, plan.x.length, plan.r.length + 1, regressionColumns, levelCounts(plan));
+}
+
 /**
  * Symmetric blocks (sxx: T×D×D, suu: T×P×P) stored as their upper triangles, row by row: what
  * statistics and coordinates take on the wire and in the object store (half the bytes at large D).
  * Every other block is copied as it is. `unpackSymmetric(spec, packSymmetric(spec, v))` equals v
  * for every v whose symmetric blocks are symmetric.
  */
-export function packedLength(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): number {
+export function packedLength(spec: LayoutSpec): number {
   return layoutOf(spec).length - symmetricBlocks(spec).reduce((s, b) => s + (spec.T * b.n * (b.n - 1)) / 2, 0);
 }
 
-function symmetricBlocks(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>): { offset: number; n: number; end: number }[] {
+function symmetricBlocks(spec: LayoutSpec): { offset: number; n: number; end: number }[] {
   return layoutOf(spec).blocks.flatMap((b) => (b.symmetric === undefined ? [] : [{ offset: b.offset, n: b.symmetric, end: b.offset + spec.T * b.width }]));
 }
 
-export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>, full: Float64Array): Float64Array {
+export function packSymmetric(spec: LayoutSpec, full: Float64Array): Float64Array {
   const out = new Float64Array(packedLength(spec));
   let from = 0;
   let to = 0;
@@ -178,7 +217,7 @@ export function packSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>,
   return out;
 }
 
-export function unpackSymmetric(spec: Pick<ModelSpec, 'T' | 'D' | 'P' | 'family'>, packed: Float64Array): Float64Array {
+export function unpackSymmetric(spec: LayoutSpec, packed: Float64Array): Float64Array {
   const full = new Float64Array(layoutOf(spec).length);
   if (packed.length !== packedLength(spec)) throw new RangeError(`packed statistics: expected ${packedLength(spec)} values, got ${packed.length}`);
   let from = 0;

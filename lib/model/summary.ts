@@ -4,7 +4,8 @@
  * the local CLI and the AWS aggregator alike.
  */
 import type { ModelConfig } from '../config.js';
-import type { ColumnPlan, Standardization } from '../data/dataset.js';
+import { levelNames, type ColumnPlan, type Standardization } from '../data/dataset.js';
+import { covariateFactorsOf } from './covariates/index.js';
 import { encodeFloat64, decodeFloat64 } from '../pipeline/protocol.js';
 import { expectedLogJoint } from '../inference/moves.js';
 import type { CovariateRelevance } from '../inference/relevance.js';
@@ -12,7 +13,7 @@ import { LN_2PI } from '../math/special.js';
 import { familyOf } from './families/index.js';
 import { derive, weightedScatter, type Derived, type GammaParams, type GlobalState } from './posterior.js';
 import type { SharedPosterior } from './families/shared.js';
-import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from './spec.js';
+import { layoutOf, priorCoordinates, specOfPlan, type ModelSpec } from './spec.js';
 
 export interface ComponentSummary {
   /** Index of the component in the state (its position in λ). */
@@ -36,6 +37,8 @@ export interface ComponentSummary {
   coefficientSd: number[];
   /** sqrt(E[1/τ_k]) = sqrt(b_k / (a_k − 1)) in data units (gaussian only). */
   noiseSd?: number;
+  /** E[φ_kjl]: per categorical clustering column, each level's probability (lib/model/covariates/categorical.ts). */
+  categories?: Record<string, Record<string, number>>;
 }
 
 /** Shared slopes in data units: E[β_j] s_y / s_j and its marginal posterior sd. */
@@ -126,12 +129,14 @@ export function informationCriteria(spec: ModelSpec, state: GlobalState, elboSta
       const lnDet = d.lnDetW[k] + D * Math.log(d.nu[k]);
       cll += n * (0.5 * lnDet - (D / 2) * LN_2PI) - 0.5 * weightedScatter(precision, D, m, n, sx, sxx);
     }
+    for (const factor of covariateFactorsOf(spec)) cll += factor.plugIn.logLik(spec, state.lambda, layout, stats, k);
     cll += plugIn.logLik(d, stats, k);
   }
   const entropy = Math.max(0, elboStandardized - expectedLogJoint(spec, state, stats));
   const K = reportedComponents(d).length;
   const S = spec.shared?.length ?? 0;
-  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + plugIn.parameters(P - S)) + S;
+  const factorParameters = covariateFactorsOf(spec).reduce((s, f) => s + f.plugIn.parameters(spec), 0);
+  const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + factorParameters + plugIn.parameters(P - S)) + S;
   const completeLogLikelihood = cll - rows * logJacobian;
   const logLikelihood = completeLogLikelihood + entropy;
   const penalty = parameters * Math.log(rows);
@@ -191,7 +196,7 @@ function coefficientMap(std: Standardization, P: number): { a: Float64Array; c: 
   return { a, c };
 }
 
-function componentSummary(derived: Derived, k: number, std: Standardization): ComponentSummary {
+function componentSummary(derived: Derived, k: number, std: Standardization, plan: ColumnPlan): ComponentSummary {
   const { spec } = derived;
   const { D, P } = spec;
   const out: ComponentSummary = {
@@ -237,6 +242,7 @@ function componentSummary(derived: Derived, k: number, std: Standardization): Co
   out.coefficientSd = Array.from(variance.subarray(0, P - 1), Math.sqrt);
   out.interceptSd = Math.sqrt(variance[P - 1]);
   family.summarize?.(derived, k, std, out);
+  for (const factor of covariateFactorsOf(spec)) out.categories = { ...out.categories, ...factor.summary(spec, derived.lambda, derived.layout, k, levelNames(plan)) };
   return out;
 }
 
@@ -271,7 +277,7 @@ export function summarize(input: {
   converged: boolean;
 }): SummarizedPosterior {
   const { config, plan, standardization: std, state } = input;
-  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r);
+  const spec = specOfPlan(config, plan);
   const derived = derive(spec, state);
   const criteria = informationCriteria(spec, state, input.elboStandardized, input.rows, logJacobianPerRow(spec, std));
   return {
@@ -288,7 +294,7 @@ export function summarize(input: {
     skippedRows: input.skippedRows,
     elbo: input.elboStandardized - input.rows * logJacobianPerRow(spec, std),
     converged: input.converged,
-    components: reportedComponents(derived).map((k) => componentSummary(derived, k, std)),
+    components: reportedComponents(derived).map((k) => componentSummary(derived, k, std, plan)),
     ...(derived.shared ? { shared: sharedSummary(derived.shared, plan.r, std) } : {}),
     ...(config.weights === 'stick-breaking' ? { concentration: derived.eAlpha } : {}),
     ...(plan.relevance ? { covariateRelevance: plan.relevance } : {}),
@@ -301,7 +307,7 @@ export function summarize(input: {
 export function modelOf(doc: PosteriorDocument): { spec: ModelSpec; state: GlobalState } {
   const { config, plan } = doc.state;
   return {
-    spec: specFromConfig(config, plan.x.length, plan.r.length + 1, plan.r),
+    spec: specOfPlan(config, plan),
     state: { lambda: decodeFloat64(doc.state.lambda), alpha: doc.state.alpha },
   };
 }

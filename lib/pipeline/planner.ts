@@ -12,6 +12,7 @@ import {
   openDataFile,
   planColumns,
   readSample,
+  settleLevels,
   standardizationOf,
   toBatch,
   type ColumnPlan,
@@ -79,13 +80,13 @@ export function shardRowsFor(config: ModelConfig, rowEstimate: number, workers: 
   return config.schedule.shardRows ?? Math.min(MAX_SHARD_ROWS, Math.max(MIN_SHARD_ROWS, sized));
 }
 
-/** Evenly spaced rows of the sample as records of the used columns (data units): what the report plots. */
-function sampleRecords(plan: ColumnPlan, parsed: ParsedRows): Record<string, number>[] {
+/** Evenly spaced rows of the sample as records of the used columns (data units, a category as its level): what the report plots. */
+function sampleRecords(plan: ColumnPlan, parsed: ParsedRows): Record<string, number | string>[] {
   const width = plan.select.length;
   const step = Math.max(1, Math.ceil(parsed.rows / MAX_PLOTTED_ROWS));
-  const records: Record<string, number>[] = [];
+  const records: Record<string, number | string>[] = [];
   for (let i = 0; i < parsed.rows; i += step) {
-    records.push(Object.fromEntries(plan.select.map((s, j) => [s.column, parsed.values[i * width + j]])));
+    records.push(Object.fromEntries(plan.select.map((s, j) => [s.column, s.levels ? s.levels[parsed.values[i * width + j]] : parsed.values[i * width + j]])));
   }
   return records;
 }
@@ -123,9 +124,11 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
   const b = manifest.config;
   // The old run's candidate clustering columns (it may cluster on the relevant ones only).
   const candidates = doc.state.plan.relevance?.map((c) => c.column) ?? doc.state.plan.x;
+  // Categorical columns: the same columns with the same levels (a new level changes the model's layout).
+  const levelsOf = (plan: ColumnPlan) => plan.select.flatMap((s) => (s.levels ? [[s.column, s.levels]] : []));
   const same =
-    JSON.stringify([candidates, doc.state.plan.r, doc.state.plan.target]) ===
-      JSON.stringify([manifest.plan.x, manifest.plan.r, manifest.plan.target]) &&
+    JSON.stringify([candidates, doc.state.plan.r, doc.state.plan.target, doc.state.plan.xc, levelsOf(doc.state.plan)]) ===
+      JSON.stringify([manifest.plan.x, manifest.plan.r, manifest.plan.target, manifest.plan.xc, levelsOf(manifest.plan)]) &&
     (a.covariateSelection ?? false) === b.covariateSelection &&
     a.family === b.family && a.components === b.components && a.weights === b.weights &&
     a.covariateModel === b.covariateModel && JSON.stringify(a.priors) === JSON.stringify(b.priors) &&
@@ -170,6 +173,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     const where = why ? ` (first: ${sample.wholeFiles ? `${why.file}:${why.line}: ` : ''}column "${why.column}": ${why.reason})` : '';
     throw new DataError(`no usable rows: every sampled row was skipped${where}`, { file: first.name });
   }
+  // The categorical columns' levels are the sample's (sorted), fixed for the run before any worker parses a shard.
+  settleLevels(columnPlan, sample.parsed, first.name);
 
   const workers = Math.max(1, request.workers ?? ctx.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY);
   const shardBytes = Math.max(64, Math.round(shardRowsFor(config, sample.rowEstimate, workers) * sample.bytesPerLine));

@@ -3,7 +3,7 @@ import type { ModelConfig } from '../config.js';
 import type { ColumnPlan, DataFile, Standardization } from '../data/dataset.js';
 import type { Kernel } from '../kernel/types.js';
 import type { GammaParams, GlobalState } from '../model/posterior.js';
-import { specFromConfig, type ModelSpec } from '../model/spec.js';
+import { specOfPlan, type ModelSpec } from '../model/spec.js';
 import { NotFoundError, type ObjectStore, type Queue } from './ports.js';
 import { decodeBinary, encodeBinary } from './binary.js';
 import { packSymmetric, unpackSymmetric } from '../model/spec.js';
@@ -46,7 +46,7 @@ export interface Manifest {
 }
 
 export function specOf(manifest: Pick<Manifest, 'config' | 'plan'>): ModelSpec {
-  return specFromConfig(manifest.config, manifest.plan.x.length, manifest.plan.r.length + 1, manifest.plan.r);
+  return specOfPlan(manifest.config, manifest.plan);
 }
 
 /** The round in flight, with what the aggregator needs to form its tasks again. */

@@ -57,7 +57,7 @@ export interface ShardCounts {
 /** A shard's standardized rows at float32 (what the binary copy holds), with its counts. */
 export interface ShardRows {
   counts: ShardCounts;
-  batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array; offset?: Float32Array };
+  batch: { n: number; x: Float32Array; u: Float32Array; y: Float32Array; offset?: Float32Array; categories?: Int32Array };
   /** The clustering columns x holds, in order. @default the manifest's (plan.x) */
   xColumns?: string[];
   /** @default 1 (see LoadedShard.weight) */
@@ -123,8 +123,9 @@ export const csvShardCodec: ShardCodec = {
         const v = (r[i * (P - 1) + j] = batch.u[i * P + j]);
         if (rIsX && v !== batch.x[i * D + j]) rIsX = false;
       }
-    const arrays: Record<string, Float32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
+    const arrays: Record<string, Float32Array | Int32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
     if (batch.offset) arrays.offset = batch.offset;
+    if (batch.categories) arrays.categories = batch.categories;
     return encodeBinary({ format: 'clusterwise/shard@1', ...counts, weight: weight ?? 1, P, ...(xColumns ? { xColumns } : {}) }, arrays);
   },
   decode(bytes, key) {
@@ -140,7 +141,13 @@ export const csvShardCodec: ShardCodec = {
       u[i * P + P - 1] = 1;
     }
     const offset = arrays.offset as Float32Array | undefined;
-    return { counts: { rows, skipped, lines, skippedExamples }, weight, batch: { n, x, u, y, ...(offset ? { offset } : {}) }, ...(xColumns ? { xColumns } : {}) };
+    const categories = arrays.categories as Int32Array | undefined;
+    return {
+      counts: { rows, skipped, lines, skippedExamples },
+      weight,
+      batch: { n, x, u, y, ...(offset ? { offset } : {}), ...(categories ? { categories } : {}) },
+      ...(xColumns ? { xColumns } : {}),
+    };
   },
 };
 
@@ -170,6 +177,7 @@ export const MAX_SKIPPED_EXAMPLES = 50;
 function asFloat32(batch: Batch): ShardRows['batch'] {
   const out: ShardRows['batch'] = { n: batch.n, x: Float32Array.from(batch.x), u: Float32Array.from(batch.u), y: Float32Array.from(batch.y) };
   if (batch.offset) out.offset = Float32Array.from(batch.offset);
+  if (batch.categories) out.categories = Int32Array.from(batch.categories);
   return out;
 }
 
