@@ -312,12 +312,15 @@ export function stratifiedSubsample(batch: Batch, m: number, random: Random): Ba
   const P = batch.u.length / batch.n;
   const out: Batch = { n, x: new Float64Array(n * D), u: new Float64Array(n * P), y: new Float64Array(n) };
   if (batch.offset) out.offset = new Float64Array(n);
+  const J = batch.categories ? batch.categories.length / batch.n : 0;
+  if (batch.categories) out.categories = new Int32Array(n * J);
   for (let i = 0; i < n; i++) {
     const src = i * stride + random.int(Math.min(stride, batch.n - i * stride));
     out.x.set(batch.x.subarray(src * D, (src + 1) * D), i * D);
     out.u.set(batch.u.subarray(src * P, (src + 1) * P), i * P);
     out.y[i] = batch.y[src];
     if (out.offset) out.offset[i] = batch.offset![src];
+    if (out.categories) out.categories.set(batch.categories!.subarray(src * J, (src + 1) * J), i * J);
   }
   return out;
 }
