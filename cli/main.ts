@@ -70,6 +70,7 @@ export function buildProgram(): Command {
     .option('--columns <a,b>', 'clustering columns (default: every numeric column but the target and the id)', list)
     .option('--regression-columns <a,b>', 'regression columns (default: the clustering columns)', list)
     .option('--shared-coefficients <a,b>', 'regression columns whose slopes are common to every cluster (the intercept and other slopes stay per cluster)', list)
+    .option('--categorical <a,b>', 'read these columns as categories (a clustering or regression column whose values are not numbers is one without this)', list)
     .addOption(new Option('--family <family>', `response family (default: ${DEFAULTS.family})`).choices(FAMILY_NAMES))
     .option('--offset <column>', 'a column added to the linear predictor (poisson)')
     .option('--exposure <column>', 'a column of positive exposures; its logarithm is the offset (poisson)')
@@ -99,6 +100,7 @@ export function buildProgram(): Command {
             columns: o.columns,
             regressionColumns: o.regressionColumns,
             sharedCoefficients: o.sharedCoefficients,
+            categorical: o.categorical,
             family: o.family,
             offset: o.offset,
             exposure: o.exposure,

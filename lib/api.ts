@@ -170,11 +170,16 @@ async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> 
   const bytes = new Uint8Array(await readFile(file));
   const header = parseHeader(bytes, file);
   const plan = posterior.state.plan;
-  const needed = [...new Set([...plan.x, ...plan.r, ...(plan.offset ? [plan.offset.column] : [])])];
-  for (const c of needed) if (!header.columns.includes(c)) throw new DataError(`missing column "${c}" the model was fitted with`, { file, line: 1 });
-  const select = needed.map((column) => ({ column, kind: 'number' as const }));
-  const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2 });
-  return Array.from({ length: parsed.rows }, (_, i) => Object.fromEntries(needed.map((c, j) => [c, parsed.values[i * needed.length + j]])));
+  const needed = plan.select.filter((s) => s.column !== plan.target);
+  for (const { column } of needed) if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file, line: 1 });
+  // Numbers as numbers; a category as its text (batchOfRows names a level the model does not know).
+  const select = needed.map(({ column, kind }) => (kind === 'category' ? { column, kind, levels: [] } : { column, kind: 'number' as const }));
+  const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2, collectLevels: true });
+  const value = (i: number, j: number) => {
+    const v = parsed.values[i * needed.length + j];
+    return select[j].levels ? select[j].levels![v] : v;
+  };
+  return Array.from({ length: parsed.rows }, (_, i) => Object.fromEntries(needed.map((s, j) => [s.column, value(i, j)])));
 }
 
 /** Scores rows with a fitted posterior (the object or the path of posterior.json). */

@@ -10,6 +10,7 @@ import { clusterNumbers, modelOf } from './model/summary.js';
 import { asDocument, type Posterior } from './schemas.js';
 import { derive } from './model/posterior.js';
 import { familyOf } from './model/families/index.js';
+import { DataError } from './data/errors.js';
 
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
 export type Row = Readonly<Record<string, unknown>>;
@@ -44,6 +45,20 @@ export interface RowBatch {
  */
 export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
   const { plan, standardization: std } = doc.state;
+  // Categorical columns: a row's level index, or −1 when missing; a level the fit did not see is an error naming it.
+  const levelOf = (row: Row, index: number, slot: number): number => {
+    const { column, levels } = plan.select[slot];
+    const value = row[column];
+    if (value === undefined || value === null || String(value).trim() === '') return -1;
+    const level = levels!.indexOf(String(value).trim());
+    if (level < 0)
+      throw new DataError(`row ${index + 1}: "${String(value)}" is not a level the model was fitted with (${levels!.map((l) => JSON.stringify(l)).join(', ')})`, {
+        file: 'rows',
+        column,
+      });
+    return level;
+  };
+  const categories: number[] = [];
   const { target: targetSpec } = familyOf(doc.family);
   const binary = targetSpec.kind === 'binary';
   const used: number[] = [];
@@ -53,14 +68,27 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
   const offset: number[] = [];
   rows.forEach((row, index) => {
     const xs = plan.x.map((c, j) => (numberOf(row[c], false) - std.xMean[j]) / std.xSd[j]);
-    const rs = plan.r.map((c, j) => (numberOf(row[c], false) - std.rMean[j]) / std.rSd[j]);
+    const rs = plan.rSlot.map((slot, j) => {
+      const level = plan.rLevel?.[j] ?? -1;
+      if (level < 0) return (numberOf(row[plan.select[slot].column], false) - std.rMean[j]) / std.rSd[j];
+      const value = levelOf(row, index, slot);
+      return value < 0 ? NaN : value === level ? 1 : 0; // treatment coding
+    });
+    let offsetOfLevels = 0;
+    const codes = (plan.xcSlot ?? []).map((slot) => {
+      const level = levelOf(row, index, slot);
+      const code = level < 0 ? NaN : offsetOfLevels + level;
+      offsetOfLevels += plan.select[slot].levels!.length;
+      return code;
+    });
     const target = options.withTarget ? numberOf(row[plan.target], binary) : 0;
     // The offset of η in its own units; an exposure through its logarithm (NaN unless positive).
     const o = plan.offset ? (plan.offset.log ? Math.log(numberOf(row[plan.offset.column], false)) : numberOf(row[plan.offset.column], false)) : 0;
     const validTarget =
       targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' ? Number.isInteger(target) && target >= 0 : true;
-    const usable = [...xs, ...rs, target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
+    const usable = [...xs, ...rs, ...codes, target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
     if (!usable) return;
+    categories.push(...codes);
     offset.push(o);
     used.push(index);
     x.push(...xs);
@@ -69,6 +97,7 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
   });
   const batch: Batch = { n: used.length, x: Float64Array.from(x), u: Float64Array.from(u), y: Float64Array.from(y) };
   if (plan.offset) batch.offset = Float64Array.from(offset);
+  if (plan.xcSlot?.length) batch.categories = Int32Array.from(categories);
   return { batch, used };
 }
 

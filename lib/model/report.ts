@@ -266,9 +266,15 @@ function scoredSample(doc: Posterior, sample: readonly Row[]): SampleRow[] {
   if (batch.n === 0) return [];
   const membership = responsibilities(doc, batch);
   const predicted = predict(asDocument(doc), batch);
-  const columns = [...new Set([...doc.columns, ...doc.regressionColumns])];
+  // In data units from the batch (a treatment-coded input `column=level` as its 0/1).
+  const { xMean, xSd, rMean, rSd } = doc.state.standardization;
+  const D = doc.columns.length;
+  const P = doc.regressionColumns.length + 1;
   return used.map((index, n) => ({
-    values: Object.fromEntries(columns.map((c) => [c, Number(rows[index][c])])),
+    values: Object.fromEntries([
+      ...doc.regressionColumns.map((c, j) => [c, batch.u[n * P + j] * rSd[j] + rMean[j]]),
+      ...(doc.covariateModel ? doc.columns.map((c, j) => [c, batch.x[n * D + j] * xSd[j] + xMean[j]]) : doc.columns.map((c) => [c, Number(rows[index][c])])),
+    ]),
     cluster: String(membership.cluster[n]),
     probability: membership.probability[n],
     prediction: predicted.mean[n],
@@ -339,7 +345,9 @@ function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
  * for bernoulli).
  */
 function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
-  const top = informativeColumns(doc.regressionColumns, rows, REGRESSION_PLOTS);
+  // Numeric inputs only: a treatment-coded input has no line to draw.
+  const numeric = doc.regressionColumns.filter((_, j) => (doc.state.plan.rLevel?.[j] ?? -1) < 0);
+  const top = informativeColumns(numeric, rows, REGRESSION_PLOTS);
   const { inverseLink } = familyOf(doc.family);
   const values = flatRows(rows);
   return top
@@ -494,6 +502,10 @@ function componentTable(doc: Posterior): string {
     ...(doc.covariateModel
       ? doc.columns.map((name, j) => row(`mean ${name}`, doc.components.map((c) => `${fmt(c.mean?.[j])} (sd ${fmt(Math.sqrt(c.covariance?.[j]?.[j] ?? NaN))})`)))
       : []),
+    // Categorical clustering columns: each level's probability per cluster (docs/model.md §15).
+    ...Object.entries(doc.components[0]?.categories ?? {}).flatMap(([column, levels]) =>
+      Object.keys(levels).map((level) => row(`P(${column} = ${level})`, doc.components.map((c) => fmt(c.categories?.[column]?.[level])))),
+    ),
   ];
   return `<div class="scroll"><table class="grid"><tr><th></th>${clusters}</tr>${rows.join('')}</table></div>`;
 }
@@ -604,7 +616,7 @@ ${pairPlots(doc, rows)}
 <title>clusterwise: ${escape(doc.dataset)}</title><style>${STYLE}</style></head>
 <body><h1>${escape(doc.dataset)}: ${doc.family} ${kind} of ${escape(doc.target)}</h1>
 <p>${doc.components.length} clusters from ${doc.rows} rows (${doc.skippedRows} skipped); ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.
-Clustering columns: ${doc.columns.length ? escape(doc.columns.join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}${doc.shared ? `; slopes shared by every cluster: ${escape(doc.shared.columns.join(', '))}` : ''}.</p>
+Clustering columns: ${doc.columns.length || doc.state.plan.xc?.length ? escape([...doc.columns, ...(doc.state.plan.xc ?? []).map((c) => `${c} (categorical)`)].join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}${doc.shared ? `; slopes shared by every cluster: ${escape(doc.shared.columns.join(', '))}` : ''}.</p>
 <h2>Clusters</h2>${sizesPlot(doc)}${forestPlot(doc)}
 <h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}
 ${data}
