@@ -171,6 +171,20 @@ describe('clusterwise fit: nothing silently wrong (issue 7)', () => {
     expect(t.stderr).toContain(`${flat}: the target column "y" is constant`);
   });
 
+  it('categorical columns: one with a single level, or more levels than a category has, is an error naming it; --categorical names used columns', () => {
+    const single = write('single.csv', forum.map((l, i) => (i === 0 ? `${l},g` : `${l},only`)));
+    const r = fit([single, '--target', 'y', '--categorical', 'g']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${single}: column "g": categorical column "g" has the single level "only" in the 1000 sampled rows; drop it from the columns`);
+    const ids = write('ids.csv', [`${forum[0]},name`, ...Array.from({ length: 1500 }, (_, i) => `${forum[1 + (i % 999)]},n${i}`)]);
+    const t = fit([ids, '--target', 'y', '--columns', 'x1,name']);
+    expect(t.code).toBe(1);
+    expect(t.stderr).toContain('categorical column "name" has more than 1000 distinct values in the sample');
+    const unused = fit([single, '--target', 'y', '--columns', 'x1', '--categorical', 'g']);
+    expect(unused.code).toBe(1);
+    expect(unused.stderr).toContain('categorical: "g" is neither a clustering nor a regression column');
+  });
+
   it('a row with a value whose square overflows is skipped with its line and reason; the fit stays finite', () => {
     const lines = [...forum];
     lines.splice(3, 0, '1e200,0.5,1', '0.5,1.4e154,1', '0.5,0.5,1e308');
