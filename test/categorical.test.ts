@@ -28,57 +28,9 @@ import { keys } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { predict as predictRows } from '../lib/api.js';
+import { categoricalMixture, MIXTURE_CONFIG } from './support/categorical.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
 import { tempDir } from './support/cli.js';
-
-const LEVELS = ['a', 'b', 'c', 'd'];
-
-/**
- * The known mixture: 3 clusters of equal weight; x1, x2 ~ N(mean_k, 1) with means 1.5 apart (they
- * alone overlap); c1, c2, c3 each with 4 levels, the cluster's own level at probability 0.8 and
- * the others at 0.2/3; y = intercept_k + slope_k x1 + N(0, 0.5²). c3 is written as the codes 1–4
- * (numbers: categorical only when listed).
- */
-const OWN_LEVEL = 0.8;
-
-function categoricalMixture(n: number, seed: number) {
-  const random = createRandom(seed);
-  const means = [[0, 0], [1.5, 0], [0, 1.5]];
-  const own = [[0, 1, 2], [1, 2, 3], [2, 3, 0]]; // each cluster's likely level per column
-  const coefficients = [[1, 2], [-1, 0], [0.5, -2]]; // intercept, slope on x1
-  const labels: number[] = [];
-  const bayes: number[] = [];
-  const bayesNumeric: number[] = [];
-  const lines = ['x1,x2,c1,c2,c3,y'];
-  for (let i = 0; i < n; i++) {
-    const k = i % 3;
-    labels.push(k);
-    const x1 = means[k][0] + random.normal();
-    const x2 = means[k][1] + random.normal();
-    const level = (j: number) => {
-      const u = random.uniform();
-      if (u < OWN_LEVEL) return own[k][j];
-      return [0, 1, 2, 3].filter((l) => l !== own[k][j])[Math.min(2, Math.floor(((u - OWN_LEVEL) * 3) / (1 - OWN_LEVEL)))];
-    };
-    const c = [level(0), level(1), level(2)];
-    const y = coefficients[k][0] + coefficients[k][1] * x1 + 0.5 * random.normal();
-    lines.push(`${x1.toFixed(5)},${x2.toFixed(5)},${LEVELS[c[0]]},${LEVELS[c[1]]},${c[2] + 1},${y.toFixed(5)}`);
-    // The Bayes rule: the most probable cluster under the true parameters, and without the categories.
-    const numericPart = [0, 1, 2].map((g) => -0.5 * ((x1 - means[g][0]) ** 2 + (x2 - means[g][1]) ** 2) - 2 * (y - coefficients[g][0] - coefficients[g][1] * x1) ** 2);
-    const full = numericPart.map((v, g) => v + c.reduce((s, l, j) => s + Math.log(l === own[g][j] ? OWN_LEVEL : (1 - OWN_LEVEL) / 3), 0));
-    bayes.push(full.indexOf(Math.max(...full)));
-    bayesNumeric.push(numericPart.indexOf(Math.max(...numericPart)));
-  }
-  return { labels, bayes, bayesNumeric, csv: `${lines.join('\n')}\n` };
-}
-
-const MIXTURE_CONFIG: ModelConfigInput = {
-  target: 'y',
-  columns: ['x1', 'x2', 'c1', 'c2', 'c3'],
-  regressionColumns: ['x1', 'c1'],
-  categorical: ['c3'],
-  components: 8,
-};
 
 /** A spec with D numeric covariates, P regression inputs and `levels` categorical covariates. */
 function categoricalSpec(D: number, P: number, levels: number[], overrides: Partial<ModelConfigInput> = {}): ModelSpec {
@@ -314,6 +266,30 @@ describe('a known mixture of 3 categorical (4 levels each) and 2 numeric covaria
     // Same clusters as the local fit, up to numbering.
     const sizes = (doc: PosteriorDocument) => doc.components.map((c) => c.size).sort((a, b) => a - b);
     sizes(posterior).forEach((s, i) => expect(Math.abs(s - sizes(fitted.posterior)[i])).toBeLessThan(30));
+  });
+});
+
+describe('levels the planner\'s sample did not see', () => {
+  it('skip their rows in the fit, each reported with file, line, column and level; a column only in the regression is treatment-coded', async () => {
+    const dir = tempDir();
+    const lines = categoricalMixture(4000, 12).csv.trim().split('\n');
+    // One row gets a level of c2 no other row has, beyond the first 64 KiB the planner reads whole and
+    // between the 32 windows of a few rows, 125 rows apart, that make the 100-row sample.
+    const line = 3950;
+    const fields = lines[line - 1].split(',');
+    fields[3] = 'zz';
+    lines[line - 1] = fields.join(',');
+    const file = path.join(dir, 'rare.csv');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const config = parseConfig({ target: 'y', columns: ['x1', 'x2', 'c1'], regressionColumns: ['x1', 'c2'], components: 6, schedule: { sampleRows: 100 } });
+    const { posterior } = await fitLocal({ files: [file], config, outDir: dir, workers: 0, backend: 'reference' });
+    expect(posterior.state.plan.xc).toEqual(['c1']);
+    expect(posterior.regressionColumns).toEqual(['x1', 'c2=b', 'c2=c', 'c2=d']);
+    expect(posterior.state.plan.select.find((s) => s.column === 'c2')?.levels).toEqual(['a', 'b', 'c', 'd']);
+    expect(posterior.rows).toBe(3999);
+    expect(posterior.skippedRows).toBe(1);
+    expect(posterior.skipped[0]).toMatchObject({ file, line, column: 'c2', value: 'zz' });
+    expect((posterior.skipped[0] as { reason: string }).reason).toContain('not a level of the column in the planner\'s sample (4 levels: "a", "b", "c", "d")');
   });
 });
 
