@@ -206,6 +206,7 @@ const fmt = (v: number) => Number(v.toPrecision(4)).toString();
  */
 export function clusterTable(p: PosteriorDocument, width = 120): string {
   const noise = p.components.some((c) => c.noiseSd !== undefined);
+  const levels = p.components.some((c) => c.categories !== undefined);
   const few = (names: string[], values: number[]) =>
     values.slice(0, 6).map((v, i) => `${names[i]}=${fmt(v)}`).join(' ') + (values.length > 6 ? ' …' : '');
   const rows = p.components.map((c, i) => [
@@ -216,8 +217,9 @@ export function clusterTable(p: PosteriorDocument, width = 120): string {
     fmt(c.intercept),
     few(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j])),
     ...(noise ? [fmt(c.noiseSd ?? NaN)] : []),
+    ...(levels ? [likelyLevels(c).slice(0, 6).join(' ') + (likelyLevels(c).length > 6 ? ' …' : '')] : []),
   ]);
-  const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(noise ? ['noise sd'] : [])];
+  const head = ['cluster', 'weight', 'size', ...(p.covariateModel ? ['mean'] : []), 'intercept', 'coefficients', ...(noise ? ['noise sd'] : []), ...(levels ? ['likely levels'] : [])];
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
   const table = [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd());
   // Shared slopes are one vector for every cluster: one line, after the clusters.
@@ -246,7 +248,16 @@ function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][n
     ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
     wrap('intercept', [fmt(c.intercept)]),
     wrap('coefficients', pairs(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j]))),
+    ...(c.categories ? [wrap('levels', likelyLevels(c))] : []),
   ].join('\n');
+}
+
+/** Each categorical clustering column's most probable level in the cluster, with its probability: `color=red(0.8)`. */
+function likelyLevels(c: PosteriorDocument['components'][number]): string[] {
+  return Object.entries(c.categories ?? {}).map(([column, levels]) => {
+    const [level, p] = Object.entries(levels).reduce((best, e) => (e[1] > best[1] ? e : best));
+    return `${column}=${level}(${fmt(p)})`;
+  });
 }
 
 /** The skipped rows for the terminal: how many, and the first few with file, line, column and reason. */
