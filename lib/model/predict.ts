@@ -155,7 +155,11 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
     disagree('the standardization does not match the columns');
   if (plan.xSlot.length !== plan.x.length || plan.rSlot.length !== plan.r.length || [...plan.xSlot, ...plan.rSlot].some((s) => s >= plan.select.length))
     disagree('the column plan is inconsistent');
-  if ((plan.xcSlot ?? []).some((s) => s >= plan.select.length || !plan.select[s].levels) || plan.xcSlot?.length !== plan.xc?.length)
+  if (
+    (plan.xcSlot ?? []).some((s) => s >= plan.select.length || !plan.select[s].levels) ||
+    plan.xcSlot?.length !== plan.xc?.length ||
+    (plan.rLevel && (plan.rLevel.length !== plan.r.length || plan.rLevel.some((l, j) => l >= (plan.select[plan.rSlot[j]].levels?.length ?? 0))))
+  )
     disagree('the categorical columns are inconsistent');
   const spec = specOfPlan(config, plan);
   const bytes = Buffer.byteLength(doc.state.lambda, 'base64');
