@@ -126,7 +126,7 @@ export const ModelConfigSchema = z
      */
     sharedCoefficients: columnList(MAX_COLUMNS).optional(),
     /**
-     * Columns read as categories (levels are their distinct texts, sorted; docs/model.md §15): as
+     * Columns read as categories (levels are their distinct texts, sorted; docs/model.md §16): as
      * clustering columns, a Dirichlet-categorical factor per component; as regression columns,
      * treatment-coded (one 0/1 input per level but the first). Each must also be a clustering or
      * regression column; a listed column whose sampled values are not numbers is categorical

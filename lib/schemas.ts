@@ -66,7 +66,7 @@ export const SelectedColumnSchema = z.object({
   levels: z.array(z.string()).optional().describe("a category's levels, sorted; the first is the regression's reference level"),
 });
 
-/** The plan's categorical parts (docs/model.md §15), absent without categorical columns. */
+/** The plan's categorical parts (docs/model.md §16), absent without categorical columns. */
 export const CategoricalPlanSchema = {
   xc: columns.optional().describe('categorical clustering columns'),
   xcSlot: z.array(z.number().int().min(0)).optional(),

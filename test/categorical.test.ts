@@ -1,5 +1,5 @@
 /**
- * Categorical covariates (lib/model/covariates/categorical.ts, docs/model.md §15): the factor's
+ * Categorical covariates (lib/model/covariates/categorical.ts, docs/model.md §16): the factor's
  * mathematics (KL, ELBO monotone, J(S) + H(r), the float32 kernel against the float64 reference),
  * the CSV kind, and a known mixture of 3 categorical and 2 numeric covariates recovered through the
  * local pipeline, the in-memory pipeline roles, posterior.json and predict.
@@ -34,7 +34,7 @@ import { tempDir } from './support/cli.js';
 
 /** A spec with D numeric covariates, P regression inputs and `levels` categorical covariates. */
 function categoricalSpec(D: number, P: number, levels: number[], overrides: Partial<ModelConfigInput> = {}): ModelSpec {
-  return specFromConfig(parseConfig({ target: 'y', components: 5, ...overrides }), D, P, levels);
+  return specFromConfig(parseConfig({ target: 'y', components: 5, ...overrides }), D, P, undefined, levels);
 }
 
 /** n standardized rows from 3 groups, each with its own level probabilities per categorical column. */

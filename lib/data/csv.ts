@@ -942,7 +942,7 @@ function toLevel(text: string, state: ParseState, field: number): number | strin
   }
   const levels = selected.levels ?? [];
   const shown = levels.slice(0, 10).map((l) => JSON.stringify(l)).join(', ') + (levels.length > 10 ? ', …' : '');
-  return `not a level of the column in the planner's sample (${levels.length} levels: ${shown}); docs/model.md §15`;
+  return `not a level of the column in the planner's sample (${levels.length} levels: ${shown}); docs/model.md §16`;
 }
 
 /** 0 or 1 from 0/1/true/false (any case; numeric forms like 1.0 too), or the reason it is not. */

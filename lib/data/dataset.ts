@@ -48,7 +48,7 @@ export interface ColumnPlan {
    * categorical column one treatment-coded input per level but the first, named `column=level`.
    */
   r: string[];
-  /** The distinct columns parsed from every row, in this order; a category carries its levels, sorted (docs/model.md §15). */
+  /** The distinct columns parsed from every row, in this order; a category carries its levels, sorted (docs/model.md §16). */
   select: SelectedColumn[];
   /** Positions of x, r and y within select. */
   xSlot: number[];
@@ -410,7 +410,7 @@ export function toBatch(plan: ColumnPlan, std: Standardization, parsed: ParsedRo
     u[i * P + P - 1] = 1;
   }
   if (plan.rLevel) {
-    // Treatment coding: input j is 1 when the row's level is rLevel[j] (docs/model.md §15).
+    // Treatment coding: input j is 1 when the row's level is rLevel[j] (docs/model.md §16).
     const rLevel = plan.rLevel;
     for (let j = 0; j < P - 1; j++) {
       const level = rLevel[j];

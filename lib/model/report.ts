@@ -502,7 +502,7 @@ function componentTable(doc: Posterior): string {
     ...(doc.covariateModel
       ? doc.columns.map((name, j) => row(`mean ${name}`, doc.components.map((c) => `${fmt(c.mean?.[j])} (sd ${fmt(Math.sqrt(c.covariance?.[j]?.[j] ?? NaN))})`)))
       : []),
-    // Categorical clustering columns: each level's probability per cluster (docs/model.md §15).
+    // Categorical clustering columns: each level's probability per cluster (docs/model.md §16).
     ...Object.entries(doc.components[0]?.categories ?? {}).flatMap(([column, levels]) =>
       Object.keys(levels).map((level) => row(`P(${column} = ${level})`, doc.components.map((c) => fmt(c.categories?.[column]?.[level])))),
     ),

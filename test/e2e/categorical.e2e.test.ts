@@ -1,6 +1,6 @@
 /**
  * End-to-end: categorical covariates through the serverless pipeline on the emulator (docs/model.md
- * §15). The real Lambda handlers run against S3 and SQS served by fauxqs, as in
+ * §16). The real Lambda handlers run against S3 and SQS served by fauxqs, as in
  * pipeline.e2e.test.ts; the dataset's model.json lists a categorical column, and the run's
  * manifest, shards (binary copies), workers, aggregator and posterior.json carry the levels.
  */

@@ -1,4 +1,4 @@
-/** The known mixture of 3 categorical and 2 numeric covariates (docs/model.md §15), for the unit and end-to-end tests. */
+/** The known mixture of 3 categorical and 2 numeric covariates (docs/model.md §16), for the unit and end-to-end tests. */
 import type { ModelConfigInput } from '../../lib/config.js';
 import { createRandom } from '../../lib/math/random.js';
 

@@ -1,5 +1,5 @@
 /**
- * The covariate-factor seam (docs/model.md §15): the model is an allocation model times covariate
+ * The covariate-factor seam (docs/model.md §16): the model is an allocation model times covariate
  * factors times one response family. A covariate factor is one file behind this interface, named
  * in the registry (index.ts); the generic code (spec.ts, posterior.ts, the kernels, init.ts,
  * moves.ts, summary.ts, predict.ts) goes through it and never branches on a factor's name.
