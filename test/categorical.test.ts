@@ -269,6 +269,23 @@ describe('a known mixture of 3 categorical (4 levels each) and 2 numeric covaria
   });
 });
 
+describe('a categorical regression column with shared coefficients (docs/model.md §15)', () => {
+  it('shares every one of its treatment-coded inputs: one slope per level, the same in every cluster, reported once', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'mixture.csv');
+    writeFileSync(file, categoricalMixture(3000, 11).csv);
+    const config = parseConfig({ ...MIXTURE_CONFIG, sharedCoefficients: ['c1'] });
+    const { posterior, posteriorPath } = await fitLocal({ files: [file], config, outDir: dir, workers: 0, backend: 'reference' });
+    expect(posterior.components).toHaveLength(3);
+    expect(posterior.shared?.columns).toEqual(['c1=b', 'c1=c', 'c1=d']);
+    for (const j of [1, 2, 3]) for (const c of posterior.components) expect(c.coefficients[j]).toBeCloseTo(posterior.components[0].coefficients[j], 12);
+    // The levels have no effect on y in truth: the shared slopes are near 0.
+    for (const b of posterior.shared!.coefficients) expect(Math.abs(b)).toBeLessThan(0.15);
+    const predicted = await predictRows(posteriorPath, [{ x1: 0.1, x2: 0.2, c1: 'a', c2: 'b', c3: 1 }]);
+    expect(predicted.rows).toBe(1);
+  });
+});
+
 describe('levels the planner\'s sample did not see', () => {
   it('skip their rows in the fit, each reported with file, line, column and level; a column only in the regression is treatment-coded', async () => {
     const dir = tempDir();
