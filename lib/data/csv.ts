@@ -656,30 +656,32 @@ function scanRows(state: ParseState): number {
     if (c === LF || c === CR || c === SPACE || c === TAB) good = false; // maybe blank: slow path decides
     while (good) {
       const s = field < fieldCount ? slot[field] : -1;
-      if (s >= 0 && kind[field] === KIND_CATEGORY) {
-        // A known level of an unquoted field; anything else (quotes, a new or missing level) goes the slow way.
-        const fieldStart = pos;
-        while (pos < n && (c = bytes[pos]) !== delimiter && c !== LF && c !== CR && c !== QUOTE) pos++;
-        const level = c === QUOTE ? undefined : state.levelIndex[field]!.get(utf8.decode(bytes.subarray(fieldStart, pos)).trim());
-        if (level === undefined) {
-          good = false;
-          break;
-        }
-        values[base + s] = level;
-      } else if (s >= 0) {
-        const next = scanNumber(bytes, pos, n);
-        const value = scanOut[0];
+      if (s >= 0) {
         const k = kind[field];
-        if (
-          next < 0 ||
-          (k !== KIND_NUMBER &&
-            (k === KIND_BINARY ? value !== 0 && value !== 1 : k === KIND_COUNT ? !(value >= 0 && Number.isInteger(value)) : !(value > 0)))
-        ) {
-          good = false;
-          break;
+        if (k === KIND_CATEGORY) {
+          // A known level of an unquoted field; anything else (quotes, a new or missing level) goes the slow way.
+          const fieldStart = pos;
+          while (pos < n && (c = bytes[pos]) !== delimiter && c !== LF && c !== CR && c !== QUOTE) pos++;
+          const level = c === QUOTE ? undefined : state.levelIndex[field]!.get(utf8.decode(bytes.subarray(fieldStart, pos)).trim());
+          if (level === undefined) {
+            good = false;
+            break;
+          }
+          values[base + s] = level;
+        } else {
+          const next = scanNumber(bytes, pos, n);
+          const value = scanOut[0];
+          if (
+            next < 0 ||
+            (k !== KIND_NUMBER &&
+              (k === KIND_BINARY ? value !== 0 && value !== 1 : k === KIND_COUNT ? !(value >= 0 && Number.isInteger(value)) : !(value > 0)))
+          ) {
+            good = false;
+            break;
+          }
+          values[base + s] = k === KIND_BINARY ? (value === 1 ? 1 : 0) : value;
+          pos = next;
         }
-        values[base + s] = k === KIND_BINARY ? (value === 1 ? 1 : 0) : value;
-        pos = next;
       } else {
         const fieldStart = pos;
         while (pos < n && (c = bytes[pos]) !== delimiter && c !== LF && c !== CR) {
