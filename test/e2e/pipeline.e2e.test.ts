@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config.js';
 import { fitLocal } from '../../lib/local/runner.js';
 import type { ComponentSummary, PosteriorDocument } from '../../lib/model/summary.js';
@@ -19,21 +19,17 @@ import { tempDir } from '../support/cli.js';
 import { SHARED_TRUTH, sharedCsv } from '../support/shared-data.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import {
-  captureLogs,
   datasetReleased,
   eventSources,
   forumLines,
-  loadHandlers,
   queueDepth,
   readObject,
-  runState,
   runEnded,
+  runState,
   splitCsv,
   startRun,
-  startStack,
   statusCommand,
-  type EmulatedStack,
-  type Handlers,
+  useEmulatedStack,
 } from './stack.js';
 
 const DATASET = 'forum';
@@ -60,20 +56,8 @@ const MODEL = {
   schedule: { shardRows: 40, sviEpochs: 1, tolerance: 1e-7, maxSweeps: 50 },
 };
 
-let stack: EmulatedStack;
-let handlers: Handlers;
-let logs: ReturnType<typeof captureLogs>;
-
-beforeAll(async () => {
-  stack = await startStack({ tasksVisibilitySeconds: 10, updatesVisibilitySeconds: 10 });
-  logs = captureLogs();
-  handlers = await loadHandlers(stack);
-});
-
-afterAll(async () => {
-  logs?.restore();
-  await stack?.stop();
-});
+/** The emulated stack, started before this file's tests and stopped after (stack.ts). */
+const env = useEmulatedStack();
 
 /** For each component of `a`, the component of `b` with the nearest mean. */
 function matchByMean(a: ComponentSummary[], b: ComponentSummary[]): [ComponentSummary, ComponentSummary][] {
@@ -93,15 +77,15 @@ describe('shared coefficients through model.json on the emulated stack (docs/mod
       const dataset = `shared-${family}`;
       const model = { target: 'y', family, components: 8, seed: 3, sharedCoefficients: ['x1', 'x2'], schedule: { shardRows: 1000, sviEpochs: 1, tolerance: 1e-7 } };
       const [header, ...rows] = sharedCsv(6000, family, 41).trim().split('\n');
-      const runId = await startRun(stack, handlers, dataset, model, splitCsv(header, rows, 3));
-      const { workers, aggregator } = eventSources(stack, handlers);
-      await pollUntil([workers, aggregator], runEnded(stack, dataset, runId), { timeoutMs: 90_000, description: `run ${runId} ended` });
-      const state = await readObject<RunState>(stack, keys.state(dataset, runId));
+      const runId = await startRun(env.stack, env.handlers, dataset, model, splitCsv(header, rows, 3));
+      const { workers, aggregator } = eventSources(env.stack, env.handlers);
+      await pollUntil([workers, aggregator], runEnded(env.stack, dataset, runId), { timeoutMs: 90_000, description: `run ${runId} ended` });
+      const state = await readObject<RunState>(env.stack, keys.state(dataset, runId));
       expect(state.failure).toBeUndefined();
       expect(state.status).toBe('done');
       expect(workers.handlerErrors).toEqual([]);
       expect(aggregator.handlerErrors).toEqual([]);
-      const remote = await readObject<PosteriorDocument & { trace: TraceEntry[] }>(stack, keys.result(dataset, runId, 'posterior.json'));
+      const remote = await readObject<PosteriorDocument & { trace: TraceEntry[] }>(env.stack, keys.result(dataset, runId, 'posterior.json'));
       const sweeps = remote.trace.filter((t) => t.phase === 'batch').map((t) => t.elbo);
       for (let i = 1; i < sweeps.length; i++) expect(sweeps[i]).toBeGreaterThanOrEqual(sweeps[i - 1] - 1e-6 * Math.abs(sweeps[i]));
       expect(remote.shared?.columns).toEqual(['x1', 'x2']);
@@ -131,16 +115,16 @@ describe('serverless pipeline on the emulator', () => {
     expect(rows).toHaveLength(1000);
     // On AWS each of the 25 uploads notifies ingest, and the 24 after the first coalesce into a
     // pending refit (faults.e2e.test.ts tests that); here the last upload's event starts the run.
-    runId = await startRun(stack, handlers, DATASET, MODEL, splitCsv(header, rows, PARTS));
+    runId = await startRun(env.stack, env.handlers, DATASET, MODEL, splitCsv(header, rows, PARTS));
 
-    const manifest = await readObject<Manifest>(stack, keys.manifest(DATASET, runId));
+    const manifest = await readObject<Manifest>(env.stack, keys.manifest(DATASET, runId));
     expect(manifest.shards.length).toBeGreaterThanOrEqual(20);
     expect(manifest.files).toHaveLength(PARTS);
 
-    const { workers, aggregator } = eventSources(stack, handlers);
-    await pollUntil([workers, aggregator], runEnded(stack, DATASET, runId), { timeoutMs: 90_000, description: `run ${runId} ended` });
+    const { workers, aggregator } = eventSources(env.stack, env.handlers);
+    await pollUntil([workers, aggregator], runEnded(env.stack, DATASET, runId), { timeoutMs: 90_000, description: `run ${runId} ended` });
 
-    const state = await readObject<RunState>(stack, keys.state(DATASET, runId));
+    const state = await readObject<RunState>(env.stack, keys.state(DATASET, runId));
     expect(state.failure).toBeUndefined();
     expect(state.status).toBe('done');
     expect(state.converged).toBe(true);
@@ -151,24 +135,24 @@ describe('serverless pipeline on the emulator', () => {
     // Every shard counted once; one SVI epoch of steps as wide as the workers, then the sweeps.
     expect(state.seen.count).toBe(manifest.shards.length);
     expect(state.totalRows).toBe(1000);
-    const trace = (await readObject<{ trace: TraceEntry[] }>(stack, state.resultKey!)).trace;
+    const trace = (await readObject<{ trace: TraceEntry[] }>(env.stack, state.resultKey!)).trace;
     expect(trace.filter((t) => t.phase === 'svi')).toHaveLength(Math.ceil(manifest.shards.length / manifest.stepWidth));
   });
 
   it('writes the result and points models/<name>/latest.json at it', async () => {
     const resultKey = keys.result(DATASET, runId, 'posterior.json');
-    const posterior = await readObject<PosteriorDocument & { skipped: unknown[] }>(stack, resultKey);
+    const posterior = await readObject<PosteriorDocument & { skipped: unknown[] }>(env.stack, resultKey);
     expect(posterior.format).toBe('clusterwise/posterior@1');
     expect(posterior.runId).toBe(runId);
     expect(posterior.rows).toBe(1000);
     expect(posterior.skippedRows).toBe(0);
     expect(posterior.skipped).toEqual([]);
-    expect(await stack.store.head(keys.result(DATASET, runId, 'report.html'))).toBeDefined();
-    const latest = await readObject<{ runId: string; posterior: string }>(stack, keys.latestModel(DATASET));
+    expect(await env.stack.store.head(keys.result(DATASET, runId, 'report.html'))).toBeDefined();
+    const latest = await readObject<{ runId: string; posterior: string }>(env.stack, keys.latestModel(DATASET));
     expect(latest).toMatchObject({ runId, posterior: resultKey });
     // The run released the dataset and left nothing behind in the queues.
-    expect(await datasetReleased(stack, DATASET)).toBe(true);
-    for (const q of Object.values(stack.queues)) expect(queueDepth(stack, q), q.name).toBe(0);
+    expect(await datasetReleased(env.stack, DATASET)).toBe(true);
+    for (const q of Object.values(env.stack.queues)) expect(queueDepth(env.stack, q), q.name).toBe(0);
   });
 
   it('agrees with the local fit of the same data and configuration', async () => {
@@ -181,7 +165,7 @@ describe('serverless pipeline on the emulator', () => {
       return file;
     });
     const local = await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 });
-    const remote = await readObject<PosteriorDocument>(stack, keys.result(DATASET, runId, 'posterior.json'));
+    const remote = await readObject<PosteriorDocument>(env.stack, keys.result(DATASET, runId, 'posterior.json'));
     expect(remote.rows).toBe(local.posterior.rows);
     // The four clusters of the example, and no other component of any weight, on both sides.
     const heavy = (p: PosteriorDocument) => p.components.filter((c) => c.weight > 0.01);
@@ -198,28 +182,28 @@ describe('serverless pipeline on the emulator', () => {
   });
 
   it('`clusterwise status` reports the run done with its row count', async () => {
-    const { code, printed } = await statusCommand(stack, DATASET, logs);
+    const { code, printed } = await statusCommand(env.stack, DATASET, env.logs);
     expect(code).toBe(0);
     expect(printed).toContain(`run ${runId}: done`);
     expect(printed).toContain('1000 rows, 0 skipped');
-    expect(printed).toContain(`result: s3://${stack.bucket}/${keys.result(DATASET, runId, 'posterior.json')}`);
+    expect(printed).toContain(`result: s3://${env.stack.bucket}/${keys.result(DATASET, runId, 'posterior.json')}`);
     expect(printed).toContain('dead letters (tasks): 0');
     expect(printed).toContain('dead letters (updates): 0');
   });
 
   it('`clusterwise submit` plans a new run of the dataset from here and sends its first tasks', async () => {
     const { main } = await import('../../cli/main.js');
-    const before = logs.entries.length;
-    const code = await main(['node', 'clusterwise', 'submit', DATASET, '--bucket', stack.bucket, '--stack', 'Clusterwise', '--endpoint', stack.emulator.endpoint]);
+    const before = env.logs.entries.length;
+    const code = await main(['node', 'clusterwise', 'submit', DATASET, '--bucket', env.stack.bucket, '--stack', 'Clusterwise', '--endpoint', env.stack.emulator.endpoint]);
     expect(code).toBe(0);
-    const printed = logs.entries.slice(before).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
+    const printed = env.logs.entries.slice(before).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
     const started = /started run (\S+) of forum/.exec(printed)?.[1];
     expect(started).toBeDefined();
     expect(started).not.toBe(runId);
-    const state = await runState(stack, DATASET, started!);
+    const state = await runState(env.stack, DATASET, started!);
     expect(state?.status).toBe('running');
     // It warm-starts from the finished run's model, which latest.json names.
-    const manifest = await readObject<{ warmStartFrom?: string }>(stack, keys.manifest(DATASET, started!));
+    const manifest = await readObject<{ warmStartFrom?: string }>(env.stack, keys.manifest(DATASET, started!));
     expect(manifest.warmStartFrom).toBe(runId);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config.js';
 import { fitLocal } from '../../lib/local/runner.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
@@ -14,7 +14,7 @@ import type { Manifest, RunState } from '../../lib/pipeline/run.js';
 import { tempDir } from '../support/cli.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import { poissonCsv, poissonCwm } from '../support/poisson-data.js';
-import { captureLogs, eventSources, loadHandlers, readObject, runEnded, splitCsv, startRun, startStack, type EmulatedStack, type Handlers } from './stack.js';
+import { eventSources, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
 
 const DATASET = 'counts';
 const MODEL = {
@@ -27,38 +27,26 @@ const MODEL = {
   schedule: { shardRows: 300, tolerance: 1e-7, maxSweeps: 50 },
 };
 
-let stack: EmulatedStack;
-let handlers: Handlers;
-let logs: ReturnType<typeof captureLogs>;
-
-beforeAll(async () => {
-  stack = await startStack({ tasksVisibilitySeconds: 10, updatesVisibilitySeconds: 10 });
-  logs = captureLogs();
-  handlers = await loadHandlers(stack);
-});
-
-afterAll(async () => {
-  logs?.restore();
-  await stack?.stop();
-});
+/** The emulated stack, started before this file's tests and stopped after (stack.ts). */
+const env = useEmulatedStack();
 
 describe('a poisson model on the emulated stack', () => {
   it('counts every row once, keeps the exposure as the offset, and agrees with the local fit', { timeout: 180_000 }, async () => {
     const [header, ...lines] = poissonCsv(poissonCwm(2400, 9, true).rows).toString().trim().split('\n');
     const parts = splitCsv(header, lines, 3);
-    const runId = await startRun(stack, handlers, DATASET, MODEL, parts);
-    const manifest = await readObject<Manifest>(stack, keys.manifest(DATASET, runId));
+    const runId = await startRun(env.stack, env.handlers, DATASET, MODEL, parts);
+    const manifest = await readObject<Manifest>(env.stack, keys.manifest(DATASET, runId));
     expect(manifest.shards.length).toBeGreaterThanOrEqual(6);
-    const { workers, aggregator } = eventSources(stack, handlers);
-    await pollUntil([workers, aggregator], runEnded(stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
-    const state = await readObject<RunState>(stack, keys.state(DATASET, runId));
+    const { workers, aggregator } = eventSources(env.stack, env.handlers);
+    await pollUntil([workers, aggregator], runEnded(env.stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
+    const state = await readObject<RunState>(env.stack, keys.state(DATASET, runId));
     expect(state.failure).toBeUndefined();
     expect(state.status).toBe('done');
     expect(state.seen.count).toBe(manifest.shards.length);
     expect(state.totalRows).toBe(2400);
     expect(workers.handlerErrors).toEqual([]);
     expect(aggregator.handlerErrors).toEqual([]);
-    const remote = await readObject<PosteriorDocument>(stack, keys.result(DATASET, runId, 'posterior.json'));
+    const remote = await readObject<PosteriorDocument>(env.stack, keys.result(DATASET, runId, 'posterior.json'));
     expect(remote.state.config.family).toBe('poisson');
     expect(remote.state.plan.offset).toMatchObject({ column: 't', log: true });
     // The three clusters of the data, and nothing else of weight.

@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
-import { vi } from 'vitest';
+import { afterAll, beforeAll, vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
@@ -378,6 +378,24 @@ export function captureLogs() {
     entries,
     restore: () => spies.forEach((s) => s.mockRestore()),
   };
+}
+
+/**
+ * The emulated stack of a test file: started, with the handlers loaded and their logs captured,
+ * before the file's tests; stopped after them. Its fields are set once the tests run.
+ */
+export function useEmulatedStack(options: StackOptions = { tasksVisibilitySeconds: 10, updatesVisibilitySeconds: 10 }) {
+  const env = {} as { stack: EmulatedStack; handlers: Handlers; logs: ReturnType<typeof captureLogs> };
+  beforeAll(async () => {
+    env.stack = await startStack(options);
+    env.logs = captureLogs();
+    env.handlers = await loadHandlers(env.stack);
+  });
+  afterAll(async () => {
+    env.logs?.restore();
+    await env.stack?.stop();
+  });
+  return env;
 }
 
 /**

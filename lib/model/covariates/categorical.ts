@@ -35,6 +35,13 @@ function forColumns(spec: LayoutSpec, f: (start: number, L: number) => void): vo
   }
 }
 
+/** Σ_l α_kjl of one column of one component: its L levels from lambda[at]. */
+function levelTotal(lambda: Float64Array, at: number, L: number): number {
+  let total = 0;
+  for (let l = 0; l < L; l++) total += lambda[at + l];
+  return total;
+}
+
 export const categorical: CovariateFactor = {
   name: 'categorical',
 
@@ -51,8 +58,7 @@ export const categorical: CovariateFactor = {
     for (let k = 0; k < spec.T; k++)
       forColumns(spec, (start, L) => {
         const at = layout.levels + k * W + start;
-        let total = 0;
-        for (let l = 0; l < L; l++) total += lambda[at + l];
+        const total = levelTotal(lambda, at, L);
         const psiTotal = digamma(total);
         for (let l = 0; l < L; l++) table[k * W + start + l] = digamma(lambda[at + l]) - psiTotal;
       });
@@ -80,8 +86,7 @@ export const categorical: CovariateFactor = {
     for (let k = 0; k < spec.T; k++)
       forColumns(spec, (start, L) => {
         const at = layout.levels + k * W + start;
-        let total = 0;
-        for (let l = 0; l < L; l++) total += lambda[at + l];
+        const total = levelTotal(lambda, at, L);
         const psiTotal = digamma(total);
         // KL(Dir(α) ‖ Dir(α0 1)) = ln Γ(Σα) − ln Γ(L α0) + Σ_l [ln Γ(α0) − ln Γ(α_l) + (α_l − α0)(ψ(α_l) − ψ(Σα))]
         kl += lnGamma(total) - lnGamma(L * alpha0);
@@ -99,8 +104,7 @@ export const categorical: CovariateFactor = {
     let s = 0;
     forColumns(spec, (start, L) => {
       const at = layout.levels + k * W + start;
-      let total = 0;
-      for (let l = 0; l < L; l++) total += lambda[at + l];
+      const total = levelTotal(lambda, at, L);
       const psiTotal = digamma(total);
       for (let l = 0; l < L; l++) if (stats[at + l] !== 0) s += stats[at + l] * (digamma(lambda[at + l]) - psiTotal);
     });
@@ -113,8 +117,7 @@ export const categorical: CovariateFactor = {
     let j = 0;
     forColumns(spec, (start, L) => {
       const base = layout.levels + k * W + start;
-      let total = 0;
-      for (let l = 0; l < L; l++) total += lambda[base + l];
+      const total = levelTotal(lambda, base, L);
       s += Math.log(lambda[layout.levels + k * W + codes[at + j++]] / total);
     });
     return s;
@@ -127,8 +130,7 @@ export const categorical: CovariateFactor = {
       let s = 0;
       forColumns(spec, (start, L) => {
         const at = layout.levels + k * W + start;
-        let total = 0;
-        for (let l = 0; l < L; l++) total += lambda[at + l];
+        const total = levelTotal(lambda, at, L);
         for (let l = 0; l < L; l++) if (stats[at + l] !== 0) s += stats[at + l] * Math.log(lambda[at + l] / total);
       });
       return s;
@@ -144,8 +146,7 @@ export const categorical: CovariateFactor = {
     let j = 0;
     forColumns(spec, (start, L) => {
       const at = layout.levels + k * W + start;
-      let total = 0;
-      for (let l = 0; l < L; l++) total += lambda[at + l];
+      const total = levelTotal(lambda, at, L);
       const { column, levels } = names[j++];
       out[column] = Object.fromEntries(levels.map((level, l) => [level, lambda[at + l] / total]));
     });
