@@ -147,6 +147,21 @@ function expectClose(spec: ModelSpec, batch: Batch, ref: LocalStepResult, got: L
 
 const BACKENDS = ['wasm', 'cpu'] as const;
 
+/** The local step of `batch` on a kernel, with responsibilities: prepare, step, release. */
+function stepOn<P>(kernel: Kernel<P>, params: LocalParams, batch: Batch | Batch<Float32Array>): LocalStepResult {
+  const prepared = kernel.prepare(batch);
+  try {
+    return kernel.localStep(params, prepared, { responsibilities: true });
+  } finally {
+    kernel.release(prepared);
+  }
+}
+
+/** The fast kernel's local step is the float64 reference's within float32 tolerance (expectClose). */
+function expectMatchesReference<P>(kernel: Kernel<P>, spec: ModelSpec, batch: Batch, params: LocalParams): void {
+  expectClose(spec, batch, stepOn(referenceKernel, params, batch), stepOn(kernel, params, batch));
+}
+
 beforeAll(async () => {
   for (const b of BACKENDS) await loadKernel(b);
 });
@@ -193,14 +208,7 @@ describe.each(BACKENDS)('tfjs-%s kernel vs the float64 reference', (backend) => 
       const D = covariateModel ? 4 : 0;
       const batch = makeBatch(1500, D, 5, family, { seed: 5, clusters: 4, spread: 0.03, noise: 0.005 });
       const spec = makeSpec(family, 5, D, 5, covariateModel);
-      const params = makeParams(spec, batch, 9, 20);
-      const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
-      const prepared = kernel.prepare(batch);
-      try {
-        expectClose(spec, batch, ref, kernel.localStep(params, prepared, { responsibilities: true }));
-      } finally {
-        kernel.release(prepared);
-      }
+      expectMatchesReference(kernel, spec, batch, makeParams(spec, batch, 9, 20));
     },
   );
 
@@ -214,14 +222,7 @@ describe.each(BACKENDS)('tfjs-%s kernel vs the float64 reference', (backend) => 
     const D = covariateModel ? 4 : 0;
     const batch = makeBatch(1500, D, 5, family, { seed: 6, clusters: 4, spread: 0.1, noise: 0.05 });
     const spec: ModelSpec = { ...makeSpec(family, 5, D, 5, covariateModel), shared: [0, 2] };
-    const params = makeParams(spec, batch, 9, 15);
-    const ref = referenceKernel.localStep(params, batch, { responsibilities: true });
-    const prepared = kernel.prepare(batch);
-    try {
-      expectClose(spec, batch, ref, kernel.localStep(params, prepared, { responsibilities: true }));
-    } finally {
-      kernel.release(prepared);
-    }
+    expectMatchesReference(kernel, spec, batch, makeParams(spec, batch, 9, 15));
   });
 
   it('ignores x in conditional-only mode when the batch carries it', () => {
@@ -413,16 +414,6 @@ function derivedErrors(spec: ModelSpec, ref: Float64Array, stats: Float64Array):
 }
 
 describe('float32 rows (a shard\'s binary copy) go into a kernel as they are', () => {
-  /** The local step of `batch` on a kernel: prepare, step, release. */
-  function stepOn<P>(kernel: Kernel<P>, params: LocalParams, batch: Batch | Batch<Float32Array>): LocalStepResult {
-    const prepared = kernel.prepare(batch);
-    try {
-      return kernel.localStep(params, prepared, { responsibilities: true });
-    } finally {
-      kernel.release(prepared);
-    }
-  }
-
   it.each(['reference', ...BACKENDS] as const)('%s: the same local step as their float64 widening, to the bit', (name) => {
     const wide = makeBatch(1000, 4, 5, 'gaussian', { seed: 3 });
     const narrow: Batch<Float32Array> = { n: wide.n, x: Float32Array.from(wide.x), u: Float32Array.from(wide.u), y: Float32Array.from(wide.y) };

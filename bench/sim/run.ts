@@ -298,7 +298,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
     handle: async ([message], cache) => {
       await handleTaskDelivery(workerCtx, message, 3, cache);
-      if (!message.body.includes('"kind":"prefetch"')) tasksDone += 1;
+      if ((JSON.parse(message.body) as { kind: string }).kind === 'task') tasksDone += 1; // not a prefetch or refit
     },
   });
   const aggregatorMapping = eventSourceMapping({

@@ -13,7 +13,7 @@
  *   p(x_nj = l | k, data) = α_kjl / Σ_l α_kjl                                  (Dirichlet-categorical predictive)
  */
 import { digamma, lnGamma } from '../../math/special.js';
-import type { LayoutSpec, ModelSpec } from '../spec.js';
+import type { Layout, LayoutSpec, ModelSpec } from '../spec.js';
 import type { CovariateFactor } from './factor.js';
 
 /** W = Σ_j L_j, values per component. */
@@ -40,6 +40,25 @@ function levelTotal(lambda: Float64Array, at: number, L: number): number {
   let total = 0;
   for (let l = 0; l < L; l++) total += lambda[at + l];
   return total;
+}
+
+/** Σ_jl S_kjl f(α_kjl, Σ_l α_kjl) over component k's levels with a count (f: a log-probability). */
+function levelWeightedSum(
+  spec: ModelSpec,
+  lambda: Float64Array,
+  layout: Layout,
+  stats: Float64Array,
+  k: number,
+  f: (alpha: number, total: number) => number,
+): number {
+  const W = widthOf(spec);
+  let s = 0;
+  forColumns(spec, (start, L) => {
+    const at = layout.levels + k * W + start;
+    const total = levelTotal(lambda, at, L);
+    for (let l = 0; l < L; l++) if (stats[at + l] !== 0) s += stats[at + l] * f(lambda[at + l], total);
+  });
+  return s;
 }
 
 export const categorical: CovariateFactor = {
@@ -100,15 +119,7 @@ export const categorical: CovariateFactor = {
 
   expectedLogLik(spec, lambda, layout, stats, k) {
     // Σ_n r_nk Σ_j E[ln φ_kj,x_nj] = Σ_jl S_kjl E[ln φ_kjl]
-    const W = widthOf(spec);
-    let s = 0;
-    forColumns(spec, (start, L) => {
-      const at = layout.levels + k * W + start;
-      const total = levelTotal(lambda, at, L);
-      const psiTotal = digamma(total);
-      for (let l = 0; l < L; l++) if (stats[at + l] !== 0) s += stats[at + l] * (digamma(lambda[at + l]) - psiTotal);
-    });
-    return s;
+    return levelWeightedSum(spec, lambda, layout, stats, k, (alpha, total) => digamma(alpha) - digamma(total));
   },
 
   logPredictive(spec, lambda, layout, k, codes, at) {
@@ -126,14 +137,7 @@ export const categorical: CovariateFactor = {
   plugIn: {
     logLik(spec, lambda, layout, stats, k) {
       // Σ_jl S_kjl ln φ̂_kjl, φ̂_kjl = α_kjl / Σ_l α_kjl
-      const W = widthOf(spec);
-      let s = 0;
-      forColumns(spec, (start, L) => {
-        const at = layout.levels + k * W + start;
-        const total = levelTotal(lambda, at, L);
-        for (let l = 0; l < L; l++) if (stats[at + l] !== 0) s += stats[at + l] * Math.log(lambda[at + l] / total);
-      });
-      return s;
+      return levelWeightedSum(spec, lambda, layout, stats, k, (alpha, total) => Math.log(alpha / total));
     },
     /** Σ_j (L_j − 1): each column's level probabilities sum to 1. */
     parameters: (spec) => widthOf(spec) - (spec.levels?.length ?? 0),
