@@ -35,6 +35,7 @@ import { PipelineAlarms } from './constructs/pipeline-alarms.js';
 import { grantRoleAccess, ROLE_ACCESS } from './constructs/role-access.js';
 import { RoleFunction, type PipelineRole } from './constructs/role-function.js';
 import { WorkQueue } from './constructs/work-queue.js';
+import { AGGREGATOR_MEMORY_MIB, DEFAULT_WORKER_MEMORY_MIB, PLANNER_MEMORY_MIB } from './memory.js';
 
 /** Environment variables every handler receives (all four get the same set). */
 export const HANDLER_ENVIRONMENT = [
@@ -137,7 +138,7 @@ const MAX_RULE_INPUT = 8192;
 /** Applies every default and checks every prop; throws InvalidClusterwisePropsError listing all problems. */
 export function resolveClusterwiseProps(props: ClusterwiseProps = {}): ResolvedProps {
   const resolved: ResolvedProps = {
-    workerMemoryMiB: props.workerMemoryMiB ?? 2048,
+    workerMemoryMiB: props.workerMemoryMiB ?? DEFAULT_WORKER_MEMORY_MIB,
     workerConcurrency: props.workerConcurrency ?? 20,
     workerTimeout: props.workerTimeout ?? Duration.minutes(2),
     aggregatorTimeout: props.aggregatorTimeout ?? Duration.minutes(1),
@@ -208,10 +209,7 @@ function scheduleInput(datasets: readonly string[]): { source: 'schedule'; datas
 /** Repository root, where functions/, node_modules/ and package-lock.json live. */
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** Planner-sized work: list the CSV objects, sample rows, k-means++ restarts, first tasks. */
-const PLANNER_MEMORY_MIB = 2048;
 const PLANNER_TIMEOUT = Duration.minutes(5);
-const AGGREGATOR_MEMORY_MIB = 1024;
 
 
 /** Retention of every log group the construct makes (the roles' and the notification handler's). */

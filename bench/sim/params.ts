@@ -3,6 +3,7 @@
  * printed with each result and each can be overridden: `--set s3.getLatency=0.02`.
  */
 import { z } from 'zod';
+import { AGGREGATOR_MEMORY_MIB, DEFAULT_WORKER_MEMORY_MIB, PLANNER_MEMORY_MIB } from '../../infra/memory.js';
 
 const seconds = z.number().min(0);
 const positive = z.number().positive();
@@ -48,9 +49,10 @@ export const SimParams = z.strictObject({
     .prefault({}),
   lambda: z
     .object({
-      workerMemoryMb: z.number().int().min(128).max(10240).default(2048),
-      aggregatorMemoryMb: z.number().int().min(128).max(10240).default(1024),
-      plannerMemoryMb: z.number().int().min(128).max(10240).default(2048),
+      // The construct's sizes (infra/memory.ts).
+      workerMemoryMb: z.number().int().min(128).max(10240).default(DEFAULT_WORKER_MEMORY_MIB),
+      aggregatorMemoryMb: z.number().int().min(128).max(10240).default(AGGREGATOR_MEMORY_MIB),
+      plannerMemoryMb: z.number().int().min(128).max(10240).default(PLANNER_MEMORY_MIB),
       /** First invocation of a container: runtime start, bundle load, wasm kernel compile. */
       coldStart: seconds.default(1.0),
       /**

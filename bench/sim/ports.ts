@@ -3,6 +3,7 @@
  * modelled time (latency + bytes / bandwidth), then happens in memory. The roles above them are
  * the real planner, worker and aggregator.
  */
+import { createRandom, shuffled } from '../../lib/math/random.js';
 import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
 import { NotFoundError, PreconditionFailedError, type ObjectStore, type Queue, type QueueMessage, type SendOptions } from '../../lib/pipeline/ports.js';
 import { payCpu, type VirtualClock } from './clock.js';
@@ -97,9 +98,17 @@ export function generatedStore(files: Map<string, GeneratedCsv>, filler: boolean
  * another on FIFO). Receiving and deleting are the event source mapping's, not a function's, so
  * they take no function time; `whenNonEmpty` is how the simulated pollers wait.
  */
+/**
+ * SQS behind a Lambda event source mapping, as modelled. The idle containers waiting on the queue
+ * are woken in a random (seeded) order: Lambda's pollers hand a batch to any free container, so
+ * nothing ties a shard's next task to the container that read it before. (Woken in one fixed
+ * order, equal tasks would meet the same containers pass after pass, and every pass after the
+ * first would find its shard in the container's cache, which AWS does not do.)
+ */
 export class SimQueue implements Queue {
   readonly inner: MemoryQueue;
   private waiters: (() => void)[] = [];
+  private readonly wakeOrder = createRandom(17, 0);
 
   constructor(
     readonly name: string,
@@ -119,7 +128,7 @@ export class SimQueue implements Queue {
     const waves = this.name.endsWith('.fifo') ? requests : Math.ceil(requests / this.p.sqs.sendConcurrency);
     await this.clock.sleep(waves * this.p.sqs.requestLatency);
     await this.inner.sendBatch(entries);
-    for (const wake of this.waiters.splice(0)) wake();
+    this.wakeAll();
   }
 
   receive(max: number): Promise<QueueMessage[]> {
@@ -144,6 +153,6 @@ export class SimQueue implements Queue {
   }
 
   wakeAll(): void {
-    for (const wake of this.waiters.splice(0)) wake();
+    for (const wake of shuffled(this.waiters.splice(0), this.wakeOrder)) wake();
   }
 }

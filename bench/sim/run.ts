@@ -313,8 +313,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     cpuPerInvocation: p.lambda.aggregatorCpu,
     container: () => undefined,
     handle: async (messages) => {
-      const done = await handleUpdates(ctx, messages.map((m) => parseMessage(UpdateMessage, m.body, updates.name)));
-      roundEnds.push(clock.now);
+      const delivered = messages.map((m) => parseMessage(UpdateMessage, m.body, updates.name));
+      const done = await handleUpdates(ctx, delivered);
+      if (delivered.some((u) => u.kind === 'round-complete')) roundEnds.push(clock.now);
       if (done.length) ended = true;
     },
   });

@@ -22,7 +22,7 @@ import { unpackSymmetric } from '../model/spec.js';
 import { decodeBinary } from './binary.js';
 import { sendTasks, startRound } from './dispatch.js';
 import { releaseDataset } from './ingest.js';
-import { groupCount, INTERMEDIATE_TAGS, keys, type RefitMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
+import { groupCount, INTERMEDIATE_TAGS, keys, type PlanningMessage, type RefitMessage, type TaskMessage, type UpdateMessage } from './protocol.js';
 import {
   encodePosterior,
   isSeen,
@@ -52,13 +52,16 @@ export interface EndedRun {
   refitPending: boolean;
 }
 
+/** The update messages that change a run (a planning message only starts a container). */
+type RunUpdate = Exclude<UpdateMessage, PlanningMessage>;
+
 /**
  * Apply a delivery of update messages (any runs): one read and at most one conditional write of
  * each run's state. Throws if a run's state was written meanwhile (the delivery is then redone).
  */
 export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun[]> {
-  const byRun = new Map<string, UpdateMessage[]>();
-  for (const m of messages) byRun.set(`${m.dataset}/${m.runId}`, [...(byRun.get(`${m.dataset}/${m.runId}`) ?? []), m]);
+  const byRun = new Map<string, RunUpdate[]>();
+  for (const m of messages) if (m.kind !== 'planning') byRun.set(`${m.dataset}/${m.runId}`, [...(byRun.get(`${m.dataset}/${m.runId}`) ?? []), m]);
   const ended: EndedRun[] = [];
   for (const group of byRun.values()) {
     const end = await handleRunUpdates(ctx, group);
@@ -90,7 +93,7 @@ interface RunContext {
   changed: boolean;
 }
 
-async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun | undefined> {
+async function handleRunUpdates(ctx: RoleContext, messages: RunUpdate[]): Promise<EndedRun | undefined> {
   const { dataset, runId } = messages[0];
   const manifest = await manifestOf(ctx, dataset, runId);
   const stateKey = keys.state(dataset, runId);
@@ -113,7 +116,7 @@ async function handleRunUpdates(ctx: RoleContext, messages: UpdateMessage[]): Pr
   return wasRunning || refitPending ? { dataset, runId, status: state.status, refitPending } : undefined;
 }
 
-async function apply(run: RunContext, message: UpdateMessage): Promise<void> {
+async function apply(run: RunContext, message: RunUpdate): Promise<void> {
   const { state } = run;
   const log = run.ctx.log ?? silentLog;
   if (state.status !== 'running') return;

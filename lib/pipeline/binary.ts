@@ -49,7 +49,10 @@ export interface DecodedBinary<H> {
   arrays: Record<string, TypedArray>;
 }
 
-/** Decode an object written by encodeBinary; `what` names it in errors. Arrays are copies. */
+/**
+ * Decode an object written by encodeBinary; `what` names it in errors. The arrays are views of
+ * `bytes` where aligned (so `bytes` must not be changed while they are in use), copies elsewhere.
+ */
 export function decodeBinary<H = Record<string, unknown>>(bytes: Uint8Array, what: string): DecodedBinary<H> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < 8 || view.getUint32(0, true) !== MAGIC) throw new ProtocolError(`${what}: not a clusterwise binary object`);
@@ -63,8 +66,11 @@ export function decodeBinary<H = Record<string, unknown>>(bytes: Uint8Array, wha
     const Type = KINDS[kind];
     const byteLength = length * Type.BYTES_PER_ELEMENT;
     if (offset + byteLength > bytes.length) throw new ProtocolError(`${what}: truncated (array ${name})`);
-    // A copy: the source buffer may be a pooled or shared slice whose alignment is unknown.
-    arrays[name] = new Type(bytes.slice(offset, offset + byteLength).buffer);
+    // In place when aligned (the usual case: the writer pads each array to 8 bytes, and a body
+    // from ObjectStore.get is the caller's own copy); a copy when the body is a slice of a buffer
+    // at an offset the element type cannot start at.
+    const at = bytes.byteOffset + offset;
+    arrays[name] = at % Type.BYTES_PER_ELEMENT === 0 ? new Type(bytes.buffer as ArrayBuffer, at, length) : new Type(bytes.slice(offset, offset + byteLength).buffer);
     offset = align8(offset + byteLength);
   }
   return { header, arrays };

@@ -27,7 +27,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
-import { INTERMEDIATE_TAGS, keys, type PrefetchMessage } from './protocol.js';
+import { INTERMEDIATE_TAGS, keys, updateSendOptions, type PlanningMessage, type PrefetchMessage } from './protocol.js';
 import {
   encodePosterior,
   jsonBody,
@@ -141,7 +141,7 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
  * one prefetch message per worker, each naming SHARDS_PER_WORKER shards, whose binary copies an
  * idle worker stores meanwhile (worker.ts WorkerCache.storeAhead), so the first round decodes them
  * instead of parsing CSV, and the workers' cold starts pass while the planner works (docs/deploy.md
- * §6). No more than one message per worker: a prefetch still queued when the first round starts
+ * §6); and start the aggregator's container the same way (PlanningMessage). No more than one message per worker: a prefetch still queued when the first round starts
  * would race its shard's task, and both would parse the CSV.
  */
 async function announceShards(ctx: RoleContext, plan: PrefetchPlan, workers: number): Promise<void> {
@@ -152,6 +152,8 @@ async function announceShards(ctx: RoleContext, plan: PrefetchPlan, workers: num
     messages.push({ kind: 'prefetch', dataset: plan.dataset, runId: plan.runId, shards });
   }
   await ctx.tasks.sendBatch(messages.map((m) => ({ body: JSON.stringify(m) })));
+  const planning: PlanningMessage = { kind: 'planning', dataset: plan.dataset, runId: plan.runId };
+  await ctx.updates.send(JSON.stringify(planning), updateSendOptions(planning));
 }
 
 export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel): Promise<Manifest> {

@@ -192,7 +192,15 @@ export const RunFailedMessage = z.object({
 });
 export type RunFailedMessage = z.infer<typeof RunFailedMessage>;
 
-export const UpdateMessage = z.discriminatedUnion('kind', [RoundCompleteMessage, TaskFailedMessage, RunFailedMessage]);
+/**
+ * Planner → aggregator, as it announces the shards (AWS): nothing to apply. It starts an aggregator
+ * container while the planner initializes, so the first round's end does not wait for a cold start
+ * (Lambda keeps the container for the run's later messages; docs/deploy.md §6).
+ */
+export const PlanningMessage = z.object({ kind: z.literal('planning'), dataset: DatasetName, runId: z.string().min(1) });
+export type PlanningMessage = z.infer<typeof PlanningMessage>;
+
+export const UpdateMessage = z.discriminatedUnion('kind', [RoundCompleteMessage, TaskFailedMessage, RunFailedMessage, PlanningMessage]);
 export type UpdateMessage = z.infer<typeof UpdateMessage>;
 
 /** Parse a JSON body with a schema; the error names the queue and the first problems. */
@@ -225,6 +233,6 @@ export class ProtocolError extends ClusterwiseError {
  */
 export function updateSendOptions(message: UpdateMessage) {
   // FIFO deduplication is per queue, and ids are at most 128 characters: hash the full identity.
-  const identity = [message.kind, message.dataset, message.runId, message.roundId, message.kind === 'task-failed' ? message.taskId : ''];
+  const identity = [message.kind, message.dataset, message.runId, 'roundId' in message ? message.roundId : '', message.kind === 'task-failed' ? message.taskId : ''];
   return { groupId: message.runId, deduplicationId: createHash('sha256').update(identity.join('\n')).digest('hex') };
 }

@@ -136,9 +136,10 @@ export const csvShardCodec: ShardCodec = {
     const r = (arrays.r ?? x) as Float32Array;
     const n = y.length;
     const u = new Float32Array(n * P);
-    for (let i = 0; i < n; i++) {
-      u.set(r.subarray(i * (P - 1), (i + 1) * (P - 1)), i * P);
-      u[i * P + P - 1] = 1;
+    const R = P - 1;
+    for (let i = 0, from = 0, to = 0; i < n; i++) {
+      for (let j = 0; j < R; j++) u[to++] = r[from++];
+      u[to++] = 1;
     }
     const offset = arrays.offset as Float32Array | undefined;
     const categories = arrays.categories as Int32Array | undefined;
