@@ -1,7 +1,9 @@
 /**
- * `npm run simulate -- --rows N --workers W [--json] [--set section.name=value …] [--config JSON]`:
+ * `npm run simulate -- --rows N --workers W[,W2…] [--json] [--set section.name=value …] [--config JSON]`:
  * one refit of a generated data set by the real pipeline roles on modelled AWS (bench/sim/run.ts
  * says exactly what is real and what is modelled). Prints every parameter and what it predicts.
+ * Several worker counts run one after another in this process, charged the same measured CPU
+ * rates, and the speedup of each over the first is printed; `--json` prints one object per line.
  */
 import { Command } from 'commander';
 import { paramsWith } from './sim/params.js';
@@ -9,21 +11,29 @@ import { simulate } from './sim/run.js';
 
 const program = new Command('simulate')
   .requiredOption('--rows <n>', 'rows of the generated data set', Number)
-  .requiredOption('--workers <n>', 'worker Lambda concurrency', Number)
+  .requiredOption('--workers <n[,n…]>', 'worker Lambda concurrency (several: compared in one run)', (v: string) => v.split(',').map(Number))
   .option('--json', 'print one JSON object')
   .option('--set <section.name=value>', 'override a model parameter (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--config <json>', 'model.json settings over the defaults, e.g. \'{"schedule":{"sviEpochs":0}}\'', (v: string) => JSON.parse(v) as Record<string, unknown>)
   .parse();
-const o = program.opts<{ rows: number; workers: number; json?: boolean; set: string[]; config?: Record<string, unknown> }>();
+const o = program.opts<{ rows: number; workers: number[]; json?: boolean; set: string[]; config?: Record<string, unknown> }>();
 const params = paramsWith(o.set);
-const result = await simulate({ rows: o.rows, workers: o.workers, params, config: o.config });
+if (!o.workers.every((w) => Number.isInteger(w) && w > 0)) program.error(`--workers: whole numbers above 0, comma-separated (got ${o.workers.join(',')})`);
+if (!o.json) console.log(`parameters: ${JSON.stringify(params)}`);
+let baseline: number | undefined;
+for (const workers of o.workers) {
+  const result = await simulate({ rows: o.rows, workers, params, config: o.config, runId: `run-${workers}w` });
+  baseline ??= result.wallSeconds;
+  print(result, baseline / result.wallSeconds);
+}
 
-if (o.json) {
-  console.log(JSON.stringify({ ...result, params }));
-} else {
+function print(result: Awaited<ReturnType<typeof simulate>>, speedup: number) {
+  if (o.json) {
+    console.log(JSON.stringify({ ...result, ...(o.workers.length > 1 ? { speedup } : {}), params }));
+    return;
+  }
   const f = (v: number, d = 1) => v.toLocaleString('en', { maximumFractionDigits: d });
   const mb = (b: number) => `${f(b / 1e6, 0)} MB`;
-  console.log(`parameters: ${JSON.stringify(params)}`);
   console.log(`${f(result.rows, 0)} rows on ${result.workers} workers${result.modelled ? ` (past ${f(params.data.realRows, 0)} rows: sampled shards, see bench/sim/run.ts)` : ' (every row computed)'}`);
   console.log(`  wall            ${f(result.wallSeconds)} s (planning ${f(result.plannerSeconds)} s; rounds ended at ${result.roundEnds.map((t) => f(t)).join(', ')} s)`);
   console.log(`  cost            $${result.costUsd.toFixed(4)} (Lambda $${result.cost.lambda.toFixed(4)}, S3 $${result.cost.s3.toFixed(4)}, SQS $${result.cost.sqs.toFixed(4)}); ${f(result.lambdaGbSeconds, 0)} GB-s`);
@@ -33,4 +43,5 @@ if (o.json) {
   console.log(`  aggregator      ${result.aggregator.invocations} invocations, busy ${f(result.aggregator.busySeconds, 2)} s (${f(100 * result.aggregator.utilization)}% of wall), ${f(result.aggregatorResultsPerSecond, 0)} task results/s; state.json ${f(result.stateBytes, 0)} B`);
   console.log(`  workers         ${result.workerColdStarts} cold starts; worker seconds: ${Object.entries(result.workerSeconds).map(([k, v]) => `${k} ${f(v)}`).join(', ')}`);
   console.log(`  fit             ELBO ${result.elbo === null ? 'n/a (sampled shards)' : f(result.elbo, 2)}, ARI ${result.ari === null ? 'n/a' : result.ari.toFixed(4)}`);
+  if (o.workers.length > 1) console.log(`  speedup         ${f(speedup, 2)}× the first (${o.workers[0]} workers), at the same measured CPU rates`);
 }

@@ -45,6 +45,11 @@ export interface SimRequest {
   params: SimParams;
   /** Model settings over the defaults (target y is set). */
   config?: Partial<ModelConfigInput>;
+  /**
+   * The run's id. Simulations in one process need different ids: the roles cache what is
+   * immutable per run (the manifest) by its id, as a Lambda container does. @default SIM_RUN
+   */
+  runId?: string;
 }
 
 export interface SimResult {
@@ -89,6 +94,22 @@ function cpuSeconds<T>(f: () => T): [T, number] {
   return [out, (used.user + used.system) / 1e6];
 }
 
+/**
+ * CPU measured once per process and charged to every simulation it runs: refits compared in one
+ * run (`--workers 50,200`) pay the same CPU for the same work, so their ratio is the model's and
+ * not this machine's run-to-run noise (±30% when it is busy). Each is keyed by what it depends on.
+ */
+const measured = {
+  /** Seconds per row of the local step, by the data's shape and the number of active components. */
+  stepRate: new Map<string, number>(),
+  /** Seconds per row of the kernel's prepare, by the data's shape. */
+  prepareRate: new Map<string, number>(),
+  /** Seconds per row of CSV parsing and of decoding a binary copy, by the data's shape. */
+  codecRates: new Map<string, { parse: number; decode: number }>(),
+  /** The planner's CPU seconds (this machine) before and from its initialization, by rows, data and config. */
+  planner: new Map<string, { before: number; initialize: number }>(),
+};
+
 /** Rows of the batches per-row rates are measured on: enough that fixed costs do not show. */
 const CALIBRATION_ROWS = 100_000;
 
@@ -109,20 +130,19 @@ function tiled(batch: Batch | Batch<Float32Array>, rows = CALIBRATION_ROWS): Bat
  * once on a CALIBRATION_ROWS-row batch (the local step's once per number of active components), so a
  * small call's fixed cost is not multiplied by the weight.
  */
-function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; batch: Batch | Batch<Float32Array> }> {
-  const stepRate = new Map<number, number>();
-  let prepareRate: number | undefined;
+function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inner: unknown; batch: Batch | Batch<Float32Array> }> {
   return {
     name: kernel.name,
     prepare(batch) {
       const [inner, seconds] = cpuSeconds(() => kernel.prepare(batch));
       const weight = batch.weight ?? 1;
+      let prepareRate = measured.prepareRate.get(shape);
       if (weight !== 1 && prepareRate === undefined) {
         const big = tiled(batch);
         kernel.release(kernel.prepare(big)); // warm-up
         const [prepared, s] = cpuSeconds(() => kernel.prepare(big));
         kernel.release(prepared);
-        prepareRate = s / big.n;
+        measured.prepareRate.set(shape, (prepareRate = s / big.n));
       }
       chargeCpu((weight === 1 ? seconds : prepareRate! * batch.n * weight) / speed, 'kernel prepare');
       return { inner, batch };
@@ -135,15 +155,15 @@ function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; ba
         chargeCpu(seconds / speed, 'local step');
         return out;
       }
-      const active = activeComponents(params).length;
-      let rate = stepRate.get(active);
+      const key = `${shape} active=${activeComponents(params).length}`;
+      let rate = measured.stepRate.get(key);
       if (rate === undefined) {
         const big = tiled(batch);
         const inner = kernel.prepare(big);
         kernel.localStep(params, inner); // warm-up
         rate = cpuSeconds(() => kernel.localStep(params, inner))[1] / big.n;
         kernel.release(inner);
-        stepRate.set(active, rate);
+        measured.stepRate.set(key, rate);
       }
       chargeCpu((rate * batch.n * weight) / speed, 'local step');
       return out;
@@ -156,8 +176,8 @@ function timedKernel(kernel: Kernel, speed: number): Kernel<{ inner: unknown; ba
  * The codec's parse and decode, timed the same way: measured, or for a sample standing for a
  * shard, per row at rates measured once on CALIBRATION_ROWS rows of the same data.
  */
-function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv): ShardCodec {
-  let rates: { parse: number; decode: number } | undefined;
+function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv, shape: string): ShardCodec {
+  let rates = measured.codecRates.get(shape);
   const calibrate = (manifest: PrefetchPlan, index: number) => {
     const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
     csvShardCodec.parse(manifest, index, lines); // warm-up
@@ -172,7 +192,7 @@ function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv): Shard
   return {
     parse(manifest, index, bytes) {
       const [rows, seconds] = cpuSeconds(() => codec.parse(manifest, index, bytes));
-      if ((rows.weight ?? 1) !== 1) rates ??= calibrate(manifest, index);
+      if ((rows.weight ?? 1) !== 1 && !rates) measured.codecRates.set(shape, (rates = calibrate(manifest, index)));
       charge(rows, seconds, rates?.parse ?? 0, 'CSV parse');
       return rows;
     },
@@ -222,7 +242,7 @@ export function generatedFiles(rows: number, p: SimParams): Map<string, Generate
 
 export async function simulate(request: SimRequest): Promise<SimResult> {
   const p = request.params;
-  const { rows, workers } = request;
+  const { rows, workers, runId = SIM_RUN } = request;
   const modelled = rows > p.data.realRows;
   const files = generatedFiles(rows, p);
   const first = [...files.values()][0];
@@ -230,17 +250,24 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const kernel = await loadKernel('auto');
   const vcpu = (mb: number) => p.lambda.cpuSpeed * Math.min(1, mb / 1769);
 
-  // The planner's CPU: a dry run of the same planning here, without the clock.
-  const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
-  // Split at the initialization: what comes after it is charged after the prefetch messages went out.
-  const started = process.cpuUsage();
-  let beforeInit: NodeJS.CpuUsage | undefined;
-  const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= process.cpuUsage(started))) };
-  await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
-  const used = process.cpuUsage(started);
-  const cpuOf = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6 / vcpu(p.lambda.plannerMemoryMb);
-  const plannerCpu = cpuOf(beforeInit ?? used);
-  const initializeCpu = cpuOf(used) - plannerCpu;
+  // The planner's CPU: a dry run of the same planning here, without the clock (once per process
+  // for these rows, data and config, whatever the worker count, which changes only the list of
+  // shards: the first run is the cold one, as a new planner container is).
+  const plannerKey = JSON.stringify([rows, p.data, config, p.lambda.announceShards]);
+  let planner = measured.planner.get(plannerKey);
+  if (!planner) {
+    const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
+    // Split at the initialization: what comes after it is charged after the prefetch messages went out.
+    const started = process.cpuUsage();
+    let beforeInit: NodeJS.CpuUsage | undefined;
+    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= process.cpuUsage(started))) };
+    await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
+    const seconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+    const before = seconds(beforeInit ?? process.cpuUsage(started));
+    measured.planner.set(plannerKey, (planner = { before, initialize: seconds(process.cpuUsage(started)) - before }));
+  }
+  const plannerCpu = planner.before / vcpu(p.lambda.plannerMemoryMb);
+  const initializeCpu = planner.initialize / vcpu(p.lambda.plannerMemoryMb);
 
   const clock = new VirtualClock();
   cpuCharged.clear();
@@ -271,8 +298,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   };
   const workerSpeed = vcpu(p.lambda.workerMemoryMb);
   const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
-  const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first);
-  const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSpeed) };
+  const shape = JSON.stringify(p.data);
+  const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first, shape);
+  const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSpeed, shape) };
 
   let manifest: Manifest | undefined;
   let ended = false;
@@ -280,7 +308,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let plannerSeconds = 0;
   const roundEnds: number[] = [];
   void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
-    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId: SIM_RUN }, kernel);
+    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId }, kernel);
     await payCpu(clock);
     plannerSeconds = clock.now;
   });
@@ -324,7 +352,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   workerMapping.stop();
   aggregatorMapping.stop();
 
-  const stateObject = await memory.get(keys.state(DATASET, SIM_RUN));
+  const stateObject = await memory.get(keys.state(DATASET, runId));
   const state = JSON.parse(Buffer.from(stateObject.body).toString('utf8')) as RunState;
   if (state.status !== 'done') throw new Error(`the simulated run ended ${state.status}: ${state.failure}`);
   const doc = (await readJson<PosteriorDocument & { trace: { phase: string }[] }>(memory, state.resultKey!)).value;

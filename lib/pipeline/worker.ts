@@ -258,15 +258,32 @@ export class WorkerCache {
       this.prefetchPlans.set(planKey, plan);
       plan.catch(() => this.prefetchPlans.delete(planKey));
     }
-    for (const index of message.shards) {
+    const failed = (index: number) => (error: unknown) =>
+      log.warn('prefetch failed; the shard\'s task reads its CSV', { runId: message.runId, shard: index, reason: describeError(error) });
+    let source: PrefetchPlan;
+    try {
+      source = await plan;
+    } catch (error) {
+      for (const index of message.shards) failed(index)(error);
+      return;
+    }
+    // A pipeline: the next shard's CSV is read, and the last copy written, while this one parses.
+    const read = (index: number) => readShardBytes(ctx, source, index).then((bytes) => ({ bytes }), (error: unknown) => ({ error }));
+    const writes: Promise<unknown>[] = [];
+    let next = read(message.shards[0]);
+    for (let i = 0; i < message.shards.length; i++) {
+      const index = message.shards[i];
+      const got = await next;
+      if (i + 1 < message.shards.length) next = read(message.shards[i + 1]);
       try {
-        const source = await plan;
-        const rows = this.codec.parse(source, index, await readShardBytes(ctx, source, index));
-        await ctx.store.put(keys.shardRows(source.dataset, source.runId, index), this.codec.encode(rows), { tags: { ...INTERMEDIATE_TAGS } });
+        if ('error' in got) throw got.error;
+        const bytes = this.codec.encode(this.codec.parse(source, index, got.bytes));
+        writes.push(ctx.store.put(keys.shardRows(source.dataset, source.runId, index), bytes, { tags: { ...INTERMEDIATE_TAGS } }).catch(failed(index)));
       } catch (error) {
-        log.warn('prefetch failed; the shard\'s task reads its CSV', { runId: message.runId, shard: index, reason: describeError(error) });
+        failed(index)(error);
       }
     }
+    await Promise.all(writes);
   }
 
   /** `fresh`: no pass has read the shard yet, so it has no binary copy to look for. */
