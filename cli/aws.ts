@@ -83,9 +83,9 @@ export async function connect(o: StackOptions): Promise<StackConnection> {
 }
 
 /** Start a run of the dataset (planned on this machine), or coalesce into a pending refit. */
-export async function submit(o: StackOptions & { dataset: string; backend: BackendName | 'auto'; overrides: Record<string, unknown> }): Promise<string> {
+export async function submit(o: StackOptions & { dataset: string; backend: BackendName | 'auto'; overrides: Record<string, unknown>; request: string }): Promise<string> {
   const ports = await connect(o);
-  const outcome = await requestRefit(ports, o.dataset, await loadKernel(o.backend), o.overrides);
+  const outcome = await requestRefit(ports, o.dataset, await loadKernel(o.backend), o.overrides, { request: `submit/${o.request}` });
   return 'started' in outcome
     ? `started run ${outcome.started} of ${o.dataset}`
     : `a run of ${o.dataset} is going (${outcome.coalesced}); a refit will follow it`;

@@ -2,6 +2,7 @@
 /** The `clusterwise` command line: fit and predict locally; submit and status against a deployed stack. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig, parseConfigLayers, type Delimiter } from '../lib/config.js';
@@ -178,11 +179,16 @@ export function buildProgram(): Command {
       .description('start a fit of datasets/<dataset>/ in a deployed stack (planned here, run there)')
       .argument('<dataset>', 'dataset name')
       .option('--config <file>', 'settings over datasets/<dataset>/model.json')
+      .option('--request <id>', 'names this submission: after a failure, submit again with the same id to resume what it left (default: a new id, printed first)')
       .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(BACKENDS).default('auto')),
   ).action(async (dataset: string, o) => {
     const { submit } = await import('./aws.js');
     const overrides = o.config ? await readConfigFile(o.config) : {};
-    console.log(await submit({ ...o, dataset, overrides }));
+    // Printed before planning, so that a submission cut off mid-planning can be resumed rather
+    // than wait out the planning timeout (lib/pipeline/ingest.ts requestRefit).
+    const request: string = o.request ?? randomUUID();
+    if (!o.request) console.error(`request ${request} (after a failure: clusterwise submit ${dataset} --request ${request} …)`);
+    console.log(await submit({ ...o, dataset, overrides, request }));
   });
 
   stackOptions(

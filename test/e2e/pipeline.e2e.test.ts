@@ -194,9 +194,14 @@ describe('serverless pipeline on the emulator', () => {
   it('`clusterwise submit` plans a new run of the dataset from here and sends its first tasks', async () => {
     const { main } = await import('../../cli/main.js');
     const before = env.logs.entries.length;
-    const code = await main(['node', 'clusterwise', 'submit', DATASET, '--bucket', env.stack.bucket, '--stack', 'Clusterwise', '--endpoint', env.stack.emulator.endpoint]);
-    expect(code).toBe(0);
-    const printed = env.logs.entries.slice(before).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
+    const submit = async (...extra: string[]) => {
+      const from = env.logs.entries.length;
+      const code = await main(['node', 'clusterwise', 'submit', DATASET, '--bucket', env.stack.bucket, '--stack', 'Clusterwise', '--endpoint', env.stack.emulator.endpoint, ...extra]);
+      expect(code).toBe(0);
+      return env.logs.entries.slice(from).filter((e) => e.level === 'LOG').map((e) => e.message).join('\n');
+    };
+    const printed = await submit('--request', 'e2e-submit-1');
+    expect(env.logs.entries.length).toBeGreaterThan(before);
     const started = /started run (\S+) of forum/.exec(printed)?.[1];
     expect(started).toBeDefined();
     expect(started).not.toBe(runId);
@@ -205,5 +210,8 @@ describe('serverless pipeline on the emulator', () => {
     // It warm-starts from the finished run's model, which latest.json names.
     const manifest = await readObject<{ warmStartFrom?: string }>(env.stack, keys.manifest(DATASET, started!));
     expect(manifest.warmStartFrom).toBe(runId);
+    // The same submission again (a retry after a failure) finds its run; another one coalesces into it.
+    expect(await submit('--request', 'e2e-submit-1')).toContain(`started run ${started} of forum`);
+    expect(await submit('--request', 'e2e-submit-2')).toContain(`a run of forum is going (${started})`);
   });
 });
