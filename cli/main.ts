@@ -83,7 +83,7 @@ export function buildProgram(): Command {
     .option('--delimiter <char>', 'field separator: , ; tab | (default: detected from the header line)', delimiter)
     .option('--out <dir>', 'output folder', 'clusterwise-out')
     .option('--seed <n>', `random seed (default: ${DEFAULTS.seed})`, wholeNumber('--seed'))
-    .option('--workers <n>', `worker threads, 0 runs inline, at most ${MAX_WORKERS} (default: one per core)`, workers)
+    .option('--workers <n>', `worker threads, 0 runs inline, at most ${MAX_WORKERS} (default: one per core from 16 MiB of data, else inline)`, workers)
     .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
     .option('--assign', 'also write per-row assignments (file, line, cluster, probability) to OUT/assignments.csv')
     .option('--config <file>', 'a model.json with further settings (target, columns, priors, schedule); flags win')

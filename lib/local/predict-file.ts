@@ -3,7 +3,6 @@
  * scored inline or by worker threads and written out in file order, with a bounded number of
  * chunks in flight, so memory does not grow with the file.
  */
-import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
@@ -16,11 +15,9 @@ import { checkPredictOptions, Predictor, readPosterior } from '../model/predict.
 import type { PosteriorDocument } from '../model/summary.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
 import { chunkScorer, predictionColumns, type ScoredChunk } from './score-chunk.js';
-import { localDataKey, spawnModuleWorker } from './threads.js';
+import { defaultThreads, localDataKey, spawnModuleWorker } from './threads.js';
 import path from 'node:path';
 
-/** Below this many data bytes one thread scores everything: starting threads costs more than it saves. */
-const THREADS_FROM_BYTES = 16 * 1024 * 1024;
 /**
  * 2 MiB: measured against 4 MiB on 1M and 5M rows with the main thread scoring, the same CPU time
  * and ~50 MiB less peak RSS (each chunk's arrays and output are garbage until the next GC).
@@ -104,7 +101,7 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   const dataBytes = header.size - header.dataStart;
   const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
   const threads = Math.min(
-    options.workers ?? (dataBytes < THREADS_FROM_BYTES ? 0 : availableParallelism()),
+    options.workers ?? defaultThreads(dataBytes),
     Math.ceil(dataBytes / chunkBytes),
   );
 

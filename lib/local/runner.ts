@@ -7,8 +7,7 @@
  * their kernel and, once planning has cut the shards, read and parse theirs (shard affinity
  * below); the report thread loads and warms vega (report-renderer.ts).
  */
-import { mkdir, writeFile, copyFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { mkdir, writeFile, copyFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config.js';
@@ -25,7 +24,7 @@ import { keys, parseMessage, UpdateMessage } from '../pipeline/protocol.js';
 import { readJson, silentLog, type Log, type Manifest, type Progress, type RoleContext, type RunState, type ShardPlan } from '../pipeline/run.js';
 import { handleTaskDelivery, WorkerCache } from '../pipeline/worker.js';
 import { startReportThread } from './report-renderer.js';
-import { localDataKey, spawnModuleWorker, type FromWorker, type ToWorker, type WorkerInit } from './threads.js';
+import { defaultThreads, localDataKey, spawnModuleWorker, type FromWorker, type ToWorker, type WorkerInit } from './threads.js';
 
 export interface LocalFitOptions {
   /** CSV paths as the user gave them. */
@@ -33,7 +32,7 @@ export interface LocalFitOptions {
   config: ModelConfig;
   /** Output folder. */
   outDir: string;
-  /** Worker threads; 0 runs the worker role inline. @default one per core */
+  /** Worker threads; 0 runs the worker role inline. @default one per core, inline for data under 16 MiB (threads.ts defaultThreads) */
   workers?: number;
   backend?: BackendName | 'auto';
   onProgress?: (progress: Progress) => void;
@@ -83,7 +82,9 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   let progress: Progress | undefined;
   /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */
   let tasksDone = 0;
-  const workerCount = options.workers ?? availableParallelism();
+  // A file that cannot be read counts 0 here: planning reports it, naming the file.
+  const dataBytes = (await Promise.all(options.files.map((f) => stat(f).then((s) => s.size, () => 0)))).reduce((a, b) => a + b, 0);
+  const workerCount = options.workers ?? defaultThreads(dataBytes);
   // The threads start while the main thread plans, on the core planning leaves idle: the worker
   // threads load their kernel, the report thread warms vega up.
   const report = startReportThread();
