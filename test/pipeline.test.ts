@@ -89,6 +89,8 @@ describe('pipeline roles over in-memory ports', () => {
       const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
       const request = { dataset: 'forum', config, runId: 'run', now: new Date('2026-01-01T00:00:00Z'), workers: 4 };
       const manifest = await planRun({ ...ctx, announceShards }, request, ctx.kernel);
+      // With the shards the planner announces itself to the aggregator (a planning message); drive() applies it as nothing.
+      const updatesBeforeTasks = await ctx.updates.depth();
       // The prefetch messages come first; another container (cache) takes them.
       const prefetcher = new WorkerCache();
       const messages = await ctx.tasks.receive(100, 0);
@@ -100,7 +102,7 @@ describe('pipeline roles over in-memory ports', () => {
       expect(progress.status).toBe('done');
       const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
       const doc = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
-      return { manifest, prefetches: prefetches.length, csvReads, doc };
+      return { manifest, prefetches: prefetches.length, csvReads, doc, updatesBeforeTasks };
     };
     const announced = await fit(true);
     const plain = await fit(false);
@@ -109,6 +111,8 @@ describe('pipeline roles over in-memory ports', () => {
     // One message per worker, SHARDS_PER_WORKER shards each, covering every shard here.
     expect(announced.prefetches).toBe(Math.ceil(announced.manifest.shards.length / 2));
     expect(announced.csvReads).toBe(0);
+    expect(announced.updatesBeforeTasks).toBe(1);
+    expect(plain.updatesBeforeTasks).toBe(0);
     expect(plain.prefetches).toBe(0);
     expect(plain.csvReads).toBeGreaterThanOrEqual(plain.manifest.shards.length);
     expect(announced.doc.elbo).toBe(plain.doc.elbo);
