@@ -170,7 +170,7 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
   // The syy block is the family's own (gaussian: c_k = 2 b_k + …, positive; bernoulli: unused, 0).
   const layout = layoutOf(spec);
   const family = familyOf(config.family);
-  if (!family.validExtra(lambda.subarray(layout.syy, layout.syy + spec.T * family.extraWidth)))
+  if (!family.validExtra(lambda.subarray(layout.syy, layout.syy + spec.T * family.extraWidth(spec))))
     disagree(`state.lambda is not the state of a ${config.family} model`);
   return json as PosteriorDocument;
 }

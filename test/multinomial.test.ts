@@ -1,0 +1,112 @@
+/** The multinomial family (lib/model/families/multinomial.ts): batch VB, the fast kernel, recovery, predict and the pipeline. */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { adjustedRandIndex } from '../bench/metrics.js';
+import { parseConfig } from '../lib/config.js';
+import { initialize } from '../lib/inference/init.js';
+import { batchVb, paramsFor, runLocalStep } from '../lib/inference/vb.js';
+import { loadKernel } from '../lib/kernel/backend.js';
+import { referenceKernel } from '../lib/kernel/reference.js';
+import type { Batch, Kernel } from '../lib/kernel/types.js';
+import type { PosteriorDocument } from '../lib/model/summary.js';
+import { specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { planRun } from '../lib/pipeline/planner.js';
+import { keys } from '../lib/pipeline/protocol.js';
+import { readJson, type RunState } from '../lib/pipeline/run.js';
+import { batchOfRows, responsibilities } from '../lib/rows.js';
+import { randomStart } from './support/models.js';
+import { drive, inlinePorts } from './support/inline-pipeline.js';
+import { CLASSES, multinomialCsv as csv, multinomialCwm } from './support/multinomial-data.js';
+
+function specOf(overrides: Record<string, unknown> = {}, T = 5): ModelSpec {
+  const config = parseConfig({ target: 'y', family: 'multinomial', components: T, ...overrides });
+  return specFromConfig(config, 2, 3, undefined, [], CLASSES.length);
+}
+
+/** A batch of multinomialCwm rows: x and u = [x; 1] scaled by 1/3, y the label's index (apple = 0). */
+function batchOf(rows: { x1: number; x2: number; y: string }[]): Batch {
+  const n = rows.length;
+  const batch: Batch = { n, x: new Float64Array(n * 2), u: new Float64Array(n * 3), y: new Float64Array(n) };
+  rows.forEach((r, i) => {
+    batch.x.set([r.x1 / 3, r.x2 / 3], 2 * i);
+    batch.u.set([r.x1 / 3, r.x2 / 3, 1], 3 * i);
+    batch.y[i] = CLASSES.indexOf(r.y as (typeof CLASSES)[number]);
+  });
+  return batch;
+}
+
+describe('multinomial: batch VB', () => {
+  for (const v of [
+    { name: 'cluster-weighted', o: {} },
+    { name: 'conditional-only', o: { covariateModel: false } },
+    { name: 'dirichlet weights', o: { weights: 'dirichlet' } },
+  ]) {
+    it(`never decreases the ELBO (Böhning's bound, exact update): ${v.name}`, () => {
+      const spec = specOf(v.o, 4);
+      const batch = batchOf(multinomialCwm(1200, 3).rows);
+      const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 60, tolerance: 0 });
+      for (let i = 1; i < fit.trace.length; i++) expect(fit.trace[i]).toBeGreaterThanOrEqual(fit.trace[i - 1] - 1e-9 * Math.abs(fit.trace[i]));
+      expect(fit.trace[fit.trace.length - 1]).toBeGreaterThan(fit.trace[0]);
+    });
+  }
+});
+
+describe.each(['wasm', 'cpu'] as const)('multinomial: the tfjs-%s kernel (its reference fallback) vs the float64 reference', (backend) => {
+  let kernel: Kernel;
+  beforeAll(async () => {
+    kernel = (await loadKernel(backend)) as Kernel;
+  });
+
+  it('gives the same statistics and log-likelihood within float32 tolerance', () => {
+    const spec = specOf({}, 4);
+    const batch = batchOf(multinomialCwm(4000, 7).rows);
+    const fit = initialize(spec, batch, referenceKernel, { restarts: 1, seed: 1 });
+    const params = paramsFor(spec, fit.state);
+    const ref = runLocalStep(referenceKernel, params, batch, { responsibilities: true });
+    const prepared = kernel.prepare(batch);
+    try {
+      const got = runLocalStep(kernel, params, prepared, { responsibilities: true });
+      expect(Math.abs(got.logLik - ref.logLik) / Math.abs(ref.logLik)).toBeLessThan(1e-5);
+      const scale = Math.max(...ref.stats.map(Math.abs));
+      for (let i = 0; i < ref.stats.length; i++) expect(Math.abs(got.stats[i] - ref.stats[i])).toBeLessThan(1e-5 * scale);
+      let worst = 0;
+      for (let i = 0; i < ref.responsibilities!.length; i++) worst = Math.max(worst, Math.abs(got.responsibilities![i] - ref.responsibilities![i]));
+      expect(worst).toBeLessThan(1e-3);
+    } finally {
+      kernel.release(prepared);
+    }
+  });
+});
+
+describe('multinomial: recovery of a known cluster-weighted model', () => {
+  it('60 000 rows, 4 clusters, 3 classes: ARI ≥ 0.95, every coefficient within 0.3 of the truth', async () => {
+    const { rows, theta } = multinomialCwm(60_000, 11);
+    const ctx = inlinePorts(await loadKernel('wasm'));
+    await ctx.store.put('datasets/fruit/data/a.csv', csv(rows));
+    const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], components: 8 });
+    const manifest = await planRun(ctx, { dataset: 'fruit', config }, ctx.kernel);
+    const progress = await drive(ctx);
+    expect(progress.status).toBe('done');
+    const state = (await readJson<RunState>(ctx.store, keys.state('fruit', manifest.runId))).value;
+    const doc = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
+    expect(doc.family).toBe('multinomial');
+    expect(doc.components.length).toBe(4);
+    const { batch, used } = batchOfRows(doc as never, rows, { withTarget: true });
+    expect(used.length).toBe(rows.length);
+    const found = responsibilities(doc as never, batch).cluster;
+    const ari = adjustedRandIndex(rows.map((r) => r.group), Array.from(found));
+    expect(ari).toBeGreaterThanOrEqual(0.95);
+    let worst = 0;
+    for (let g = 0; g < 4; g++) {
+      const votes = new Map<number, number>();
+      rows.forEach((r, i) => r.group === g && votes.set(found[i], (votes.get(found[i]) ?? 0) + 1));
+      const c = doc.components[[...votes].sort((a, b) => b[1] - a[1])[0][0]];
+      c.classes!.forEach((fitted, j) => {
+        expect(fitted.class).toBe(CLASSES[j + 1]);
+        const got = [...fitted.coefficients, fitted.intercept];
+        for (let i = 0; i < 3; i++) worst = Math.max(worst, Math.abs(got[i] - theta[g][j][i]));
+      });
+    }
+    console.log(`multinomial recovery: ARI ${ari.toFixed(4)}, largest coefficient error ${worst.toFixed(3)}`);
+    expect(worst).toBeLessThan(0.3);
+  });
+});
