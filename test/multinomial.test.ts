@@ -1,4 +1,8 @@
 /** The multinomial family (lib/model/families/multinomial.ts): batch VB, the fast kernel, recovery, predict and the pipeline. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { parseConfig } from '../lib/config.js';
@@ -7,6 +11,10 @@ import { batchVb, paramsFor, runLocalStep } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
+import { formatSkipped, parseRows } from '../lib/data/csv.js';
+import { predictFile } from '../lib/local/predict-file.js';
+import { Predictor } from '../lib/model/predict.js';
+import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { planRun } from '../lib/pipeline/planner.js';
@@ -108,5 +116,103 @@ describe('multinomial: recovery of a known cluster-weighted model', () => {
     }
     console.log(`multinomial recovery: ARI ${ari.toFixed(4)}, largest coefficient error ${worst.toFixed(3)}`);
     expect(worst).toBeLessThan(0.3);
+  });
+});
+
+describe('multinomial: through the pipeline, posterior.json, predict and the report', () => {
+  let doc: PosteriorDocument & { trace: never[] };
+  const { rows } = multinomialCwm(4000, 5);
+  beforeAll(async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/fruit/data/a.csv', csv(rows));
+    const config = parseConfig({
+      target: 'y', family: 'multinomial', columns: ['x1', 'x2'], components: 6,
+      schedule: { shardRows: 500, sviEpochs: 1, shardsPerStep: 2 },
+    });
+    const manifest = await planRun(ctx, { dataset: 'fruit', config }, ctx.kernel);
+    expect((await drive(ctx)).status).toBe('done');
+    const state = (await readJson<RunState>(ctx.store, keys.state('fruit', manifest.runId))).value;
+    doc = (await readJson<typeof doc>(ctx.store, state.resultKey!)).value;
+  });
+
+  it('carries the class labels, sorted, in the plan and one regression per non-reference class in each component', () => {
+    expect(doc.family).toBe('multinomial');
+    expect(doc.rows).toBe(rows.length);
+    expect(doc.state.plan.select[doc.state.plan.ySlot]).toMatchObject({ column: 'y', kind: 'category', levels: [...CLASSES] });
+    for (const c of doc.components) {
+      expect(c.classes!.map((h) => h.class)).toEqual(['banana', 'cherry']);
+      // The component's own intercept and coefficients are the first class's.
+      expect(c.intercept).toBe(c.classes![0].intercept);
+      expect(c.coefficients).toEqual(c.classes![0].coefficients);
+      expect(c.classes!.every((h) => h.coefficientSd.every((sd) => sd > 0 && sd < 1))).toBe(true);
+    }
+  });
+
+  it('predicts one probability per class, summing to 1, and the most probable class; better than always the commonest class', () => {
+    const { batch } = batchOfRows(doc as never, rows, { withTarget: true });
+    const p = new Predictor(doc, undefined, { logDensity: true }).predict(batch);
+    const C = CLASSES.length;
+    let right = 0;
+    for (let n = 0; n < batch.n; n++) {
+      const probs = Array.from(p.probabilities!.subarray(n * C, (n + 1) * C));
+      expect(probs.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 12);
+      expect(p.mean[n]).toBe(probs.indexOf(Math.max(...probs)));
+      expect(p.logDensity![n]).toBeLessThanOrEqual(0);
+      if (p.mean[n] === batch.y[n]) right++;
+    }
+    const commonest = Math.max(...CLASSES.map((label) => rows.filter((r) => r.y === label).length));
+    expect(right).toBeGreaterThan(commonest + 0.05 * rows.length);
+  });
+
+  it('predict on a file writes the label and a probability column per class; an unseen label in the target column scores the row without a log density', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'multinomial-predict-'));
+    try {
+      const posterior = { text: JSON.stringify(doc), file: 'posterior.json' };
+      const some = rows.slice(0, 20).map((r, i) => (i === 4 ? { ...r, y: 'durian' } : r));
+      writeFileSync(path.join(dir, 'new.csv'), csv(some));
+      const chunks: Buffer[] = [];
+      const out = new Writable({ write: (chunk, _encoding, done) => (chunks.push(Buffer.from(chunk)), done()) });
+      const result = await predictFile({ posterior, csv: path.join(dir, 'new.csv'), out, workers: 0, backend: 'reference' });
+      expect(result.rows).toBe(20);
+      expect(result.logDensity!.rows).toBe(19);
+      const lines = Buffer.concat(chunks).toString().trim().split('\n');
+      expect(lines[0]).toBe('x1,x2,y,cluster,cluster_probability,prediction,probability_apple,probability_banana,probability_cherry,log_density');
+      expect(lines[5].endsWith(',')).toBe(true); // the durian row: no log density
+      const { batch } = batchOfRows(doc as never, some, { withTarget: false });
+      const expected = new Predictor(doc).predict(batch);
+      lines.slice(1).forEach((line, i) => {
+        const cells = line.split(',');
+        expect(cells[5]).toBe(CLASSES[expected.mean[i]]);
+        for (let c = 0; c < 3; c++) expect(Math.abs(Number(cells[6 + c]) - expected.probabilities![i * 3 + c])).toBeLessThan(1e-4);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a worker skips a row whose label the planner\'s sample did not have, naming file, line, column and label', () => {
+    const plan = doc.state.plan;
+    const header = ['x1', 'x2', 'y'];
+    const parsed = parseRows(Buffer.from('0.1,0.2,banana\n0.3,0.4,durian\n'), { file: 'b.csv', header, select: plan.select, firstLine: 2 });
+    expect(parsed.rows).toBe(1);
+    expect(formatSkipped(parsed.skipped[0])).toMatch(/^b\.csv:3: column "y": "durian" is not a level of the column in the planner's sample \(3 levels: "apple", "banana", "cherry"\)/);
+  });
+
+  it('a label the fit did not see is an error naming it when scoring rows in memory', () => {
+    expect(() => batchOfRows(doc as never, [{ ...rows[0], y: 'durian' }], { withTarget: true })).toThrow(/"durian" is not a level the model was fitted with/);
+  });
+
+  it('renders the report with each class\'s regression and the accuracy', () => {
+    const html = renderReport(doc as never, doc.trace, [], { sample: rows.slice(0, 400) });
+    expect(html).toContain('multinomial');
+    expect(html).toContain('banana: intercept');
+    expect(html).toContain('accuracy');
+  });
+
+  it('refuses shared coefficients, naming the setting', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/fruit/data/a.csv', csv(rows.slice(0, 500)));
+    const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 });
+    await expect(planRun(ctx, { dataset: 'fruit', config }, ctx.kernel)).rejects.toThrow(/sharedCoefficients: not available for the multinomial family/);
   });
 });

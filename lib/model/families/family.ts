@@ -106,8 +106,20 @@ export interface Predictive {
   columns: readonly string[];
   /** A per-component constant the predictive needs (gaussian: the noise's predictive variance). */
   constant(d: Derived, k: number): number;
-  /** Adds weight × component k's first two moments of y (standardized scale) to acc[0], acc[1]. */
-  add(acc: Float64Array, weight: number, eta: number, spread: number, offset: number, constant: number): void;
+  /**
+   * Adds weight × component k's first two moments of y (standardized scale) to acc[0], acc[1]; a
+   * categorical target's (`classes`): its C class probabilities to acc[0 … C). `u` and `parameters`
+   * (the row's inputs and component k's `parameters`) for a family whose predictors are not the one η.
+   */
+  add(acc: Float64Array, weight: number, eta: number, spread: number, offset: number, constant: number, u: Float64Array, parameters: Float64Array): void;
+  /** Per-component values add and logDensity need beyond η and the spread (multinomial: Θ_k, its covariance factors); absent: none. */
+  parameters?(d: Derived, k: number): Float64Array;
+  /**
+   * The target is a class label: the accumulator holds the C class probabilities (ModelSpec.classes),
+   * `mean` gives the most probable class's index, and predict writes its label as `prediction` and
+   * one `probability_<label>` column per class.
+   */
+  classes?: boolean;
   /** Mean (and, when the family gives one, sd) in data units from the mixed moments. */
   mean(acc: Float64Array, std: Standardization): number;
   sd?(acc: Float64Array, std: Standardization): number;
@@ -116,7 +128,7 @@ export interface Predictive {
    * p(z | x, y); at most 0 (a probability). Absent for gaussian, whose Student-t mixture predict
    * handles itself (lib/model/predictive.ts).
    */
-  logDensity?(y: number, eta: number, spread: number, offset: number, constant: number): number;
+  logDensity?(y: number, eta: number, spread: number, offset: number, constant: number, u: Float64Array, parameters: Float64Array): number;
 }
 
 export interface ResponseFamily {

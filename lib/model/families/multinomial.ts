@@ -211,11 +211,32 @@ export const multinomial: ResponseFamily = {
 
   rows: rowsFor,
 
+  // p(y = c | u, k) = E_q[softmax(η)]_c, approximated by the probit-style scaling of each predictor,
+  // softmax(κ ∘ m) with κ_j = (1 + π Var[η_j] / 8)^(−½) (PRML 4.153–4.154 per class; the reference
+  // class's η is 0 exactly), Var[η_j] = (1 − 1/M) s_a + s_b / M (the diagonal of Cov[η] above).
   predictive: {
     columns: ['prediction'],
+    classes: true,
     constant: () => 0,
-    add() {},
-    mean: () => NaN,
+    parameters(d, k) {
+      const out = new Float64Array(multinomial.localWidth(d.spec));
+      multinomial.local(d, k, out);
+      return out;
+    },
+    add(acc, weight, _eta, _spread, _offset, _constant, u, parameters) {
+      const M = acc.length - 1;
+      const p = classProbabilities(u, parameters, M);
+      for (let c = 0; c <= M; c++) acc[c] += weight * p[c];
+    },
+    mean(acc) {
+      let best = 0;
+      for (let c = 1; c < acc.length; c++) if (acc[c] > acc[best]) best = c;
+      return best;
+    },
+    logDensity(y, _eta, _spread, _offset, _constant, u, parameters) {
+      const M = (parameters.length - 2 * u.length * u.length) / u.length;
+      return Math.log(classProbabilities(u, parameters, M)[y]);
+    },
   },
   inverseLink: (eta) => 1 / (1 + Math.exp(-eta)),
   fit(actual, predicted) {
@@ -224,6 +245,21 @@ export const multinomial: ResponseFamily = {
     return ['accuracy', s / Math.max(1, actual.length)];
   },
 };
+
+/** The approximate predictive class probabilities (C) of a row u (P) from one component's local parameters (Θ, C_a, C_b). */
+function classProbabilities(u: Float64Array, parameters: Float64Array, M: number): Float64Array {
+  const P = u.length;
+  const m = new Float64Array(M);
+  predictors(parameters, 0, u, M, P, m);
+  const sa = spreadOf(u, parameters, M * P, P);
+  const sb = spreadOf(u, parameters, M * P + P * P, P);
+  for (let j = 0; j < M; j++) m[j] /= Math.sqrt(1 + (Math.PI * ((1 - 1 / M) * sa + sb / M)) / 8);
+  const lse = logSumExp(m, M);
+  const p = new Float64Array(M + 1);
+  p[0] = Math.exp(-lse);
+  for (let j = 0; j < M; j++) p[j + 1] = Math.exp(m[j] - lse);
+  return p;
+}
 
 /** Component k's coefficients per non-reference class: θ_kj (P) and Cov[θ_kj] = (1 − 1/M) S_a + S_b / M (P, P). */
 function classCoefficients(d: Derived, k: number): { coef: Float64Array; covariance: Float64Array }[] {
