@@ -1,5 +1,5 @@
 /** The multinomial family (lib/model/families/multinomial.ts): batch VB, the fast kernel, recovery, predict and the pipeline. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -24,6 +24,7 @@ import { batchOfRows, responsibilities } from '../lib/rows.js';
 import { randomStart } from './support/models.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
 import { CLASSES, multinomialCsv as csv, multinomialCwm } from './support/multinomial-data.js';
+import { runCli, tempDir } from './support/cli.js';
 
 function specOf(overrides: Record<string, unknown> = {}, T = 5): ModelSpec {
   const config = parseConfig({ target: 'y', family: 'multinomial', components: T, ...overrides });
@@ -214,5 +215,32 @@ describe('multinomial: through the pipeline, posterior.json, predict and the rep
     await ctx.store.put('datasets/fruit/data/a.csv', csv(rows.slice(0, 500)));
     const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 });
     await expect(planRun(ctx, { dataset: 'fruit', config }, ctx.kernel)).rejects.toThrow(/sharedCoefficients: not available for the multinomial family/);
+  });
+});
+
+describe('multinomial: the command line', () => {
+  it('fit --family multinomial prints each class\'s regression against the reference; predict writes a probability per class', () => {
+    const dir = tempDir('clusterwise-multinomial-cli-');
+    try {
+      const data = path.join(dir, 'fruit.csv');
+      writeFileSync(data, csv(multinomialCwm(2000, 6).rows));
+      const out = path.join(dir, 'out');
+      const fit = runCli(['fit', data, '--target', 'y', '--family', 'multinomial', '--components', '6', '--out', out, '--workers', '0']);
+      expect(fit.stderr).not.toMatch(/error/i);
+      expect(fit.code).toBe(0);
+      expect(fit.stdout).toContain('banana vs apple intercept=');
+      expect(fit.stdout).toContain('cherry vs apple intercept=');
+      const doc = JSON.parse(readFileSync(path.join(out, 'posterior.json'), 'utf8')) as PosteriorDocument;
+      expect(doc.family).toBe('multinomial');
+      const scored = path.join(dir, 'scored.csv');
+      const predict = runCli(['predict', path.join(out, 'posterior.json'), data, '--out', scored]);
+      expect(predict.code).toBe(0);
+      const lines = readFileSync(scored, 'utf8').trim().split('\n');
+      expect(lines[0]).toBe('x1,x2,y,cluster,cluster_probability,prediction,probability_apple,probability_banana,probability_cherry,log_density');
+      expect(lines.length).toBe(2001);
+      expect(CLASSES).toContain(lines[1].split(',')[5]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
