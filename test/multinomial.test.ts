@@ -6,8 +6,7 @@ import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { parseConfig } from '../lib/config.js';
-import { initialize } from '../lib/inference/init.js';
-import { batchVb, paramsFor, runLocalStep } from '../lib/inference/vb.js';
+import { batchVb } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
@@ -23,6 +22,7 @@ import { readJson, type RunState } from '../lib/pipeline/run.js';
 import { batchOfRows, responsibilities } from '../lib/rows.js';
 import { randomStart } from './support/models.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
+import { expectKernelMatchesReference } from './support/kernel-agreement.js';
 import { CLASSES, multinomialCsv as csv, multinomialCwm } from './support/multinomial-data.js';
 import { runCli, tempDir } from './support/cli.js';
 
@@ -68,21 +68,7 @@ describe.each(['wasm', 'cpu'] as const)('multinomial: the tfjs-%s kernel (its re
   it('gives the same statistics and log-likelihood within float32 tolerance', () => {
     const spec = specOf({}, 4);
     const batch = batchOf(multinomialCwm(4000, 7).rows);
-    const fit = initialize(spec, batch, referenceKernel, { restarts: 1, seed: 1 });
-    const params = paramsFor(spec, fit.state);
-    const ref = runLocalStep(referenceKernel, params, batch, { responsibilities: true });
-    const prepared = kernel.prepare(batch);
-    try {
-      const got = runLocalStep(kernel, params, prepared, { responsibilities: true });
-      expect(Math.abs(got.logLik - ref.logLik) / Math.abs(ref.logLik)).toBeLessThan(1e-5);
-      const scale = Math.max(...ref.stats.map(Math.abs));
-      for (let i = 0; i < ref.stats.length; i++) expect(Math.abs(got.stats[i] - ref.stats[i])).toBeLessThan(1e-5 * scale);
-      let worst = 0;
-      for (let i = 0; i < ref.responsibilities!.length; i++) worst = Math.max(worst, Math.abs(got.responsibilities![i] - ref.responsibilities![i]));
-      expect(worst).toBeLessThan(1e-3);
-    } finally {
-      kernel.release(prepared);
-    }
+    expectKernelMatchesReference(kernel, spec, batch);
   });
 });
 

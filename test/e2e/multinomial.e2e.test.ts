@@ -4,18 +4,13 @@
  * aggregator (test/e2e/stack.ts), against the local fit of the same files. The class labels travel
  * from the planner's sample in the manifest's plan; the workers and the aggregator move only S.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../lib/config.js';
-import { fitLocal } from '../../lib/local/runner.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
 import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { tempDir } from '../support/cli.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import { CLASSES, multinomialCsv, multinomialCwm } from '../support/multinomial-data.js';
-import { eventSources, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { eventSources, fitPartsLocally, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
 
 const DATASET = 'fruit';
 const MODEL = {
@@ -53,14 +48,7 @@ describe('a multinomial model on the emulated stack', () => {
     expect(remote.components.filter((c) => c.weight > 0.05)).toHaveLength(4);
 
     // The same files and settings on this machine: the two differ only in the order sums are added.
-    const dir = tempDir('clusterwise-e2e-multinomial-');
-    const files = parts.map((body, i) => {
-      const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, body);
-      return file;
-    });
-    const local = (await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+    const local = await fitPartsLocally(parts, MODEL, 'clusterwise-e2e-multinomial-');
     expect(remote.rows).toBe(local.rows);
     expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
     expect(remote.components.length).toBe(local.components.length);

@@ -12,7 +12,8 @@
  * event source mappings (the pollers), and FIFO receives of several messages of one group (the
  * emulator returns one per group, so the aggregator's batches of 10 hold one record each).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -22,8 +23,12 @@ import { afterAll, beforeAll, vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
+import { parseConfig } from '../../lib/config.js';
+import { fitLocal } from '../../lib/local/runner.js';
+import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
 import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
+import { tempDir } from '../support/cli.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
 import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
 
@@ -439,4 +444,19 @@ export async function statusCommand(stack: EmulatedStack, dataset: string, logs:
     // main() sets process.exitCode for a failed run; it must not become this test process's.
     process.exitCode = saved;
   }
+}
+
+/**
+ * The same CSV parts fitted on this machine with `model` (files part-00.csv … in a temporary
+ * folder): the local fit a stack run is compared with.
+ */
+export async function fitPartsLocally(parts: string[], model: unknown, prefix: string): Promise<PosteriorDocument> {
+  const dir = tempDir(prefix);
+  const files = parts.map((body, i) => {
+    const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, body);
+    return file;
+  });
+  return (await fitLocal({ files, config: parseConfig(model), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
 }
