@@ -17,7 +17,7 @@
  * b_ψ = A ψ − g(ψ). In expectation over a Gaussian q(Θ_k) the bound is tightest at ψ = E[η], where
  * it equals
  *
- *   E ln p(y | u, k) ≥ y_ᵀm − lse(m) − ½ tr(A Cov[η]),   m = E[η] = Θ_k u.
+ *   E ln p(y | u, k) ≥ yᵀm − lse(m) − ½ tr(A Cov[η]),   m = E[η] = Θ_k u.
  *
  * It is quadratic in Θ_k, so q(Θ_k) is one joint Gaussian over the M·P coefficients and λ0 + S is
  * its exact maximizer given the local step (`exactUpdate`): the precision and the natural mean are
