@@ -15,7 +15,9 @@ import { predictFile } from '../lib/local/predict-file.js';
 import { Predictor } from '../lib/model/predict.js';
 import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
-import { specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { multinomial } from '../lib/model/families/multinomial.js';
+import { derive } from '../lib/model/posterior.js';
+import { priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { planRun } from '../lib/pipeline/planner.js';
 import { keys } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState } from '../lib/pipeline/run.js';
@@ -57,6 +59,39 @@ describe('multinomial: batch VB', () => {
       expect(fit.trace[fit.trace.length - 1]).toBeGreaterThan(fit.trace[0]);
     });
   }
+});
+
+describe('multinomial: the bound and its fixed point', () => {
+  it('KL(q ‖ p) of the coefficients is 0 at the prior', () => {
+    const spec = specOf({ covariateModel: false }, 3);
+    const d = derive(spec, { lambda: priorCoordinates(spec), alpha: null });
+    expect(multinomial.kl(d, priorCoordinates(spec), 0)).toBeCloseTo(0, 10);
+  });
+
+  it('one component: the posterior mean solves the multinomial logit\'s penalized score equation c θ_j = Σ_n (y_nj − softmax_j(Θu_n)) u_n', () => {
+    const spec = specOf({ covariateModel: false }, 1);
+    const batch = batchOf(multinomialCwm(1500, 8).rows.filter((r) => r.group === 2));
+    const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 1000, tolerance: 0 });
+    const d = derive(spec, fit.state);
+    const theta = multinomial.heads!(d, 0).map((h) => h.coef);
+    const c = spec.priors.coefficientPrecision;
+    const P = 3;
+    const score = theta.map((t) => Float64Array.from(t, (v) => -c * v));
+    let scale = 0;
+    for (let n = 0; n < batch.n; n++) {
+      const u = batch.u.subarray(n * P, (n + 1) * P);
+      const eta = theta.map((t) => t.reduce((s, v, i) => s + v * u[i], 0));
+      const total = 1 + eta.reduce((s, e) => s + Math.exp(e), 0);
+      eta.forEach((e, j) => {
+        const residual = (batch.y[n] === j + 1 ? 1 : 0) - Math.exp(e) / total;
+        for (let i = 0; i < P; i++) score[j][i] += residual * u[i];
+        scale += Math.abs(u[0]);
+      });
+    }
+    // At λ = λ0 + S with ψ = E[η]: c Θ + Σ_n A m_n ⊗ u_n = Σ_n (y_n + A m_n − g(m_n)) ⊗ u_n, the A terms cancel.
+    const worst = Math.max(...score.flatMap((row) => Array.from(row, Math.abs)));
+    expect(worst).toBeLessThan(1e-7 * scale);
+  });
 });
 
 describe.each(['wasm', 'cpu'] as const)('multinomial: the tfjs-%s kernel (its reference fallback) vs the float64 reference', (backend) => {
