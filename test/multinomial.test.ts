@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
+import { fit, predict } from '../lib/api.js';
 import { parseConfig } from '../lib/config.js';
 import { batchVb } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
@@ -236,6 +237,24 @@ describe('multinomial: through the pipeline, posterior.json, predict and the rep
     await ctx.store.put('datasets/fruit/data/a.csv', csv(rows.slice(0, 500)));
     const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 });
     await expect(planRun(ctx, { dataset: 'fruit', config }, ctx.kernel)).rejects.toThrow(/sharedCoefficients: not available for the multinomial family/);
+  });
+});
+
+describe('multinomial: the library', () => {
+  it('fit on records with string labels, then predict gives each row\'s class and a probability per label', async () => {
+    const { rows } = multinomialCwm(2000, 12);
+    const { posterior } = await fit(rows.map(({ x1, x2, y }) => ({ x1, x2, y })), { target: 'y', family: 'multinomial', components: 6, workers: 0, backend: 'reference' });
+    expect(posterior.family).toBe('multinomial');
+    const scored = await predict(posterior, [{ x1: 2, x2: 0 }, { x1: 'oops', x2: 0 }, { x1: -2, x2: 0.1 }]);
+    expect(scored.rows).toBe(2);
+    expect(scored.predictedClass![1]).toBeNull();
+    expect(Object.keys(scored.classProbabilities!)).toEqual([...CLASSES]);
+    for (const i of [0, 2]) {
+      const probs = CLASSES.map((label) => scored.classProbabilities![label][i]);
+      expect(probs.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 12);
+      expect(scored.predictedClass![i]).toBe(CLASSES[probs.indexOf(Math.max(...probs))]);
+      expect(scored.prediction[i]).toBe(probs.indexOf(Math.max(...probs)));
+    }
   });
 });
 
