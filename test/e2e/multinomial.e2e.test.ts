@@ -5,12 +5,8 @@
  * from the planner's sample in the manifest's plan; the workers and the aggregator move only S.
  */
 import { describe, expect, it } from 'vitest';
-import type { PosteriorDocument } from '../../lib/model/summary.js';
-import { keys } from '../../lib/pipeline/protocol.js';
-import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { pollUntil } from '../support/lambda-poller.js';
 import { CLASSES, multinomialCsv, multinomialCwm } from '../support/multinomial-data.js';
-import { eventSources, fitPartsLocally, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { fitPartsLocally, runCleanly, splitCsv, useEmulatedStack } from './stack.js';
 
 const DATASET = 'fruit';
 const MODEL = {
@@ -29,20 +25,9 @@ describe('a multinomial model on the emulated stack', () => {
   it('counts every row once, carries the class labels in the manifest, and agrees with the local fit', { timeout: 180_000 }, async () => {
     const [header, ...lines] = multinomialCsv(multinomialCwm(3200, 9).rows).toString().trim().split('\n');
     const parts = splitCsv(header, lines, 3);
-    const runId = await startRun(env.stack, env.handlers, DATASET, MODEL, parts);
-    const manifest = await readObject<Manifest>(env.stack, keys.manifest(DATASET, runId));
+    const { manifest, remote } = await runCleanly(env, DATASET, MODEL, parts, 3200);
     expect(manifest.shards.length).toBeGreaterThanOrEqual(6);
     expect(manifest.plan.select[manifest.plan.ySlot].levels).toEqual([...CLASSES]);
-    const { workers, aggregator } = eventSources(env.stack, env.handlers);
-    await pollUntil([workers, aggregator], runEnded(env.stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
-    const state = await readObject<RunState>(env.stack, keys.state(DATASET, runId));
-    expect(state.failure).toBeUndefined();
-    expect(state.status).toBe('done');
-    expect(state.seen.count).toBe(manifest.shards.length);
-    expect(state.totalRows).toBe(3200);
-    expect(workers.handlerErrors).toEqual([]);
-    expect(aggregator.handlerErrors).toEqual([]);
-    const remote = await readObject<PosteriorDocument>(env.stack, keys.result(DATASET, runId, 'posterior.json'));
     expect(remote.state.config.family).toBe('multinomial');
     // The four clusters of the data, and nothing else of weight.
     expect(remote.components.filter((c) => c.weight > 0.05)).toHaveLength(4);

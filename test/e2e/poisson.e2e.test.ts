@@ -4,12 +4,8 @@
  * pollers and an aggregator (test/e2e/stack.ts), against the local fit of the same files.
  */
 import { describe, expect, it } from 'vitest';
-import type { PosteriorDocument } from '../../lib/model/summary.js';
-import { keys } from '../../lib/pipeline/protocol.js';
-import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { pollUntil } from '../support/lambda-poller.js';
 import { poissonCsv, poissonCwm } from '../support/poisson-data.js';
-import { eventSources, fitPartsLocally, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { fitPartsLocally, runCleanly, splitCsv, useEmulatedStack } from './stack.js';
 
 const DATASET = 'counts';
 const MODEL = {
@@ -29,19 +25,8 @@ describe('a poisson model on the emulated stack', () => {
   it('counts every row once, keeps the exposure as the offset, and agrees with the local fit', { timeout: 180_000 }, async () => {
     const [header, ...lines] = poissonCsv(poissonCwm(2400, 9, true).rows).toString().trim().split('\n');
     const parts = splitCsv(header, lines, 3);
-    const runId = await startRun(env.stack, env.handlers, DATASET, MODEL, parts);
-    const manifest = await readObject<Manifest>(env.stack, keys.manifest(DATASET, runId));
+    const { manifest, remote } = await runCleanly(env, DATASET, MODEL, parts, 2400);
     expect(manifest.shards.length).toBeGreaterThanOrEqual(6);
-    const { workers, aggregator } = eventSources(env.stack, env.handlers);
-    await pollUntil([workers, aggregator], runEnded(env.stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
-    const state = await readObject<RunState>(env.stack, keys.state(DATASET, runId));
-    expect(state.failure).toBeUndefined();
-    expect(state.status).toBe('done');
-    expect(state.seen.count).toBe(manifest.shards.length);
-    expect(state.totalRows).toBe(2400);
-    expect(workers.handlerErrors).toEqual([]);
-    expect(aggregator.handlerErrors).toEqual([]);
-    const remote = await readObject<PosteriorDocument>(env.stack, keys.result(DATASET, runId, 'posterior.json'));
     expect(remote.state.config.family).toBe('poisson');
     expect(remote.state.plan.offset).toMatchObject({ column: 't', log: true });
     // The three clusters of the data, and nothing else of weight.

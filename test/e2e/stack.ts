@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
-import { afterAll, beforeAll, vi } from 'vitest';
+import { afterAll, beforeAll, expect, vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
@@ -27,10 +27,10 @@ import { parseConfig } from '../../lib/config.js';
 import { fitLocal } from '../../lib/local/runner.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
-import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
+import { readJsonIfExists, type Manifest, type RunState } from '../../lib/pipeline/run.js';
 import { tempDir } from '../support/cli.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
-import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
+import { LambdaPoller, pollUntil, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
 
 export const STACK = 'Clusterwise';
 export const MAX_RECEIVE_COUNT = 3;
@@ -459,4 +459,24 @@ export async function fitPartsLocally(parts: string[], model: unknown, prefix: s
     return file;
   });
   return (await fitLocal({ files, config: parseConfig(model), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+}
+
+/**
+ * A run of `model` over the CSV `parts` on the stack of `env`, polled to its end, which must be
+ * clean: done, no failure, every shard seen once, `rows` rows counted, no handler error. Returns
+ * its manifest and posterior.json.
+ */
+export async function runCleanly(env: { stack: EmulatedStack; handlers: Handlers }, dataset: string, model: unknown, parts: string[], rows: number) {
+  const runId = await startRun(env.stack, env.handlers, dataset, model, parts);
+  const manifest = await readObject<Manifest>(env.stack, keys.manifest(dataset, runId));
+  const { workers, aggregator } = eventSources(env.stack, env.handlers);
+  await pollUntil([workers, aggregator], runEnded(env.stack, dataset, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
+  const state = await readObject<RunState>(env.stack, keys.state(dataset, runId));
+  expect(state.failure).toBeUndefined();
+  expect(state.status).toBe('done');
+  expect(state.seen.count).toBe(manifest.shards.length);
+  expect(state.totalRows).toBe(rows);
+  expect(workers.handlerErrors).toEqual([]);
+  expect(aggregator.handlerErrors).toEqual([]);
+  return { manifest, remote: await readObject<PosteriorDocument>(env.stack, keys.result(dataset, runId, 'posterior.json')) };
 }
