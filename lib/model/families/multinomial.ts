@@ -57,7 +57,7 @@ function classesOf(dims: FamilyDims): number {
 function offsets(dims: FamilyDims) {
   const { P } = dims;
   const M = classesOf(dims) - 1;
-  return { M, P, C: M + 1, theta: 0, a: M * P, b: M * P + P * P, lnDet: M * P + 2 * P * P };
+  return { M, P, C: M + 1, a: M * P, b: M * P + P * P, lnDet: M * P + 2 * P * P };
 }
 
 /** lse(m) = ln(1 + Σ_j e^{m_j}) over the M non-reference predictors (the reference's is 0), stable. */
@@ -238,7 +238,9 @@ export const multinomial: ResponseFamily = {
       return Math.log(classProbabilities(u, parameters, M)[y]);
     },
   },
+  // One class against the reference alone (the report draws no curves along a column for a class label).
   inverseLink: (eta) => 1 / (1 + Math.exp(-eta)),
+  // The share of rows whose most probable class is their own.
   fit(actual, predicted) {
     let s = 0;
     for (let i = 0; i < actual.length; i++) s += actual[i] === predicted[i] ? 1 : 0;
