@@ -13,6 +13,7 @@ import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
 import { formatSkipped, parseRows } from '../lib/data/csv.js';
 import { predictFile } from '../lib/local/predict-file.js';
+import { fitLocal } from '../lib/local/runner.js';
 import { Predictor } from '../lib/model/predict.js';
 import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -237,6 +238,29 @@ describe('multinomial: through the pipeline, posterior.json, predict and the rep
     await ctx.store.put('datasets/fruit/data/a.csv', csv(rows.slice(0, 500)));
     const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 });
     await expect(planRun(ctx, { dataset: 'fruit', config }, ctx.kernel)).rejects.toThrow(/sharedCoefficients: not available for the multinomial family/);
+  });
+});
+
+describe('multinomial: a label the planner\'s sample did not see', () => {
+  it('skips its row in the fit, reported with file, line, column and label', async () => {
+    const dir = tempDir();
+    try {
+      const lines = csv(multinomialCwm(4000, 13).rows).toString().trim().split('\n');
+      // Beyond the first 64 KiB the planner reads whole and between the windows of the 100-row sample.
+      const line = 3950;
+      lines[line - 1] = lines[line - 1].replace(/[a-z]+$/, 'durian');
+      const file = path.join(dir, 'rare.csv');
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], components: 6, schedule: { sampleRows: 100 } });
+      const { posterior } = await fitLocal({ files: [file], config, outDir: dir, workers: 0, backend: 'reference' });
+      expect(posterior.state.plan.select[posterior.state.plan.ySlot].levels).toEqual([...CLASSES]);
+      expect(posterior.rows).toBe(3999);
+      expect(posterior.skippedRows).toBe(1);
+      expect(posterior.skipped[0]).toMatchObject({ file, line, column: 'y', value: 'durian' });
+      expect((posterior.skipped[0] as { reason: string }).reason).toContain('not a level of the column in the planner\'s sample (3 levels: "apple", "banana", "cherry")');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
