@@ -230,7 +230,9 @@ export function clusterTable(p: PosteriorDocument, width = 120): string {
   const table = [head, ...rows].map((r) => r.map((v, j) => v.padEnd(widths[j])).join('  ').trimEnd());
   // Shared slopes are one vector for every cluster: one line, after the clusters.
   const shared = p.shared ? `\nshared slopes (every cluster): ${p.shared.columns.map((name, j) => `${name}=${fmt(p.shared!.coefficients[j])}`).join(' ')}` : '';
-  if (Math.max(...table.map((line) => line.length)) <= width) return table.join('\n') + shared;
+  // A class label's several regressions (multinomial) do not fit one row: one block per cluster.
+  const classes = p.components.some((c) => c.classes);
+  if (!classes && Math.max(...table.map((line) => line.length)) <= width) return table.join('\n') + shared;
   return p.components.map((c, i) => clusterBlock(p, c, i, width)).join('\n\n') + shared;
 }
 
@@ -252,8 +254,17 @@ function clusterBlock(p: PosteriorDocument, c: PosteriorDocument['components'][n
   return [
     `cluster ${i}: weight ${fmt(c.weight)}, size ${fmt(c.size)}${c.noiseSd !== undefined ? `, noise sd ${fmt(c.noiseSd)}` : ''}`,
     ...(p.covariateModel ? [wrap('mean', pairs(p.columns, c.mean ?? []))] : []),
-    wrap('intercept', [fmt(c.intercept)]),
-    wrap('coefficients', pairs(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j]))),
+    ...(c.classes
+      ? c.classes.map((head) =>
+          wrap(`${head.class} vs ${p.state.plan.select[p.state.plan.ySlot].levels![0]}`.padEnd(12) + ' ', [
+            `intercept=${fmt(head.intercept)}`,
+            ...pairs(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => head.coefficients[o.j])),
+          ]),
+        )
+      : [
+          wrap('intercept', [fmt(c.intercept)]),
+          wrap('coefficients', pairs(ownRegressionColumns(p).map((o) => o.column), ownRegressionColumns(p).map((o) => c.coefficients[o.j]))),
+        ]),
     ...(c.categories ? [wrap('levels', likelyLevels(c))] : []),
   ].join('\n');
 }

@@ -139,8 +139,12 @@ export interface Predictions {
   cluster: Int32Array;
   /** Its probability p(z | x). */
   clusterProbability: Float64Array;
-  /** The family's predictive mean of the target (bernoulli: P(target = 1)). */
+  /** The family's predictive mean of the target (bernoulli: P(target = 1); multinomial: the most probable class's index among the sorted labels). */
   prediction: Float64Array;
+  /** A class-label target (multinomial): the most probable class's label per input row, null when skipped. */
+  predictedClass?: (string | null)[];
+  /** A class-label target: p(target = label | x) per input row, by label (NaN when skipped). */
+  classProbabilities?: Record<string, Float64Array>;
   /** Its predictive standard deviation, for a family that gives one (gaussian). */
   predictionSd?: Float64Array;
   /** With `interval`: the central interval of the mixture predictive (gaussian; docs/model.md §10). */
@@ -210,6 +214,11 @@ export async function predict(posterior: Posterior | string, data: Data, options
     ...(withSd ? { predictionSd: nan() } : {}),
     ...(result.lo ? { predictionLo: nan(), predictionHi: nan() } : {}),
   };
+  const labels = result.probabilities ? doc.state.plan.select[doc.state.plan.ySlot].levels! : null;
+  if (labels) {
+    out.predictedClass = new Array<string | null>(rows.length).fill(null);
+    out.classProbabilities = Object.fromEntries(labels.map((label) => [label, nan()]));
+  }
   used.forEach((index, n) => {
     out.cluster[index] = result.cluster[n];
     out.clusterProbability[index] = result.clusterProbability[n];
@@ -218,6 +227,10 @@ export async function predict(posterior: Posterior | string, data: Data, options
     if (result.lo) {
       out.predictionLo![index] = result.lo[n];
       out.predictionHi![index] = result.hi![n];
+    }
+    if (labels) {
+      out.predictedClass![index] = labels[result.mean[n]];
+      labels.forEach((label, c) => (out.classProbabilities![label][index] = result.probabilities![n * labels.length + c]));
     }
   });
   return out;

@@ -81,11 +81,12 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
       offsetOfLevels += plan.select[slot].levels!.length;
       return code;
     });
-    const target = options.withTarget ? numberOf(row[plan.target], binary) : 0;
+    // A categorical target (multinomial): its label's index among the fitted classes, −1 when missing.
+    const target = !options.withTarget ? 0 : targetSpec.kind === 'category' ? levelOf(row, index, plan.ySlot) : numberOf(row[plan.target], binary);
     // The offset of η in its own units; an exposure through its logarithm (NaN unless positive).
     const o = plan.offset ? (plan.offset.log ? Math.log(numberOf(row[plan.offset.column], false)) : numberOf(row[plan.offset.column], false)) : 0;
     const validTarget =
-      targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' ? Number.isInteger(target) && target >= 0 : true;
+      targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' || targetSpec.kind === 'category' ? Number.isInteger(target) && target >= 0 : true;
     const usable = [...xs, ...rs, ...codes, target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
     if (!usable) return;
     categories.push(...codes);

@@ -35,6 +35,18 @@ const Component = z
       .record(z.string(), z.record(z.string(), z.number()))
       .optional()
       .describe('E[φ_kjl]: per categorical clustering column, the probability of each level in this component'),
+    classes: z
+      .array(
+        z.object({
+          class: z.string().describe('the class label'),
+          intercept: z.number(),
+          coefficients: z.array(z.number()),
+          interceptSd: z.number(),
+          coefficientSd: z.array(z.number()),
+        }),
+      )
+      .optional()
+      .describe("multinomial: each non-reference class's log-odds against the reference class (the first sorted label), in data units; intercept and coefficients above are the first of these"),
   })
   .describe('one reported component (cluster); its position in components[] is its cluster number');
 

@@ -62,7 +62,7 @@ describe('clusterwise fit: bad input gets a clear error and a non-zero exit', ()
   it('an unknown flag value', () => {
     const r = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--family', 'gamma']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("option '--family <family>' argument 'gamma' is invalid. Allowed choices are gaussian, bernoulli, poisson.");
+    expect(r.stderr).toContain("option '--family <family>' argument 'gamma' is invalid. Allowed choices are gaussian, bernoulli, poisson, multinomial.");
   });
 
   it('an unknown option', () => {

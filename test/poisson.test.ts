@@ -6,8 +6,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { parseConfig, ConfigError } from '../lib/config.js';
-import { initialize } from '../lib/inference/init.js';
-import { batchVb, paramsFor, runLocalStep } from '../lib/inference/vb.js';
+import { batchVb } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
 import type { Batch, Kernel } from '../lib/kernel/types.js';
@@ -23,6 +22,7 @@ import { parseWith, toBatch } from '../lib/data/dataset.js';
 import { batchOfRows, responsibilities } from '../lib/rows.js';
 import { makeSpec, randomStart } from './support/models.js';
 import { drive, inlinePorts } from './support/inline-pipeline.js';
+import { expectKernelMatchesReference } from './support/kernel-agreement.js';
 import { poissonCsv as csv, poissonCwm } from './support/poisson-data.js';
 
 /** Standardized batch of poissonCwm rows (x and u = [x; 1] on the data's own scale is enough here). */
@@ -100,21 +100,7 @@ describe.each(['wasm', 'cpu'] as const)('poisson: the tfjs-%s kernel vs the floa
     it(`gives the same statistics and log-likelihood within float32 tolerance${withOffset ? ', with an offset' : ''}`, () => {
       const spec = makeSpec(2, 3, { family: 'poisson' });
       const batch = batchOf(poissonCwm(5000, 7, withOffset).rows, withOffset);
-      const fit = initialize(spec, batch, referenceKernel, { restarts: 1, seed: 1 });
-      const params = paramsFor(spec, fit.state);
-      const ref = runLocalStep(referenceKernel, params, batch, { responsibilities: true });
-      const prepared = kernel.prepare(batch);
-      try {
-        const got = runLocalStep(kernel, params, prepared, { responsibilities: true });
-        expect(Math.abs(got.logLik - ref.logLik) / Math.abs(ref.logLik)).toBeLessThan(1e-5);
-        const scale = Math.max(...ref.stats.map(Math.abs));
-        for (let i = 0; i < ref.stats.length; i++) expect(Math.abs(got.stats[i] - ref.stats[i])).toBeLessThan(1e-5 * scale);
-        let worst = 0;
-        for (let i = 0; i < ref.responsibilities!.length; i++) worst = Math.max(worst, Math.abs(got.responsibilities![i] - ref.responsibilities![i]));
-        expect(worst).toBeLessThan(1e-3);
-      } finally {
-        kernel.release(prepared);
-      }
+      expectKernelMatchesReference(kernel, spec, batch);
     });
   }
 });

@@ -14,7 +14,7 @@ import type { Batch, Kernel } from '../kernel/types.js';
 import { createRandom, type Random } from '../math/random.js';
 import { initialAlpha, sortBySize, type GlobalState } from '../model/posterior.js';
 import { covariateFactorsOf } from '../model/covariates/index.js';
-import { familyOf } from '../model/families/index.js';
+import { familyOf, referenceRows } from '../model/families/index.js';
 import { layoutOf, priorCoordinates, type ModelSpec } from '../model/spec.js';
 import { cholesky, backSubstitute, forwardSubstitute } from '../math/linalg.js';
 import { acceptMove, proposeMoves } from './moves.js';
@@ -179,7 +179,7 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
   const { D, P } = spec;
   const layout = layoutOf(spec);
   const family = familyOf(spec.family);
-  const extra = family.rows.extra;
+  const extra = referenceRows(family, spec).extra;
   const stats = new Float64Array(layout.length);
   const weights = new Float64Array(2);
   const J = spec.levels?.length ?? 0;
@@ -200,7 +200,7 @@ export function hardAssignmentStats(spec: ModelSpec, batch: Batch, labels: Int32
       stats[layout.syu + k * P + i] += yWeight * ui;
       for (let j = 0; j < P; j++) stats[layout.suu + k * P * P + i * P + j] += uuWeight * ui * batch.u[n * P + j];
     }
-    extra?.(1, y, stats, layout.syy + k * family.extraWidth);
+    extra?.(1, y, stats, layout.syy + k * family.extraWidth(spec), batch.u.subarray(n * P, (n + 1) * P), null, k);
     for (const { factor, block } of factors) factor.accumulate(spec, batch.categories!, n * J, 1, stats, block.offset + k * block.width);
   }
   return stats;

@@ -76,7 +76,7 @@ export function restrictParams(params: LocalParams, active: number[]): LocalPara
     covariateConst: pick(params.covariateConst, 1),
     coef: pick(params.coef, P),
     coefCovFactor: pick(params.coefCovFactor, P * P),
-    response: pick(params.response, familyOf(params.spec.family).localWidth),
+    response: pick(params.response, familyOf(params.spec.family).localWidth(params.spec)),
     factors: params.factors.map((table) => pick(table, table.length / params.spec.T)),
   };
 }

@@ -5,7 +5,7 @@
  * the fallback when TensorFlow.js is unavailable.
  */
 import { covariateFactorsOf } from '../model/covariates/index.js';
-import { familyOf } from '../model/families/index.js';
+import { familyOf, referenceRows } from '../model/families/index.js';
 import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
@@ -18,8 +18,9 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
     const { spec } = params;
     const { T, D, P } = spec;
     const family = familyOf(spec.family);
-    const { logLik: responseTerm, weights: responseWeights, extra } = family.rows;
+    const { logLik: responseTerm, weights: responseWeights, extra } = referenceRows(family, spec);
     const local = params.response;
+    const extraWidth = family.extraWidth(spec);
     const offsets = batch.offset;
     const layout = layoutOf(spec);
     const stats = new Float64Array(layout.length);
@@ -68,7 +69,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
         }
         for (let f = 0; f < factors.length; f++) lr += factors[f].logLik(spec, params.factors[f], k, codes!, n * J);
         eta[k] = pred;
-        lr += responseTerm(local, k, pred, spread, y, o, memo);
+        lr += responseTerm(local, k, pred, spread, y, o, memo, u);
         logRho[k] = lr;
         if (lr > max) max = lr;
       }
@@ -100,7 +101,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
           stats[syu + i] += yWeight * u[i];
           for (let j = 0; j <= i; j++) stats[suu + i * P + j] += wu * u[j];
         }
-        extra?.(r, y, stats, layout.syy + k * family.extraWidth);
+        extra?.(r, y, stats, layout.syy + k * extraWidth, u, local, k);
       }
     }
     mirrorLowerTriangles(stats, layout.sxx, T, D);

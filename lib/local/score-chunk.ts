@@ -39,12 +39,18 @@ export interface PredictColumnsOptions {
   target?: boolean;
 }
 
+/** A categorical target's class labels (the multinomial family's), or null. */
+function classLabels(doc: PosteriorDocument): string[] | null {
+  return familyOf(doc.family).predictive.classes ? doc.state.plan.select[doc.state.plan.ySlot].levels! : null;
+}
+
 /** Names of the columns predict appends, for the header line. */
 export function predictionColumns(doc: PosteriorDocument, options: PredictColumnsOptions = {}): string[] {
   return [
     'cluster',
     'cluster_probability',
     ...familyOf(doc.family).predictive.columns,
+    ...(classLabels(doc) ?? []).map((label) => `probability_${label}`),
     ...(options.interval === undefined ? [] : ['prediction_lo', 'prediction_hi']),
     ...(options.target ? ['log_density'] : []),
   ];
@@ -65,7 +71,9 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
     return kind === 'category' ? { column, kind, levels } : { column, kind: 'number' as const };
   });
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
-  if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true });
+  // A categorical target (multinomial) keeps the fitted classes: a label the fit did not see skips the row, naming it.
+  const classes = fitted.select[fitted.ySlot].levels;
+  if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true, ...(classes ? { levels: classes } : {}) });
   // The offset of η (a log-link family's exposure) is needed to predict, like a regression column.
   const offset = fitted.offset && { ...fitted.offset, slot: select.push({ column: fitted.offset.column, kind: fitted.offset.log ? 'positive' : 'number' }) - 1 };
   return {
@@ -99,7 +107,12 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
   const target = options.target === true;
   const delimiter = layout.delimiter.charCodeAt(0);
   const LF = 10;
-  const rowBytes = columns * CELL_BYTES + 1;
+  // A class label is written as its text, quoted (RFC 4180) when it holds the delimiter, a quote or a line break.
+  const labels = classLabels(doc)?.map((label) => {
+    const quoted = label.includes(layout.delimiter) || /["\r\n]/.test(label) ? `"${label.replace(/"/g, '""')}"` : label;
+    return Buffer.from(quoted);
+  });
+  const rowBytes = columns * CELL_BYTES + 1 + Math.max(0, ...(labels ?? []).map((l) => l.length));
   const arrays = new Scratch(); // one chunk at a time: parsed rows and batch reuse their arrays
   return (bytes: Uint8Array): ScoredChunk => {
     const parsed = parseRows(bytes, { file: layout.file, header: layout.header, select: plan.select, delimiter: layout.delimiter, records: true, arrays });
@@ -107,7 +120,7 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
     const result = predictor.predict(batch);
     const records = parsed.records!;
     const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const { cluster, clusterProbability, mean, sd, lo, hi, logDensity } = result;
+    const { cluster, clusterProbability, mean, sd, lo, hi, logDensity, probabilities } = result;
     // allocUnsafeSlow: never a slice of the shared pool, so a thread can transfer it.
     let out = Buffer.allocUnsafeSlow(bytes.length + records.count * 56 + 64);
     let at = 0;
@@ -135,7 +148,14 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
       // Most rows sit firmly in one cluster: what toPrecision(6) prints as 1.00000.
       at = p > 0.99999951 ? writeOne(out, at) : writePrecision(out, at, p, 6);
       out[at++] = delimiter;
-      at = writePrecision(out, at, mean[row], 8);
+      if (labels) {
+        // The most probable class's label, then each class's probability.
+        at += labels[mean[row]].copy(out, at);
+        for (let c = 0; c < labels.length; c++) {
+          out[at++] = delimiter;
+          at = writePrecision(out, at, probabilities![row * labels.length + c], 6);
+        }
+      } else at = writePrecision(out, at, mean[row], 8);
       if (withSd) {
         out[at++] = delimiter;
         at = writePrecision(out, at, sd![row], 6);

@@ -208,7 +208,7 @@ export function derive(spec: ModelSpec, state: GlobalState): Derived {
   // Response (PRML 10.3 / 10.6 in natural coordinates); with shared coefficients the tied
   // posterior of lib/model/families/shared.ts, which writes the same per-component quantities.
   const family = familyOf(spec.family);
-  const w = family.derivedWidth;
+  const w = family.derivedWidth(spec);
   if (spec.shared?.length) {
     const tied = family.deriveShared?.(spec, lambda, layout, count) ?? deriveJointShared(spec, lambda, layout);
     if (!family.deriveShared) {
@@ -277,7 +277,7 @@ export function localParams(derived: Derived): LocalParams {
   const covariateConst = new Float64Array(T);
   const coefCovFactor = new Float64Array(T * P * P);
   const family = familyOf(spec.family);
-  const w = family.localWidth;
+  const w = family.localWidth(spec);
   const response = new Float64Array(T * w);
   for (let k = 0; k < T; k++) {
     if (spec.covariateModel) {

@@ -58,6 +58,8 @@ export interface Prediction {
   hi?: Float64Array;
   /** With `logDensity`: ln p(y | x) of the row's target in data units (NaN where y is missing). */
   logDensity?: Float64Array;
+  /** A categorical target (multinomial): p(y = c | x) of each class, n × C; `mean` holds the most probable class's index. */
+  probabilities?: Float64Array;
 }
 
 /** What a Predictor adds to the mean and sd. */
@@ -170,7 +172,7 @@ export function readPosterior(text: string, file: string): PosteriorDocument {
   // The syy block is the family's own (gaussian: c_k = 2 b_k + …, positive; bernoulli: unused, 0).
   const layout = layoutOf(spec);
   const family = familyOf(config.family);
-  if (!family.validExtra(lambda.subarray(layout.syy, layout.syy + spec.T * family.extraWidth)))
+  if (!family.validExtra(lambda.subarray(layout.syy, layout.syy + spec.T * family.extraWidth(spec))))
     disagree(`state.lambda is not the state of a ${config.family} model`);
   return json as PosteriorDocument;
 }
@@ -206,6 +208,10 @@ interface PreparedModel {
   predictive: Predictive;
   /** Its per-component constant (gaussian: (b_k/a_k) · dof/(dof − 2) of the noise Student-t, ∞ when 2a_k ≤ 2). */
   familyConstant: Float64Array;
+  /** Its per-component parameters (Predictive.parameters; empty arrays when it has none). */
+  familyParameters: Float64Array[];
+  /** Values the predictive accumulates per row: 2 moments, or C class probabilities (Predictive.classes). */
+  accumulated: number;
   std: PosteriorDocument['state']['standardization'];
   /** Gaussian: b_k/a_k, the noise Student-t's scale², its dof 2a_k and ln normalizer. */
   noiseScale2: Float64Array;
@@ -238,6 +244,8 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     coef: new Float64Array(K * P),
     predictive: familyOf(spec.family).predictive,
     familyConstant: new Float64Array(K),
+    familyParameters: [],
+    accumulated: familyOf(spec.family).predictive.classes ? spec.classes! : 2,
     std: doc.state.standardization,
     noiseScale2: new Float64Array(K),
     noiseDof: new Float64Array(K),
@@ -282,6 +290,7 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     for (let i = 0; i < P; i++) for (let j = 0; j <= i; j++) model.spreadFactor[i * K * P + k * P + j] = cov[i * P + j];
     model.coef.set(d.coef.subarray(c * P, (c + 1) * P), k * P);
     model.familyConstant[k] = model.predictive.constant(d, c);
+    model.familyParameters[k] = model.predictive.parameters?.(d, c) ?? new Float64Array(0);
     if (model.gaussian) {
       const { shape: a, rate: b } = noiseOf(d, c);
       const dof = 2 * a;
@@ -443,16 +452,17 @@ export class Predictor {
       clusterProbability: arrays.float64('clusterProbability', n),
       mean: arrays.float64('mean', n),
       ...(m.predictive.sd ? { sd: arrays.float64('sd', n) } : {}),
+      ...(m.predictive.classes ? { probabilities: arrays.float64('probabilities', n * m.accumulated) } : {}),
     };
     // Locals rather than property reads in the loop over rows (the hot loop of predict).
-    const { constant, halfPower, inverseDof, coef, familyConstant, std } = m;
+    const { constant, halfPower, inverseDof, coef, familyConstant, familyParameters, std } = m;
     const { add, mean: meanOf, sd: sdOf } = m.predictive;
     const offsets = batch.offset;
-    const moments = new Float64Array(2);
+    const moments = new Float64Array(m.accumulated);
     const covariate = q.covariate;
     const spreads = q.spread;
     const u = batch.u;
-    const { cluster, clusterProbability, mean, sd } = out;
+    const { cluster, clusterProbability, mean, sd, probabilities } = out;
     const w = new Float64Array(K);
     // The mixture beyond its mean and sd needs each row's log weights ln p(z=k | x) and component means (n × K).
     const keep = this.options.interval !== undefined || this.options.logDensity === true || this.options.clusterGivenY === true;
@@ -509,9 +519,9 @@ export class Predictor {
           best = k;
         }
       }
-      moments[0] = 0;
-      moments[1] = 0;
+      moments.fill(0);
       const base = row * P;
+      const uRow = m.predictive.parameters ? u.subarray(base, base + P) : u; // only a family with parameters reads it
       const lnTotal = keep ? Math.log(total) : 0;
       for (let k = 0; k < K; k++) {
         const weight = w[k] / total;
@@ -520,12 +530,13 @@ export class Predictor {
         let mu = 0;
         for (let i = 0; i < P; i++) mu += coef[k * P + i] * u[base + i];
         if (keep) locs[row * K + k] = mu;
-        add(moments, weight, mu, spreads[row * K + k], offsets ? offsets[row] : 0, familyConstant[k]);
+        add(moments, weight, mu, spreads[row * K + k], offsets ? offsets[row] : 0, familyConstant[k], uRow, familyParameters[k]);
       }
       cluster[row] = best;
       clusterProbability[row] = best < 0 ? 0 : bestWeight / total;
       mean[row] = meanOf(moments, std);
       if (sd) sd[row] = sdOf!(moments, std);
+      if (probabilities) probabilities.set(moments, row * moments.length);
     }
     if (keep) this.mixture(batch, q, logWeights, locs, far!, out);
     return out;
@@ -561,7 +572,7 @@ export class Predictor {
     // ln p(y | z=k) of a family whose predictive is not a Student-t (bernoulli, poisson): its own, ≤ 0.
     const componentLogDensity = m.predictive.logDensity;
     const logOther = (target: number, k: number, row: number) =>
-      componentLogDensity!(target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k]);
+      componentLogDensity!(target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k], batch.u.subarray(row * P, (row + 1) * P), m.familyParameters[k]);
     for (let row = 0; row < n; row++) {
       let top = -1;
       for (let k = 0; k < K; k++) {

@@ -345,6 +345,8 @@ function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
  * for bernoulli).
  */
 function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
+  // A class label has no curve along a column: its classes' regressions are in the table and the forest plot.
+  if (familyOf(doc.family).predictive.classes) return '';
   // Numeric inputs only: a treatment-coded input has no line to draw.
   const numeric = doc.regressionColumns.filter((_, j) => (doc.state.plan.rLevel?.[j] ?? -1) < 0);
   const top = informativeColumns(numeric, rows, REGRESSION_PLOTS);
@@ -492,8 +494,16 @@ function componentTable(doc: Posterior): string {
     row('weight', doc.components.map((c) => fmt(c.weight))),
     row('expected rows', doc.components.map((c) => fmt(c.size))),
     ...(doc.components.some((c) => c.noiseSd !== undefined) ? [row('noise sd', doc.components.map((c) => fmt(c.noiseSd)))] : []),
-    row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
-    ...ownRegressionColumns(doc).map(({ column, j }) => row(`coef ${column}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+    // A class label (multinomial): each non-reference class's regression against the reference class.
+    ...(doc.components[0]?.classes
+      ? doc.components[0].classes.flatMap(({ class: label }, l) => [
+          row(`${label}: intercept`, doc.components.map((c) => pm(c.classes![l].intercept, c.classes![l].interceptSd))),
+          ...ownRegressionColumns(doc).map(({ column, j }) => row(`${label}: coef ${column}`, doc.components.map((c) => pm(c.classes![l].coefficients[j], c.classes![l].coefficientSd[j])))),
+        ])
+      : [
+          row('intercept', doc.components.map((c) => pm(c.intercept, c.interceptSd))),
+          ...ownRegressionColumns(doc).map(({ column, j }) => row(`coef ${column}`, doc.components.map((c) => pm(c.coefficients[j], c.coefficientSd[j])))),
+        ]),
     // A shared slope is one value: one cell across the clusters.
     ...(doc.shared?.columns.map(
       (name, j) =>

@@ -33,10 +33,15 @@ export interface ModelSpec {
    * the plan's order; absent or empty: none (then the layout has no levels block).
    */
   levels?: readonly number[];
+  /**
+   * Classes C of a categorical target (the multinomial family, docs/model.md §17), from the
+   * planner's sample like `levels`; absent for every other family.
+   */
+  classes?: number;
 }
 
 /** The parts of a spec that fix the layout. */
-export type LayoutSpec = Pick<ModelSpec, 'T' | 'D' | 'P' | 'family' | 'levels'>;
+export type LayoutSpec = Pick<ModelSpec, 'T' | 'D' | 'P' | 'family' | 'levels' | 'classes'>;
 
 /**
  * Offsets of the blocks of a statistics (or natural-parameter) vector: the concatenation of the
@@ -88,7 +93,7 @@ export function layoutOf(spec: LayoutSpec): Layout {
     { name: 'sxx', width: D * D, symmetric: D },
     { name: 'suu', width: P * P, symmetric: P },
     { name: 'syu', width: P },
-    { name: 'syy', width: familyOf(spec.family).extraWidth },
+    { name: 'syy', width: familyOf(spec.family).extraWidth(spec) },
     ...covariateBlocks(spec),
   ];
   let offset = 0;
@@ -121,7 +126,7 @@ export function priorCoordinates(spec: ModelSpec): Float64Array {
   const layout = layoutOf(spec);
   const lambda0 = new Float64Array(layout.length);
   const wishartInverse = priorDegreesOfFreedom(spec) * priors.clusterVariance;
-  const extra = familyOf(spec.family).priorExtra(priors);
+  const extra = familyOf(spec.family).priorExtra(priors, spec);
   for (let k = 0; k < T; k++) {
     for (let i = 0; i < D; i++) lambda0[layout.sxx + k * D * D + i * D + i] = wishartInverse;
     for (let i = 0; i < P; i++) lambda0[layout.suu + k * P * P + i * P + i] = priors.coefficientPrecision;
@@ -135,7 +140,8 @@ export function priorCoordinates(spec: ModelSpec): Float64Array {
  * The model of a configuration with D numeric clustering and P regression inputs. `regressionColumns`
  * (the column each input of u but the intercept comes from; specOfPlan) places config.sharedCoefficients
  * in u (a categorical column's every treatment-coded input); needed when the config shares any.
- * `levels`: the level counts of the categorical clustering covariates.
+ * `levels`: the level counts of the categorical clustering covariates; `classes`: the class count
+ * of a categorical target (multinomial).
  */
 export function specFromConfig(
   config: ModelConfig,
@@ -143,6 +149,7 @@ export function specFromConfig(
   P: number,
   regressionColumns?: readonly string[],
   levels: readonly number[] = [],
+  classes?: number,
 ): ModelSpec {
   const shared = sharedPositions(config.sharedCoefficients ?? [], regressionColumns, P);
   return {
@@ -156,6 +163,7 @@ export function specFromConfig(
     covariateModel: config.covariateModel && D > 0,
     priors: config.priors,
     ...(config.covariateModel && levels.length > 0 ? { levels: [...levels] } : {}),
+    ...(classes !== undefined ? { classes } : {}),
   };
 }
 
@@ -182,10 +190,10 @@ export function levelCounts(plan: ColumnPlan): number[] {
   return (plan.xcSlot ?? []).map((s) => plan.select[s].levels!.length);
 }
 
-/** The model of a run from its config and column plan (numeric x, regression inputs, categorical levels). */
+/** The model of a run from its config and column plan (numeric x, regression inputs, categorical levels, the target's classes). */
 export function specOfPlan(config: ModelConfig, plan: ColumnPlan): ModelSpec {
   const regressionColumns = plan.rSlot.map((slot) => plan.select[slot].column);
-  return specFromConfig(config, plan.x.length, plan.r.length + 1, regressionColumns, levelCounts(plan));
+  return specFromConfig(config, plan.x.length, plan.r.length + 1, regressionColumns, levelCounts(plan), plan.select[plan.ySlot].levels?.length);
 }
 
 /**

@@ -39,6 +39,21 @@ export interface ComponentSummary {
   noiseSd?: number;
   /** E[φ_kjl]: per categorical clustering column, each level's probability (lib/model/covariates/categorical.ts). */
   categories?: Record<string, Record<string, number>>;
+  /**
+   * A categorical target (multinomial): each non-reference class's regression, log-odds against the
+   * reference class (the first sorted label), in data units. `intercept` and `coefficients` above are
+   * the first of these.
+   */
+  classes?: ClassRegression[];
+}
+
+/** One class's linear predictor against the reference class (multinomial), in data units. */
+export interface ClassRegression {
+  class: string;
+  intercept: number;
+  coefficients: number[];
+  interceptSd: number;
+  coefficientSd: number[];
 }
 
 /** Shared slopes in data units: E[β_j] s_y / s_j and its marginal posterior sd. */
@@ -196,6 +211,29 @@ function coefficientMap(std: Standardization, P: number): { a: Float64Array; c: 
   return { a, c };
 }
 
+/**
+ * θ (P) with covariance scale · Σ (P, P) on the standardized scale, mapped to data units by
+ * coefficientMap (value = A θ + c; variance = diag(A Σ Aᵀ) · scale): slopes first, the intercept last.
+ */
+function inDataUnits(theta: ArrayLike<number>, cov: Float64Array, scale: number, a: Float64Array, c: Float64Array, P: number) {
+  const value = new Float64Array(P);
+  const variance = new Float64Array(P);
+  for (let i = 0; i < P; i++) {
+    let v = c[i];
+    for (let j = 0; j < P; j++) v += a[i * P + j] * theta[j];
+    value[i] = v;
+    let s = 0; // (A Σ Aᵀ)_ii
+    for (let j = 0; j < P; j++) for (let l = 0; l < P; l++) s += a[i * P + j] * cov[j * P + l] * a[i * P + l];
+    variance[i] = s * scale;
+  }
+  return {
+    coefficients: Array.from(value.subarray(0, P - 1)),
+    intercept: value[P - 1],
+    coefficientSd: Array.from(variance.subarray(0, P - 1), Math.sqrt),
+    interceptSd: Math.sqrt(variance[P - 1]),
+  };
+}
+
 function componentSummary(derived: Derived, k: number, std: Standardization, plan: ColumnPlan): ComponentSummary {
   const { spec } = derived;
   const { D, P } = spec;
@@ -221,26 +259,20 @@ function componentSummary(derived: Derived, k: number, std: Standardization, pla
   const family = familyOf(spec.family);
   const scale = family.coefficientScale?.(derived, k) ?? 1;
   const { a, c } = coefficientMap(std, P);
-  const theta = derived.coef.subarray(k * P, (k + 1) * P);
-  const cov = derived.coefCovariance.slice(k * P * P, (k + 1) * P * P);
+  // A family with several linear predictors (multinomial: one per non-reference class) reports each;
+  // the component's own intercept and coefficients are the first one's.
+  const heads = family.heads?.(derived, k);
+  const theta = heads ? heads[0].coef : derived.coef.subarray(k * P, (k + 1) * P);
+  const cov = heads ? heads[0].covariance : derived.coefCovariance.slice(k * P * P, (k + 1) * P * P);
   // Shared slopes: their block is Cov[β] itself (the gaussian's spread matrix holds E[τ_k] Cov[β],
   // which the Student-t scale would not undo; families/gaussian.ts).
   const shared = derived.shared;
   if (shared) shared.index.forEach((i, si) => shared.index.forEach((j, sj) => (cov[i * P + j] = shared.covariance[si * shared.index.length + sj] / scale)));
-  const value = new Float64Array(P);
-  const variance = new Float64Array(P);
-  for (let i = 0; i < P; i++) {
-    let v = c[i];
-    for (let j = 0; j < P; j++) v += a[i * P + j] * theta[j];
-    value[i] = v;
-    let s = 0; // (A Σ Aᵀ)_ii
-    for (let j = 0; j < P; j++) for (let l = 0; l < P; l++) s += a[i * P + j] * cov[j * P + l] * a[i * P + l];
-    variance[i] = s * scale;
+  Object.assign(out, inDataUnits(theta, cov, scale, a, c, P));
+  if (heads) {
+    const labels = plan.select[plan.ySlot].levels ?? [];
+    out.classes = heads.map((head, j) => ({ class: labels[j + 1], ...inDataUnits(head.coef, head.covariance, scale, a, c, P) }));
   }
-  out.coefficients = Array.from(value.subarray(0, P - 1));
-  out.intercept = value[P - 1];
-  out.coefficientSd = Array.from(variance.subarray(0, P - 1), Math.sqrt);
-  out.interceptSd = Math.sqrt(variance[P - 1]);
   family.summarize?.(derived, k, std, out);
   for (const factor of covariateFactorsOf(spec)) out.categories = { ...out.categories, ...factor.summary(spec, derived.lambda, derived.layout, k, levelNames(plan)) };
   return out;

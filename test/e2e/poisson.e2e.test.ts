@@ -3,18 +3,9 @@
  * serverless pipeline on the emulator: the real handlers, an upload in three parts, four worker
  * pollers and an aggregator (test/e2e/stack.ts), against the local fit of the same files.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../lib/config.js';
-import { fitLocal } from '../../lib/local/runner.js';
-import type { PosteriorDocument } from '../../lib/model/summary.js';
-import { keys } from '../../lib/pipeline/protocol.js';
-import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { tempDir } from '../support/cli.js';
-import { pollUntil } from '../support/lambda-poller.js';
 import { poissonCsv, poissonCwm } from '../support/poisson-data.js';
-import { eventSources, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { fitPartsLocally, runCleanly, splitCsv, useEmulatedStack } from './stack.js';
 
 const DATASET = 'counts';
 const MODEL = {
@@ -34,19 +25,8 @@ describe('a poisson model on the emulated stack', () => {
   it('counts every row once, keeps the exposure as the offset, and agrees with the local fit', { timeout: 180_000 }, async () => {
     const [header, ...lines] = poissonCsv(poissonCwm(2400, 9, true).rows).toString().trim().split('\n');
     const parts = splitCsv(header, lines, 3);
-    const runId = await startRun(env.stack, env.handlers, DATASET, MODEL, parts);
-    const manifest = await readObject<Manifest>(env.stack, keys.manifest(DATASET, runId));
+    const { manifest, remote } = await runCleanly(env, DATASET, MODEL, parts, 2400);
     expect(manifest.shards.length).toBeGreaterThanOrEqual(6);
-    const { workers, aggregator } = eventSources(env.stack, env.handlers);
-    await pollUntil([workers, aggregator], runEnded(env.stack, DATASET, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
-    const state = await readObject<RunState>(env.stack, keys.state(DATASET, runId));
-    expect(state.failure).toBeUndefined();
-    expect(state.status).toBe('done');
-    expect(state.seen.count).toBe(manifest.shards.length);
-    expect(state.totalRows).toBe(2400);
-    expect(workers.handlerErrors).toEqual([]);
-    expect(aggregator.handlerErrors).toEqual([]);
-    const remote = await readObject<PosteriorDocument>(env.stack, keys.result(DATASET, runId, 'posterior.json'));
     expect(remote.state.config.family).toBe('poisson');
     expect(remote.state.plan.offset).toMatchObject({ column: 't', log: true });
     // The three clusters of the data, and nothing else of weight.
@@ -54,14 +34,7 @@ describe('a poisson model on the emulated stack', () => {
 
     // The same files and settings on this machine: batch sweeps from the same initialization, so
     // the two differ only in the order sums are added.
-    const dir = tempDir('clusterwise-e2e-poisson-');
-    const files = parts.map((body, i) => {
-      const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, body);
-      return file;
-    });
-    const local = (await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+    const local = await fitPartsLocally(parts, MODEL, 'clusterwise-e2e-poisson-');
     expect(remote.rows).toBe(local.rows);
     expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
     expect(remote.components.length).toBe(local.components.length);

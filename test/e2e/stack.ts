@@ -12,20 +12,25 @@
  * event source mappings (the pollers), and FIFO receives of several messages of one group (the
  * emulator returns one per group, so the aggregator's batches of 10 hold one record each).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
-import { afterAll, beforeAll, vi } from 'vitest';
+import { afterAll, beforeAll, expect, vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
+import { parseConfig } from '../../lib/config.js';
+import { fitLocal } from '../../lib/local/runner.js';
+import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
-import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
+import { readJsonIfExists, type Manifest, type RunState } from '../../lib/pipeline/run.js';
+import { tempDir } from '../support/cli.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
-import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
+import { LambdaPoller, pollUntil, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
 
 export const STACK = 'Clusterwise';
 export const MAX_RECEIVE_COUNT = 3;
@@ -439,4 +444,39 @@ export async function statusCommand(stack: EmulatedStack, dataset: string, logs:
     // main() sets process.exitCode for a failed run; it must not become this test process's.
     process.exitCode = saved;
   }
+}
+
+/**
+ * The same CSV parts fitted on this machine with `model` (files part-00.csv … in a temporary
+ * folder): the local fit a stack run is compared with.
+ */
+export async function fitPartsLocally(parts: string[], model: unknown, prefix: string): Promise<PosteriorDocument> {
+  const dir = tempDir(prefix);
+  const files = parts.map((body, i) => {
+    const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, body);
+    return file;
+  });
+  return (await fitLocal({ files, config: parseConfig(model), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+}
+
+/**
+ * A run of `model` over the CSV `parts` on the stack of `env`, polled to its end, which must be
+ * clean: done, no failure, every shard seen once, `rows` rows counted, no handler error. Returns
+ * its manifest and posterior.json.
+ */
+export async function runCleanly(env: { stack: EmulatedStack; handlers: Handlers }, dataset: string, model: unknown, parts: string[], rows: number) {
+  const runId = await startRun(env.stack, env.handlers, dataset, model, parts);
+  const manifest = await readObject<Manifest>(env.stack, keys.manifest(dataset, runId));
+  const { workers, aggregator } = eventSources(env.stack, env.handlers);
+  await pollUntil([workers, aggregator], runEnded(env.stack, dataset, runId), { timeoutMs: 150_000, description: `run ${runId} ended` });
+  const state = await readObject<RunState>(env.stack, keys.state(dataset, runId));
+  expect(state.failure).toBeUndefined();
+  expect(state.status).toBe('done');
+  expect(state.seen.count).toBe(manifest.shards.length);
+  expect(state.totalRows).toBe(rows);
+  expect(workers.handlerErrors).toEqual([]);
+  expect(aggregator.handlerErrors).toEqual([]);
+  return { manifest, remote: await readObject<PosteriorDocument>(env.stack, keys.result(dataset, runId, 'posterior.json')) };
 }

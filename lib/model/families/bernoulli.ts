@@ -25,9 +25,9 @@ export const bernoulli: ResponseFamily = {
   link: 'logit',
   coefficientUnit: 'log-odds',
   predicted: 'P(y = 1)',
-  extraWidth: 1,
-  derivedWidth: 0,
-  localWidth: 0,
+  extraWidth: () => 1,
+  derivedWidth: () => 0,
+  localWidth: () => 0,
 
   priorExtra: () => [0],
   derive() {},

@@ -38,14 +38,24 @@ export interface ReferenceRows {
   /**
    * The family's additive term of ln ρ_nk: its E_q[ln p(y | u, k)], or a lower bound on it that
    * is tight at the current q (PRML 10.152). `local` is LocalParams.response (T × localWidth),
-   * component k's at k · localWidth.
+   * component k's at k · localWidth. `u` is the row's regression inputs (P), for a family whose
+   * predictors are not the one η (multinomial: C − 1 of them).
    */
-  logLik(local: Float64Array, k: number, eta: number, spread: number, y: number, offset: number, memo: Float64Array): number;
+  logLik(local: Float64Array, k: number, eta: number, spread: number, y: number, offset: number, memo: Float64Array, u: Float64Array): number;
   /** The row's weights given r = r_nk: out[0] multiplies u uᵀ (suu), out[1] multiplies u (syu). */
   weights(local: Float64Array, k: number, r: number, eta: number, y: number, offset: number, memo: Float64Array, out: Float64Array): void;
-  /** Adds the row's share of the family's own block (syy) of component k at stats[at …]. */
-  extra?(r: number, y: number, stats: Float64Array, at: number): void;
+  /**
+   * Adds the row's share of the family's own block (syy) of component k at stats[at …]. `local`
+   * is LocalParams.response, or null under a hard assignment before any posterior exists (hardWeights).
+   */
+  extra?(r: number, y: number, stats: Float64Array, at: number, u: Float64Array, local: Float64Array | null, k: number): void;
 }
+
+/**
+ * What a family's widths may depend on: P and, for a categorical target, its class count
+ * (ModelSpec.classes, from the planner's sample like categorical levels).
+ */
+export type FamilyDims = Pick<ModelSpec, 'P' | 'classes'>;
 
 /** A chunk of rows inside the TensorFlow.js kernel (lib/kernel/tfjs.ts), all float32, all (c, T) unless said. */
 export interface FusedChunk {
@@ -96,8 +106,20 @@ export interface Predictive {
   columns: readonly string[];
   /** A per-component constant the predictive needs (gaussian: the noise's predictive variance). */
   constant(d: Derived, k: number): number;
-  /** Adds weight × component k's first two moments of y (standardized scale) to acc[0], acc[1]. */
-  add(acc: Float64Array, weight: number, eta: number, spread: number, offset: number, constant: number): void;
+  /**
+   * Adds weight × component k's first two moments of y (standardized scale) to acc[0], acc[1]; a
+   * categorical target's (`classes`): its C class probabilities to acc[0 … C). `u` and `parameters`
+   * (the row's inputs and component k's `parameters`) for a family whose predictors are not the one η.
+   */
+  add(acc: Float64Array, weight: number, eta: number, spread: number, offset: number, constant: number, u: Float64Array, parameters: Float64Array): void;
+  /** Per-component values add and logDensity need beyond η and the spread (multinomial: Θ_k, its covariance factors); absent: none. */
+  parameters?(d: Derived, k: number): Float64Array;
+  /**
+   * The target is a class label: the accumulator holds the C class probabilities (ModelSpec.classes),
+   * `mean` gives the most probable class's index, and predict writes its label as `prediction` and
+   * one `probability_<label>` column per class.
+   */
+  classes?: boolean;
   /** Mean (and, when the family gives one, sd) in data units from the mixed moments. */
   mean(acc: Float64Array, std: Standardization): number;
   sd?(acc: Float64Array, std: Standardization): number;
@@ -106,7 +128,7 @@ export interface Predictive {
    * p(z | x, y); at most 0 (a probability). Absent for gaussian, whose Student-t mixture predict
    * handles itself (lib/model/predictive.ts).
    */
-  logDensity?(y: number, eta: number, spread: number, offset: number, constant: number): number;
+  logDensity?(y: number, eta: number, spread: number, offset: number, constant: number, u: Float64Array, parameters: Float64Array): number;
 }
 
 export interface ResponseFamily {
@@ -129,12 +151,12 @@ export interface ResponseFamily {
   /** What predict gives for y, as the report names it: "mean", "P(y = 1)". */
   readonly predicted: string;
   /** Coordinates of its own per component (block syy), and per-component scalars in Derived.response and LocalParams.response. */
-  readonly extraWidth: number;
-  readonly derivedWidth: number;
-  readonly localWidth: number;
+  extraWidth(dims: FamilyDims): number;
+  derivedWidth(dims: FamilyDims): number;
+  localWidth(dims: FamilyDims): number;
 
   /** λ0 of the block syy for one component (length extraWidth). */
-  priorExtra(priors: Priors): number[];
+  priorExtra(priors: Priors, dims: FamilyDims): number[];
   /** Derived.response of component k (length derivedWidth) from λ, the count and θ_k. */
   derive(spec: ModelSpec, lambda: Float64Array, layout: Layout, k: number, count: number, theta: Float64Array, out: Float64Array): void;
   /**
@@ -155,7 +177,8 @@ export interface ResponseFamily {
   /** The syy block of λ is one this family can have written (predict's consistency check). */
   validExtra(extra: Float64Array): boolean;
 
-  rows: ReferenceRows;
+  /** The reference path's row terms; a function of the dims for a family whose rows need them (multinomial: C). */
+  rows: ReferenceRows | ((dims: FamilyDims) => ReferenceRows);
   fused?: FusedResponse;
 
   /**
@@ -168,6 +191,12 @@ export interface ResponseFamily {
 
   /** The factor multiplying Λ_k⁻¹ in θ_k's marginal covariance (gaussian: b_k / (a_k − 1)). @default 1 */
   coefficientScale?(d: Derived, k: number): number;
+  /**
+   * A family with several linear predictors per component (multinomial: one per non-reference
+   * class): each one's posterior mean (P) and covariance (P, P) on the standardized scale, in class
+   * order; summary.ts reports them as the component's `classes`. Absent: the one θ_k of Derived.
+   */
+  heads?(d: Derived, k: number): { coef: Float64Array; covariance: Float64Array }[];
   /** Adds the family's own fields to a component's summary (gaussian: noiseSd). */
   summarize?(d: Derived, k: number, std: Standardization, out: ComponentSummary): void;
   predictive: Predictive;

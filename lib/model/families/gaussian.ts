@@ -170,9 +170,9 @@ export const gaussian: ResponseFamily = {
   link: 'identity',
   coefficientUnit: 'sd of y',
   predicted: 'mean',
-  extraWidth: 1,
-  derivedWidth: 2, // a_k, b_k
-  localWidth: 2, // E[τ_k], ½ (ψ(a_k) − ln b_k) − ½ ln 2π
+  extraWidth: () => 1,
+  derivedWidth: () => 2, // a_k, b_k
+  localWidth: () => 2, // E[τ_k], ½ (ψ(a_k) − ln b_k) − ½ ln 2π
 
   priorExtra: (priors) => [2 * priors.noiseRate],
 

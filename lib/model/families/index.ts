@@ -3,8 +3,9 @@
  * (lib/config.ts), the CLI's --family choices and posterior.json's schema take their names from here.
  */
 import { bernoulli } from './bernoulli.js';
-import type { ResponseFamily } from './family.js';
+import type { FamilyDims, ReferenceRows, ResponseFamily } from './family.js';
 import { gaussian } from './gaussian.js';
+import { multinomial } from './multinomial.js';
 import { poisson } from './poisson.js';
 
 export type { ResponseFamily } from './family.js';
@@ -13,6 +14,7 @@ export const FAMILIES = {
   gaussian,
   bernoulli,
   poisson,
+  multinomial,
 } as const satisfies Record<string, ResponseFamily>;
 
 export type FamilyName = keyof typeof FAMILIES;
@@ -23,4 +25,9 @@ export const FAMILY_NAMES = Object.keys(FAMILIES) as [FamilyName, ...FamilyName[
 /** The family registered as `name` (a name the config schema accepted). */
 export function familyOf(name: FamilyName): ResponseFamily {
   return FAMILIES[name];
+}
+
+/** A family's reference row terms for a model of these dims (families/family.ts ResponseFamily.rows). */
+export function referenceRows(family: ResponseFamily, dims: FamilyDims): ReferenceRows {
+  return typeof family.rows === 'function' ? family.rows(dims) : family.rows;
 }

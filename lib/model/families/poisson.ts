@@ -41,9 +41,9 @@ export const poisson: ResponseFamily = {
   link: 'log',
   coefficientUnit: 'log rate',
   predicted: 'mean count',
-  extraWidth: 0,
-  derivedWidth: 0,
-  localWidth: 0,
+  extraWidth: () => 0,
+  derivedWidth: () => 0,
+  localWidth: () => 0,
 
   priorExtra: () => [],
   derive() {},
