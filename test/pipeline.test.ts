@@ -10,7 +10,7 @@ import { layoutOf, priorCoordinates } from '../lib/model/spec.js';
 import { derive } from '../lib/model/posterior.js';
 import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
-import { keys, parseMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
+import { keys, parseMessage, RoundCompleteMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { csvShardCodec, handleTaskDelivery, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
@@ -324,7 +324,7 @@ describe('rounds and their reduce', () => {
       for (let i = 0; i < expected.length; i++) expected[i] += result.stats[i];
       expectedRows += parsed.rows;
     }
-    const message = parseMessage(UpdateMessage, completions[0].body, 'updates');
+    const message = parseMessage(RoundCompleteMessage, completions[0].body, 'updates');
     await handleUpdates(ctx, [message]);
     const after = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
     expect(after.version).toBe(1);
