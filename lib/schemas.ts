@@ -63,6 +63,7 @@ export const SelectedColumnSchema = z.object({
   column: z.string(),
   kind: z.enum(['number', 'binary', 'count', 'positive', 'category']),
   optional: z.boolean().optional(),
+  marginal: z.boolean().optional().describe('a missing value is marginalized (NaN), not a skipped row (docs/model.md §17)'),
   levels: z.array(z.string()).optional().describe("a category's levels, sorted; the first is the regression's reference level"),
 });
 

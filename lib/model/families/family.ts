@@ -45,6 +45,14 @@ export interface ReferenceRows {
   weights(local: Float64Array, k: number, r: number, eta: number, y: number, offset: number, memo: Float64Array, out: Float64Array): void;
   /** Adds the row's share of the family's own block (syy) of component k at stats[at …]. */
   extra?(r: number, y: number, stats: Float64Array, at: number): void;
+  /**
+   * logLik as an exact quadratic in the inputs: logLik(u) = c + bᵀu − ½ uᵀAu for the row's y, with
+   * A (P × P) and b (P) written here and c returned. Only for a family whose weights() do not
+   * depend on η (so a row's expected statistics are its weights times E[u], E[u uᵀ]). With it, a
+   * missing regression input that is also a clustering covariate is integrated out in closed form
+   * (lib/kernel/missing.ts, docs/model.md §17); without it such rows are skipped.
+   */
+  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array): number;
 }
 
 /** A chunk of rows inside the TensorFlow.js kernel (lib/kernel/tfjs.ts), all float32, all (c, T) unless said. */
