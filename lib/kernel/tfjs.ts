@@ -93,6 +93,14 @@
  * the host in float64 from the batch's codes (kept as an Int32Array, J values per row), the term
  * rounded once to float32 and added to ln ρ before the softmax, the counts from the chunk's
  * float32 r (downloaded only then). A model without categorical covariates does none of it.
+ *
+ * Rows with a missing numeric covariate (NaN in x; docs/model.md §17) have no fused form: their
+ * term integrates x_m out per row and component (lib/kernel/missing.ts). prepare() moves them to a
+ * float64 side batch (their float32 values widened, as a family without a fused path gets them),
+ * which the reference step takes; the complete rows go into the chunks as before, and the two
+ * results are added (responsibilities put back in row order). A batch without a missing cell has
+ * no side batch and runs exactly the code it ran before; a missing categorical value needs none
+ * (its term is dropped in the host-side lookup).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { covariateFactorsOf } from '../model/covariates/index.js';
@@ -102,6 +110,7 @@ import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import { InternalError } from '../errors.js';
 import { BackendUnavailableError } from './backend.js';
+import { rowsOf, rowsWithMissing } from './batch.js';
 import { referenceKernel } from './reference.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
 
@@ -132,6 +141,11 @@ export interface PreparedTensors {
   chunks: PreparedChunk[];
   /** The batch's categorical codes (Batch.categories), (n, J), or null. */
   categories: Int32Array | null;
+  /**
+   * Rows with a missing numeric covariate, taken by the reference step (module comment): their
+   * indices in the batch, the indices of the chunks' rows, and the rows themselves; null when none.
+   */
+  missing: { rows: number[]; complete: number[]; batch: Batch } | null;
   /** False after release(). */
   live: boolean;
 }
@@ -172,16 +186,25 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           `${name}: inconsistent batch: n = ${n}, x has ${batch.x.length} values, u ${batch.u.length}, y ${batch.y.length}`,
         );
       activateBackend(backendName);
+      const incomplete = rowsWithMissing(batch);
+      let missing: PreparedTensors['missing'] = null;
+      let fusedRows = batch;
+      if (incomplete.length > 0) {
+        const isMissing = new Set(incomplete);
+        const complete = Array.from({ length: n }, (_, i) => i).filter((i) => !isMissing.has(i));
+        missing = { rows: incomplete, complete, batch: widened(rowsOf(batch, incomplete)) };
+        fusedRows = rowsOf(batch, complete);
+      }
       const chunks: PreparedChunk[] = [];
       try {
-        for (let start = 0; start < n; start += chunkRows)
-          chunks.push(prepareChunk(batch, start, Math.min(n, start + chunkRows), D, P));
+        for (let start = 0; start < fusedRows.n; start += chunkRows)
+          chunks.push(prepareChunk(fusedRows, start, Math.min(fusedRows.n, start + chunkRows), D, P));
       } catch (error) {
         for (const c of chunks) disposeChunk(c);
         throw error;
       }
-      const categories = batch.categories ? Int32Array.from(batch.categories) : null;
-      return { backend: backendName, n, D, P, chunks, categories, live: true };
+      const categories = fusedRows.categories ? Int32Array.from(fusedRows.categories) : null;
+      return { backend: backendName, n: fusedRows.n, D, P, chunks, categories, missing, live: true };
     },
 
     release(prepared: PreparedTensors): void {
@@ -192,6 +215,24 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
     },
 
     localStep(params: LocalParams, prepared: PreparedTensors, options: LocalStepOptions = {}): LocalStepResult {
+      if (!prepared.missing) return fusedStep(params, prepared, options);
+      // Complete rows fused, rows with a missing covariate on the reference path (module comment).
+      const { rows, complete, batch } = prepared.missing;
+      const fused = fusedStep(params, prepared, options);
+      const side = referenceKernel.localStep(params, batch, options);
+      const { T } = params.spec;
+      for (let i = 0; i < fused.stats.length; i++) fused.stats[i] += side.stats[i];
+      let responsibilities: Float64Array | undefined;
+      if (options.responsibilities) {
+        responsibilities = new Float64Array((rows.length + complete.length) * T);
+        complete.forEach((row, i) => responsibilities!.set(fused.responsibilities!.subarray(i * T, (i + 1) * T), row * T));
+        rows.forEach((row, i) => responsibilities!.set(side.responsibilities!.subarray(i * T, (i + 1) * T), row * T));
+      }
+      return { stats: fused.stats, logLik: fused.logLik + side.logLik, responsibilities };
+    },
+  };
+
+  function fusedStep(params: LocalParams, prepared: PreparedTensors, options: LocalStepOptions): LocalStepResult {
       const { spec } = params;
       const { T, P } = spec;
       const D = spec.covariateModel ? spec.D : 0;
@@ -349,8 +390,7 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
       }
       for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
       return { stats, logLik, responsibilities: resp };
-    },
-  };
+  }
 }
 
 /**
@@ -408,6 +448,13 @@ function batchOf(prepared: PreparedTensors): Batch {
   }
   const categories = prepared.categories ? { categories: prepared.categories } : {};
   return offset ? { n, x, u, y, offset, ...categories } : { n, x, u, y, ...categories };
+}
+
+/** A float32 batch's values in float64 arrays (the same numbers), for the reference step. */
+function widened(batch: Batch | Batch<Float32Array>): Batch {
+  if (batch.y instanceof Float64Array) return batch as Batch;
+  const wide = (v: Float32Array | Float64Array) => Float64Array.from(v);
+  return { ...batch, x: wide(batch.x), u: wide(batch.u), y: wide(batch.y), ...(batch.offset ? { offset: wide(batch.offset) } : {}) } as Batch;
 }
 
 function addInto(acc: Float64Array, v: ArrayLike<number>): void {
