@@ -100,6 +100,10 @@ export const PosteriorSchema = z
     covariateModel: z.boolean(),
     rows: z.number().int().min(0).describe('rows used'),
     skippedRows: z.number().int().min(0).describe('rows skipped as unusable'),
+    missingValues: z
+      .record(z.string(), z.number().int().min(1))
+      .optional()
+      .describe('missing clustering-covariate values by column, marginalized rather than skipped (docs/model.md §17); absent: none'),
     elbo: z.number().describe('evidence lower bound in data units (docs/model.md §5)'),
     converged: z.boolean(),
     components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),

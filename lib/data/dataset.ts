@@ -464,18 +464,20 @@ function categoryCodes(plan: ColumnPlan, parsed: ParsedRows, arrays: ArraySource
 }
 
 /**
- * Missing values per column of `plan.select` among the kept rows of `parsed` (NaN in a
- * marginalized column, docs/model.md §17): what a shard reports. Read after toBatch, which may
- * skip rows.
+ * Missing values by column among the kept rows of `parsed` (NaN in a marginalized column,
+ * docs/model.md §17), or undefined when there are none: what a shard reports. Read after
+ * toBatch, which may skip rows.
  */
-export function missingCounts(plan: ColumnPlan, parsed: ParsedRows): number[] {
+export function missingByColumn(plan: ColumnPlan, parsed: ParsedRows): Record<string, number> | undefined {
   const width = plan.select.length;
-  const counts = new Array<number>(width).fill(0);
+  const counts: Record<string, number> = {};
   plan.select.forEach((s, j) => {
     if (!s.marginal) return;
-    for (let i = 0; i < parsed.rows; i++) if (Number.isNaN(parsed.values[i * width + j])) counts[j]++;
+    let count = 0;
+    for (let i = 0; i < parsed.rows; i++) if (Number.isNaN(parsed.values[i * width + j])) count++;
+    if (count > 0) counts[s.column] = count;
   });
-  return counts;
+  return Object.keys(counts).length > 0 ? counts : undefined;
 }
 
 /** Rows read for standardization and initialization, and what they tell about the whole data. */
