@@ -5,7 +5,13 @@
  * covariate cells blanked is clustered as well as the complete data, through CSV, the pipeline and
  * predict.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { adjustedRandIndex } from '../bench/metrics.js';
+import { fitLocal } from '../lib/local/runner.js';
+import { tempDir } from './support/cli.js';
+import { missingCwm, REDUNDANT_MEANS, SEPARATED_MEANS } from './support/missing-data.js';
 import { parseConfig, type ModelConfigInput } from '../lib/config.js';
 import { hardAssignmentStats } from '../lib/inference/init.js';
 import { batchUpdate, batchVb, paramsFor, restrictParams } from '../lib/inference/vb.js';
@@ -183,4 +189,52 @@ describe.each(['wasm', 'cpu'] as const)('the tfjs-%s kernel with missing cells',
       expect(ref.stats.every(Number.isFinite)).toBe(true);
     });
   }
+});
+
+/** The cluster of each row from a fit's assignments.csv (row, cluster, probability). */
+const labelsOf = (fitted: Awaited<ReturnType<typeof fitLocal>>) =>
+  readFileSync(fitted.assignmentsPath!, 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[1]));
+
+/** Fits `csv` (written to dir/name.csv) through the local pipeline, with assignments. */
+async function fitCsv(dir: string, name: string, csv: string, backend: 'wasm' | 'reference' = 'wasm') {
+  writeFileSync(path.join(dir, `${name}.csv`), csv);
+  const config = parseConfig({ target: 'y', components: 8, assignments: true });
+  return fitLocal({ files: [path.join(dir, `${name}.csv`)], config, outDir: path.join(dir, name), workers: 0, backend });
+}
+
+describe('a CWM with 10% of its covariate cells blanked, through the local pipeline', () => {
+  const dir = tempDir('clusterwise-missing-');
+  // The acceptance case of issue #9: clusters told apart by each covariate.
+  const separated = missingCwm(4000, 17, SEPARATED_MEANS);
+  // Clusters 4 sd apart on two of the three axes: a missing covariate loses information, which no method recovers.
+  const closer = missingCwm(4000, 18, REDUNDANT_MEANS);
+  let complete: Awaited<ReturnType<typeof fitLocal>>;
+  let holes: Awaited<ReturnType<typeof fitLocal>>;
+  let closerHoles: Awaited<ReturnType<typeof fitLocal>>;
+  beforeAll(async () => {
+    complete = await fitCsv(dir, 'complete', separated.complete);
+    holes = await fitCsv(dir, 'holes', separated.holes);
+    closerHoles = await fitCsv(dir, 'closer', closer.holes);
+  }, 300_000);
+
+  it('skips no row, counts the missing cells per column, and clusters within 0.01 ARI of the complete data', () => {
+    expect(separated.blanked.reduce((s, c) => s + c, 0)).toBeGreaterThan(0.09 * 3 * 4000);
+    expect(holes.posterior.rows).toBe(4000);
+    expect(holes.posterior.skippedRows).toBe(0);
+    expect(holes.posterior.missingValues).toEqual({ x1: separated.blanked[0], x2: separated.blanked[1], x3: separated.blanked[2] });
+    expect(complete.posterior.missingValues).toBeUndefined();
+    const ariComplete = adjustedRandIndex(separated.labels, labelsOf(complete));
+    const ariHoles = adjustedRandIndex(separated.labels, labelsOf(holes));
+    console.log(`missing CWM, clusters 3 sd apart on every axis: ARI ${ariHoles.toFixed(4)} with 10% of the covariate cells blanked (the Bayes rule's ${adjustedRandIndex(separated.labels, separated.bayes).toFixed(4)}), ${ariComplete.toFixed(4)} complete`);
+    expect(holes.posterior.components).toHaveLength(4);
+    expect(ariHoles).toBeGreaterThanOrEqual(ariComplete - 0.01);
+  });
+
+  it('clusters as well as the Bayes rule under the true parameters when the missing cells lose information', () => {
+    expect(closerHoles.posterior.skippedRows).toBe(0);
+    const ari = adjustedRandIndex(closer.labels, labelsOf(closerHoles));
+    const ceiling = adjustedRandIndex(closer.labels, closer.bayes);
+    console.log(`missing CWM, clusters 4 sd apart on two axes: ARI ${ari.toFixed(4)} with 10% of the covariate cells blanked, the Bayes rule's ${ceiling.toFixed(4)}`);
+    expect(ari).toBeGreaterThanOrEqual(ceiling - 0.01);
+  });
 });
