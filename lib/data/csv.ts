@@ -910,6 +910,11 @@ function fieldText(bytes: Uint8Array, span: FieldSpan): string {
 }
 
 const MISSING = new Set(['', 'na', 'n/a', 'nan', 'null', 'none']);
+/** Whether a field's text is a missing value (empty, NA, N/A, NaN, null, None; any case). */
+export function isMissingText(text: string): boolean {
+  return MISSING.has(text.trim().toLowerCase());
+}
+
 /** The reason a missing value is given: skipped, or NaN in a `marginal` column. */
 const MISSING_VALUE = 'missing value';
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;

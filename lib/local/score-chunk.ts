@@ -61,8 +61,9 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
   const columns = [...new Set([...fitted.xSlot, ...(fitted.xcSlot ?? []), ...fitted.rSlot].map(columnOf))];
   const fittedSelect = (column: string) => fitted.select.find((s) => s.column === column)!;
   const select: ColumnPlan['select'] = columns.map((column) => {
-    const { kind, levels } = fittedSelect(column);
-    return kind === 'category' ? { column, kind, levels } : { column, kind: 'number' as const };
+    const { kind, levels, marginal } = fittedSelect(column);
+    // A missing value the fit marginalized is marginalized here too (docs/model.md §17).
+    return { column, ...(kind === 'category' ? { kind, levels } : { kind: 'number' as const }), ...(marginal ? { marginal } : {}) };
   });
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
   if (target) select.push({ column: fitted.target, kind: familyOf(doc.family).target.kind, optional: true });
