@@ -10,6 +10,12 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { fitLocal } from '../lib/local/runner.js';
+import { predict as predictRows } from '../lib/api.js';
+import { batchOfRows } from '../lib/rows.js';
+import { Predictor } from '../lib/model/predict.js';
+import { modelOf, reportedComponents } from '../lib/model/summary.js';
+import { asDocument } from '../lib/schemas.js';
+import { lnGamma } from '../lib/math/special.js';
 import { tempDir } from './support/cli.js';
 import { missingCwm, REDUNDANT_MEANS, SEPARATED_MEANS } from './support/missing-data.js';
 import { parseConfig, type ModelConfigInput } from '../lib/config.js';
@@ -21,7 +27,7 @@ import { referenceKernel } from '../lib/kernel/reference.js';
 import { createTfjsKernel } from '../lib/kernel/tfjs.js';
 import type { Batch, Kernel, LocalStepResult } from '../lib/kernel/types.js';
 import { createRandom } from '../lib/math/random.js';
-import { initialAlpha, type GlobalState } from '../lib/model/posterior.js';
+import { derive, initialAlpha, type GlobalState } from '../lib/model/posterior.js';
 import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { MISSING_CODE } from '../lib/model/covariates/categorical.js';
 
@@ -228,6 +234,60 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     console.log(`missing CWM, clusters 3 sd apart on every axis: ARI ${ariHoles.toFixed(4)} with 10% of the covariate cells blanked (the Bayes rule's ${adjustedRandIndex(separated.labels, separated.bayes).toFixed(4)}), ${ariComplete.toFixed(4)} complete`);
     expect(holes.posterior.components).toHaveLength(4);
     expect(ariHoles).toBeGreaterThanOrEqual(ariComplete - 0.01);
+  });
+
+  it('predicts every row with missing cells: p(z | x_o) is the observed sub-vector\'s Student-t marginal, by quadrature over x_m', async () => {
+    const doc = holes.posterior;
+    const scored = await predictRows(holes.posteriorPath, path.join(dir, 'holes.csv'));
+    expect(scored.skipped).toBe(0);
+    expect(adjustedRandIndex(separated.labels, Array.from(scored.cluster))).toBeGreaterThan(0.95); // p(z | x), without y
+    // Rows with one missing covariate: max_k p(z = k | x_o) against π_k ∫ St(x_o, t | m_k, (s_k W_k)⁻¹, dof_k) dt by the trapezoid rule.
+    const rows = separated.holes.trim().split('\n').slice(1).map((line) => {
+      const [x1, x2, x3, y] = line.split(',');
+      return { x1, x2, x3, y };
+    });
+    const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
+    expect(used).toHaveLength(rows.length);
+    const prediction = new Predictor(doc).predict(batch);
+    const { spec, state } = modelOf(asDocument(doc));
+    const d = derive(spec, state);
+    const components = reportedComponents(d);
+    const D = 3;
+    const logStudent = (x: number[], c: number) => {
+      const dof = d.nu[c] + 1 - D;
+      const s = (dof * d.beta[c]) / (1 + d.beta[c]);
+      const centred = x.map((v, i) => v - d.mean[c * D + i]);
+      const w = d.wishart.subarray(c * D * D, (c + 1) * D * D);
+      let delta2 = 0;
+      for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) delta2 += s * centred[i] * w[i * D + j] * centred[j];
+      return lnGamma((dof + D) / 2) - lnGamma(dof / 2) + 0.5 * (D * Math.log(s) + d.lnDetW[c]) - (D / 2) * Math.log(dof * Math.PI) - ((dof + D) / 2) * Math.log1p(delta2 / dof);
+    };
+    let checked = 0;
+    for (let n = 0; n < batch.n && checked < 20; n++) {
+      const x = Array.from(batch.x.subarray(n * D, (n + 1) * D));
+      const gap = x.findIndex(Number.isNaN);
+      if (gap < 0 || x.filter(Number.isNaN).length > 1) continue;
+      const mass = components.map((c) => {
+        let sum = 0;
+        const h = 0.01;
+        for (let t = -15; t <= 15; t += h) sum += Math.exp(logStudent(x.map((v, i) => (i === gap ? t : v)), c)) * h;
+        return d.ePi[c] * sum;
+      });
+      const total = mass.reduce((a, b) => a + b, 0);
+      expect(prediction.clusterProbability[n]).toBeCloseTo(Math.max(...mass) / total, 6);
+      expect(prediction.cluster[n]).toBe(mass.indexOf(Math.max(...mass)));
+      checked++;
+    }
+    expect(checked).toBe(20);
+    // The predictive mean of rows with a missing regression input (at E[x_m | x_o, k]) still predicts y.
+    const rmse = (select: (n: number) => boolean) => {
+      const errors = used.filter(select).map((n) => (prediction.mean[n] - Number(rows[n].y)) ** 2);
+      return Math.sqrt(errors.reduce((a, b) => a + b, 0) / errors.length);
+    };
+    const ySd = doc.state.standardization.ySd;
+    const withGap = rmse((n) => batch.x.subarray(n * D, (n + 1) * D).some(Number.isNaN));
+    console.log(`predict: RMSE ${rmse((n) => !batch.x.subarray(n * D, (n + 1) * D).some(Number.isNaN)).toFixed(3)} on complete rows, ${withGap.toFixed(3)} on rows with a missing covariate; sd of y ${ySd.toFixed(3)}`);
+    expect(withGap).toBeLessThan(0.5 * ySd);
   });
 
   it('clusters as well as the Bayes rule under the true parameters when the missing cells lose information', () => {
