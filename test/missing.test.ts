@@ -14,7 +14,7 @@ import { predict as predictRows } from '../lib/api.js';
 import { batchOfRows } from '../lib/rows.js';
 import { Predictor } from '../lib/model/predict.js';
 import { modelOf, reportedComponents } from '../lib/model/summary.js';
-import { asDocument } from '../lib/schemas.js';
+import { asDocument, PosteriorSchema } from '../lib/schemas.js';
 import { lnGamma } from '../lib/math/special.js';
 import { tempDir } from './support/cli.js';
 import { missingCwm, REDUNDANT_MEANS, SEPARATED_MEANS } from './support/missing-data.js';
@@ -237,7 +237,7 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
   });
 
   it('predicts every row with missing cells: p(z | x_o) is the observed sub-vector\'s Student-t marginal, by quadrature over x_m', async () => {
-    const doc = holes.posterior;
+    const doc = PosteriorSchema.parse(holes.posterior);
     const scored = await predictRows(holes.posteriorPath, path.join(dir, 'holes.csv'));
     expect(scored.skipped).toBe(0);
     expect(adjustedRandIndex(separated.labels, Array.from(scored.cluster))).toBeGreaterThan(0.95); // p(z | x), without y
@@ -248,7 +248,7 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     });
     const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
     expect(used).toHaveLength(rows.length);
-    const prediction = new Predictor(doc).predict(batch);
+    const prediction = new Predictor(asDocument(doc)).predict(batch);
     const { spec, state } = modelOf(asDocument(doc));
     const d = derive(spec, state);
     const components = reportedComponents(d);
