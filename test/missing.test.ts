@@ -28,7 +28,8 @@ import { createTfjsKernel } from '../lib/kernel/tfjs.js';
 import type { Batch, Kernel, LocalStepResult } from '../lib/kernel/types.js';
 import { createRandom } from '../lib/math/random.js';
 import { derive, initialAlpha, type GlobalState } from '../lib/model/posterior.js';
-import { layoutOf, priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { layoutOf, priorCoordinates, specFromConfig, specOfPlan, type ModelSpec } from '../lib/model/spec.js';
+import { missingByColumn, parseWith, planColumns, standardizationOf, toBatch, type DataFile } from '../lib/data/dataset.js';
 import { MISSING_CODE } from '../lib/model/covariates/categorical.js';
 
 /** A spec with D covariates; the first `linked` of them are also the first regression inputs (the default CWM when linked = D = P − 1). */
@@ -296,5 +297,45 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     const ceiling = adjustedRandIndex(closer.labels, closer.bayes);
     console.log(`missing CWM, clusters 4 sd apart on two axes: ARI ${ari.toFixed(4)} with 10% of the covariate cells blanked, the Bayes rule's ${ceiling.toFixed(4)}`);
     expect(ari).toBeGreaterThanOrEqual(ceiling - 0.01);
+  });
+});
+
+describe('reading missing values', () => {
+  const csv = 'x1,x2,r,y\n1,2,3,4\n,2,3,4\nNA,2,3,4\n1,abc,3,4\n1,2,,4\n1,2,3,\n5,6,7,8\n';
+  const file: DataFile = { key: 'd.csv', name: 'd.csv', size: csv.length, etag: '', dataStart: 10, columns: ['x1', 'x2', 'r', 'y'], delimiter: ',', headerLine: 'x1,x2,r,y\n' };
+  const bytes = new TextEncoder().encode(csv.slice(10));
+  const read = (overrides: Partial<ModelConfigInput>) => {
+    const plan = planColumns(parseConfig({ target: 'y', ...overrides }), [file], bytes);
+    return { plan, parsed: parseWith(plan, file, bytes, 2) };
+  };
+
+  it('keeps a missing clustering value as NaN, counted by column; a value that is not a number, a missing regression-only input and a missing target still skip their row', () => {
+    const { plan, parsed } = read({ columns: ['x1', 'x2'], regressionColumns: ['x1', 'r'] });
+    expect(plan.select.map((s) => [s.column, s.marginal ?? false])).toEqual([['x1', true], ['x2', true], ['r', false], ['y', false]]);
+    expect(parsed.rows).toBe(4);
+    expect(Array.from(parsed.values.subarray(4, 12))).toEqual([NaN, 2, 3, 4, NaN, 2, 3, 4]);
+    expect(parsed.skipped.map((s) => [s.line, s.column, s.reason])).toEqual([
+      [5, 'x2', 'not a number'],
+      [6, 'r', 'missing value'],
+      [7, 'y', 'missing value'],
+    ]);
+    expect(missingByColumn(plan, parsed)).toEqual({ x1: 2 });
+  });
+
+  it('skips a row whose missing covariate is a regression input of a family that cannot integrate its response over it', () => {
+    const { plan, parsed } = read({ family: 'bernoulli', columns: ['x1', 'x2'], regressionColumns: ['x1'] });
+    expect(plan.select.map((s) => [s.column, s.marginal ?? false])).toEqual([['x1', false], ['x2', true], ['y', false]]);
+    expect(parsed.skipped.filter((s) => s.column === 'x1').map((s) => s.line)).toEqual([3, 4]);
+  });
+
+  it('standardizes by the observed values and carries NaN into the batch, in x and in the regression input of the same column', () => {
+    const { plan, parsed } = read({ columns: ['x1', 'x2'], regressionColumns: ['x1', 'r'] });
+    const std = standardizationOf(plan, 'gaussian', parsed, 'd.csv');
+    expect(std.xMean[0]).toBeCloseTo((1 + 5) / 2, 12); // x1 over its observed values of the kept rows
+    const batch = toBatch(plan, std, parsed);
+    expect(batch.n).toBe(4);
+    expect(Number.isNaN(batch.x[2])).toBe(true);
+    expect(Number.isNaN(batch.u[3])).toBe(true); // x1 is also u's first input
+    expect(specOfPlan(parseConfig({ target: 'y', columns: ['x1', 'x2'], regressionColumns: ['x1', 'r'] }), plan).covariateInputs).toEqual([0, -1]);
   });
 });
