@@ -4,18 +4,13 @@
  * pollers and an aggregator (test/e2e/stack.ts), the missing cells carried as NaN in the shards'
  * binary copies, counted per column, and the result against the local fit of the same files.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../lib/config.js';
-import { fitLocal } from '../../lib/local/runner.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
 import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { tempDir } from '../support/cli.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import { missingCwm, SEPARATED_MEANS } from '../support/missing-data.js';
-import { eventSources, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { eventSources, expectAgreesWithLocal, localFitOfParts, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
 
 const DATASET = 'holes';
 const MODEL = { target: 'y', components: 6, seed: 3, schedule: { shardRows: 300, tolerance: 1e-7, maxSweeps: 50 } };
@@ -48,21 +43,8 @@ describe('a CWM with missing covariate values on the emulated stack', () => {
     expect(remote.components.filter((c) => c.weight > 0.05)).toHaveLength(4);
 
     // The same files and settings on this machine: the same sums, added in another order.
-    const dir = tempDir('clusterwise-e2e-missing-');
-    const files = parts.map((body, i) => {
-      const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, body);
-      return file;
-    });
-    const local = (await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+    const local = await localFitOfParts(parts, MODEL, 'clusterwise-e2e-missing-');
     expect(local.missingValues).toEqual(remote.missingValues);
-    expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
-    expect(remote.components.length).toBe(local.components.length);
-    remote.components.forEach((c, k) => {
-      expect(c.weight).toBeCloseTo(local.components[k].weight, 5);
-      c.coefficients.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].coefficients[j], 4));
-      c.mean!.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].mean![j], 4));
-    });
+    expectAgreesWithLocal(remote, local);
   });
 });

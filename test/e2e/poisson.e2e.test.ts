@@ -3,18 +3,13 @@
  * serverless pipeline on the emulator: the real handlers, an upload in three parts, four worker
  * pollers and an aggregator (test/e2e/stack.ts), against the local fit of the same files.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../lib/config.js';
-import { fitLocal } from '../../lib/local/runner.js';
 import type { PosteriorDocument } from '../../lib/model/summary.js';
 import { keys } from '../../lib/pipeline/protocol.js';
 import type { Manifest, RunState } from '../../lib/pipeline/run.js';
-import { tempDir } from '../support/cli.js';
 import { pollUntil } from '../support/lambda-poller.js';
 import { poissonCsv, poissonCwm } from '../support/poisson-data.js';
-import { eventSources, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
+import { eventSources, expectAgreesWithLocal, localFitOfParts, readObject, runEnded, splitCsv, startRun, useEmulatedStack } from './stack.js';
 
 const DATASET = 'counts';
 const MODEL = {
@@ -54,21 +49,7 @@ describe('a poisson model on the emulated stack', () => {
 
     // The same files and settings on this machine: batch sweeps from the same initialization, so
     // the two differ only in the order sums are added.
-    const dir = tempDir('clusterwise-e2e-poisson-');
-    const files = parts.map((body, i) => {
-      const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, body);
-      return file;
-    });
-    const local = (await fitLocal({ files, config: parseConfig(MODEL), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
-    expect(remote.rows).toBe(local.rows);
-    expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
-    expect(remote.components.length).toBe(local.components.length);
-    remote.components.forEach((c, k) => {
-      expect(c.weight).toBeCloseTo(local.components[k].weight, 5);
-      c.coefficients.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].coefficients[j], 4));
-      expect(c.intercept).toBeCloseTo(local.components[k].intercept, 4);
-    });
+    const local = await localFitOfParts(parts, MODEL, 'clusterwise-e2e-poisson-');
+    expectAgreesWithLocal(remote, local);
   });
 });

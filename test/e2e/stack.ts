@@ -12,17 +12,22 @@
  * event source mappings (the pollers), and FIFO receives of several messages of one group (the
  * emulator returns one per group, so the aggregator's batches of 10 hold one record each).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import type { Context, S3Event } from 'aws-lambda';
-import { afterAll, beforeAll, vi } from 'vitest';
+import { afterAll, beforeAll, expect, vi } from 'vitest';
 import { S3ObjectStore } from '../../adapters/aws/s3-object-store.js';
 import type { ActiveRun } from '../../lib/pipeline/ingest.js';
 import { STACK_OUTPUTS, type StackOutputName } from '../../infra/outputs.js';
 import { keys } from '../../lib/pipeline/protocol.js';
+import { parseConfig } from '../../lib/config.js';
+import { fitLocal } from '../../lib/local/runner.js';
+import type { PosteriorDocument } from '../../lib/model/summary.js';
+import { tempDir } from '../support/cli.js';
 import { readJsonIfExists, type RunState } from '../../lib/pipeline/run.js';
 import { createBucket, createQueue, startEmulator, type CreatedQueue, type Emulator } from '../support/emulator.js';
 import { LambdaPoller, type LambdaPollerOptions, type SqsHandler } from '../support/lambda-poller.js';
@@ -304,6 +309,35 @@ export function forumLines(): { header: string; rows: string[] } {
 export function splitCsv(header: string, rows: string[], parts: number): string[] {
   const size = Math.ceil(rows.length / parts);
   return Array.from({ length: parts }, (_, i) => [header, ...rows.slice(i * size, (i + 1) * size)].join('\n') + '\n');
+}
+
+/**
+ * The same parts and model fitted on this machine (files part-00.csv … in a temporary folder): what
+ * a run on the stack is compared with (batch sweeps from the same initialization, so the two differ
+ * only in the order sums are added).
+ */
+export async function localFitOfParts(parts: string[], model: Record<string, unknown>, prefix: string): Promise<PosteriorDocument> {
+  const dir = tempDir(prefix);
+  const files = parts.map((body, i) => {
+    const file = path.join(dir, 'data', `part-${String(i).padStart(2, '0')}.csv`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, body);
+    return file;
+  });
+  return (await fitLocal({ files, config: parseConfig(model), outDir: path.join(dir, 'out'), workers: 0 })).posterior;
+}
+
+/** A run's posterior.json agrees with the local fit of the same parts: rows, ELBO, and every component's weight, coefficients, intercept and mean. */
+export function expectAgreesWithLocal(remote: PosteriorDocument, local: PosteriorDocument): void {
+  expect(remote.rows).toBe(local.rows);
+  expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
+  expect(remote.components.length).toBe(local.components.length);
+  remote.components.forEach((c, k) => {
+    expect(c.weight).toBeCloseTo(local.components[k].weight, 5);
+    c.coefficients.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].coefficients[j], 4));
+    expect(c.intercept).toBeCloseTo(local.components[k].intercept, 4);
+    c.mean?.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].mean![j], 4));
+  });
 }
 
 export function partKey(dataset: string, i: number): string {
