@@ -300,6 +300,23 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
   });
 });
 
+describe('a missing covariate the relevance selection drops', () => {
+  it('skips and counts the rows where it is missing when it is also a regression input', async () => {
+    // x1–x3 from the clustered data, x4 noise (no cluster information) with 8 blanks.
+    const data = missingCwm(2000, 29, SEPARATED_MEANS, 0);
+    const random = createRandom(31);
+    const blanks = new Set(Array.from({ length: 8 }, (_, i) => 100 + 211 * i));
+    const lines = data.complete.trim().split('\n');
+    const csv = [`${lines[0]},x4`, ...lines.slice(1).map((line, i) => `${line},${blanks.has(i) ? 'NA' : random.normal().toFixed(5)}`)].join('\n') + '\n';
+    const fitted = await fitCsv(tempDir('clusterwise-missing-relevance-'), 'noise', csv, 'reference');
+    expect(fitted.posterior.covariateRelevance?.find((c) => c.column === 'x4')?.relevant).toBe(false);
+    expect(fitted.posterior.regressionColumns).toContain('x4');
+    expect(fitted.posterior.skippedRows).toBe(8);
+    expect(fitted.posterior.skipped.map((s) => (s as { column: string }).column)).toEqual(Array(8).fill('x4'));
+    expect(fitted.posterior.rows).toBe(1992);
+  });
+});
+
 describe('reading missing values', () => {
   const csv = 'x1,x2,r,y\n1,2,3,4\n,2,3,4\nNA,2,3,4\n1,abc,3,4\n1,2,,4\n1,2,3,\n5,6,7,8\n';
   const file: DataFile = { key: 'd.csv', name: 'd.csv', size: csv.length, etag: '', dataStart: 10, columns: ['x1', 'x2', 'r', 'y'], delimiter: ',', headerLine: 'x1,x2,r,y\n' };

@@ -291,7 +291,11 @@ export class WorkerCache {
     // A prefetched run's first read looks for the copy too (its prefetch may have stored it).
     const look = manifest.binaryShards && (!fresh || manifest.prefetched === true) && !parsed;
     const stored = look ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
-    const rows = stored ? withClusteringColumns(stored, manifest.plan.x) : await parseShard(ctx, manifest, index, this.codec, parsed);
+    let rows = stored && withClusteringColumns(stored, manifest.plan.x);
+    // A copy made before x was narrowed may hold a dropped covariate's missing value as a regression
+    // input the run no longer integrates out (relevance.ts narrowToRelevant): read the CSV again.
+    if (rows && rows !== stored && rows.batch.u.some(Number.isNaN)) rows = undefined;
+    rows ??= await parseShard(ctx, manifest, index, this.codec, parsed);
     const entry: LoadedShard = {
       ...rows.counts,
       weight: rows.weight ?? 1,
