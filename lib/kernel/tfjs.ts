@@ -233,163 +233,163 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
   };
 
   function fusedStep(params: LocalParams, prepared: PreparedTensors, options: LocalStepOptions): LocalStepResult {
-      const { spec } = params;
-      const { T, P } = spec;
-      const D = spec.covariateModel ? spec.D : 0;
-      if (!prepared.live) throw new InternalError(`${name}: localStep on a released batch`);
-      if (prepared.backend !== backendName)
-        throw new InternalError(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
-      if (prepared.n > 0 && (prepared.P !== P || (D > 0 && prepared.D !== D)))
-        throw new RangeError(
-          `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
-        );
-      const layout = layoutOf(spec);
-      if (prepared.n === 0)
-        return {
-          stats: new Float64Array(layout.length),
-          logLik: 0,
-          responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
-        };
-      activateBackend(backendName);
-      const fused = familyOf(spec.family).fused;
-      if (!fused) return referenceKernel.localStep(params, batchOf(prepared), options);
-      const P1 = P + 1;
-      const host = hostParameters(params, D, fused);
-      const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
-      const factors = covariateFactorsOf(spec);
-      const J = spec.levels?.length ?? 0;
-      const codes = prepared.categories;
-      if (factors.length > 0 && !codes) throw new RangeError(`${name}: the model has ${J} categorical covariates; the batch has none`);
-      const factorStats = factors.length > 0 ? new Float64Array(layout.length) : null;
-      const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
-      // Chunk results summed in float64 (module comment).
-      const sumN = new Float64Array(T);
-      const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
-      const sumE = new Float64Array(P1 * T); // Σ v [u, y], (P+1, T)
-      const sumEE = new Float64Array(T); // Σ ee (gaussian: Σ r (q e)²)
-      const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
-      let logLik = 0;
-
-      // The parameter matrices, created once per local step and shared by the chunks (on wasm,
-      // XNNPACK packs each once).
-      const w8: tf.Tensor[] = [];
-      const param = <R extends tf.Rank>(values: Float32Array, shape: number[]): tf.Tensor<R> => {
-        const t = tf.tensor(values, shape);
-        w8.push(t);
-        return t as tf.Tensor<R>;
+    const { spec } = params;
+    const { T, P } = spec;
+    const D = spec.covariateModel ? spec.D : 0;
+    if (!prepared.live) throw new InternalError(`${name}: localStep on a released batch`);
+    if (prepared.backend !== backendName)
+      throw new InternalError(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
+    if (prepared.n > 0 && (prepared.P !== P || (D > 0 && prepared.D !== D)))
+      throw new RangeError(
+        `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
+      );
+    const layout = layoutOf(spec);
+    if (prepared.n === 0)
+      return {
+        stats: new Float64Array(layout.length),
+        logLik: 0,
+        responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
       };
-      try {
-        const fs = D > 0 ? param<tf.Rank.R2>(host.fs, [D + 1, T * D]) : null;
-        const meanT = D > 0 ? param<tf.Rank.R3>(host.mean32, [T, D, 1]) : null; // m̃_k as (T, D, 1)
-        const qu = param<tf.Rank.R2>(host.qu, [P1, T]);
-        const gu = param<tf.Rank.R2>(host.gu, [P1, T * P1]);
-        const bias = param<tf.Rank.R2>(host.bias32, [1, T]);
-        let row = 0;
-        for (const chunk of prepared.chunks) {
-          const c = chunk.rows;
-          const ub = chunk.ub;
-          logLik += rowConstant(chunk, P, spec.family, fused);
-          // The factors' term of ln ρ, (c, T), on the host (module comment).
-          let factorTerm: Float32Array | null = null;
-          if (factorStats) {
-            factorTerm = new Float32Array(c * T);
-            for (let i = 0; i < c; i++)
-              for (let k = 0; k < T; k++) {
-                let s = 0;
-                for (let f = 0; f < factors.length; f++) s += factors[f].logLik(spec, params.factors[f], k, codes!, (row + i) * J);
-                factorTerm[i * T + k] = s;
-              }
-          }
-          const outs = tf.tidy(() => {
-            const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
-            // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
-            const quad = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2) as tf.Tensor2D;
-            let y: tf.Tensor2D | undefined;
-            const inputs: FusedChunk = {
-              lin,
-              quad,
-              get y() {
-                return (y ??= tf.slice(ub, [0, P], [c, 1]));
-              },
-              offset: chunk.offset,
-              bias,
-            };
-            const terms = fused.chunk(tf, inputs);
-            let lnRho = terms.lnRho;
-            if (D > 0) {
-              const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
-              lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
-            }
-            if (factorTerm) lnRho = tf.add(lnRho, tf.tensor2d(factorTerm, [c, T]));
-            // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
-            // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
-            const r = tf.softmax(lnRho) as tf.Tensor2D;
-            const lse = tf.sub(tf.max(lnRho, 1), tf.log(tf.max(r, 1)));
-            // The sums over rows, as A·B with the rows along A's columns and B a narrow temporary
-            // (module comment: never a prepared tensor as B on wasm).
-            const ubT = tf.transpose(ub);
-            const uT = tf.slice(ubT, [0, 0], [P, c]);
-            const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
-            const { w, v, ee } = terms.weights(r);
-            const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
-            out.e = tf.matMul(ubT, v); // Σ v [u, y], (P+1, T)
-            if (ee) out.ee = ee;
-            if (D > 0) {
-              const xa = chunk.xa!;
-              const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
-              const rT = tf.transpose(r);
-              out.n = tf.sum(rT, 1);
-              // r_k ⊙ (x − m̃_k) for all k, (T·D, c)
-              const weightedT = tf.reshape(tf.mul(tf.sub(xT, meanT!), tf.reshape(rT, [T, 1, c])), [T * D, c]) as tf.Tensor2D;
-              out.x = tf.matMul(weightedT, temporary(xa)); // (T·D, D+1)
-            } else {
-              out.n = tf.sum(r, 0);
-            }
-            if (options.responsibilities || factorStats) out.r = r;
-            return out;
-          });
-          try {
-            const lse = outs.lse.dataSync();
-            let s = 0;
-            for (let i = 0; i < c; i++) s += lse[i];
-            logLik += s;
-            addInto(sumN, outs.n.dataSync());
-            addInto(sumUU, outs.uu.dataSync());
-            addInto(sumE, outs.e.dataSync());
-            if (outs.ee) addInto(sumEE, outs.ee.dataSync());
-            if (D > 0) addInto(sumX, outs.x.dataSync());
-            if (resp || factorStats) {
-              const r = outs.r.dataSync();
-              if (resp) resp.set(r, row * T);
-              if (factorStats)
-                for (let i = 0; i < c; i++)
-                  for (let k = 0; k < T; k++) {
-                    const rk = r[i * T + k];
-                    if (rk === 0) continue;
-                    for (let f = 0; f < factors.length; f++)
-                      factors[f].accumulate(spec, codes!, (row + i) * J, rk, factorStats, factorBlocks[f].offset + k * factorBlocks[f].width);
-                  }
-            }
-          } finally {
-            tf.dispose(outs);
-          }
-          row += c;
-        }
-      } finally {
-        for (const t of w8) t.dispose();
-      }
+    activateBackend(backendName);
+    const fused = familyOf(spec.family).fused;
+    if (!fused) return referenceKernel.localStep(params, batchOf(prepared), options);
+    const P1 = P + 1;
+    const host = hostParameters(params, D, fused);
+    const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
+    const factors = covariateFactorsOf(spec);
+    const J = spec.levels?.length ?? 0;
+    const codes = prepared.categories;
+    if (factors.length > 0 && !codes) throw new RangeError(`${name}: the model has ${J} categorical covariates; the batch has none`);
+    const factorStats = factors.length > 0 ? new Float64Array(layout.length) : null;
+    const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
+    // Chunk results summed in float64 (module comment).
+    const sumN = new Float64Array(T);
+    const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
+    const sumE = new Float64Array(P1 * T); // Σ v [u, y], (P+1, T)
+    const sumEE = new Float64Array(T); // Σ ee (gaussian: Σ r (q e)²)
+    const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
+    let logLik = 0;
 
-      const stats = new Float64Array(layout.length);
-      for (let k = 0; k < T; k++) {
-        stats[layout.count + k] = sumN[k];
-        if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
-        const uu = layout.suu + k * P * P;
-        for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
-        fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
-        logLik += stats[layout.count + k] * host.biasRounding[k];
+    // The parameter matrices, created once per local step and shared by the chunks (on wasm,
+    // XNNPACK packs each once).
+    const w8: tf.Tensor[] = [];
+    const param = <R extends tf.Rank>(values: Float32Array, shape: number[]): tf.Tensor<R> => {
+      const t = tf.tensor(values, shape);
+      w8.push(t);
+      return t as tf.Tensor<R>;
+    };
+    try {
+      const fs = D > 0 ? param<tf.Rank.R2>(host.fs, [D + 1, T * D]) : null;
+      const meanT = D > 0 ? param<tf.Rank.R3>(host.mean32, [T, D, 1]) : null; // m̃_k as (T, D, 1)
+      const qu = param<tf.Rank.R2>(host.qu, [P1, T]);
+      const gu = param<tf.Rank.R2>(host.gu, [P1, T * P1]);
+      const bias = param<tf.Rank.R2>(host.bias32, [1, T]);
+      let row = 0;
+      for (const chunk of prepared.chunks) {
+        const c = chunk.rows;
+        const ub = chunk.ub;
+        logLik += rowConstant(chunk, P, spec.family, fused);
+        // The factors' term of ln ρ, (c, T), on the host (module comment).
+        let factorTerm: Float32Array | null = null;
+        if (factorStats) {
+          factorTerm = new Float32Array(c * T);
+          for (let i = 0; i < c; i++)
+            for (let k = 0; k < T; k++) {
+              let s = 0;
+              for (let f = 0; f < factors.length; f++) s += factors[f].logLik(spec, params.factors[f], k, codes!, (row + i) * J);
+              factorTerm[i * T + k] = s;
+            }
+        }
+        const outs = tf.tidy(() => {
+          const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
+          // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
+          const quad = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2) as tf.Tensor2D;
+          let y: tf.Tensor2D | undefined;
+          const inputs: FusedChunk = {
+            lin,
+            quad,
+            get y() {
+              return (y ??= tf.slice(ub, [0, P], [c, 1]));
+            },
+            offset: chunk.offset,
+            bias,
+          };
+          const terms = fused.chunk(tf, inputs);
+          let lnRho = terms.lnRho;
+          if (D > 0) {
+            const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
+            lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
+          }
+          if (factorTerm) lnRho = tf.add(lnRho, tf.tensor2d(factorTerm, [c, T]));
+          // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
+          // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
+          const r = tf.softmax(lnRho) as tf.Tensor2D;
+          const lse = tf.sub(tf.max(lnRho, 1), tf.log(tf.max(r, 1)));
+          // The sums over rows, as A·B with the rows along A's columns and B a narrow temporary
+          // (module comment: never a prepared tensor as B on wasm).
+          const ubT = tf.transpose(ub);
+          const uT = tf.slice(ubT, [0, 0], [P, c]);
+          const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
+          const { w, v, ee } = terms.weights(r);
+          const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
+          out.e = tf.matMul(ubT, v); // Σ v [u, y], (P+1, T)
+          if (ee) out.ee = ee;
+          if (D > 0) {
+            const xa = chunk.xa!;
+            const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
+            const rT = tf.transpose(r);
+            out.n = tf.sum(rT, 1);
+            // r_k ⊙ (x − m̃_k) for all k, (T·D, c)
+            const weightedT = tf.reshape(tf.mul(tf.sub(xT, meanT!), tf.reshape(rT, [T, 1, c])), [T * D, c]) as tf.Tensor2D;
+            out.x = tf.matMul(weightedT, temporary(xa)); // (T·D, D+1)
+          } else {
+            out.n = tf.sum(r, 0);
+          }
+          if (options.responsibilities || factorStats) out.r = r;
+          return out;
+        });
+        try {
+          const lse = outs.lse.dataSync();
+          let s = 0;
+          for (let i = 0; i < c; i++) s += lse[i];
+          logLik += s;
+          addInto(sumN, outs.n.dataSync());
+          addInto(sumUU, outs.uu.dataSync());
+          addInto(sumE, outs.e.dataSync());
+          if (outs.ee) addInto(sumEE, outs.ee.dataSync());
+          if (D > 0) addInto(sumX, outs.x.dataSync());
+          if (resp || factorStats) {
+            const r = outs.r.dataSync();
+            if (resp) resp.set(r, row * T);
+            if (factorStats)
+              for (let i = 0; i < c; i++)
+                for (let k = 0; k < T; k++) {
+                  const rk = r[i * T + k];
+                  if (rk === 0) continue;
+                  for (let f = 0; f < factors.length; f++)
+                    factors[f].accumulate(spec, codes!, (row + i) * J, rk, factorStats, factorBlocks[f].offset + k * factorBlocks[f].width);
+                }
+          }
+        } finally {
+          tf.dispose(outs);
+        }
+        row += c;
       }
-      for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
-      return { stats, logLik, responsibilities: resp };
+    } finally {
+      for (const t of w8) t.dispose();
+    }
+
+    const stats = new Float64Array(layout.length);
+    for (let k = 0; k < T; k++) {
+      stats[layout.count + k] = sumN[k];
+      if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
+      const uu = layout.suu + k * P * P;
+      for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
+      fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
+      logLik += stats[layout.count + k] * host.biasRounding[k];
+    }
+    for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
+    return { stats, logLik, responsibilities: resp };
   }
 }
 
