@@ -345,6 +345,14 @@ describe('reading missing values', () => {
     expect(parsed.skipped.filter((s) => s.column === 'x1').map((s) => s.line)).toEqual([3, 4]);
   });
 
+  it('takes a column whose present values are numbers as numeric however many are missing', () => {
+    const text = 'a,b,y\n1,,1\n2,NA,2\n3,5,3\n4,,4\n5,6,5\n';
+    const sparse: DataFile = { ...file, size: text.length, dataStart: 6, columns: ['a', 'b', 'y'], headerLine: 'a,b,y\n' };
+    const plan = planColumns(parseConfig({ target: 'y' }), [sparse], new TextEncoder().encode(text.slice(6)));
+    expect(plan.x).toEqual(['a', 'b']);
+    expect(plan.xc).toBeUndefined();
+  });
+
   it('standardizes by the observed values and carries NaN into the batch, in x and in the regression input of the same column', () => {
     const { plan, parsed } = read({ columns: ['x1', 'x2'], regressionColumns: ['x1', 'r'] });
     const std = standardizationOf(plan, 'gaussian', parsed, 'd.csv');

@@ -98,10 +98,12 @@ export async function openDataFile(store: ObjectStore, key: string, name = key):
   };
 }
 
-/** Whether the column's values in `bytes` are mostly numbers. */
+/** Whether the column's values in `bytes` are mostly numbers (of those present: a missing value is neither). */
 function isNumeric(file: DataFile, bytes: Uint8Array, column: string): boolean {
-  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }], delimiter: file.delimiter });
-  return parsed.rows > 0 && parsed.rows >= parsed.skippedCount;
+  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number', marginal: true }], delimiter: file.delimiter });
+  let numbers = 0;
+  for (let i = 0; i < parsed.rows; i++) if (!Number.isNaN(parsed.values[i])) numbers++;
+  return numbers > 0 && numbers >= parsed.skippedCount;
 }
 
 /** Columns whose values in `bytes` are mostly numbers: the default clustering/regression columns. */
