@@ -230,6 +230,7 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     expect(holes.posterior.skippedRows).toBe(0);
     expect(holes.posterior.missingValues).toEqual({ x1: separated.blanked[0], x2: separated.blanked[1], x3: separated.blanked[2] });
     expect(complete.posterior.missingValues).toBeUndefined();
+    expect(readFileSync(holes.reportPath, 'utf8')).toContain(`<tr><th>missing x2 (integrated out)</th><td>${separated.blanked[1]}</td></tr>`);
     const ariComplete = adjustedRandIndex(separated.labels, labelsOf(complete));
     const ariHoles = adjustedRandIndex(separated.labels, labelsOf(holes));
     console.log(`missing CWM, clusters 3 sd apart on every axis: ARI ${ariHoles.toFixed(4)} with 10% of the covariate cells blanked (the Bayes rule's ${adjustedRandIndex(separated.labels, separated.bayes).toFixed(4)}), ${ariComplete.toFixed(4)} complete`);
