@@ -290,6 +290,17 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     const withGap = rmse((n) => batch.x.subarray(n * D, (n + 1) * D).some(Number.isNaN));
     console.log(`predict: RMSE ${rmse((n) => !batch.x.subarray(n * D, (n + 1) * D).some(Number.isNaN)).toFixed(3)} on complete rows, ${withGap.toFixed(3)} on rows with a missing covariate; sd of y ${ySd.toFixed(3)}`);
     expect(withGap).toBeLessThan(0.5 * ySd);
+    // Its sd accounts for the missing inputs' spread: standardized residuals have mean square near 1, as on complete rows.
+    const meanSquare = (select: (n: number) => boolean) => {
+      const z2 = used.filter(select).map((n) => ((prediction.mean[n] - Number(rows[n].y)) / prediction.sd![n]) ** 2);
+      return z2.reduce((a, b) => a + b, 0) / z2.length;
+    };
+    const calibration = [false, true].map((gap) => meanSquare((n) => batch.x.subarray(n * D, (n + 1) * D).some(Number.isNaN) === gap));
+    console.log(`predict: mean squared standardized residual ${calibration[0].toFixed(3)} on complete rows, ${calibration[1].toFixed(3)} on rows with a missing covariate`);
+    for (const value of calibration) {
+      expect(value).toBeGreaterThan(0.8);
+      expect(value).toBeLessThan(1.25);
+    }
   });
 
   it('clusters as well as the Bayes rule under the true parameters when the missing cells lose information', () => {

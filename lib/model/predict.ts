@@ -191,9 +191,11 @@ interface PreparedModel {
   constant: Float64Array;
   /**
    * For rows with missing covariates (docs/model.md §17): ln E[π_k], m_k (K × D), the Student-t's
-   * scale matrix Σ_k = (s_k W_k)⁻¹ (K × D × D) and dof_k, and spec.covariateInputs.
+   * scale matrix Σ_k = (s_k W_k)⁻¹ (K × D × D) and dof_k, spec.covariateInputs, and what a
+   * variance of η adds to the spread uᵀΛ_k⁻¹u: 1 / the family's coefficientScale (θ_k's marginal
+   * covariance is coefficientScale · Λ_k⁻¹).
    */
-  marginal: { logWeight: Float64Array; mean: Float64Array; scale: Float64Array; dof: Float64Array; inputs: readonly number[] };
+  marginal: { logWeight: Float64Array; mean: Float64Array; scale: Float64Array; dof: Float64Array; inputs: readonly number[]; spreadPerVariance: Float64Array };
   /**
    * The covariate factors' ln p(x_n | k) of a row (categorical: Σ_j ln(α_kj,x / Σ_l α_kjl)),
    * added to `constant` per row into out (K), or null without such factors (lib/model/covariates/).
@@ -236,7 +238,14 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     D,
     P,
     constant: new Float64Array(K),
-    marginal: { logWeight: new Float64Array(K), mean: new Float64Array(K * D), scale: new Float64Array(K * D * D), dof: new Float64Array(K), inputs: spec.covariateInputs ?? [] },
+    marginal: {
+      logWeight: new Float64Array(K),
+      mean: new Float64Array(K * D),
+      scale: new Float64Array(K * D * D),
+      dof: new Float64Array(K),
+      inputs: spec.covariateInputs ?? [],
+      spreadPerVariance: new Float64Array(K),
+    },
     factorTerms: null,
     halfPower: new Float64Array(K),
     inverseDof: new Float64Array(K),
@@ -266,6 +275,7 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
   components.forEach((c, k) => {
     model.constant[k] = Math.log(d.ePi[c]);
     model.marginal.logWeight[k] = model.constant[k];
+    model.marginal.spreadPerVariance[k] = 1 / (familyOf(spec.family).coefficientScale?.(d, c) ?? 1);
     if (spec.covariateModel) {
       // ln St(x | m, L, dof), L = s W (PRML 10.81–10.82).
       const dof = d.nu[c] + 1 - D;
@@ -554,8 +564,10 @@ export class Predictor {
    * A row with missing covariates (docs/model.md §17), in float64: p(z = k | x_o) from the observed
    * sub-vector's Student-t marginal St(x_o | m_o, Σ_oo, dof) (a Student-t's marginal is Student-t
    * with the same dof), and component k's response from u with each missing input at its
-   * conditional mean E[x_m | x_o, k] = m_m + Σ_mo Σ_oo⁻¹ (x_o − m_o) (plug-in: the spread of that
-   * guess is not added to the spread of θᵀu). With `keep`, writes what `mixture` reads.
+   * conditional mean E[x_m | x_o, k] = m_m + Σ_mo Σ_oo⁻¹ (x_o − m_o), its conditional covariance
+   * V = (dof + δ²)/(dof + o − 2) (Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om) (the conditional Student-t's) entering
+   * the spread twice: E[uᵀΛ⁻¹u] = ûᵀΛ⁻¹û + tr(Λ⁻¹V), and the variance θᵀVθ it gives η, in spread
+   * units (spreadPerVariance). With `keep`, writes what `mixture` reads.
    */
   private missingRow(
     batch: Batch,
@@ -590,13 +602,20 @@ export class Predictor {
       lw[k] =
         logWeight[k] + (levelTerms ? levelTerms[row * K + k] : 0) +
         lnGamma((nu + o) / 2) - lnGamma(nu / 2) - 0.5 * logDetFromCholesky(l, o) - (o / 2) * Math.log(nu * Math.PI) - ((nu + o) / 2) * Math.log1p(delta2 / nu);
-      // u with its missing inputs at E[x_m | x_o, k]
-      for (const i of absent) {
-        if ((inputs[i] ?? -1) < 0) continue;
+      // u with its missing inputs at E[x_m | x_o, k]; V of those inputs (the linked missing covariates).
+      const linked = absent.filter((i) => (inputs[i] ?? -1) >= 0);
+      const across = linked.map((i) => backSubstitute(l, o, forwardSubstitute(l, o, Float64Array.from(observed, (j) => s[i * D + j])))); // Σ_oo⁻¹ Σ_o,i
+      for (const i of linked) {
         let v = mk[i];
         observed.forEach((j, a) => (v += s[i * D + j] * z[a]));
         u[inputs[i]] = v;
       }
+      const inflation = (nu + delta2) / Math.max(nu + o - 2, 1e-300);
+      const conditional = (a: number, b: number) => {
+        let v = s[linked[a] * D + linked[b]];
+        observed.forEach((j, c) => (v -= s[linked[a] * D + j] * across[b][c]));
+        return inflation * v;
+      };
       let eta = 0;
       for (let i = 0; i < P; i++) eta += coef[k * P + i] * u[i];
       mu[k] = eta;
@@ -606,7 +625,22 @@ export class Predictor {
         for (let i = j; i < P; i++) t += u[i] * spreadFactor[i * K * P + k * P + j];
         sq += t * t;
       }
-      spread[k] = sq;
+      // tr(Λ⁻¹V) and θᵀVθ over the linked inputs, Λ⁻¹ = C Cᵀ
+      const cc = (i: number, j: number) => {
+        let t = 0;
+        for (let q = 0; q <= Math.min(i, j); q++) t += spreadFactor[i * K * P + k * P + q] * spreadFactor[j * K * P + k * P + q];
+        return t;
+      };
+      let trace = 0;
+      let variance = 0;
+      linked.forEach((ia, a) =>
+        linked.forEach((ib, b) => {
+          const v = conditional(a, b);
+          trace += cc(inputs[ia], inputs[ib]) * v;
+          variance += coef[k * P + inputs[ia]] * coef[k * P + inputs[ib]] * v;
+        }),
+      );
+      spread[k] = sq + trace + variance * m.marginal.spreadPerVariance[k];
     }
     logSumExp(lw, K, lw); // lw ← p(z = k | x_o)
     const moments = new Float64Array(2);
