@@ -16,7 +16,8 @@
  * `Predictor` with a tfjs backend); the float64 loops below are the reference and the fallback.
  * Everything else (means θ_kᵀu, the mixture, the Student-t constants) is float64 on the host: a
  * float32 error in δ² or the spread moves a weight or a deviation by ~1e-7 relative, below what
- * is printed, while the mean is printed to 8 digits.
+ * is printed, while the mean is printed to 8 digits. A row with missing covariates is scored on its
+ * own, in float64 (Predictor#missingRow; docs/model.md §17).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
