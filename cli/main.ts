@@ -135,6 +135,7 @@ export function buildProgram(): Command {
         console.log(clusterTable(p, process.stdout.columns ?? 120));
         const shared = p.covariateRelevance?.filter((c) => !c.relevant).map((c) => c.column) ?? [];
         if (shared.length) console.log(`no cluster information in ${shared.join(', ')}: modelled as one shared Gaussian, not per cluster (--no-covariate-selection to change)`);
+        if (p.missingValues) console.log(missingSummary(p.missingValues, p.rows));
         if (p.skippedRows > 0) console.log(skippedSummary(p.skippedRows, p.rows, p.skipped as SkippedRow[]));
         console.log(`wrote ${result.posteriorPath}, ${result.reportPath}${result.assignmentsPath ? `, ${result.assignmentsPath}` : ''}`);
       } finally {
@@ -284,6 +285,12 @@ export function skippedSummary(skipped: number, used: number, examples: SkippedR
   for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
   if (skipped > show) lines.push(`  … (${Math.min(examples.length, 50)} listed in posterior.json and report.html)`);
   return lines.join('\n');
+}
+
+/** The marginalized missing values for the terminal: per column, how many of the used rows lack it (docs/model.md §18). */
+export function missingSummary(missing: Record<string, number>, rows: number): string {
+  const columns = Object.entries(missing).map(([column, count]) => `${column} ${count} (${((100 * count) / Math.max(1, rows)).toPrecision(2)}%)`);
+  return `missing values integrated out, not skipped: ${columns.join(', ')}`;
 }
 
 /** Every input file exists and is named once (two names of one file would fit its rows twice). */

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { parseConfig, type ModelConfigInput } from './config.js';
-import { parseHeader, parseRows } from './data/csv.js';
+import { parseHeader, parseRows, type SelectedColumn } from './data/csv.js';
 import { DataError } from './data/errors.js';
 import type { BackendName } from './kernel/backend.js';
 import { fitLocal } from './local/runner.js';
@@ -177,11 +177,17 @@ async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> 
   const needed = plan.select.filter((s) => s.column !== plan.target);
   for (const { column } of needed) if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file, line: 1 });
   // Numbers as numbers; a category as its text (batchOfRows names a level the model does not know).
-  const select = needed.map(({ column, kind }) => (kind === 'category' ? { column, kind, levels: [] } : { column, kind: 'number' as const }));
+  // A missing value the fit marginalized reads as NaN (docs/model.md §18).
+  const select = needed.map(({ column, kind, marginal }): SelectedColumn => ({
+    column,
+    ...(kind === 'category' ? { kind, levels: [] } : { kind: 'number' as const }),
+    ...(marginal ? { marginal } : {}),
+  }));
   const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2, collectLevels: true });
   const value = (i: number, j: number) => {
     const v = parsed.values[i * needed.length + j];
-    return select[j].levels ? select[j].levels![v] : v;
+    const levels = select[j].levels;
+    return levels && !Number.isNaN(v) ? levels[v] : v;
   };
   return Array.from({ length: parsed.rows }, (_, i) => Object.fromEntries(needed.map((s, j) => [s.column, value(i, j)])));
 }

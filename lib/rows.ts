@@ -11,6 +11,8 @@ import { asDocument, type Posterior } from './schemas.js';
 import { derive } from './model/posterior.js';
 import { familyOf } from './model/families/index.js';
 import { DataError } from './data/errors.js';
+import { isMissingText } from './data/csv.js';
+import { MISSING_CODE } from './model/covariates/categorical.js';
 
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
 export type Row = Readonly<Record<string, unknown>>;
@@ -81,13 +83,21 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
       offsetOfLevels += plan.select[slot].levels!.length;
       return code;
     });
+    // A missing value of a column the fit marginalized stays NaN (MISSING_CODE for a level; docs/model.md §18).
+    const marginal = (slot: number) => {
+      const value = row[plan.select[slot].column];
+      return plan.select[slot].marginal === true && (value === undefined || value === null || Number.isNaN(value) || (typeof value === 'string' && isMissingText(value)));
+    };
+    const known = (values: number[], slots: readonly number[]) => values.every((v, j) => Number.isFinite(v) || marginal(slots[j]));
+    const complete = known(xs, plan.xSlot) && known(rs, plan.rSlot) && known(codes, plan.xcSlot ?? []);
+    codes.forEach((v, j) => Number.isNaN(v) && (codes[j] = MISSING_CODE));
     // A categorical target (multinomial): its label's index among the fitted classes, −1 when missing.
     const target = !options.withTarget ? 0 : targetSpec.kind === 'category' ? levelOf(row, index, plan.ySlot) : numberOf(row[plan.target], binary);
     // The offset of η in its own units; an exposure through its logarithm (NaN unless positive).
     const o = plan.offset ? (plan.offset.log ? Math.log(numberOf(row[plan.offset.column], false)) : numberOf(row[plan.offset.column], false)) : 0;
     const validTarget =
       targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' || targetSpec.kind === 'category' ? Number.isInteger(target) && target >= 0 : true;
-    const usable = [...xs, ...rs, ...codes, target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
+    const usable = complete && [target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
     if (!usable) return;
     categories.push(...codes);
     offset.push(o);

@@ -75,6 +75,7 @@ export const SelectedColumnSchema = z.object({
   column: z.string(),
   kind: z.enum(['number', 'binary', 'count', 'positive', 'category']),
   optional: z.boolean().optional(),
+  marginal: z.boolean().optional().describe('a missing value is marginalized (NaN), not a skipped row (docs/model.md §18)'),
   levels: z.array(z.string()).optional().describe("a category's levels, sorted; the first is the regression's reference level"),
 });
 
@@ -111,6 +112,10 @@ export const PosteriorSchema = z
     covariateModel: z.boolean(),
     rows: z.number().int().min(0).describe('rows used'),
     skippedRows: z.number().int().min(0).describe('rows skipped as unusable'),
+    missingValues: z
+      .record(z.string(), z.number().int().min(1))
+      .optional()
+      .describe('missing clustering-covariate values by column, marginalized rather than skipped (docs/model.md §18); absent: none'),
     elbo: z.number().describe('evidence lower bound in data units (docs/model.md §5)'),
     converged: z.boolean(),
     components: z.array(Component).describe('components expected to hold at least one row, by weight descending'),

@@ -71,18 +71,21 @@ describe('clusterwise fit: bad input gets a clear error and a non-zero exit', ()
     expect(r.stderr).toContain("unknown option '--colour'");
   });
 
-  it('skips and reports a few bad rows, and still fits', () => {
+  it('skips and reports a few bad rows, integrates a missing covariate out, and still fits', () => {
     const good = readFileSync('examples/forum.csv', 'utf8').trimEnd().split('\n');
-    good.splice(5, 0, '0.1,NA,3', '0.2,abc,1');
+    good.splice(5, 0, '0.1,NA,3', '0.2,abc,1', '0.3,1,');
     const file = write('some-bad.csv', good.join('\n') + '\n');
     const r = runCli(['fit', file, '--target', 'y', '--out', out, '--workers', '0']);
     expect(r.code).toBe(0);
     const posterior = JSON.parse(readFileSync(path.join(out, 'posterior.json'), 'utf8'));
-    expect(posterior.rows).toBe(1000);
+    // The missing x2 is integrated out (docs/model.md §18); a value that is not a number and a missing target skip their rows.
+    expect(posterior.rows).toBe(1001);
+    expect(posterior.missingValues).toEqual({ x2: 1 });
+    expect(r.stdout).toContain('missing values integrated out, not skipped: x2 1 (0.10%)');
     expect(posterior.skippedRows).toBe(2);
     expect(posterior.skipped.map((s: { line: number; column: string; reason: string }) => [s.line, s.column, s.reason])).toEqual([
-      [6, 'x2', 'missing value'],
       [7, 'x2', 'not a number'],
+      [8, 'y', 'missing value'],
     ]);
   });
 });

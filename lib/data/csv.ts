@@ -330,6 +330,12 @@ export interface SelectedColumn {
   kind: ColumnKind;
   /** A missing or unreadable value becomes NaN instead of skipping the row (predict's target). */
   optional?: boolean;
+  /**
+   * A missing value (empty, NA, N/A, NaN, null, None) becomes NaN instead of skipping the row: a
+   * clustering covariate the model marginalizes (docs/model.md §18). Any other unreadable value
+   * still skips it.
+   */
+  marginal?: boolean;
   /** For kind 'category': the known levels; a value is its index here. */
   levels?: string[];
 }
@@ -444,6 +450,8 @@ interface ParseState {
   kind: Uint8Array;
   /** For each header column, 1 when a bad value is NaN rather than a skipped row. */
   optional: Uint8Array;
+  /** For each header column, 1 when a missing value is NaN rather than a skipped row (SelectedColumn.marginal). */
+  marginal: Uint8Array;
   /** For each header column of kind category, its levels by text (else null). */
   levelIndex: (Map<string, number> | null)[];
   /** Header index of the `text` column, or -1. */
@@ -504,12 +512,14 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
   const slot = new Int32Array(fieldCount).fill(-1);
   const kind = new Uint8Array(fieldCount);
   const optional = new Uint8Array(fieldCount);
+  const marginal = new Uint8Array(fieldCount);
   const levelIndex: (Map<string, number> | null)[] = new Array(fieldCount).fill(null);
   options.select.forEach((selected, index) => {
     const column = resolveColumn(options.header, selected.column, options.file);
     slot[column] = index;
     kind[column] = KINDS[selected.kind];
     optional[column] = selected.optional ? 1 : 0;
+    marginal[column] = selected.marginal ? 1 : 0;
     if (selected.kind === 'category') levelIndex[column] = new Map((selected.levels ?? []).map((level, i) => [level, i]));
   });
   const textField = options.text === undefined ? -1 : resolveColumn(options.header, options.text, options.file);
@@ -527,6 +537,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     slot,
     kind,
     optional,
+    marginal,
     levelIndex,
     textField,
     width,
@@ -823,7 +834,7 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
             : kind === KIND_POSITIVE
               ? toPositive(text)
               : toNumber(text);
-    if (typeof value === 'string' && state.optional[field]) {
+    if ((typeof value === 'string' && state.optional[field]) || (value === MISSING_VALUE && state.marginal[field])) {
       state.values[base + s] = NaN;
       continue;
     }
@@ -899,6 +910,13 @@ function fieldText(bytes: Uint8Array, span: FieldSpan): string {
 }
 
 const MISSING = new Set(['', 'na', 'n/a', 'nan', 'null', 'none']);
+/** Whether a field's text is a missing value (empty, NA, N/A, NaN, null, None; any case). */
+export function isMissingText(text: string): boolean {
+  return MISSING.has(text.trim().toLowerCase());
+}
+
+/** The reason a missing value is given: skipped, or NaN in a `marginal` column. */
+const MISSING_VALUE = 'missing value';
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** The reason a decimal too large to use is skipped (MAX_MAGNITUDE). */
@@ -907,7 +925,7 @@ export const TOO_LARGE = 'beyond ±1e150 (its square would overflow)';
 /** A finite decimal number within ±MAX_MAGNITUDE, or the reason the text is not one. */
 export function toNumber(text: string): number | string {
   const t = text.trim();
-  if (MISSING.has(t.toLowerCase())) return 'missing value';
+  if (MISSING.has(t.toLowerCase())) return MISSING_VALUE;
   if (!DECIMAL.test(t)) return 'not a number';
   const value = Number(t);
   return Math.abs(value) < MAX_MAGNITUDE ? value : TOO_LARGE;
@@ -931,7 +949,7 @@ export function toPositive(text: string): number | string {
  */
 function toLevel(text: string, state: ParseState, field: number): number | string {
   const t = text.trim();
-  if (MISSING.has(t.toLowerCase())) return 'missing value';
+  if (MISSING.has(t.toLowerCase())) return MISSING_VALUE;
   const index = state.levelIndex[field]!;
   const known = index.get(t);
   if (known !== undefined) return known;
@@ -952,7 +970,7 @@ export function toBinary(text: string): number | string {
   const t = text.trim().toLowerCase();
   if (t === 'true') return 1;
   if (t === 'false') return 0;
-  if (MISSING.has(t)) return 'missing value';
+  if (MISSING.has(t)) return MISSING_VALUE;
   const value = DECIMAL.test(t) ? Number(t) : NaN;
   if (value === 0) return 0; // also -0
   return value === 1 ? 1 : 'not 0/1 or true/false';

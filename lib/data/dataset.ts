@@ -4,7 +4,7 @@
  */
 import type { CovariateRelevance } from '../inference/relevance.js';
 import type { Delimiter, ModelConfig } from '../config.js';
-import { familyOf } from '../model/families/index.js';
+import { familyOf, integratesMissingInputs } from '../model/families/index.js';
 import type { Batch } from '../kernel/types.js';
 import type { ObjectStore } from '../pipeline/ports.js';
 import pMap from 'p-map';
@@ -22,6 +22,7 @@ import {
 } from './csv.js';
 import { DataError } from './errors.js';
 import { noScratch, type ArraySource } from './scratch.js';
+import { MISSING_CODE } from '../model/covariates/categorical.js';
 
 /** One CSV object of a dataset, as the planner found it. */
 export interface DataFile {
@@ -97,10 +98,12 @@ export async function openDataFile(store: ObjectStore, key: string, name = key):
   };
 }
 
-/** Whether the column's values in `bytes` are mostly numbers. */
+/** Whether the column's values in `bytes` are mostly numbers (of those present: a missing value is neither). */
 function isNumeric(file: DataFile, bytes: Uint8Array, column: string): boolean {
-  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number' }], delimiter: file.delimiter });
-  return parsed.rows > 0 && parsed.rows >= parsed.skippedCount;
+  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number', marginal: true }], delimiter: file.delimiter });
+  let numbers = 0;
+  for (let i = 0; i < parsed.rows; i++) if (!Number.isNaN(parsed.values[i])) numbers++;
+  return numbers > 0 && numbers >= parsed.skippedCount;
 }
 
 /** Columns whose values in `bytes` are mostly numbers: the default clustering/regression columns. */
@@ -172,6 +175,11 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   // Categorical regression columns stand as one input each until settleLevels expands them.
   const rSlot = r.map((c) => slotOf(c, kindOf(c)));
   const ySlot = slotOf(config.target, familyOf(config.family).target.kind);
+  // Missing clustering values are marginalized (docs/model.md §18): a numeric one unless it is also a
+  // regression input of a family that cannot integrate its response over it, a categorical one unless
+  // it is also a regression input. Every other missing value skips its row.
+  const marginalizesInputs = integratesMissingInputs(familyOf(config.family));
+  for (const c of x) if (!r.includes(c) || (marginalizesInputs && !categorical.has(c))) select[slotOf(c, kindOf(c))].marginal = true;
   const offset =
     offsetColumn === undefined
       ? undefined
@@ -273,15 +281,24 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
   const mean = new Float64Array(width);
   const sd = new Float64Array(width);
   for (let j = 0; j < width; j++) {
+    // Over the column's observed values: a marginalized column's missing ones are NaN (§18).
+    let observed = 0;
     let scale = 0;
-    for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(v[i * width + j]));
+    for (let i = 0; i < n; i++) {
+      const value = v[i * width + j];
+      if (Number.isNaN(value)) continue;
+      observed++;
+      scale = Math.max(scale, Math.abs(value));
+    }
+    if (observed < 2) throw new DataError(`column "${plan.select[j].column}" has ${observed} value${observed === 1 ? '' : 's'} in the ${n} sampled rows; drop it from the columns`, { file: fileName });
     let m = 0;
-    if (scale > 0) for (let i = 0; i < n; i++) m += v[i * width + j] / scale / n;
+    if (scale > 0) for (let i = 0; i < n; i++) if (!Number.isNaN(v[i * width + j])) m += v[i * width + j] / scale / observed;
     let sq = 0;
     if (scale > 0)
       for (let i = 0; i < n; i++) {
+        if (Number.isNaN(v[i * width + j])) continue;
         const d = v[i * width + j] / scale - m;
-        sq += (d * d) / n;
+        sq += (d * d) / observed;
       }
     mean[j] = m * scale;
     sd[j] = Math.sqrt(sq) * scale;
@@ -289,7 +306,7 @@ export function standardizationOf(plan: ColumnPlan, family: ModelConfig['family'
     if (plan.select[j].kind === 'category') continue; // level indices (settleLevels checked their number)
     if (!(Math.sqrt(sq) > CONSTANT_RELATIVE_SD)) {
       const role = j === plan.ySlot ? 'the target ' : '';
-      const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j]) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
+      const what = scale === 0 || v.subarray(0, n * width).every((x, k) => k % width !== j || x === v[j] || Number.isNaN(x)) ? `every value is ${v[j]}` : `its deviation is below ${CONSTANT_RELATIVE_SD} of its magnitude`;
       throw new DataError(
         `${role}column "${plan.select[j].column}" is constant in the ${n} sampled rows (${what}); ` +
           (role ? 'there is nothing to regress' : 'drop it from the columns'),
@@ -340,6 +357,8 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
   const hi = center.map((c, j) => c + MAX_STANDARDIZED * scale[j]);
   // An optional column (predict's target) never costs a row its prediction: missing or wild, it is not checked.
   const optional = plan.select.map((s) => s.optional === true);
+  // A marginalized column's missing value (NaN) is not a wild one (§18).
+  const marginal = plan.select.map((s) => s.marginal === true);
   const v = parsed.values;
   const newRow = parsed.records ? new Int32Array(parsed.rows) : undefined;
   let kept = 0;
@@ -347,7 +366,7 @@ export function dropOverflowingRows(plan: ColumnPlan, std: Standardization, pars
     let bad = -1;
     for (let j = 0; j < width; j++) {
       const value = v[i * width + j];
-      if (!(value >= lo[j] && value <= hi[j]) && !optional[j]) {
+      if (!(value >= lo[j] && value <= hi[j]) && !optional[j] && !(marginal[j] && Number.isNaN(value))) {
         bad = j;
         break;
       }
@@ -437,10 +456,30 @@ function categoryCodes(plan: ColumnPlan, parsed: ParsedRows, arrays: ArraySource
   const codes = arrays.int32('categories', n * J);
   let offset = 0;
   slots.forEach((slot, j) => {
-    for (let i = 0; i < n; i++) codes[i * J + j] = offset + parsed.values[i * width + slot];
+    for (let i = 0; i < n; i++) {
+      const level = parsed.values[i * width + slot];
+      codes[i * J + j] = Number.isNaN(level) ? MISSING_CODE : offset + level; // missing: its term dropped (§18)
+    }
     offset += plan.select[slot].levels!.length;
   });
   return codes;
+}
+
+/**
+ * Missing values by column among the kept rows of `parsed` (NaN in a marginalized column,
+ * docs/model.md §18), or undefined when there are none: what a shard reports. Read after
+ * toBatch, which may skip rows.
+ */
+export function missingByColumn(plan: ColumnPlan, parsed: ParsedRows): Record<string, number> | undefined {
+  const width = plan.select.length;
+  const counts: Record<string, number> = {};
+  plan.select.forEach((s, j) => {
+    if (!s.marginal) return;
+    let count = 0;
+    for (let i = 0; i < parsed.rows; i++) if (Number.isNaN(parsed.values[i * width + j])) count++;
+    if (count > 0) counts[s.column] = count;
+  });
+  return Object.keys(counts).length > 0 ? counts : undefined;
 }
 
 /** Rows read for standardization and initialization, and what they tell about the whole data. */

@@ -10,6 +10,7 @@
  * refined on the whole sample, with moves. Candidate c uses random stream c of `seed`, so adding
  * restarts never lowers the best screened ELBO.
  */
+import { rowsOf } from '../kernel/batch.js';
 import type { Batch, Kernel } from '../kernel/types.js';
 import { createRandom, type Random } from '../math/random.js';
 import { initialAlpha, sortBySize, type GlobalState } from '../model/posterior.js';
@@ -308,21 +309,8 @@ export function stratifiedSubsample(batch: Batch, m: number, random: Random): Ba
   if (batch.n <= m) return batch;
   const stride = Math.ceil(batch.n / m);
   const n = Math.ceil(batch.n / stride);
-  const D = batch.x.length / batch.n;
-  const P = batch.u.length / batch.n;
-  const out: Batch = { n, x: new Float64Array(n * D), u: new Float64Array(n * P), y: new Float64Array(n) };
-  if (batch.offset) out.offset = new Float64Array(n);
-  const J = batch.categories ? batch.categories.length / batch.n : 0;
-  if (batch.categories) out.categories = new Int32Array(n * J);
-  for (let i = 0; i < n; i++) {
-    const src = i * stride + random.int(Math.min(stride, batch.n - i * stride));
-    out.x.set(batch.x.subarray(src * D, (src + 1) * D), i * D);
-    out.u.set(batch.u.subarray(src * P, (src + 1) * P), i * P);
-    out.y[i] = batch.y[src];
-    if (out.offset) out.offset[i] = batch.offset![src];
-    if (out.categories) out.categories.set(batch.categories!.subarray(src * J, (src + 1) * J), i * J);
-  }
-  return out;
+  const rows = Array.from({ length: n }, (_, i) => i * stride + random.int(Math.min(stride, batch.n - i * stride)));
+  return rowsOf(batch, rows);
 }
 
 /** Run on one in-memory batch prepared by the kernel, freed afterwards. */

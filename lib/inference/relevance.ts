@@ -221,8 +221,12 @@ export function relevanceOf(columns: string[], selection: Pick<SelectionResult, 
  * irrelevant columns stay regression columns when they were), and every candidate's relevance kept.
  */
 export function narrowToRelevant(plan: ColumnPlan, standardization: Standardization, relevant: number[], relevance: CovariateRelevance[]) {
+  // A dropped covariate that is also a regression input is no longer integrated out where missing
+  // (docs/model.md §18): such rows are skipped, as for any missing regression-only input.
+  const dropped = new Set(plan.x.filter((_, j) => !relevant.includes(j)));
+  const select = plan.select.map(({ marginal, ...column }) => (marginal && !(dropped.has(column.column) && plan.r.includes(column.column)) ? { ...column, marginal } : column));
   return {
-    plan: { ...plan, x: relevant.map((j) => plan.x[j]), xSlot: relevant.map((j) => plan.xSlot[j]), relevance },
+    plan: { ...plan, select, x: relevant.map((j) => plan.x[j]), xSlot: relevant.map((j) => plan.xSlot[j]), relevance },
     standardization: { ...standardization, xMean: relevant.map((j) => standardization.xMean[j]), xSd: relevant.map((j) => standardization.xSd[j]) },
   };
 }

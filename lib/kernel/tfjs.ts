@@ -93,6 +93,14 @@
  * the host in float64 from the batch's codes (kept as an Int32Array, J values per row), the term
  * rounded once to float32 and added to ln ρ before the softmax, the counts from the chunk's
  * float32 r (downloaded only then). A model without categorical covariates does none of it.
+ *
+ * Rows with a missing numeric covariate (NaN in x; docs/model.md §18) have no fused form: their
+ * term integrates x_m out per row and component (lib/kernel/missing.ts). prepare() moves them to a
+ * float64 side batch (their float32 values widened, as a family without a fused path gets them),
+ * which the reference step takes; the complete rows go into the chunks as before, and the two
+ * results are added (responsibilities put back in row order). A batch without a missing cell has
+ * no side batch and runs exactly the code it ran before; a missing categorical value needs none
+ * (its term is dropped in the host-side lookup).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { covariateFactorsOf } from '../model/covariates/index.js';
@@ -102,6 +110,7 @@ import type { LocalParams } from '../model/posterior.js';
 import { layoutOf } from '../model/spec.js';
 import { InternalError } from '../errors.js';
 import { BackendUnavailableError } from './backend.js';
+import { rowsOf, rowsWithMissing } from './batch.js';
 import { referenceKernel } from './reference.js';
 import type { Batch, Kernel, LocalStepOptions, LocalStepResult } from './types.js';
 
@@ -132,6 +141,11 @@ export interface PreparedTensors {
   chunks: PreparedChunk[];
   /** The batch's categorical codes (Batch.categories), (n, J), or null. */
   categories: Int32Array | null;
+  /**
+   * Rows with a missing numeric covariate, taken by the reference step (module comment): their
+   * indices in the batch, the indices of the chunks' rows, and the rows themselves; null when none.
+   */
+  missing: { rows: number[]; complete: number[]; batch: Batch } | null;
   /** False after release(). */
   live: boolean;
 }
@@ -172,16 +186,25 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
           `${name}: inconsistent batch: n = ${n}, x has ${batch.x.length} values, u ${batch.u.length}, y ${batch.y.length}`,
         );
       activateBackend(backendName);
+      const incomplete = rowsWithMissing(batch);
+      let missing: PreparedTensors['missing'] = null;
+      let fusedRows = batch;
+      if (incomplete.length > 0) {
+        const isMissing = new Set(incomplete);
+        const complete = Array.from({ length: n }, (_, i) => i).filter((i) => !isMissing.has(i));
+        missing = { rows: incomplete, complete, batch: widened(rowsOf(batch, incomplete)) };
+        fusedRows = rowsOf(batch, complete);
+      }
       const chunks: PreparedChunk[] = [];
       try {
-        for (let start = 0; start < n; start += chunkRows)
-          chunks.push(prepareChunk(batch, start, Math.min(n, start + chunkRows), D, P));
+        for (let start = 0; start < fusedRows.n; start += chunkRows)
+          chunks.push(prepareChunk(fusedRows, start, Math.min(fusedRows.n, start + chunkRows), D, P));
       } catch (error) {
         for (const c of chunks) disposeChunk(c);
         throw error;
       }
-      const categories = batch.categories ? Int32Array.from(batch.categories) : null;
-      return { backend: backendName, n, D, P, chunks, categories, live: true };
+      const categories = fusedRows.categories ? Int32Array.from(fusedRows.categories) : null;
+      return { backend: backendName, n: fusedRows.n, D, P, chunks, categories, missing, live: true };
     },
 
     release(prepared: PreparedTensors): void {
@@ -192,165 +215,182 @@ export function createTfjsKernel(backendName: TfjsBackendName, options: TfjsKern
     },
 
     localStep(params: LocalParams, prepared: PreparedTensors, options: LocalStepOptions = {}): LocalStepResult {
-      const { spec } = params;
-      const { T, P } = spec;
-      const D = spec.covariateModel ? spec.D : 0;
-      if (!prepared.live) throw new InternalError(`${name}: localStep on a released batch`);
-      if (prepared.backend !== backendName)
-        throw new InternalError(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
-      if (prepared.n > 0 && (prepared.P !== P || (D > 0 && prepared.D !== D)))
-        throw new RangeError(
-          `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
-        );
-      const layout = layoutOf(spec);
-      if (prepared.n === 0)
-        return {
-          stats: new Float64Array(layout.length),
-          logLik: 0,
-          responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
-        };
-      activateBackend(backendName);
-      const fused = familyOf(spec.family).fused;
-      if (!fused) return referenceKernel.localStep(params, batchOf(prepared), options);
-      const P1 = P + 1;
-      const host = hostParameters(params, D, fused);
-      const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
-      const factors = covariateFactorsOf(spec);
-      const J = spec.levels?.length ?? 0;
-      const codes = prepared.categories;
-      if (factors.length > 0 && !codes) throw new RangeError(`${name}: the model has ${J} categorical covariates; the batch has none`);
-      const factorStats = factors.length > 0 ? new Float64Array(layout.length) : null;
-      const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
-      // Chunk results summed in float64 (module comment).
-      const sumN = new Float64Array(T);
-      const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
-      const sumE = new Float64Array(P1 * T); // Σ v [u, y], (P+1, T)
-      const sumEE = new Float64Array(T); // Σ ee (gaussian: Σ r (q e)²)
-      const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
-      let logLik = 0;
-
-      // The parameter matrices, created once per local step and shared by the chunks (on wasm,
-      // XNNPACK packs each once).
-      const w8: tf.Tensor[] = [];
-      const param = <R extends tf.Rank>(values: Float32Array, shape: number[]): tf.Tensor<R> => {
-        const t = tf.tensor(values, shape);
-        w8.push(t);
-        return t as tf.Tensor<R>;
-      };
-      try {
-        const fs = D > 0 ? param<tf.Rank.R2>(host.fs, [D + 1, T * D]) : null;
-        const meanT = D > 0 ? param<tf.Rank.R3>(host.mean32, [T, D, 1]) : null; // m̃_k as (T, D, 1)
-        const qu = param<tf.Rank.R2>(host.qu, [P1, T]);
-        const gu = param<tf.Rank.R2>(host.gu, [P1, T * P1]);
-        const bias = param<tf.Rank.R2>(host.bias32, [1, T]);
-        let row = 0;
-        for (const chunk of prepared.chunks) {
-          const c = chunk.rows;
-          const ub = chunk.ub;
-          logLik += rowConstant(chunk, P, spec.family, fused);
-          // The factors' term of ln ρ, (c, T), on the host (module comment).
-          let factorTerm: Float32Array | null = null;
-          if (factorStats) {
-            factorTerm = new Float32Array(c * T);
-            for (let i = 0; i < c; i++)
-              for (let k = 0; k < T; k++) {
-                let s = 0;
-                for (let f = 0; f < factors.length; f++) s += factors[f].logLik(spec, params.factors[f], k, codes!, (row + i) * J);
-                factorTerm[i * T + k] = s;
-              }
-          }
-          const outs = tf.tidy(() => {
-            const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
-            // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
-            const quad = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2) as tf.Tensor2D;
-            let y: tf.Tensor2D | undefined;
-            const inputs: FusedChunk = {
-              lin,
-              quad,
-              get y() {
-                return (y ??= tf.slice(ub, [0, P], [c, 1]));
-              },
-              offset: chunk.offset,
-              bias,
-            };
-            const terms = fused.chunk(tf, inputs);
-            let lnRho = terms.lnRho;
-            if (D > 0) {
-              const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
-              lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
-            }
-            if (factorTerm) lnRho = tf.add(lnRho, tf.tensor2d(factorTerm, [c, T]));
-            // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
-            // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
-            const r = tf.softmax(lnRho) as tf.Tensor2D;
-            const lse = tf.sub(tf.max(lnRho, 1), tf.log(tf.max(r, 1)));
-            // The sums over rows, as A·B with the rows along A's columns and B a narrow temporary
-            // (module comment: never a prepared tensor as B on wasm).
-            const ubT = tf.transpose(ub);
-            const uT = tf.slice(ubT, [0, 0], [P, c]);
-            const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
-            const { w, v, ee } = terms.weights(r);
-            const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
-            out.e = tf.matMul(ubT, v); // Σ v [u, y], (P+1, T)
-            if (ee) out.ee = ee;
-            if (D > 0) {
-              const xa = chunk.xa!;
-              const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
-              const rT = tf.transpose(r);
-              out.n = tf.sum(rT, 1);
-              // r_k ⊙ (x − m̃_k) for all k, (T·D, c)
-              const weightedT = tf.reshape(tf.mul(tf.sub(xT, meanT!), tf.reshape(rT, [T, 1, c])), [T * D, c]) as tf.Tensor2D;
-              out.x = tf.matMul(weightedT, temporary(xa)); // (T·D, D+1)
-            } else {
-              out.n = tf.sum(r, 0);
-            }
-            if (options.responsibilities || factorStats) out.r = r;
-            return out;
-          });
-          try {
-            const lse = outs.lse.dataSync();
-            let s = 0;
-            for (let i = 0; i < c; i++) s += lse[i];
-            logLik += s;
-            addInto(sumN, outs.n.dataSync());
-            addInto(sumUU, outs.uu.dataSync());
-            addInto(sumE, outs.e.dataSync());
-            if (outs.ee) addInto(sumEE, outs.ee.dataSync());
-            if (D > 0) addInto(sumX, outs.x.dataSync());
-            if (resp || factorStats) {
-              const r = outs.r.dataSync();
-              if (resp) resp.set(r, row * T);
-              if (factorStats)
-                for (let i = 0; i < c; i++)
-                  for (let k = 0; k < T; k++) {
-                    const rk = r[i * T + k];
-                    if (rk === 0) continue;
-                    for (let f = 0; f < factors.length; f++)
-                      factors[f].accumulate(spec, codes!, (row + i) * J, rk, factorStats, factorBlocks[f].offset + k * factorBlocks[f].width);
-                  }
-            }
-          } finally {
-            tf.dispose(outs);
-          }
-          row += c;
-        }
-      } finally {
-        for (const t of w8) t.dispose();
+      if (!prepared.missing) return fusedStep(params, prepared, options);
+      // Complete rows fused, rows with a missing covariate on the reference path (module comment).
+      const { rows, complete, batch } = prepared.missing;
+      const fused = fusedStep(params, prepared, options);
+      const side = referenceKernel.localStep(params, batch, options);
+      const { T } = params.spec;
+      for (let i = 0; i < fused.stats.length; i++) fused.stats[i] += side.stats[i];
+      let responsibilities: Float64Array | undefined;
+      if (options.responsibilities) {
+        responsibilities = new Float64Array((rows.length + complete.length) * T);
+        complete.forEach((row, i) => responsibilities!.set(fused.responsibilities!.subarray(i * T, (i + 1) * T), row * T));
+        rows.forEach((row, i) => responsibilities!.set(side.responsibilities!.subarray(i * T, (i + 1) * T), row * T));
       }
-
-      const stats = new Float64Array(layout.length);
-      for (let k = 0; k < T; k++) {
-        stats[layout.count + k] = sumN[k];
-        if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
-        const uu = layout.suu + k * P * P;
-        for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
-        fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
-        logLik += stats[layout.count + k] * host.biasRounding[k];
-      }
-      for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
-      return { stats, logLik, responsibilities: resp };
+      return { stats: fused.stats, logLik: fused.logLik + side.logLik, responsibilities };
     },
   };
+
+  function fusedStep(params: LocalParams, prepared: PreparedTensors, options: LocalStepOptions): LocalStepResult {
+    const { spec } = params;
+    const { T, P } = spec;
+    const D = spec.covariateModel ? spec.D : 0;
+    if (!prepared.live) throw new InternalError(`${name}: localStep on a released batch`);
+    if (prepared.backend !== backendName)
+      throw new InternalError(`${name}: the batch was prepared by the tfjs-${prepared.backend} kernel`);
+    if (prepared.n > 0 && (prepared.P !== P || (D > 0 && prepared.D !== D)))
+      throw new RangeError(
+        `${name}: the batch has D = ${prepared.D}, P = ${prepared.P}; the model expects D = ${D}, P = ${P}`,
+      );
+    const layout = layoutOf(spec);
+    if (prepared.n === 0)
+      return {
+        stats: new Float64Array(layout.length),
+        logLik: 0,
+        responsibilities: options.responsibilities ? new Float64Array(0) : undefined,
+      };
+    activateBackend(backendName);
+    const fused = familyOf(spec.family).fused;
+    if (!fused) return referenceKernel.localStep(params, batchOf(prepared), options);
+    const P1 = P + 1;
+    const host = hostParameters(params, D, fused);
+    const resp = options.responsibilities ? new Float64Array(prepared.n * T) : undefined;
+    const factors = covariateFactorsOf(spec);
+    const J = spec.levels?.length ?? 0;
+    const codes = prepared.categories;
+    if (factors.length > 0 && !codes) throw new RangeError(`${name}: the model has ${J} categorical covariates; the batch has none`);
+    const factorStats = factors.length > 0 ? new Float64Array(layout.length) : null;
+    const factorBlocks = factors.map((f) => layout.blocks.find((b) => b.name === f.block(spec)!.name)!);
+    // Chunk results summed in float64 (module comment).
+    const sumN = new Float64Array(T);
+    const sumUU = new Float64Array(P * P * T); // Σ w u uᵀ, (P², T)
+    const sumE = new Float64Array(P1 * T); // Σ v [u, y], (P+1, T)
+    const sumEE = new Float64Array(T); // Σ ee (gaussian: Σ r (q e)²)
+    const sumX = new Float64Array(T * D * (D + 1)); // Σ r (x − m̃_k) [x, 1]ᵀ, (T·D, D+1)
+    let logLik = 0;
+
+    // The parameter matrices, created once per local step and shared by the chunks (on wasm,
+    // XNNPACK packs each once).
+    const w8: tf.Tensor[] = [];
+    const param = <R extends tf.Rank>(values: Float32Array, shape: number[]): tf.Tensor<R> => {
+      const t = tf.tensor(values, shape);
+      w8.push(t);
+      return t as tf.Tensor<R>;
+    };
+    try {
+      const fs = D > 0 ? param<tf.Rank.R2>(host.fs, [D + 1, T * D]) : null;
+      const meanT = D > 0 ? param<tf.Rank.R3>(host.mean32, [T, D, 1]) : null; // m̃_k as (T, D, 1)
+      const qu = param<tf.Rank.R2>(host.qu, [P1, T]);
+      const gu = param<tf.Rank.R2>(host.gu, [P1, T * P1]);
+      const bias = param<tf.Rank.R2>(host.bias32, [1, T]);
+      let row = 0;
+      for (const chunk of prepared.chunks) {
+        const c = chunk.rows;
+        const ub = chunk.ub;
+        logLik += rowConstant(chunk, P, spec.family, fused);
+        // The factors' term of ln ρ, (c, T), on the host (module comment).
+        let factorTerm: Float32Array | null = null;
+        if (factorStats) {
+          factorTerm = new Float32Array(c * T);
+          for (let i = 0; i < c; i++)
+            for (let k = 0; k < T; k++) {
+              let s = 0;
+              for (let f = 0; f < factors.length; f++) s += factors[f].logLik(spec, params.factors[f], k, codes!, (row + i) * J);
+              factorTerm[i * T + k] = s;
+            }
+        }
+        const outs = tf.tidy(() => {
+          const lin = tf.matMul(ub, qu) as tf.Tensor2D; // gaussian q_k (y − θ_kᵀu); bernoulli θ_kᵀu; (c, T)
+          // gaussian ½ uᵀΛ⁻¹u + q²(y − θᵀu)²; bernoulli ξ² = uᵀΛ⁻¹u + (θᵀu)²
+          const quad = tf.sum(tf.reshape(tf.square(tf.matMul(ub, gu)), [c, T, P1]), 2) as tf.Tensor2D;
+          let y: tf.Tensor2D | undefined;
+          const inputs: FusedChunk = {
+            lin,
+            quad,
+            get y() {
+              return (y ??= tf.slice(ub, [0, P], [c, 1]));
+            },
+            offset: chunk.offset,
+            bias,
+          };
+          const terms = fused.chunk(tf, inputs);
+          let lnRho = terms.lnRho;
+          if (D > 0) {
+            const z = tf.matMul(chunk.xa!, fs!); // (c, T·D)
+            lnRho = tf.sub(lnRho, tf.sum(tf.reshape(tf.square(z), [c, T, D]), 2));
+          }
+          if (factorTerm) lnRho = tf.add(lnRho, tf.tensor2d(factorTerm, [c, T]));
+          // r = softmax (XNNPACK's on wasm); logsumexp = max − ln max_k r, since the largest r_nk
+          // is exp(max − logsumexp) (≥ 1/T, so its logarithm is accurate).
+          const r = tf.softmax(lnRho) as tf.Tensor2D;
+          const lse = tf.sub(tf.max(lnRho, 1), tf.log(tf.max(r, 1)));
+          // The sums over rows, as A·B with the rows along A's columns and B a narrow temporary
+          // (module comment: never a prepared tensor as B on wasm).
+          const ubT = tf.transpose(ub);
+          const uT = tf.slice(ubT, [0, 0], [P, c]);
+          const uuT = tf.reshape(tf.mul(tf.reshape(uT, [P, 1, c]), tf.reshape(uT, [1, P, c])), [P * P, c]) as tf.Tensor2D;
+          const { w, v, ee } = terms.weights(r);
+          const out: Record<string, tf.Tensor> = { lse, uu: tf.matMul(uuT, w) }; // Σ w u uᵀ, (P², T)
+          out.e = tf.matMul(ubT, v); // Σ v [u, y], (P+1, T)
+          if (ee) out.ee = ee;
+          if (D > 0) {
+            const xa = chunk.xa!;
+            const xT = tf.reshape(tf.slice(tf.transpose(xa), [0, 0], [D, c]), [1, D, c]);
+            const rT = tf.transpose(r);
+            out.n = tf.sum(rT, 1);
+            // r_k ⊙ (x − m̃_k) for all k, (T·D, c)
+            const weightedT = tf.reshape(tf.mul(tf.sub(xT, meanT!), tf.reshape(rT, [T, 1, c])), [T * D, c]) as tf.Tensor2D;
+            out.x = tf.matMul(weightedT, temporary(xa)); // (T·D, D+1)
+          } else {
+            out.n = tf.sum(r, 0);
+          }
+          if (options.responsibilities || factorStats) out.r = r;
+          return out;
+        });
+        try {
+          const lse = outs.lse.dataSync();
+          let s = 0;
+          for (let i = 0; i < c; i++) s += lse[i];
+          logLik += s;
+          addInto(sumN, outs.n.dataSync());
+          addInto(sumUU, outs.uu.dataSync());
+          addInto(sumE, outs.e.dataSync());
+          if (outs.ee) addInto(sumEE, outs.ee.dataSync());
+          if (D > 0) addInto(sumX, outs.x.dataSync());
+          if (resp || factorStats) {
+            const r = outs.r.dataSync();
+            if (resp) resp.set(r, row * T);
+            if (factorStats)
+              for (let i = 0; i < c; i++)
+                for (let k = 0; k < T; k++) {
+                  const rk = r[i * T + k];
+                  if (rk === 0) continue;
+                  for (let f = 0; f < factors.length; f++)
+                    factors[f].accumulate(spec, codes!, (row + i) * J, rk, factorStats, factorBlocks[f].offset + k * factorBlocks[f].width);
+                }
+          }
+        } finally {
+          tf.dispose(outs);
+        }
+        row += c;
+      }
+    } finally {
+      for (const t of w8) t.dispose();
+    }
+
+    const stats = new Float64Array(layout.length);
+    for (let k = 0; k < T; k++) {
+      stats[layout.count + k] = sumN[k];
+      if (D > 0) uncenterCovariates(host.mean32, k, T, D, sumN[k], sumX, stats, layout);
+      const uu = layout.suu + k * P * P;
+      for (let i = 0; i < P * P; i++) stats[uu + i] = sumUU[i * T + k];
+      fused.finish(host.qu, k, T, P, sumE, sumEE[k], stats, layout);
+      logLik += stats[layout.count + k] * host.biasRounding[k];
+    }
+    for (const { offset, width } of factorBlocks) stats.set(factorStats!.subarray(offset, offset + T * width), offset);
+    return { stats, logLik, responsibilities: resp };
+  }
 }
 
 /**
@@ -408,6 +448,13 @@ function batchOf(prepared: PreparedTensors): Batch {
   }
   const categories = prepared.categories ? { categories: prepared.categories } : {};
   return offset ? { n, x, u, y, offset, ...categories } : { n, x, u, y, ...categories };
+}
+
+/** A float32 batch's values in float64 arrays (the same numbers), for the reference step. */
+function widened(batch: Batch | Batch<Float32Array>): Batch {
+  if (batch.y instanceof Float64Array) return batch as Batch;
+  const wide = (v: Float32Array | Float64Array) => Float64Array.from(v);
+  return { ...batch, x: wide(batch.x), u: wide(batch.u), y: wide(batch.y), ...(batch.offset ? { offset: wide(batch.offset) } : {}) } as Batch;
 }
 
 function addInto(acc: Float64Array, v: ArrayLike<number>): void {

@@ -67,8 +67,9 @@ export function predictPlan(doc: PosteriorDocument, target = false): ColumnPlan 
   const columns = [...new Set([...fitted.xSlot, ...(fitted.xcSlot ?? []), ...fitted.rSlot].map(columnOf))];
   const fittedSelect = (column: string) => fitted.select.find((s) => s.column === column)!;
   const select: ColumnPlan['select'] = columns.map((column) => {
-    const { kind, levels } = fittedSelect(column);
-    return kind === 'category' ? { column, kind, levels } : { column, kind: 'number' as const };
+    const { kind, levels, marginal } = fittedSelect(column);
+    // A missing value the fit marginalized is marginalized here too (docs/model.md §18).
+    return { column, ...(kind === 'category' ? { kind, levels } : { kind: 'number' as const }), ...(marginal ? { marginal } : {}) };
   });
   // The target is never a clustering or regression column (lib/data/dataset.ts planColumns).
   // A categorical target (multinomial) keeps the fitted classes: a label the fit did not see skips the row, naming it.

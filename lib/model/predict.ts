@@ -16,7 +16,8 @@
  * `Predictor` with a tfjs backend); the float64 loops below are the reference and the fallback.
  * Everything else (means θ_kᵀu, the mixture, the Student-t constants) is float64 on the host: a
  * float32 error in δ² or the spread moves a weight or a deviation by ~1e-7 relative, below what
- * is printed, while the mean is printed to 8 digits.
+ * is printed, while the mean is printed to 8 digits. A row with missing covariates is scored on its
+ * own, in float64 (Predictor#missingRow; docs/model.md §18).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
@@ -27,7 +28,8 @@ import { ClusterwiseError } from '../errors.js';
 import type { Batch } from '../kernel/types.js';
 import type { Predictive } from './families/family.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
-import { cholesky } from '../math/linalg.js';
+import { backSubstitute, cholesky, forwardSubstitute, logDetFromCholesky } from '../math/linalg.js';
+import { rowsWithMissing } from '../kernel/batch.js';
 import { lnGamma } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
 import { FAMILY_NAMES, familyOf } from './families/index.js';
@@ -191,6 +193,13 @@ interface PreparedModel {
   /** ln E[π_k] (+ the Student-t normalizer when the covariate model is on). */
   constant: Float64Array;
   /**
+   * For rows with missing covariates (docs/model.md §18): ln E[π_k], m_k (K × D), the Student-t's
+   * scale matrix Σ_k = (s_k W_k)⁻¹ (K × D × D) and dof_k, spec.covariateInputs, and what a
+   * variance of η adds to the spread uᵀΛ_k⁻¹u: 1 / the family's coefficientScale (θ_k's marginal
+   * covariance is coefficientScale · Λ_k⁻¹).
+   */
+  marginal: { logWeight: Float64Array; mean: Float64Array; scale: Float64Array; dof: Float64Array; inputs: readonly number[]; spreadPerVariance: Float64Array };
+  /**
    * The covariate factors' ln p(x_n | k) of a row (categorical: Σ_j ln(α_kj,x / Σ_l α_kjl)),
    * added to `constant` per row into out (K), or null without such factors (lib/model/covariates/).
    */
@@ -236,6 +245,14 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
     D,
     P,
     constant: new Float64Array(K),
+    marginal: {
+      logWeight: new Float64Array(K),
+      mean: new Float64Array(K * D),
+      scale: new Float64Array(K * D * D),
+      dof: new Float64Array(K),
+      inputs: spec.covariateInputs ?? [],
+      spreadPerVariance: new Float64Array(K),
+    },
     factorTerms: null,
     halfPower: new Float64Array(K),
     inverseDof: new Float64Array(K),
@@ -266,10 +283,15 @@ function prepareModel(doc: PosteriorDocument): PreparedModel {
   const width = K * D;
   components.forEach((c, k) => {
     model.constant[k] = Math.log(d.ePi[c]);
+    model.marginal.logWeight[k] = model.constant[k];
+    model.marginal.spreadPerVariance[k] = 1 / (familyOf(spec.family).coefficientScale?.(d, c) ?? 1);
     if (spec.covariateModel) {
       // ln St(x | m, L, dof), L = s W (PRML 10.81–10.82).
       const dof = d.nu[c] + 1 - D;
       const s = (dof * d.beta[c]) / (1 + d.beta[c]);
+      model.marginal.mean.set(d.mean.subarray(c * D, (c + 1) * D), k * D);
+      model.marginal.scale.set(d.wishartInverse.subarray(c * D * D, (c + 1) * D * D).map((v) => v / s), k * D * D);
+      model.marginal.dof[k] = dof;
       model.constant[k] +=
         lnGamma((dof + D) / 2) - lnGamma(dof / 2) + 0.5 * (D * Math.log(s) + d.lnDetW[c]) - (D / 2) * Math.log(dof * Math.PI);
       model.halfPower[k] = (dof + D) / 2;
@@ -475,7 +497,15 @@ export class Predictor {
     const levelTerms = m.factorTerms ? this.factorTermsOf(batch) : null;
     this.levelTerms = levelTerms;
     const rowConstant = levelTerms ? new Float64Array(K) : constant;
+    // Rows with a missing covariate: their own float64 path (missingRow), flagged once per batch.
+    const incomplete = m.covariateModel ? rowsWithMissing(batch) : [];
+    const missing = incomplete.length > 0 ? new Uint8Array(n) : null;
+    for (const row of incomplete) missing![row] = 1;
     for (let row = 0; row < n; row++) {
+      if (missing && missing[row]) {
+        this.missingRow(batch, row, levelTerms, out, keep ? { logWeights, locs, far: far!, spreads: spreads as Float64Array | Float32Array } : null);
+        continue;
+      }
       let max = -Infinity;
       if (levelTerms) for (let k = 0; k < K; k++) rowConstant[k] = constant[k] + levelTerms[row * K + k];
       // x/(1+x) ≤ ln(1+x) ≤ x bounds l_k = c_k − h_k ln(1 + δ²_k/dof_k) from both sides without a
@@ -540,6 +570,108 @@ export class Predictor {
     }
     if (keep) this.mixture(batch, q, logWeights, locs, far!, out);
     return out;
+  }
+
+  /**
+   * A row with missing covariates (docs/model.md §18), in float64: p(z = k | x_o) from the observed
+   * sub-vector's Student-t marginal St(x_o | m_o, Σ_oo, dof) (a Student-t's marginal is Student-t
+   * with the same dof), and component k's response from u with each missing input at its
+   * conditional mean E[x_m | x_o, k] = m_m + Σ_mo Σ_oo⁻¹ (x_o − m_o), its conditional covariance
+   * V = (dof + δ²)/(dof + o − 2) (Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om) (the conditional Student-t's) entering
+   * the spread twice: E[uᵀΛ⁻¹u] = ûᵀΛ⁻¹û + tr(Λ⁻¹V), and the variance θᵀVθ it gives η, in spread
+   * units (spreadPerVariance). With `keep`, writes what `mixture` reads.
+   */
+  private missingRow(
+    batch: Batch,
+    row: number,
+    levelTerms: Float64Array | null,
+    out: Prediction,
+    keep: { logWeights: Float64Array; locs: Float64Array; far: Int32Array; spreads: Float64Array | Float32Array } | null,
+  ): void {
+    const m = this.model;
+    const { K, D, P, coef, familyConstant, std, spreadFactor } = m;
+    const { logWeight, mean, scale, dof, inputs } = m.marginal;
+    const x = batch.x.subarray(row * D, (row + 1) * D);
+    const observed = Array.from({ length: D }, (_, i) => i).filter((i) => !Number.isNaN(x[i]));
+    const absent = Array.from({ length: D }, (_, i) => i).filter((i) => Number.isNaN(x[i]));
+    const o = observed.length;
+    const u = Float64Array.from(batch.u.subarray(row * P, (row + 1) * P));
+    const lw = new Float64Array(K);
+    const mu = new Float64Array(K);
+    const spread = new Float64Array(K);
+    for (let k = 0; k < K; k++) {
+      const s = scale.subarray(k * D * D, (k + 1) * D * D);
+      const mk = mean.subarray(k * D, (k + 1) * D);
+      const soo = new Float64Array(o * o);
+      observed.forEach((i, a) => observed.forEach((j, b) => (soo[a * o + b] = s[i * D + j])));
+      const l = cholesky(soo, o, `the observed covariates' scale matrix of component ${k + 1}`);
+      // z = Σ_oo⁻¹ (x_o − m_o); δ² = (x_o − m_o)ᵀ z
+      const centred = Float64Array.from(observed, (i) => x[i] - mk[i]);
+      const z = backSubstitute(l, o, forwardSubstitute(l, o, centred.slice()));
+      let delta2 = 0;
+      for (let a = 0; a < o; a++) delta2 += centred[a] * z[a];
+      const nu = dof[k];
+      lw[k] =
+        logWeight[k] + (levelTerms ? levelTerms[row * K + k] : 0) +
+        lnGamma((nu + o) / 2) - lnGamma(nu / 2) - 0.5 * logDetFromCholesky(l, o) - (o / 2) * Math.log(nu * Math.PI) - ((nu + o) / 2) * Math.log1p(delta2 / nu);
+      // u with its missing inputs at E[x_m | x_o, k]; V of those inputs (the linked missing covariates).
+      const linked = absent.filter((i) => (inputs[i] ?? -1) >= 0);
+      const across = linked.map((i) => backSubstitute(l, o, forwardSubstitute(l, o, Float64Array.from(observed, (j) => s[i * D + j])))); // Σ_oo⁻¹ Σ_o,i
+      for (const i of linked) {
+        let v = mk[i];
+        observed.forEach((j, a) => (v += s[i * D + j] * z[a]));
+        u[inputs[i]] = v;
+      }
+      const inflation = (nu + delta2) / Math.max(nu + o - 2, 1e-300);
+      const conditional = (a: number, b: number) => {
+        let v = s[linked[a] * D + linked[b]];
+        observed.forEach((j, c) => (v -= s[linked[a] * D + j] * across[b][c]));
+        return inflation * v;
+      };
+      let eta = 0;
+      for (let i = 0; i < P; i++) eta += coef[k * P + i] * u[i];
+      mu[k] = eta;
+      let sq = 0; // uᵀΛ_k⁻¹u = ‖uᵀ C_k‖²
+      for (let j = 0; j < P; j++) {
+        let t = 0;
+        for (let i = j; i < P; i++) t += u[i] * spreadFactor[i * K * P + k * P + j];
+        sq += t * t;
+      }
+      // tr(Λ⁻¹V) and θᵀVθ over the linked inputs, Λ⁻¹ = C Cᵀ
+      const cc = (i: number, j: number) => {
+        let t = 0;
+        for (let q = 0; q <= Math.min(i, j); q++) t += spreadFactor[i * K * P + k * P + q] * spreadFactor[j * K * P + k * P + q];
+        return t;
+      };
+      let trace = 0;
+      let variance = 0;
+      linked.forEach((ia, a) =>
+        linked.forEach((ib, b) => {
+          const v = conditional(a, b);
+          trace += cc(inputs[ia], inputs[ib]) * v;
+          variance += coef[k * P + inputs[ia]] * coef[k * P + inputs[ib]] * v;
+        }),
+      );
+      spread[k] = sq + trace + variance * m.marginal.spreadPerVariance[k];
+    }
+    logSumExp(lw, K, lw); // lw ← p(z = k | x_o)
+    const moments = new Float64Array(2);
+    let best = -1;
+    for (let k = 0; k < K; k++) {
+      if (best < 0 || lw[k] > lw[best]) best = k;
+      // u: a family that reads it (multinomial) has no missing regression inputs (those rows are skipped), so it is the row's.
+      if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], batch.offset ? batch.offset[row] : 0, familyConstant[k], u, m.familyParameters[k]);
+      if (keep) {
+        keep.logWeights[row * K + k] = Math.log(lw[k]);
+        keep.locs[row * K + k] = mu[k];
+        keep.far[row * K + k] = 0;
+        keep.spreads[row * K + k] = spread[k];
+      }
+    }
+    out.cluster[row] = best;
+    out.clusterProbability[row] = lw[best];
+    out.mean[row] = m.predictive.mean(moments, std);
+    if (out.sd) out.sd[row] = m.predictive.sd!(moments, std);
   }
 
   /**

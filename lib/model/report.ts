@@ -635,6 +635,7 @@ ${data}
 <h2>Data</h2>${keyValueTable([
     ['rows used', String(doc.rows)],
     ['rows skipped (unusable)', String(doc.skippedRows)],
+    ...Object.entries(doc.missingValues ?? {}).map(([column, count]): [string, string] => [`missing ${column} (integrated out)`, String(count)]),
   ])}${files ? `<h3>Input files</h3>${files}` : ''}${skippedList}
 <h2>Settings</h2>${keyValueTable(settingsEntries(doc, inputs.settings))}
 </body></html>

@@ -38,6 +38,12 @@ export interface ModelSpec {
    * planner's sample like `levels`; absent for every other family.
    */
   classes?: number;
+  /**
+   * For each numeric clustering covariate x_i, the position in u of the same column (its value
+   * there equals x_i: both are standardized by the same sample statistics), or −1; absent: no
+   * covariate is a regression input. A missing x_i is then a missing input too (docs/model.md §18).
+   */
+  covariateInputs?: readonly number[];
 }
 
 /** The parts of a spec that fix the layout. */
@@ -193,7 +199,9 @@ export function levelCounts(plan: ColumnPlan): number[] {
 /** The model of a run from its config and column plan (numeric x, regression inputs, categorical levels, the target's classes). */
 export function specOfPlan(config: ModelConfig, plan: ColumnPlan): ModelSpec {
   const regressionColumns = plan.rSlot.map((slot) => plan.select[slot].column);
-  return specFromConfig(config, plan.x.length, plan.r.length + 1, regressionColumns, levelCounts(plan), plan.select[plan.ySlot].levels?.length);
+  const spec = specFromConfig(config, plan.x.length, plan.r.length + 1, regressionColumns, levelCounts(plan), plan.select[plan.ySlot].levels?.length);
+  const covariateInputs = plan.x.map((column) => plan.r.indexOf(column)); // r names a categorical input column=level
+  return spec.covariateModel && covariateInputs.some((j) => j >= 0) ? { ...spec, covariateInputs } : spec;
 }
 
 /**

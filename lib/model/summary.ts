@@ -75,6 +75,8 @@ export interface PosteriorDocument {
   covariateModel: boolean;
   rows: number;
   skippedRows: number;
+  /** Missing covariate values by column, marginalized rather than skipped (docs/model.md §18); absent: none. */
+  missingValues?: Record<string, number>;
   /** ELBO in the data's units: the standardized-scale bound minus N Σ ln(deviation) (the Jacobian). */
   elbo: number;
   converged: boolean;
@@ -178,6 +180,16 @@ export type SummarizedPosterior = PosteriorDocument & { criteria?: Criteria };
 export function logJacobianPerRow(spec: ModelSpec, std: Standardization): number {
   let s = familyOf(spec.family).target.standardized ? Math.log(std.ySd) : 0;
   if (spec.covariateModel) for (const sd of std.xSd) s += Math.log(sd);
+  return s;
+}
+
+/**
+ * The ELBO's whole log-Jacobian, N · logJacobianPerRow less the ln s_j of every missing numeric
+ * covariate (a row's bound is a density of its observed values only; docs/model.md §18).
+ */
+export function logJacobian(spec: ModelSpec, std: Standardization, plan: Pick<ColumnPlan, 'x'>, rows: number, missing: Record<string, number> = {}): number {
+  let s = rows * logJacobianPerRow(spec, std);
+  if (spec.covariateModel) plan.x.forEach((column, j) => (s -= (missing[column] ?? 0) * Math.log(std.xSd[j])));
   return s;
 }
 
@@ -305,6 +317,8 @@ export function summarize(input: {
   state: GlobalState;
   rows: number;
   skippedRows: number;
+  /** Missing values by column, marginalized (docs/model.md §18); absent: none. */
+  missingValues?: Record<string, number>;
   elboStandardized: number;
   converged: boolean;
 }): SummarizedPosterior {
@@ -324,7 +338,8 @@ export function summarize(input: {
     covariateModel: config.covariateModel,
     rows: input.rows,
     skippedRows: input.skippedRows,
-    elbo: input.elboStandardized - input.rows * logJacobianPerRow(spec, std),
+    ...(input.missingValues ? { missingValues: input.missingValues } : {}),
+    elbo: input.elboStandardized - logJacobian(spec, std, plan, input.rows, input.missingValues),
     converged: input.converged,
     components: reportedComponents(derived).map((k) => componentSummary(derived, k, std, plan)),
     ...(derived.shared ? { shared: sharedSummary(derived.shared, plan.r, std) } : {}),

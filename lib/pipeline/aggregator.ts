@@ -17,7 +17,7 @@ import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.j
 import { batchUpdate, elboOf, MAX_STEP_HALVINGS, stepSize, sviUpdate } from '../inference/vb.js';
 import { familyOf } from '../model/families/index.js';
 import { derive, type GlobalState } from '../model/posterior.js';
-import { clusterNumbers, logJacobianPerRow, summarize } from '../model/summary.js';
+import { clusterNumbers, logJacobian, summarize } from '../model/summary.js';
 import { unpackSymmetric } from '../model/spec.js';
 import { decodeBinary } from './binary.js';
 import { sendTasks, startRound } from './dispatch.js';
@@ -42,7 +42,7 @@ import {
   type RunState,
   type TraceEntry,
 } from './run.js';
-import { addInto, MAX_SKIPPED_EXAMPLES, READ_CONCURRENCY, type GroupReport } from './worker.js';
+import { addInto, MAX_SKIPPED_EXAMPLES, READ_CONCURRENCY, type GroupReport, type ShardCountsRow } from './worker.js';
 
 /** A run that ended in this call; when `refitPending`, a refit message was sent to the tasks queue. */
 export interface EndedRun {
@@ -315,11 +315,11 @@ const isStep = (key: string) => key.startsWith(STEP_KEY);
 async function recordShards(run: RunContext, total: RoundTotal) {
   const { state, manifest } = run;
   const seen = seenBits(manifest, state);
-  const fresh: [number, number, number, number][] = [];
+  const fresh: ShardCountsRow[] = [];
   const freshShards = new Set<number>();
   for (const group of total.groups) {
     for (const counts of group.shards) {
-      const [shard, rows, skipped] = counts;
+      const [shard, rows, skipped, , missing] = counts;
       if (isSeen(seen, shard)) continue;
       markSeen(seen, shard);
       fresh.push(counts);
@@ -327,6 +327,7 @@ async function recordShards(run: RunContext, total: RoundTotal) {
       state.seen.count += 1;
       state.seen.rows += rows;
       state.seen.skipped += skipped;
+      for (const [column, count] of Object.entries(missing ?? {})) (state.seen.missing ??= {})[column] = (state.seen.missing[column] ?? 0) + count;
     }
     for (const example of group.skippedExamples) {
       if (state.skippedExamples.length < MAX_SKIPPED_EXAMPLES && freshShards.has(example.shard)) state.skippedExamples.push(example);
@@ -353,7 +354,7 @@ async function recordShards(run: RunContext, total: RoundTotal) {
 async function readShardCounts(run: RunContext): Promise<Map<number, { rows: number; skipped: number; lines: number }>> {
   const { ctx, manifest } = run;
   const objects = await ctx.store.list(keys.shardCountsPrefix(manifest.dataset, manifest.runId));
-  const parts = await pMap(objects, async (o) => (await readJson<[number, number, number, number][]>(ctx.store, o.key)).value, {
+  const parts = await pMap(objects, async (o) => (await readJson<ShardCountsRow[]>(ctx.store, o.key)).value, {
     concurrency: READ_CONCURRENCY,
   });
   const counts = new Map<number, { rows: number; skipped: number; lines: number }>();
@@ -417,6 +418,7 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
     state: global,
     rows: state.seen.rows,
     skippedRows: state.seen.skipped,
+    ...(state.seen.missing ? { missingValues: state.seen.missing } : {}),
     elboStandardized: lastBatch?.elbo ?? NaN,
     converged: state.converged,
   });
@@ -455,7 +457,7 @@ function fail(run: RunContext, reason: string) {
  * posterior.json reports it: minus N Σ ln(deviation) (summary.ts logJacobianPerRow).
  */
 function inDataUnits(manifest: Manifest, state: RunState, elbo: number): number {
-  return elbo - (state.totalRows ?? manifest.rowEstimate) * logJacobianPerRow(specOf(manifest), manifest.standardization);
+  return elbo - logJacobian(specOf(manifest), manifest.standardization, manifest.plan, state.totalRows ?? manifest.rowEstimate, state.seen.missing);
 }
 
 /** What `status` and the progress bar show; `tasksDone` of the current round when the caller counts them. */

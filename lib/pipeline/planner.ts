@@ -4,6 +4,7 @@
  * initialization, writes the manifest, posterior version 0 and the run state, and sends the
  * first tasks.
  */
+import { completeRows } from '../kernel/batch.js';
 import { randomUUID } from 'node:crypto';
 import { parseConfig, type ModelConfig } from '../config.js';
 import { planByteShards, readOwnedLines } from '../data/csv.js';
@@ -222,7 +223,9 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     const prefetched = ctx.announceShards === true && draft.binaryShards;
     if (prefetched) await announceShards(ctx, { ...draft, standardization }, workers);
     let spec = specOf({ config, plan: columnPlan });
-    const batch = toBatch(columnPlan, standardization, sample.parsed);
+    // Initialization seeds on the sample's complete rows (k-means and hard assignments need every cell; docs/model.md §18).
+    const batch = completeRows(toBatch(columnPlan, standardization, sample.parsed));
+    if (batch.n < 2) throw new DataError(`too few sampled rows without a missing value to initialize (found ${batch.n} of ${sample.parsed.rows})`, { file: first.name });
     const total = config.schedule.restarts;
     ctx.onPhase?.({ phase: 'initialize', done: 0, total });
     const options = { restarts: total, seed: config.seed, onRestart: (done: number) => ctx.onPhase?.({ phase: 'initialize', done, total }) };

@@ -70,7 +70,7 @@ export interface RunState {
   /** The round whose tasks are out; null once the run ended. */
   round: RoundState | null;
   /** Shards reported at least once: a bitmap (base64), and their summed counts. */
-  seen: { shards: string; count: number; rows: number; skipped: number };
+  seen: { shards: string; count: number; rows: number; skipped: number; missing?: Record<string, number> };
   /** Skipped-row details with shard-local lines (numbered in the file at the end), at most MAX_SKIPPED_EXAMPLES. */
   skippedExamples: (SkippedRowReport & { shard: number })[];
   /** N once every shard has reported, else null (the manifest's estimate is used). */

@@ -8,7 +8,7 @@
  */
 import pMap from 'p-map';
 import { readOwnedLines, type ParsedRows } from '../data/csv.js';
-import { parseWith, toBatch } from '../data/dataset.js';
+import { missingByColumn, parseWith, toBatch } from '../data/dataset.js';
 import { Scratch } from '../data/scratch.js';
 import { DataError, fileNotFound } from '../data/errors.js';
 import { paramsFor, runLocalStep } from '../inference/vb.js';
@@ -52,6 +52,8 @@ export interface ShardCounts {
   skipped: number;
   lines: number;
   skippedExamples: SkippedRowReport[];
+  /** Missing values of the kept rows by column, where the model marginalizes them (docs/model.md §18); absent: none. */
+  missing?: Record<string, number>;
 }
 
 /** A shard's standardized rows at float32 (what the binary copy holds), with its counts. */
@@ -88,7 +90,12 @@ const shardScratch = new Scratch();
 function shardRowsOf(manifest: PrefetchPlan, parsed: ParsedRows): ShardRows {
   // toBatch first: it moves rows the kernel cannot take to the skipped ones.
   const batch = asFloat32(toBatch(manifest.plan, manifest.standardization, parsed, shardScratch));
-  return { counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped }, batch, xColumns: manifest.plan.x };
+  const missing = missingByColumn(manifest.plan, parsed);
+  return {
+    counts: { rows: parsed.rows, skipped: parsed.skippedCount, lines: parsed.lineCount, skippedExamples: parsed.skipped, ...(missing ? { missing } : {}) },
+    batch,
+    xColumns: manifest.plan.x,
+  };
 }
 
 /**
@@ -121,7 +128,7 @@ export const csvShardCodec: ShardCodec = {
     for (let i = 0; i < batch.n; i++)
       for (let j = 0; j < P - 1; j++) {
         const v = (r[i * (P - 1) + j] = batch.u[i * P + j]);
-        if (rIsX && v !== batch.x[i * D + j]) rIsX = false;
+        if (rIsX && !Object.is(v, batch.x[i * D + j])) rIsX = false; // a missing cell is NaN in both
       }
     const arrays: Record<string, Float32Array | Int32Array> = rIsX ? { x: batch.x, y: batch.y } : { x: batch.x, r, y: batch.y };
     if (batch.offset) arrays.offset = batch.offset;
@@ -130,7 +137,7 @@ export const csvShardCodec: ShardCodec = {
   },
   decode(bytes, key) {
     const { header, arrays } = decodeBinary<ShardCounts & { weight: number; P: number; xColumns?: string[] }>(bytes, key);
-    const { rows, skipped, lines, skippedExamples, weight, P, xColumns } = header;
+    const { rows, skipped, lines, skippedExamples, missing, weight, P, xColumns } = header;
     const x = arrays.x as Float32Array;
     const y = arrays.y as Float32Array;
     const r = (arrays.r ?? x) as Float32Array;
@@ -144,7 +151,7 @@ export const csvShardCodec: ShardCodec = {
     const offset = arrays.offset as Float32Array | undefined;
     const categories = arrays.categories as Int32Array | undefined;
     return {
-      counts: { rows, skipped, lines, skippedExamples },
+      counts: { rows, skipped, lines, skippedExamples, ...(missing ? { missing } : {}) },
       weight,
       batch: { n, x, u, y, ...(offset ? { offset } : {}), ...(categories ? { categories } : {}) },
       ...(xColumns ? { xColumns } : {}),
@@ -160,14 +167,18 @@ export interface ShardReport {
   lines: number;
   logLik: number;
   skippedExamples: SkippedRowReport[];
+  missing?: Record<string, number>;
 }
+
+/** A shard's counts as the reduce passes them on: shard, rows, skipped, lines, and its missing values by column when it has any. */
+export type ShardCountsRow = [number, number, number, number] | [number, number, number, number, Record<string, number>];
 
 /** What a group sum carries beside its statistics. */
 export interface GroupReport {
   rows: number;
   logLik: number;
-  /** [shard, rows, skipped, lines] of every task of the group. */
-  shards: [number, number, number, number][];
+  /** [shard, rows, skipped, lines (, missing by column)] of every task of the group. */
+  shards: ShardCountsRow[];
   /** Skipped-row details of the group's shards (at most MAX_SKIPPED_EXAMPLES). */
   skippedExamples: (SkippedRowReport & { shard: number })[];
 }
@@ -298,7 +309,11 @@ export class WorkerCache {
     // A prefetched run's first read looks for the copy too (its prefetch may have stored it).
     const look = manifest.binaryShards && (!fresh || manifest.prefetched === true) && !parsed;
     const stored = look ? await readStoredShard(ctx.store, manifest, index, this.codec) : undefined;
-    const rows = stored ? withClusteringColumns(stored, manifest.plan.x) : await parseShard(ctx, manifest, index, this.codec, parsed);
+    let rows = stored && withClusteringColumns(stored, manifest.plan.x);
+    // A copy made before x was narrowed may hold a dropped covariate's missing value as a regression
+    // input the run no longer integrates out (relevance.ts narrowToRelevant): read the CSV again.
+    if (rows && rows !== stored && rows.batch.u.some(Number.isNaN)) rows = undefined;
+    rows ??= await parseShard(ctx, manifest, index, this.codec, parsed);
     const entry: LoadedShard = {
       ...rows.counts,
       weight: rows.weight ?? 1,
@@ -397,6 +412,7 @@ export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = def
     lines: shard.lines,
     logLik: result.logLik,
     skippedExamples: shard.skippedExamples,
+    ...(shard.missing ? { missing: shard.missing } : {}),
   };
   const group = Math.floor(task.index / task.round.fanIn);
   await ctx.store.put(
@@ -432,7 +448,7 @@ async function reduceGroup(ctx: WorkerContext, task: TaskMessage, group: number)
   for (const { header, arrays } of parts) {
     report.rows += header.rows;
     report.logLik += header.logLik;
-    report.shards.push([header.shard, header.rows, header.skipped, header.lines]);
+    report.shards.push(header.missing ? [header.shard, header.rows, header.skipped, header.lines, header.missing] : [header.shard, header.rows, header.skipped, header.lines]);
     for (const example of header.skippedExamples) {
       if (report.skippedExamples.length < MAX_SKIPPED_EXAMPLES) report.skippedExamples.push({ shard: header.shard, ...example });
     }

@@ -311,6 +311,19 @@ export function splitCsv(header: string, rows: string[], parts: number): string[
   return Array.from({ length: parts }, (_, i) => [header, ...rows.slice(i * size, (i + 1) * size)].join('\n') + '\n');
 }
 
+/** A run's posterior.json agrees with the local fit of the same parts: rows, ELBO, and every component's weight, coefficients, intercept and mean. */
+export function expectAgreesWithLocal(remote: PosteriorDocument, local: PosteriorDocument): void {
+  expect(remote.rows).toBe(local.rows);
+  expect(Math.abs(remote.elbo - local.elbo)).toBeLessThanOrEqual(1e-6 * Math.abs(local.elbo));
+  expect(remote.components.length).toBe(local.components.length);
+  remote.components.forEach((c, k) => {
+    expect(c.weight).toBeCloseTo(local.components[k].weight, 5);
+    c.coefficients.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].coefficients[j], 4));
+    expect(c.intercept).toBeCloseTo(local.components[k].intercept, 4);
+    c.mean?.forEach((v, j) => expect(v).toBeCloseTo(local.components[k].mean![j], 4));
+  });
+}
+
 export function partKey(dataset: string, i: number): string {
   return `${keys.dataPrefix(dataset)}part-${String(i).padStart(2, '0')}.csv`;
 }

@@ -6,7 +6,9 @@
  * Block `levels`, width W = Σ_j L_j per component, column j's levels at [off_j, off_j + L_j):
  *   statistic  S_kjl = Σ_n r_nk [x_nj = l]
  *   coordinate α_kjl = α0 + S_kjl                        (conjugate: λ = λ0 + S, PRML 10.58)
- * A row's codes are off_j + x_nj, one per column (Batch.categories, (n, J)).
+ * A row's codes are off_j + x_nj, one per column (Batch.categories, (n, J)); a missing value is
+ * the code MISSING_CODE (−1), whose column's term is dropped: summing a categorical over its levels
+ * gives 1, so the row's likelihood is that of its observed columns (docs/model.md §18).
  *
  *   ln ρ_nk += Σ_j E[ln φ_kj,x_nj],  E[ln φ_kjl] = ψ(α_kjl) − ψ(Σ_l α_kjl)    (PRML 10.66)
  *   KL = Σ_kj KL(Dir(α_kj) ‖ Dir(α0 1))                                       (PRML B.21, 10.70)
@@ -15,6 +17,9 @@
 import { digamma, lnGamma } from '../../math/special.js';
 import type { Layout, LayoutSpec, ModelSpec } from '../spec.js';
 import type { CovariateFactor } from './factor.js';
+
+/** A missing categorical value in Batch.categories: the column drops out of the row's terms. */
+export const MISSING_CODE = -1;
 
 /** W = Σ_j L_j, values per component. */
 function widthOf(spec: LayoutSpec): number {
@@ -88,13 +93,13 @@ export const categorical: CovariateFactor = {
     const J = spec.levels!.length;
     const base = k * widthOf(spec);
     let s = 0;
-    for (let j = 0; j < J; j++) s += table[base + codes[at + j]];
+    for (let j = 0; j < J; j++) if (codes[at + j] !== MISSING_CODE) s += table[base + codes[at + j]];
     return s;
   },
 
   accumulate(spec, codes, at, r, stats, blockAt) {
     const J = spec.levels!.length;
-    for (let j = 0; j < J; j++) stats[blockAt + codes[at + j]] += r;
+    for (let j = 0; j < J; j++) if (codes[at + j] !== MISSING_CODE) stats[blockAt + codes[at + j]] += r;
   },
 
   kl(spec, lambda, layout) {
@@ -128,8 +133,10 @@ export const categorical: CovariateFactor = {
     let j = 0;
     forColumns(spec, (start, L) => {
       const base = layout.levels + k * W + start;
+      const code = codes[at + j++];
+      if (code === MISSING_CODE) return;
       const total = levelTotal(lambda, base, L);
-      s += Math.log(lambda[layout.levels + k * W + codes[at + j++]] / total);
+      s += Math.log(lambda[layout.levels + k * W + code] / total);
     });
     return s;
   },

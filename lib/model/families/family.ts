@@ -49,6 +49,15 @@ export interface ReferenceRows {
    * is LocalParams.response, or null under a hard assignment before any posterior exists (hardWeights).
    */
   extra?(r: number, y: number, stats: Float64Array, at: number, u: Float64Array, local: Float64Array | null, k: number): void;
+  /**
+   * logLik as an exact quadratic in the inputs: logLik(u) = c + bᵀu − ½ uᵀAu for the row's y, with
+   * A (P × P) and b (P) written here and c returned. Only for a family whose weights() do not
+   * depend on η and whose extra() does not read u (so a row's expected statistics are its weights
+   * times E[u], E[u uᵀ]). With it, a missing regression input that is also a clustering covariate
+   * is integrated out in closed form (lib/kernel/missing.ts, docs/model.md §18); without it such
+   * rows are skipped.
+   */
+  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array): number;
 }
 
 /**

@@ -223,6 +223,22 @@ export const gaussian: ResponseFamily = {
     extra(r, y, stats, at) {
       stats[at] += r * y * y;
     },
+    // −½ (E[τ](y − θᵀu)² + uᵀΛ⁻¹u) = −½ E[τ] y² + E[τ] y θᵀu − ½ uᵀ(E[τ] θθᵀ + C Cᵀ)u  (PRML 10.3 in u)
+    inputQuadratic(params, k, y, a, b) {
+      const { P } = params.spec;
+      const tau = params.response[2 * k];
+      const theta = params.coef.subarray(k * P, (k + 1) * P);
+      const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P); // lower triangular
+      for (let i = 0; i < P; i++) {
+        b[i] = tau * y * theta[i];
+        for (let j = 0; j <= i; j++) {
+          let cc = 0;
+          for (let l = 0; l <= j; l++) cc += c[i * P + l] * c[j * P + l];
+          a[i * P + j] = a[j * P + i] = tau * theta[i] * theta[j] + cc;
+        }
+      }
+      return params.response[2 * k + 1] - 0.5 * tau * y * y;
+    },
   },
 
   // ‖[u, y] G_k‖² = ½ uᵀΛ_k⁻¹u + ½ E[τ_k](y − θ_kᵀu)² with qu_k = √(E[τ_k]/2) [−θ_k; 1] and s = √½,

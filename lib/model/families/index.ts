@@ -31,3 +31,12 @@ export function familyOf(name: FamilyName): ResponseFamily {
 export function referenceRows(family: ResponseFamily, dims: FamilyDims): ReferenceRows {
   return typeof family.rows === 'function' ? family.rows(dims) : family.rows;
 }
+
+/**
+ * Whether the family integrates its response over a missing regression input (its rows'
+ * inputQuadratic, docs/model.md §18). A family whose rows depend on the model's dims (multinomial)
+ * has none: its rows with such a missing input are skipped.
+ */
+export function integratesMissingInputs(family: ResponseFamily): boolean {
+  return typeof family.rows !== 'function' && family.rows.inputQuadratic !== undefined;
+}
