@@ -110,6 +110,16 @@ const measured = {
   planner: new Map<string, { before: number; initialize: number }>(),
 };
 
+/**
+ * The median CPU seconds of `runs` calls of `f` (after the caller's warm-up): a per-row rate is
+ * charged for every row of a modelled run, so one unlucky measurement (a GC, page faults of fresh
+ * arrays) would scale up to minutes of worker time.
+ */
+function medianCpuSeconds(f: () => unknown, runs = 3): number {
+  const seconds = Array.from({ length: runs }, () => cpuSeconds(f)[1]).sort((a, b) => a - b);
+  return seconds[Math.floor(runs / 2)];
+}
+
 /** Rows of the batches per-row rates are measured on: enough that fixed costs do not show. */
 const CALIBRATION_ROWS = 100_000;
 
@@ -140,8 +150,7 @@ function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inn
       if (weight !== 1 && prepareRate === undefined) {
         const big = tiled(batch);
         kernel.release(kernel.prepare(big)); // warm-up
-        const [prepared, s] = cpuSeconds(() => kernel.prepare(big));
-        kernel.release(prepared);
+        const s = medianCpuSeconds(() => kernel.release(kernel.prepare(big)));
         measured.prepareRate.set(shape, (prepareRate = s / big.n));
       }
       chargeCpu((weight === 1 ? seconds : prepareRate! * batch.n * weight) / speed, 'kernel prepare');
@@ -161,7 +170,7 @@ function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inn
         const big = tiled(batch);
         const inner = kernel.prepare(big);
         kernel.localStep(params, inner); // warm-up
-        rate = cpuSeconds(() => kernel.localStep(params, inner))[1] / big.n;
+        rate = medianCpuSeconds(() => kernel.localStep(params, inner)) / big.n;
         kernel.release(inner);
         measured.stepRate.set(key, rate);
       }
@@ -181,10 +190,11 @@ function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv, shape:
   const calibrate = (manifest: PrefetchPlan, index: number) => {
     const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
     csvShardCodec.parse(manifest, index, lines); // warm-up
-    const [rows, parse] = cpuSeconds(() => csvShardCodec.parse(manifest, index, lines));
+    const rows = csvShardCodec.parse(manifest, index, lines);
+    const parse = medianCpuSeconds(() => csvShardCodec.parse(manifest, index, lines));
     const bytes = csvShardCodec.encode(rows);
     csvShardCodec.decode(bytes, 'calibration');
-    const decode = cpuSeconds(() => csvShardCodec.decode(bytes, 'calibration'))[1];
+    const decode = medianCpuSeconds(() => csvShardCodec.decode(bytes, 'calibration'));
     return { parse: parse / rows.counts.rows, decode: decode / rows.counts.rows };
   };
   const charge = (rows: ShardRows, seconds: number, rate: number, kind: string) =>
