@@ -191,6 +191,9 @@ export const ModelConfigSchema = z
         if (config[list]?.includes(column)) ctx.addIssue({ code: 'custom', path: [list], message: `includes the ${role} column "${column}"` });
     }
     const shared = config.sharedCoefficients ?? [];
+    const cannotShare = familyOf(config.family).noSharedCoefficients;
+    if (shared.length > 0 && cannotShare)
+      ctx.addIssue({ code: 'custom', path: ['sharedCoefficients'], message: `not available for the ${config.family} family (${cannotShare}); drop --shared-coefficients` });
     for (const column of shared) {
       if (config.regressionColumns !== undefined && !config.regressionColumns.includes(column))
         ctx.addIssue({ code: 'custom', path: ['sharedCoefficients'], message: `"${column}" is not one of the regression columns (${config.regressionColumns.join(', ') || 'none'})` });

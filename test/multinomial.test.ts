@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { adjustedRandIndex } from '../bench/metrics.js';
 import { fit, predict } from '../lib/api.js';
-import { parseConfig } from '../lib/config.js';
+import { ConfigError, parseConfig } from '../lib/config.js';
 import { batchVb } from '../lib/inference/vb.js';
 import { loadKernel } from '../lib/kernel/backend.js';
 import { referenceKernel } from '../lib/kernel/reference.js';
@@ -233,11 +233,11 @@ describe('multinomial: through the pipeline, posterior.json, predict and the rep
     expect(html).toContain('accuracy');
   });
 
-  it('refuses shared coefficients, naming the setting', async () => {
-    const ctx = inlinePorts();
-    await ctx.store.put('datasets/fruit/data/a.csv', csv(rows.slice(0, 500)));
-    const config = parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 });
-    await expect(planRun(ctx, { dataset: 'fruit', config }, ctx.kernel)).rejects.toThrow(/sharedCoefficients: not available for the multinomial family/);
+  it('refuses shared coefficients in the configuration, naming the setting, before any data is read', () => {
+    expect(() => parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 })).toThrow(ConfigError);
+    expect(() => parseConfig({ target: 'y', family: 'multinomial', columns: ['x1', 'x2'], sharedCoefficients: ['x1'], components: 3 })).toThrow(
+      /sharedCoefficients: not available for the multinomial family/,
+    );
   });
 });
 

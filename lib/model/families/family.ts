@@ -147,6 +147,8 @@ export interface ResponseFamily {
   readonly target: TargetSpec;
   /** The linear predictor η takes a per-row offset (config `offset` or `exposure`). */
   readonly acceptsOffset: boolean;
+  /** Why the family cannot tie slopes across components (config sharedCoefficients), when it cannot: the config schema refuses them with it. */
+  readonly noSharedCoefficients?: string;
   /**
    * λ ← λ0 + S maximizes the ELBO over the globals given the local step's r (conjugate, or a bound
    * made tight at the local step). False: λ0 + S is a natural-gradient step of length 1, which may

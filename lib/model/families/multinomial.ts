@@ -168,8 +168,10 @@ export const multinomial: ResponseFamily = {
       }
   },
 
+  noSharedCoefficients: 'its coefficients are per class as well as per cluster',
+  // The config schema refuses shared coefficients (noSharedCoefficients); a spec made without it still cannot tie them.
   deriveShared() {
-    throw new ClusterwiseError('sharedCoefficients: not available for the multinomial family (its coefficients are per class as well as per cluster); drop --shared-coefficients');
+    throw new ClusterwiseError(`sharedCoefficients: not available for the multinomial family (${multinomial.noSharedCoefficients}); drop --shared-coefficients`);
   },
 
   local(d, k, out) {
