@@ -1,9 +1,12 @@
 /**
  * Memory of the pipeline's Lambda functions, in MiB: the one place these sizes are set, read by
  * the construct (clusterwise.ts) and by the simulator's defaults (bench/sim/params.ts). Lambda
- * gives a function CPU in proportion to its memory, one full vCPU at 1769 MiB, and every role's
- * code runs on one thread, so 1769 MiB is where a role stops getting faster.
+ * gives a function CPU in proportion to its memory, one full vCPU at FULL_VCPU_MIB, and every
+ * role's code runs on one thread, so that is where a role stops getting faster.
  */
+
+/** Lambda gives one full vCPU at this memory, and a share in proportion below it. */
+export const FULL_VCPU_MIB = 1769;
 
 /** Planner-sized work: list the CSV objects, sample rows, the initialization's restarts, first tasks. */
 export const PLANNER_MEMORY_MIB = 2048;
@@ -13,7 +16,7 @@ export const PLANNER_MEMORY_MIB = 2048;
  * merge and delete proposals) are on every round's critical path while all workers wait, and it
  * runs a few times per refit, so its CPU share matters far more than its GB-seconds.
  */
-export const AGGREGATOR_MEMORY_MIB = 1769;
+export const AGGREGATOR_MEMORY_MIB = FULL_VCPU_MIB;
 
 /** Workers, unless `workerMemoryMiB` says otherwise: room for the shard cache (WorkerCache) and one vCPU. */
 export const DEFAULT_WORKER_MEMORY_MIB = 2048;

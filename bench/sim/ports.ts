@@ -96,14 +96,11 @@ export function generatedStore(files: Map<string, GeneratedCsv>, filler: boolean
  * An SQS queue as modelled: sends take a request's latency (a batch of many entries goes out in
  * SendMessageBatch requests of 10, `sendConcurrency` at a time on a standard queue, one after
  * another on FIFO). Receiving and deleting are the event source mapping's, not a function's, so
- * they take no function time; `whenNonEmpty` is how the simulated pollers wait.
- */
-/**
- * SQS behind a Lambda event source mapping, as modelled. The idle containers waiting on the queue
- * are woken in a random (seeded) order: Lambda's pollers hand a batch to any free container, so
- * nothing ties a shard's next task to the container that read it before. (Woken in one fixed
- * order, equal tasks would meet the same containers pass after pass, and every pass after the
- * first would find its shard in the container's cache, which AWS does not do.)
+ * they take no function time; `whenNonEmpty` is how the simulated pollers wait. The idle
+ * containers waiting on the queue are woken in a random (seeded) order: Lambda's pollers hand a
+ * batch to any free container, so nothing ties a shard's next task to the container that read it
+ * before. (Woken in one fixed order, equal tasks would meet the same containers pass after pass,
+ * and every pass after the first would find its shard in the container's cache, which AWS does not do.)
  */
 export class SimQueue implements Queue {
   readonly inner: MemoryQueue;

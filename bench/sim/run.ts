@@ -38,6 +38,7 @@ import { GeneratedCsv, mixture, surrogateCodec } from './data.js';
 import { eventSourceMapping, workerRamp, type FunctionStats } from './lambda.js';
 import type { SimParams } from './params.js';
 import { generatedStore, SimQueue, timedStore } from './ports.js';
+import { FULL_VCPU_MIB } from '../../infra/memory.js';
 
 export interface SimRequest {
   rows: number;
@@ -258,7 +259,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const first = [...files.values()][0];
   const config = parseConfig({ target: 'y', ...request.config });
   const kernel = await loadKernel('auto');
-  const vcpu = (mb: number) => p.lambda.cpuSpeed * Math.min(1, mb / 1769);
+  const vcpu = (mb: number) => p.lambda.cpuSpeed * Math.min(1, mb / FULL_VCPU_MIB);
 
   // The planner's CPU: a dry run of the same planning here, without the clock (once per process
   // for these rows, data and config, whatever the worker count, which changes only the list of

@@ -4,7 +4,6 @@
  * initialization, writes the manifest, posterior version 0 and the run state, and sends the
  * first tasks.
  */
-import { completeRows } from '../kernel/batch.js';
 import { randomUUID } from 'node:crypto';
 import { parseConfig, type ModelConfig } from '../config.js';
 import { planByteShards, readOwnedLines } from '../data/csv.js';
@@ -24,6 +23,7 @@ import { initializeWithRelevance, narrowToRelevant, relevanceOf } from '../infer
 import { MAX_PLOTTED_ROWS } from '../rows.js';
 import type { ParsedRows } from '../data/csv.js';
 import { withUpdatedAlpha } from '../inference/vb.js';
+import { completeRows } from '../kernel/batch.js';
 import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
@@ -142,8 +142,9 @@ async function warmStartModel(ctx: RoleContext, manifest: Pick<Manifest, 'datase
  * one prefetch message per worker, each naming SHARDS_PER_WORKER shards, whose binary copies an
  * idle worker stores meanwhile (worker.ts WorkerCache.storeAhead), so the first round decodes them
  * instead of parsing CSV, and the workers' cold starts pass while the planner works (docs/deploy.md
- * §6); and start the aggregator's container the same way (PlanningMessage). No more than one message per worker: a prefetch still queued when the first round starts
- * would race its shard's task, and both would parse the CSV.
+ * §6); and start the aggregator's container the same way (PlanningMessage). No more than one
+ * message per worker: a prefetch still queued when the first round starts would race its shard's
+ * task, and both would parse the CSV.
  */
 async function announceShards(ctx: RoleContext, plan: PrefetchPlan, workers: number): Promise<void> {
   await ctx.store.put(keys.prefetchPlan(plan.dataset, plan.runId), jsonBody(plan), { tags: { ...INTERMEDIATE_TAGS } });
