@@ -11,7 +11,7 @@ import { derive } from '../lib/model/posterior.js';
 import { reportedComponents } from '../lib/model/summary.js';
 import { handleUpdates } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, RoundCompleteMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
-import { csvShardCodec, handleTaskDelivery, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
+import { csvShardCodec, handleTaskDelivery, parseAhead, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
@@ -77,6 +77,30 @@ describe('pipeline roles over in-memory ports', () => {
     await ctx.store.put('datasets/forum/data/a.csv', forum.subarray(0, forum.length / 2));
     await expect(runTask(ctx, task, new WorkerCache())).rejects.toThrow('changed since the run was planned');
     expect(await runTask(ctx, task, ahead)).toEqual(readItself);
+  });
+
+  it('shards parsed in another thread are used once done; one not done yet is parsed here, with the same result', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
+    let planned: ShardPlan | undefined;
+    const manifest = await planRun({ ...ctx, onShardsPlanned: (p: ShardPlan) => (planned = p) }, { dataset: 'forum', config }, ctx.kernel);
+    const [message] = await ctx.tasks.receive(1, 0);
+    const task = parseMessage(TaskMessage, message.body, 'tasks');
+    const readItself = await runTask(ctx, task, new WorkerCache());
+    let asked = 0;
+    const elsewhere = (index: number) => (asked++, parseAhead(ctx, planned!, index));
+    const done = new WorkerCache();
+    done.prefetch(ctx, planned!, [task.shard], elsewhere);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const never = new WorkerCache();
+    never.prefetch(ctx, planned!, [task.shard], () => new Promise<never>(() => {}));
+    expect(asked).toBe(1);
+    // The object replaced: only rows parsed ahead answer; the cache whose parse never ends reads it itself and fails.
+    await ctx.store.put('datasets/forum/data/a.csv', forum.subarray(0, forum.length / 2));
+    expect(await runTask(ctx, task, done)).toEqual(readItself);
+    await expect(runTask(ctx, task, never)).rejects.toThrow('changed since the run was planned');
+    expect(manifest.shards.length).toBeGreaterThan(1);
   });
 
   it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same', async () => {

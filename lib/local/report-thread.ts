@@ -1,19 +1,46 @@
 /**
- * The local runner's report thread: it loads vega and renders throwaway charts while the main
- * thread plans (a core is idle then), so the report at the end of the fit is rendered warm,
- * off the main thread (lib/local/report-renderer.ts).
+ * The local runner's helper thread (lib/local/report-renderer.ts). It does what it is asked, one
+ * thing at a time: parse shards ahead, warm vega up (load it and render throwaway charts, while
+ * the main thread plans and a core is idle), and render the report, warm, off the main thread.
+ * vega is loaded when first needed, so parsing ahead is not held up by it.
  */
-import { parentPort } from 'node:worker_threads';
-import { renderReport, warmReport } from '../model/report.js';
-import type { FromReportThread, ToReportThread } from './report-renderer.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import { FolderObjectStore } from '../pipeline/folder-store.js';
+import { parseAhead } from '../pipeline/worker.js';
+import type { FromReportThread, HelperInit, ToReportThread } from './report-renderer.js';
 
+const init = workerData as HelperInit;
 const port = parentPort!;
 const post = (m: FromReportThread) => port.postMessage(m);
-warmReport();
-port.on('message', ({ args }: ToReportThread) => {
-  try {
-    post({ html: renderReport(...args) });
-  } catch (error) {
-    post({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+const describe = (error: unknown) => (error instanceof Error ? (error.stack ?? error.message) : String(error));
+const dataStore = new FolderObjectStore(init.dataRoot, { durable: false, etags: 'stat' });
+let report: Promise<typeof import('../model/report.js')> | undefined;
+const warmReport = () =>
+  (report ??= import('../model/report.js').then((module) => {
+    module.warmReport();
+    return module;
+  }));
+
+async function handle(m: ToReportThread): Promise<void> {
+  if (m.type === 'warm') {
+    await warmReport();
+  } else if (m.type === 'parse') {
+    try {
+      post({ type: 'parse', id: m.id, parsed: await parseAhead({ store: dataStore, dataStore }, m.planned, m.index) });
+    } catch (error) {
+      post({ type: 'parse', id: m.id, error: describe(error) });
+    }
+  } else {
+    try {
+      post({ type: 'render', html: (await warmReport()).renderReport(...m.args) });
+    } catch (error) {
+      post({ type: 'render', error: describe(error) });
+    }
   }
+}
+
+// In order, one at a time: a parse that awaits its file must not let a warm-up start meanwhile.
+let queue = Promise.resolve();
+port.on('message', (m: ToReportThread) => {
+  queue = queue.then(() => handle(m));
 });

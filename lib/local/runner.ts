@@ -66,7 +66,9 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   const storeRoot = path.join(outDir, '.clusterwise');
   await mkdir(storeRoot, { recursive: true });
   const store = new FolderObjectStore(storeRoot, { durable: false });
-  const dataStore = new FolderObjectStore('/', { durable: false, etags: 'stat' });
+  // Data files are objects keyed by their absolute path (localDataKey) under the root.
+  const dataRoot = '/';
+  const dataStore = new FolderObjectStore(dataRoot, { durable: false, etags: 'stat' });
   const deadTasks = new MemoryQueue({ name: 'tasks-dlq' });
   // Large bodies go through the folder exactly as they go through the bucket on AWS.
   const offload = { prefix: 'queue-payloads' };
@@ -87,9 +89,11 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   const workerCount = options.workers ?? defaultThreads(dataBytes);
   // The threads start while the main thread plans, on the core planning leaves idle: the worker
   // threads load their kernel, the report thread warms vega up.
-  const report = startReportThread();
+  const report = startReportThread({ dataRoot });
   // Each thread parses its shards (affinity below) while the main thread initializes: told as
-  // soon as both it exists and planning has cut the shards, whichever comes last.
+  // soon as both it exists and planning has cut the shards, whichever comes last. Without worker
+  // threads, the report thread parses them for the inline worker's cache.
+  const cache = new WorkerCache();
   const spawned: Worker[] = [];
   let planned: ShardPlan | undefined;
   const prefetch = (worker: Worker, w: number) => {
@@ -97,11 +101,17 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     const shards = planned.shards.filter((s) => s.index % workerCount === w).map((s) => s.index);
     worker.postMessage({ type: 'prefetch', planned, shards } satisfies ToWorker);
   };
+  // The shards first, then vega (the thread does one thing at a time).
+  const prefetchInline = (ahead: ShardPlan) => {
+    cache.prefetch({ store, dataStore }, ahead, ahead.shards.map((s) => s.index), (index) => report.parse(ahead, index));
+    report.warm();
+  };
+  if (workerCount > 0) report.warm();
   const poolStarting =
     workerCount > 0
       ? startPool(
           workerCount,
-          { storeRoot, dataRoot: '/', backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name },
+          { storeRoot, dataRoot, backend, maxReceiveCount: MAX_RECEIVE_COUNT, tasksQueueName: tasks.name },
           (body, o) => updates.send(body, o),
           (worker, w) => prefetch((spawned[w] = worker), w),
         )
@@ -119,7 +129,8 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     renderReport: report.render,
     onShardsPlanned: ({ runId, plan, files, shards }: ShardPlan) => {
       planned = { runId, plan, files, shards };
-      spawned.forEach(prefetch);
+      if (workerCount > 0) spawned.forEach(prefetch);
+      else prefetchInline(planned);
     },
     onProgress: (p: Progress) => {
       progress = p;
@@ -153,7 +164,6 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     if (progress?.status === 'running' && progress.phase !== 'done') options.onProgress?.({ ...progress, shardsDone: Math.min(progress.shards, progress.shardsDone + tasksDone) });
   };
   const inline = { ...ctx, kernel };
-  const cache = new WorkerCache();
   try {
     // Event loop of the run: hand tasks to idle workers, feed results to the aggregator.
     while (!progress || progress.status === 'running') {

@@ -210,7 +210,7 @@ export class WorkerCache {
   private shards = new Map<string, LoadedShard>();
   private shardBytes = 0;
   /** Shards read and parsed ahead of their first task (prefetch), with the columns they were parsed for. */
-  private prefetched = new Map<string, Promise<{ select: string; parsed: ParsedRows } | undefined>>();
+  private prefetched = new Map<string, Ahead>();
 
   constructor(
     private readonly budgetBytes = 768 * 1024 * 1024,
@@ -241,18 +241,21 @@ export class WorkerCache {
    * Starts reading and parsing shards of a run being planned, before its first round exists
    * (the local runner does this while the main thread initializes, on the core that leaves
    * idle). Parsing needs only the columns and the files, which planning fixes before it
-   * initializes. A failure is not reported here: the shard's task reads it again and reports.
+   * initializes. `elsewhere` parses in another thread (the inline runner's helper); such a shard
+   * is parsed here after all when its task comes first. A failure is not reported here: the
+   * shard's task reads it again and reports.
    */
-  prefetch(ctx: ShardReader, planned: ShardPlan, indices: readonly number[]): void {
+  prefetch(ctx: ShardReader, planned: ShardPlan, indices: readonly number[], elsewhere?: ShardParser): void {
     if (this.codec !== csvShardCodec) return;
     for (const index of indices) {
       const id = `${planned.runId}/${index}`;
       if (this.shards.has(id) || this.prefetched.has(id)) continue;
-      const parsed = readShardBytes(ctx, planned, index).then(
-        (bytes) => ({ select: JSON.stringify(planned.plan.select), parsed: parseWith(planned.plan, planned.files[planned.shards[index].file], bytes) }),
-        () => undefined,
+      const ahead: Ahead = { wait: !elsewhere, result: Promise.resolve() };
+      ahead.result = (elsewhere ?? ((i: number) => parseAhead(ctx, planned, i)))(index).then(
+        (rows) => void (ahead.done = { select: JSON.stringify(planned.plan.select), parsed: rows }),
+        () => {},
       );
-      this.prefetched.set(id, parsed);
+      this.prefetched.set(id, ahead);
     }
   }
 
@@ -302,8 +305,11 @@ export class WorkerCache {
     const id = `${manifest.runId}/${index}`;
     const hit = this.shards.get(id);
     if (hit) return hit;
-    const ahead = await this.prefetched.get(id);
+    const pending = this.prefetched.get(id);
     this.prefetched.delete(id);
+    // Parsed here, awaited; parsed elsewhere, taken if done (else parsing here is sooner).
+    if (pending?.wait) await pending.result;
+    const ahead = pending?.done;
     // Parsed for the same columns (planning may narrow x after it, not what is parsed).
     const parsed = ahead?.select === JSON.stringify(manifest.plan.select) ? ahead.parsed : undefined;
     // A prefetched run's first read looks for the copy too (its prefetch may have stored it).
@@ -345,6 +351,21 @@ async function readStoredShard(store: ObjectStore, manifest: Manifest, index: nu
 
 /** Where a worker reads shards from. */
 type ShardReader = Pick<WorkerContext, 'store' | 'dataStore'>;
+
+/** Parses shard `index` of a planned run in another thread that reads the same files (the inline runner's helper). */
+export type ShardParser = (index: number) => Promise<ParsedRows>;
+
+/** A shard being parsed ahead: awaited when parsed in this thread, else used only once `done`. */
+interface Ahead {
+  wait: boolean;
+  result: Promise<void>;
+  done?: { select: string; parsed: ParsedRows };
+}
+
+/** A planned shard's CSV lines, read and parsed for the plan's columns (what WorkerCache.prefetch keeps). */
+export async function parseAhead(ctx: ShardReader, planned: ShardPlan, index: number): Promise<ParsedRows> {
+  return parseWith(planned.plan, planned.files[planned.shards[index].file], await readShardBytes(ctx, planned, index));
+}
 
 /** The shard's CSV lines. */
 async function readShardBytes(ctx: ShardReader, planned: ShardPlan, index: number): Promise<Uint8Array> {
