@@ -9,7 +9,8 @@
  *   E ln N(x | μ_k, Λ_k⁻¹) = covariateConst_k − ½ (x − m_k)ᵀ V_k (x − m_k)                (PRML 10.64)
  *
  * is quadratic in x_m, and so is the response term of a family with `rows.inputQuadratic`
- * (gaussian: c + bᵀu − ½ uᵀAu) when a missing x_i is also input j_i of u (spec.covariateInputs).
+ * (c + bᵀu − ½ uᵀAu: gaussian's exactly, bernoulli's bound) when a missing x_i is also input j_i
+ * of u (spec.covariateInputs).
  * Their sum, as a function of the d missing values ζ, is const + hᵀζ − ½ ζᵀQζ with
  *
  *   Q = V_mm + Eᵀ A E                                       (d × d; E puts ζ into u)
@@ -26,6 +27,11 @@
  * entropy of q(x_m | z) included, and the statistics are the expected ones, r E[x], r E[x xᵀ] with
  * E[x xᵀ] = E[x]E[x]ᵀ + Cov (and w E[u], w E[u uᵀ] for the response): λ0 + S is the exact global
  * update given q(z, x_m), so batch VB's ELBO still never decreases.
+ *
+ * A family whose quadratic is a bound with a local parameter (bernoulli's Jaakkola–Jordan ξ,
+ * `rows.tightened`) has that parameter's optimum depend on q(x_m | k), and q's on it: the term
+ * alternates the two from q given the covariates alone, each step raising the row's bound, until
+ * the parameter settles; the term is the bound at that pair, and the weights use its parameter.
  */
 import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky, logDetFromCholesky, quadraticForm } from '../math/linalg.js';
 import { LN_2PI } from '../math/special.js';
@@ -33,6 +39,10 @@ import type { ReferenceRows } from '../model/families/family.js';
 import { familyOf, referenceRows } from '../model/families/index.js';
 import type { LocalParams } from '../model/posterior.js';
 import { InternalError } from '../errors.js';
+
+/** Rounds of tightening a family's bound at q(x_m) (term), at most, and the relative change of its parameter that ends them. */
+const MAX_TIGHTENING = 100;
+const TIGHTENED = 1e-12;
 
 /** Whether any of the first `count` values of `v` from `at` is missing (NaN). */
 export function hasMissing(v: ArrayLike<number>, at: number, count: number): boolean {
@@ -48,6 +58,8 @@ export class MissingCells {
   /** V_k = ν_k W_k, (T, D, D). */
   private readonly precision: Float64Array;
   private readonly inputQuadratic: ReferenceRows['inputQuadratic'];
+  /** The family's quadratic is a bound tightened at q(x_m) (ReferenceRows.tightened). */
+  private readonly tightened: boolean;
   /** The row's missing covariates' indices in x (d of them) and their positions in u (−1: not an input). */
   private readonly missing: Int32Array;
   private readonly input: Int32Array;
@@ -78,7 +90,9 @@ export class MissingCells {
           this.precision[k * D * D + i * D + j] = this.precision[k * D * D + j * D + i] = s;
         }
     }
-    this.inputQuadratic = referenceRows(familyOf(params.spec.family), params.spec).inputQuadratic;
+    const rows = referenceRows(familyOf(params.spec.family), params.spec);
+    this.inputQuadratic = rows.inputQuadratic;
+    this.tightened = rows.tightened === true;
     this.missing = new Int32Array(D);
     this.input = new Int32Array(D);
     this.u0 = new Float64Array(P);
@@ -116,11 +130,12 @@ export class MissingCells {
   /**
    * Component k's term of ln ρ for the current row (module comment): the covariates' with x_m
    * integrated out, plus the response family's when a missing covariate is a regression input
-   * (then the caller adds no response term of its own). Fills component k's moments.
+   * (then the caller adds no response term of its own). Fills component k's moments, and for a
+   * family whose quadratic is a bound tightened at q(x_m) (bernoulli) its memo[k].
    */
-  term(k: number, y: number): number {
-    const { D, P } = this.params.spec;
-    const { d, missing, input, x, u0 } = this;
+  term(k: number, y: number, memo: Float64Array): number {
+    const { D } = this.params.spec;
+    const { d, missing, x } = this;
     const V = this.precision.subarray(k * D * D, (k + 1) * D * D);
     const m = this.params.mean.subarray(k * D, (k + 1) * D);
     const isMissing = (i: number) => Number.isNaN(x[i]);
@@ -142,33 +157,55 @@ export class MissingCells {
       h[a] = s - vo;
       constant += vo * m[i] - 0.5 * s * m[i];
     }
-    if (this.linked) {
-      const { a: A, b, au0 } = this;
-      const c = this.inputQuadratic!(this.params, k, y, A, b);
-      let bu = 0;
-      let uau = 0;
-      for (let i = 0; i < P; i++) {
-        let s = 0;
-        for (let j = 0; j < P; j++) s += A[i * P + j] * u0[j];
-        au0[i] = s;
-        bu += b[i] * u0[i];
-        uau += u0[i] * s;
-      }
-      constant += c + bu - 0.5 * uau;
-      for (let a = 0; a < d; a++) {
-        const i = input[a];
-        if (i < 0) continue;
-        h[a] += b[i] - au0[i];
-        for (let bb = 0; bb < d; bb++) if (input[bb] >= 0) q[a * d + bb] += A[i * P + input[bb]];
-      }
+    if (!this.linked) return this.solve(k, q, h, constant);
+    if (!this.tightened) return this.solve(k, ...this.withResponse(k, y, q, h, constant, memo));
+    // A bound tightened at q(x_m | k): from q given the covariates alone, alternate the bound's
+    // parameter (optimal for q) and q (optimal for it), each step raising the row's bound, until
+    // the parameter settles.
+    this.solve(k, q, h, constant);
+    let term = 0;
+    let previous = NaN;
+    for (let it = 0; it < MAX_TIGHTENING; it++) {
+      term = this.solve(k, ...this.withResponse(k, y, q, h, constant, memo));
+      if (Math.abs(memo[k] - previous) <= TIGHTENED * Math.abs(memo[k])) break;
+      previous = memo[k];
     }
-    // q(x_m | k) = N(Q⁻¹h, Q⁻¹); its log-normalizer is the term.
+    return term;
+  }
+
+  /** The covariate quadratic (q, h, constant) plus the response's in the missing inputs, as new arrays. */
+  private withResponse(k: number, y: number, q0: Float64Array, h0: Float64Array, constant: number, memo: Float64Array): [Float64Array, Float64Array, number] {
+    const { P } = this.params.spec;
+    const { d, input, u0, a: A, b, au0 } = this;
+    const q = q0.slice();
+    const h = h0.slice();
+    const c = this.inputQuadratic!(this.params, k, y, A, b, this.euu.subarray(k * P * P, (k + 1) * P * P), memo);
+    let bu = 0;
+    let uau = 0;
+    for (let i = 0; i < P; i++) {
+      let s = 0;
+      for (let j = 0; j < P; j++) s += A[i * P + j] * u0[j];
+      au0[i] = s;
+      bu += b[i] * u0[i];
+      uau += u0[i] * s;
+    }
+    for (let a = 0; a < d; a++) {
+      const i = input[a];
+      if (i < 0) continue;
+      h[a] += b[i] - au0[i];
+      for (let bb = 0; bb < d; bb++) if (input[bb] >= 0) q[a * d + bb] += A[i * P + input[bb]];
+    }
+    return [q, h, constant + c + bu - 0.5 * uau];
+  }
+
+  /** q(x_m | k) = N(Q⁻¹h, Q⁻¹) into component k's moments; its log-normalizer is the term. */
+  private solve(k: number, q: Float64Array, h: Float64Array, constant: number): number {
+    const { d } = this;
     const l = cholesky(q, d, `the precision of the missing covariates under component ${k + 1}`);
     const mean = backSubstitute(l, d, forwardSubstitute(l, d, h.slice()));
     let hz = 0;
     for (let a = 0; a < d; a++) hz += h[a] * mean[a];
-    const cov = inverseFromCholesky(l, d);
-    this.fillMoments(k, mean, cov);
+    this.fillMoments(k, mean, inverseFromCholesky(l, d));
     return constant + 0.5 * hz + 0.5 * d * LN_2PI - 0.5 * logDetFromCholesky(l, d);
   }
 

@@ -52,7 +52,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
       let max = -Infinity;
       for (let k = 0; k < T; k++) {
         let lr = params.logWeight[k];
-        if (missing) lr += cells!.term(k, y);
+        if (missing) lr += cells!.term(k, y, memo);
         else if (spec.covariateModel) {
           // ‖(x − m_k)ᵀ F_k‖² = ν_k (x − m_k)ᵀ W_k (x − m_k)
           for (let i = 0; i < D; i++) centred[i] = x[i] - params.mean[k * D + i];

@@ -1,4 +1,4 @@
-/** A cluster-weighted model with 3 covariates, 4 clusters and a gaussian response, and the same data with cells blanked (docs/model.md §18). */
+/** A cluster-weighted model with 3 covariates, 4 clusters and a gaussian (or logistic) response, and the same data with cells blanked (docs/model.md §18). */
 import { createRandom } from '../../lib/math/random.js';
 
 /** Cluster means at least 3 apart on every axis: each covariate tells the clusters apart (1.5 sd each way), all three well. */
@@ -14,9 +14,10 @@ export const ONE_AXIS_MEANS = [[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3]];
  * the complete CSV, the CSV with `share` of the covariate cells blanked at random (empty or NA,
  * never a whole row's covariates), the true labels, the number of blanked cells per column, and
  * the Bayes rule's labels under the true parameters on the blanked data (x_m integrated out:
- * x_o ~ N(μ_o, I), y | x_o ~ N(θ_0 + θ_oᵀx_o + θ_mᵀμ_m, 0.25 + ‖θ_m‖²)).
+ * x_o ~ N(μ_o, I), y | x_o ~ N(θ_0 + θ_oᵀx_o + θ_mᵀμ_m, 0.25 + ‖θ_m‖²)). With `response`
+ * 'bernoulli', y is 1 with probability σ(θ_kᵀ[x; 1]) instead (and `bayes` is the gaussian's, unused).
  */
-export function missingCwm(n: number, seed: number, means: number[][], share = 0.1) {
+export function missingCwm(n: number, seed: number, means: number[][], share = 0.1, response: 'gaussian' | 'bernoulli' = 'gaussian') {
   const random = createRandom(seed);
   const coefficients = [[1, -1, 0.5, 0], [-1, 0.5, 1, 2], [0.5, 1, -1, -2], [0, -0.5, 1, 1]];
   const labels: number[] = [];
@@ -28,12 +29,14 @@ export function missingCwm(n: number, seed: number, means: number[][], share = 0
     const k = i % 4;
     labels.push(k);
     const x = means[k].map((m) => m + random.normal());
-    const y = coefficients[k][3] + x.reduce((s, v, j) => s + coefficients[k][j] * v, 0) + 0.5 * random.normal();
+    const eta = coefficients[k][3] + x.reduce((s, v, j) => s + coefficients[k][j] * v, 0);
+    const yValue = response === 'gaussian' ? eta + 0.5 * random.normal() : random.uniform() < 1 / (1 + Math.exp(-eta)) ? 1 : 0;
+    const y = response === 'gaussian' ? yValue.toFixed(5) : String(yValue);
     const cells = x.map((v) => v.toFixed(5));
-    complete.push([...cells, y.toFixed(5)].join(','));
+    complete.push([...cells, y].join(','));
     const drop = cells.map(() => random.uniform() < share);
     if (drop.every(Boolean)) drop[random.int(3)] = false;
-    holes.push([...cells.map((c, j) => (drop[j] ? (blanked[j]++, j === 1 ? 'NA' : '') : c)), y.toFixed(5)].join(','));
+    holes.push([...cells.map((c, j) => (drop[j] ? (blanked[j]++, j === 1 ? 'NA' : '') : c)), y].join(','));
     const score = means.map((mean, g) => {
       let s = 0;
       let location = coefficients[g][3];
@@ -47,7 +50,7 @@ export function missingCwm(n: number, seed: number, means: number[][], share = 0
           location += coefficients[g][j] * v;
         }
       });
-      return s - 0.5 * Math.log(variance) - (0.5 * (y - location) ** 2) / variance;
+      return s - 0.5 * Math.log(variance) - (0.5 * (yValue - location) ** 2) / variance;
     });
     bayes.push(score.indexOf(Math.max(...score)));
   }

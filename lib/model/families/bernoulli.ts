@@ -7,7 +7,8 @@
  *
  * and is quadratic in θ, so λ0 + S with S = Σ r [2 λ(ξ) u uᵀ, (y − ½) u] is its exact maximizer
  * (λ(ξ) = tanh(ξ/2)/(4ξ)). y is not standardized. Its block syy is kept, always 0, so that
- * posterior.json files written before the family seam keep their layout.
+ * posterior.json files written before the family seam keep their layout. A missing input that is
+ * also a clustering covariate is integrated out with ξ tightened at q(x_m) (docs/model.md §18).
  */
 import { jjLambda, logSigmoid } from '../../math/special.js';
 import { addCoefficientKl, copyUSums, linearPredictorColumns } from './coefficients.js';
@@ -51,6 +52,28 @@ export const bernoulli: ResponseFamily = {
     weights(_local, k, r, _eta, y, _offset, memo, out) {
       out[0] = 2 * r * memo[k];
       out[1] = r * (y - 0.5);
+    },
+    // At any ξ the bound is ln σ(ξ) − ξ/2 + λ(ξ)ξ² + (y − ½) θᵀu − λ(ξ) uᵀE[θθᵀ]u (PRML 10.152 with
+    // E[θθᵀ] = Λ⁻¹ + θθᵀ), quadratic in u; its optimal ξ² = E[uᵀE[θθᵀ]u] = tr(E[θθᵀ] E[u uᵀ]) (10.163).
+    tightened: true,
+    inputQuadratic(params, k, y, a, b, euu, memo) {
+      const { P } = params.spec;
+      const theta = params.coef.subarray(k * P, (k + 1) * P);
+      const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P); // lower triangular, C Cᵀ = Λ⁻¹
+      let xi2 = 0;
+      for (let i = 0; i < P; i++)
+        for (let j = 0; j <= i; j++) {
+          let cc = 0;
+          for (let l = 0; l <= j; l++) cc += c[i * P + l] * c[j * P + l];
+          const m = cc + theta[i] * theta[j]; // E[θθᵀ]_ij
+          a[i * P + j] = a[j * P + i] = m;
+          xi2 += (i === j ? 1 : 2) * m * euu[i * P + j];
+        }
+      const xi = Math.sqrt(Math.max(xi2, 0));
+      const lambda = (memo[k] = jjLambda(xi));
+      for (let i = 0; i < P * P; i++) a[i] *= 2 * lambda;
+      for (let i = 0; i < P; i++) b[i] = (y - 0.5) * theta[i];
+      return logSigmoid(xi) - xi / 2 + lambda * xi * xi;
     },
   },
 

@@ -50,14 +50,18 @@ export interface ReferenceRows {
    */
   extra?(r: number, y: number, stats: Float64Array, at: number, u: Float64Array, local: Float64Array | null, k: number): void;
   /**
-   * logLik as an exact quadratic in the inputs: logLik(u) = c + bᵀu − ½ uᵀAu for the row's y, with
-   * A (P × P) and b (P) written here and c returned. Only for a family whose weights() do not
-   * depend on η and whose extra() does not read u (so a row's expected statistics are its weights
-   * times E[u], E[u uᵀ]). With it, a missing regression input that is also a clustering covariate
-   * is integrated out in closed form (lib/kernel/missing.ts, docs/model.md §18); without it such
-   * rows are skipped.
+   * logLik as a quadratic in the inputs, c + bᵀu − ½ uᵀAu for the row's y, with A (P × P) and b (P)
+   * written here and c returned: exactly logLik(u) (gaussian), or, with `tightened`, a lower bound
+   * on it whose local parameter is tightened at `euu`, E[u uᵀ] (P × P) of the current
+   * q(x_m | z = k), and kept in memo[k] for weights() (bernoulli: the Jaakkola–Jordan ξ). Only for
+   * a family whose weights() do not depend on η and whose extra() does not read u (so a row's
+   * expected statistics are its weights times E[u], E[u uᵀ]). With it, a missing regression input
+   * that is also a clustering covariate is integrated out (lib/kernel/missing.ts, docs/model.md
+   * §18); without it such rows are skipped.
    */
-  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array): number;
+  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array, euu: Float64Array, memo: Float64Array): number;
+  /** inputQuadratic is a bound tightened at q(x_m | z = k): MissingCells alternates the two until the bound settles. */
+  tightened?: boolean;
 }
 
 /**
