@@ -49,6 +49,14 @@ describe('clusterwise fit: bad input gets a clear error and a non-zero exit', ()
     expect(r.stderr).toContain('column "y": not a number');
   });
 
+  it('one usable row: says so, and what was skipped', () => {
+    const file = write('single.csv', 'x,y\n1,2\n2,b\n');
+    const r = runCli(['fit', file, '--target', 'y', '--columns', 'x', '--out', out, '--workers', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('single.csv: only 1 usable row (a fit needs at least 2) (first: ');
+    expect(r.stderr).toContain('single.csv:3: column "y": not a number)');
+  });
+
   it('a bernoulli target that is not 0/1', () => {
     const lines = ['x,y'];
     for (let i = 0; i < 200; i++) lines.push(`${i / 10},${i % 3}`);

@@ -175,7 +175,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   if (sample.parsed.rows < 2) {
     const why = sample.parsed.skipped[0];
     const where = why ? ` (first: ${sample.wholeFiles ? `${why.file}:${why.line}: ` : ''}column "${why.column}": ${why.reason})` : '';
-    throw new DataError(`no usable rows: every sampled row was skipped${where}`, { file: first.name });
+    const what = sample.parsed.rows === 1 ? 'only 1 usable row (a fit needs at least 2)' : 'no usable rows: every sampled row was skipped';
+    throw new DataError(`${what}${where}`, { file: first.name });
   }
   // The categorical columns' levels are the sample's (sorted), fixed for the run before any worker parses a shard.
   settleLevels(columnPlan, sample.parsed, first.name);
