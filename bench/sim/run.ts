@@ -319,6 +319,8 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let plannerSeconds = 0;
   const roundEnds: number[] = [];
   void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
+    // A refit's planner is invoked once (by the schedule, an upload or submit): a cold container.
+    await clock.sleep(p.lambda.coldStart);
     manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId }, kernel);
     await payCpu(clock);
     plannerSeconds = clock.now;
