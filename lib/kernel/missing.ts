@@ -9,7 +9,7 @@
  *   E ln N(x | μ_k, Λ_k⁻¹) = covariateConst_k − ½ (x − m_k)ᵀ V_k (x − m_k)                (PRML 10.64)
  *
  * is quadratic in x_m, and so is the response term of a family with `rows.inputQuadratic`
- * (c + bᵀu − ½ uᵀAu: gaussian's exactly, bernoulli's bound) when a missing x_i is also input j_i
+ * (c + bᵀu − ½ uᵀAu: gaussian's exactly, bernoulli's and multinomial's bounds) when a missing x_i is also input j_i
  * of u (spec.covariateInputs).
  * Their sum, as a function of the d missing values ζ, is const + hᵀζ − ½ ζᵀQζ with
  *
@@ -29,9 +29,10 @@
  * update given q(z, x_m), so batch VB's ELBO still never decreases.
  *
  * A family whose quadratic is a bound with a local parameter (bernoulli's Jaakkola–Jordan ξ,
- * `rows.tightened`) has that parameter's optimum depend on q(x_m | k), and q's on it: the term
- * alternates the two from q given the covariates alone, each step raising the row's bound, until
- * the parameter settles; the term is the bound at that pair, and the weights use its parameter.
+ * multinomial's Böhning ψ; `rows.tightened`) has that parameter's optimum depend on q(x_m | k),
+ * and q's on it: the term alternates the two from q given the covariates alone, each step raising
+ * the row's bound, until the bound settles; the term is the bound at that pair, and the weights
+ * and the family's own statistics (given E[u]) use its parameter.
  */
 import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky, logDetFromCholesky, quadraticForm } from '../math/linalg.js';
 import { LN_2PI } from '../math/special.js';
@@ -40,7 +41,7 @@ import { familyOf, referenceRows } from '../model/families/index.js';
 import type { LocalParams } from '../model/posterior.js';
 import { InternalError } from '../errors.js';
 
-/** Rounds of tightening a family's bound at q(x_m) (term), at most, and the relative change of its parameter that ends them. */
+/** Rounds of tightening a family's bound at q(x_m) (term), at most, and the change of the bound (relative, or absolute below 1) that ends them. */
 const MAX_TIGHTENING = 100;
 const TIGHTENED = 1e-12;
 
@@ -161,14 +162,13 @@ export class MissingCells {
     if (!this.tightened) return this.solve(k, ...this.withResponse(k, y, q, h, constant, memo));
     // A bound tightened at q(x_m | k): from q given the covariates alone, alternate the bound's
     // parameter (optimal for q) and q (optimal for it), each step raising the row's bound, until
-    // the parameter settles.
+    // the bound settles.
     this.solve(k, q, h, constant);
-    let term = 0;
-    let previous = NaN;
+    let term = -Infinity;
     for (let it = 0; it < MAX_TIGHTENING; it++) {
+      const previous = term;
       term = this.solve(k, ...this.withResponse(k, y, q, h, constant, memo));
-      if (Math.abs(memo[k] - previous) <= TIGHTENED * Math.abs(memo[k])) break;
-      previous = memo[k];
+      if (Math.abs(term - previous) <= TIGHTENED * Math.max(1, Math.abs(term))) break;
     }
     return term;
   }
@@ -179,7 +179,8 @@ export class MissingCells {
     const { d, input, u0, a: A, b, au0 } = this;
     const q = q0.slice();
     const h = h0.slice();
-    const c = this.inputQuadratic!(this.params, k, y, A, b, this.euu.subarray(k * P * P, (k + 1) * P * P), memo);
+    const moments = { eu: this.eu.subarray(k * P, (k + 1) * P), euu: this.euu.subarray(k * P * P, (k + 1) * P * P) };
+    const c = this.inputQuadratic!(this.params, k, y, A, b, moments, memo);
     let bu = 0;
     let uau = 0;
     for (let i = 0; i < P; i++) {

@@ -128,8 +128,8 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
             stats[syu + i] += yWeight * u[i];
             for (let j = 0; j <= i; j++) stats[suu + i * P + j] += wu * u[j];
           }
-        // A linked row's u holds NaN at its missing inputs: a family with inputQuadratic reads no u here.
-        extra?.(r, y, stats, layout.syy + k * extraWidth, u, local, k);
+        // A linked row's own statistics are linear in u given the bound's parameter: E[u] (family.ts inputQuadratic).
+        extra?.(r, y, stats, layout.syy + k * extraWidth, linked ? cells!.eu.subarray(k * P, (k + 1) * P) : u, local, k);
       }
     }
     mirrorLowerTriangles(stats, layout.sxx, T, D);

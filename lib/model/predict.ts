@@ -659,7 +659,8 @@ export class Predictor {
     let best = -1;
     for (let k = 0; k < K; k++) {
       if (best < 0 || lw[k] > lw[best]) best = k;
-      // u: a family that reads it (multinomial) has no missing regression inputs (those rows are skipped), so it is the row's.
+      // u has each missing input at its conditional mean; a family that reads u (multinomial) sees that,
+      // its class probabilities without the input's variance (docs/model.md §18).
       if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], batch.offset ? batch.offset[row] : 0, familyConstant[k], u, m.familyParameters[k]);
       if (keep) {
         keep.logWeights[row * K + k] = Math.log(lw[k]);

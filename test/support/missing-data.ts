@@ -15,9 +15,10 @@ export const ONE_AXIS_MEANS = [[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3]];
  * never a whole row's covariates), the true labels, the number of blanked cells per column, and
  * the Bayes rule's labels under the true parameters on the blanked data (x_m integrated out:
  * x_o ~ N(μ_o, I), y | x_o ~ N(θ_0 + θ_oᵀx_o + θ_mᵀμ_m, 0.25 + ‖θ_m‖²)). With `response`
- * 'bernoulli', y is 1 with probability σ(θ_kᵀ[x; 1]) instead (and `bayes` is the gaussian's, unused).
+ * 'bernoulli', y is 1 with probability σ(θ_kᵀ[x; 1]) instead; 'multinomial', the class a, b or c as
+ * θ_kᵀ[x; 1] + N(0, 0.5²) is below −1, up to 1, or above (and `bayes` is the gaussian's, unused).
  */
-export function missingCwm(n: number, seed: number, means: number[][], share = 0.1, response: 'gaussian' | 'bernoulli' = 'gaussian') {
+export function missingCwm(n: number, seed: number, means: number[][], share = 0.1, response: 'gaussian' | 'bernoulli' | 'multinomial' = 'gaussian') {
   const random = createRandom(seed);
   const coefficients = [[1, -1, 0.5, 0], [-1, 0.5, 1, 2], [0.5, 1, -1, -2], [0, -0.5, 1, 1]];
   const labels: number[] = [];
@@ -30,8 +31,8 @@ export function missingCwm(n: number, seed: number, means: number[][], share = 0
     labels.push(k);
     const x = means[k].map((m) => m + random.normal());
     const eta = coefficients[k][3] + x.reduce((s, v, j) => s + coefficients[k][j] * v, 0);
-    const yValue = response === 'gaussian' ? eta + 0.5 * random.normal() : random.uniform() < 1 / (1 + Math.exp(-eta)) ? 1 : 0;
-    const y = response === 'gaussian' ? yValue.toFixed(5) : String(yValue);
+    const yValue = response === 'bernoulli' ? (random.uniform() < 1 / (1 + Math.exp(-eta)) ? 1 : 0) : eta + 0.5 * random.normal();
+    const y = response === 'gaussian' ? yValue.toFixed(5) : response === 'bernoulli' ? String(yValue) : yValue < -1 ? 'a' : yValue <= 1 ? 'b' : 'c';
     const cells = x.map((v) => v.toFixed(5));
     complete.push([...cells, y].join(','));
     const drop = cells.map(() => random.uniform() < share);

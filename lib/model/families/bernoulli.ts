@@ -56,7 +56,7 @@ export const bernoulli: ResponseFamily = {
     // At any ξ the bound is ln σ(ξ) − ξ/2 + λ(ξ)ξ² + (y − ½) θᵀu − λ(ξ) uᵀE[θθᵀ]u (PRML 10.152 with
     // E[θθᵀ] = Λ⁻¹ + θθᵀ), quadratic in u; its optimal ξ² = E[uᵀE[θθᵀ]u] = tr(E[θθᵀ] E[u uᵀ]) (10.163).
     tightened: true,
-    inputQuadratic(params, k, y, a, b, euu, memo) {
+    inputQuadratic(params, k, y, a, b, { euu }, memo) {
       const { P } = params.spec;
       const theta = params.coef.subarray(k * P, (k + 1) * P);
       const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P); // lower triangular, C Cᵀ = Λ⁻¹

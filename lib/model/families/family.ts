@@ -33,6 +33,12 @@ export interface TargetSpec {
   standardized: boolean;
 }
 
+/** E[u] (P) and E[u uᵀ] (P × P) of a row under q(x_m | z = k) (lib/kernel/missing.ts). */
+export interface InputMoments {
+  eu: Float64Array;
+  euu: Float64Array;
+}
+
 /** A row of component k as a family sees it (the reference path; `memo` carries per-k values from logLik to weights). */
 export interface ReferenceRows {
   /**
@@ -52,14 +58,15 @@ export interface ReferenceRows {
   /**
    * logLik as a quadratic in the inputs, c + bᵀu − ½ uᵀAu for the row's y, with A (P × P) and b (P)
    * written here and c returned: exactly logLik(u) (gaussian), or, with `tightened`, a lower bound
-   * on it whose local parameter is tightened at `euu`, E[u uᵀ] (P × P) of the current
-   * q(x_m | z = k), and kept in memo[k] for weights() (bernoulli: the Jaakkola–Jordan ξ). Only for
-   * a family whose weights() do not depend on η and whose extra() does not read u (so a row's
-   * expected statistics are its weights times E[u], E[u uᵀ]). With it, a missing regression input
-   * that is also a clustering covariate is integrated out (lib/kernel/missing.ts, docs/model.md
-   * §18); without it such rows are skipped.
+   * on it whose local parameter is tightened at the moments `at` (E[u], E[u uᵀ]) of the current
+   * q(x_m | z = k) (bernoulli: the Jaakkola–Jordan ξ, kept in memo[k] for weights(); multinomial:
+   * Böhning's ψ = Θ_k E[u]). Only for a family whose weights() do not depend on η, and whose
+   * extra() is linear in u given that parameter (it is then given E[u]), so that a row's expected
+   * statistics are its weights times E[u], E[u uᵀ]. With it, a missing regression input that is
+   * also a clustering covariate is integrated out (lib/kernel/missing.ts, docs/model.md §18);
+   * without it such rows are skipped.
    */
-  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array, euu: Float64Array, memo: Float64Array): number;
+  inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array, at: InputMoments, memo: Float64Array): number;
   /** inputQuadratic is a bound tightened at q(x_m | z = k): MissingCells alternates the two until the bound settles. */
   tightened?: boolean;
 }

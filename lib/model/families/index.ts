@@ -34,9 +34,10 @@ export function referenceRows(family: ResponseFamily, dims: FamilyDims): Referen
 
 /**
  * Whether the family integrates its response over a missing regression input (its rows'
- * inputQuadratic, docs/model.md §18). A family whose rows depend on the model's dims (multinomial)
- * has none: its rows with such a missing input are skipped.
+ * inputQuadratic, docs/model.md §18); without it, rows with such a missing input are skipped.
+ * Asked before the model's dims are known (planning the columns): whether a family has the
+ * hook does not depend on them, so a family whose rows do (multinomial) is asked for the smallest.
  */
 export function integratesMissingInputs(family: ResponseFamily): boolean {
-  return typeof family.rows !== 'function' && family.rows.inputQuadratic !== undefined;
+  return referenceRows(family, { P: 1, classes: 2 }).inputQuadratic !== undefined;
 }

@@ -107,7 +107,48 @@ function rowsFor(dims: FamilyDims): ReferenceRows {
       out[0] = r; // into U_k = Σ r u uᵀ; A multiplies it in derive
       out[1] = 0;
     },
-    // h_k += r (y + A m − g(m)) ⊗ u, the bound's linear term at ψ = m.
+    // With a missing input (docs/model.md §18), the bound at any ψ in expectation over q(Θ_k), as a
+    // quadratic in u: (y + b_ψ)ᵀΘu − ½ uᵀ(ΘᵀAΘ + ½(M − 1) S_a + S_b/(2C))u − c_ψ, b_ψ = Aψ − g(ψ),
+    // c_ψ = lse(ψ) − g(ψ)ᵀψ + ½ ψᵀAψ (it equals yᵀψ − lse(ψ) − ½ tr(A Cov[η]) at ψ = Θu); tightest
+    // at ψ = E[η] = Θ E[u]. ΘᵀAΘ = ½ (ΘᵀΘ − (Θᵀ1)(Θᵀ1)ᵀ/C).
+    tightened: true,
+    inputQuadratic(params, k, y, a, b, { eu }) {
+      const at = k * width;
+      const local = params.response;
+      predictors(local, at, eu, M, P, m); // ψ
+      const lse = logSumExp(m, M);
+      let sum = 0;
+      for (let j = 0; j < M; j++) sum += m[j];
+      let constant = -lse;
+      b.fill(0);
+      const column = new Float64Array(P); // Θᵀ1
+      for (let j = 0; j < M; j++) {
+        const g = Math.exp(m[j] - lse);
+        const aPsi = 0.5 * (m[j] - sum / C); // (Aψ)_j
+        constant += g * m[j] - 0.5 * m[j] * aPsi;
+        const w = (y === j + 1 ? 1 : 0) + aPsi - g;
+        for (let i = 0; i < P; i++) {
+          b[i] += w * local[at + j * P + i];
+          column[i] += local[at + j * P + i];
+        }
+      }
+      const la = at + M * P;
+      const lb = la + P * P;
+      for (let i = 0; i < P; i++)
+        for (let l = 0; l <= i; l++) {
+          let tt = 0;
+          for (let j = 0; j < M; j++) tt += local[at + j * P + i] * local[at + j * P + l];
+          let sa = 0;
+          let sb = 0;
+          for (let q = 0; q <= l; q++) {
+            sa += local[la + i * P + q] * local[la + l * P + q];
+            sb += local[lb + i * P + q] * local[lb + l * P + q];
+          }
+          a[i * P + l] = a[l * P + i] = 0.5 * (tt - (column[i] * column[l]) / C) + 0.5 * (M - 1) * sa + sb / (2 * C);
+        }
+      return constant;
+    },
+    // h_k += r (y + A m − g(m)) ⊗ u, the bound's linear term at ψ = m (a row with a missing input: u = E[u], ψ = Θ E[u]).
     extra(r, y, stats, at, u, local, k) {
       predictors(local, k * width, u, M, P, m);
       const lse = logSumExp(m, M);
