@@ -9,8 +9,8 @@
  *   E ln N(x | μ_k, Λ_k⁻¹) = covariateConst_k − ½ (x − m_k)ᵀ V_k (x − m_k)                (PRML 10.64)
  *
  * is quadratic in x_m, and so is the response term of a family with `rows.inputQuadratic`
- * (c + bᵀu − ½ uᵀAu: gaussian's exactly, bernoulli's and multinomial's bounds) when a missing x_i is also input j_i
- * of u (spec.covariateInputs).
+ * (c + bᵀu − ½ uᵀAu: gaussian's exactly, bernoulli's and multinomial's bounds) when a missing
+ * x_i is also input j_i of u (spec.covariateInputs).
  * Their sum, as a function of the d missing values ζ, is const + hᵀζ − ½ ζᵀQζ with
  *
  *   Q = V_mm + Eᵀ A E                                       (d × d; E puts ζ into u)
@@ -131,8 +131,8 @@ export class MissingCells {
   /**
    * Component k's term of ln ρ for the current row (module comment): the covariates' with x_m
    * integrated out, plus the response family's when a missing covariate is a regression input
-   * (then the caller adds no response term of its own). Fills component k's moments, and for a
-   * family whose quadratic is a bound tightened at q(x_m) (bernoulli) its memo[k].
+   * (then the caller adds no response term of its own). Fills component k's moments, and what a
+   * family whose quadratic is a bound tightened at q(x_m) keeps for its weights (memo[k]).
    */
   term(k: number, y: number, memo: Float64Array): number {
     const { D } = this.params.spec;

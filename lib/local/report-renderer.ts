@@ -1,5 +1,5 @@
 /**
- * The inline runner's helper thread (lib/local/report-thread.ts): it renders report.html, and it
+ * The local runner's helper thread (lib/local/report-thread.ts): it renders report.html, and it
  * parses shards ahead. Rendering a report costs about 1.5 s of CPU when vega is cold, a third of
  * that when warm; started before planning, the thread does the cold part on the core planning
  * leaves idle, and the render at the end of the fit is the warm one. When the fit has no worker
