@@ -296,6 +296,25 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     expect(ariHoles).toBeGreaterThanOrEqual(ariComplete - 0.01);
   });
 
+  it('reports the ELBO and BIC in data units of the observed cells: x1 in units 10 times smaller moves them by its observed cells\' ln 10 only, ICL by every row\'s', async () => {
+    // The same data with x1 × 10: the standardized fit is the same; the densities of x1 in data units are 10 times lower.
+    const scaled = separated.holes.trim().split('\n').map((line, i) => {
+      if (i === 0) return line;
+      const cells = line.split(',');
+      if (cells[0] !== '') cells[0] = (Number(cells[0]) * 10).toFixed(4);
+      return cells.join(',');
+    }).join('\n') + '\n';
+    const tenfold = await fitCsv(dir, 'tenfold', scaled);
+    type WithCriteria = { criteria: { logLikelihood: number; completeLogLikelihood: number; bic: number; icl: number } };
+    const a = holes.posterior as unknown as WithCriteria & { elbo: number };
+    const b = tenfold.posterior as unknown as WithCriteria & { elbo: number };
+    const observed = 4000 - separated.blanked[0];
+    expect(b.elbo - a.elbo).toBeCloseTo(-observed * Math.LN10, 1);
+    expect(b.criteria.logLikelihood - a.criteria.logLikelihood).toBeCloseTo(-observed * Math.LN10, 1);
+    expect(b.criteria.bic - a.criteria.bic).toBeCloseTo(2 * observed * Math.LN10, 0);
+    expect(b.criteria.completeLogLikelihood - a.criteria.completeLogLikelihood).toBeCloseTo(-4000 * Math.LN10, 1);
+  });
+
   it('predicts every row with missing cells: p(z | x_o) is the observed sub-vector\'s Student-t marginal, by quadrature over x_m', async () => {
     const doc = PosteriorSchema.parse(holes.posterior);
     const scored = await predictRows(holes.posteriorPath, path.join(dir, 'holes.csv'));

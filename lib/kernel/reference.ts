@@ -20,7 +20,7 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
     const { spec } = params;
     const { T, D, P } = spec;
     const family = familyOf(spec.family);
-    const { logLik: responseTerm, weights: responseWeights, extra } = referenceRows(family, spec);
+    const { logLik: responseTerm, weights: responseWeights, extra, ownPredictors } = referenceRows(family, spec);
     const local = params.response;
     const extraWidth = family.extraWidth(spec);
     const offsets = batch.offset;
@@ -66,17 +66,22 @@ export const referenceKernel: Kernel<Batch | Batch<Float32Array>> = {
           lr += params.covariateConst[k] - 0.5 * quad;
         }
         for (let f = 0; f < factors.length; f++) lr += factors[f].logLik(spec, params.factors[f], k, codes!, n * J);
-        const ku = linked ? cells!.eu.subarray(k * P, (k + 1) * P) : u;
+        // A family with its own predictors (multinomial) reads u and its own parameters instead.
         let pred = 0;
-        for (let i = 0; i < P; i++) pred += params.coef[k * P + i] * ku[i];
+        if (!ownPredictors) {
+          const ku = linked ? cells!.eu.subarray(k * P, (k + 1) * P) : u;
+          for (let i = 0; i < P; i++) pred += params.coef[k * P + i] * ku[i];
+        }
         eta[k] = pred; // θ_kᵀE[u] with missing inputs (the family's weights do not depend on it)
         if (!linked) {
-          const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
           let spread = 0; // uᵀ Λ_k⁻¹ u = ‖uᵀ C_k‖²
-          for (let j = 0; j < P; j++) {
-            let z = 0;
-            for (let i = j; i < P; i++) z += u[i] * c[i * P + j];
-            spread += z * z;
+          if (!ownPredictors) {
+            const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P);
+            for (let j = 0; j < P; j++) {
+              let z = 0;
+              for (let i = j; i < P; i++) z += u[i] * c[i * P + j];
+              spread += z * z;
+            }
           }
           lr += responseTerm(local, k, pred, spread, y, o, memo, u);
         }

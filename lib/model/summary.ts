@@ -122,10 +122,14 @@ export interface Criteria {
 
 /**
  * The criteria of `state` (whose λ = λ0 + S was formed from the statistics S of the sweep before)
- * given its standardized ELBO; data units through `logJacobian` (summary of N rows). Only for a
- * response family whose plug-in likelihood the statistics give (`plugIn`: gaussian).
+ * given its standardized ELBO; data units through `logJacobian` (per row, logJacobianPerRow, of N
+ * rows). With missing covariate cells (docs/model.md §18) the statistics are those of the completed
+ * data, so CLL is the completed rows' (every cell's Jacobian), while the entropy, q(x_m)'s included,
+ * takes back the Jacobian of the missing cells (`missingJacobian`, Σ over them of ln s_j): ln L̂ is
+ * a bound on the observed values' likelihood, like the ELBO. Only for a response family whose
+ * plug-in likelihood the statistics give (`plugIn`: gaussian).
  */
-export function informationCriteria(spec: ModelSpec, state: GlobalState, elboStandardized: number, rows: number, logJacobian: number): Criteria | undefined {
+export function informationCriteria(spec: ModelSpec, state: GlobalState, elboStandardized: number, rows: number, logJacobian: number, missingJacobian = 0): Criteria | undefined {
   const plugIn = familyOf(spec.family).plugIn;
   if (!plugIn || !Number.isFinite(elboStandardized)) return undefined;
   const { T, D, P } = spec;
@@ -155,7 +159,7 @@ export function informationCriteria(spec: ModelSpec, state: GlobalState, elboSta
   const factorParameters = covariateFactorsOf(spec).reduce((s, f) => s + f.plugIn.parameters(spec), 0);
   const parameters = K - 1 + K * ((spec.covariateModel ? D + (D * (D + 1)) / 2 : 0) + factorParameters + plugIn.parameters(P - S)) + S;
   const completeLogLikelihood = cll - rows * logJacobian;
-  const logLikelihood = completeLogLikelihood + entropy;
+  const logLikelihood = completeLogLikelihood + entropy + missingJacobian;
   const penalty = parameters * Math.log(rows);
   return {
     logLikelihood,
@@ -188,8 +192,13 @@ export function logJacobianPerRow(spec: ModelSpec, std: Standardization): number
  * covariate (a row's bound is a density of its observed values only; docs/model.md §18).
  */
 export function logJacobian(spec: ModelSpec, std: Standardization, plan: Pick<ColumnPlan, 'x'>, rows: number, missing: Record<string, number> = {}): number {
-  let s = rows * logJacobianPerRow(spec, std);
-  if (spec.covariateModel) plan.x.forEach((column, j) => (s -= (missing[column] ?? 0) * Math.log(std.xSd[j])));
+  return rows * logJacobianPerRow(spec, std) - missingLogJacobian(spec, std, plan, missing);
+}
+
+/** Σ ln s_j over the missing numeric covariate cells (the part of the Jacobian their rows lack). */
+export function missingLogJacobian(spec: ModelSpec, std: Standardization, plan: Pick<ColumnPlan, 'x'>, missing: Record<string, number> = {}): number {
+  let s = 0;
+  if (spec.covariateModel) plan.x.forEach((column, j) => (s += (missing[column] ?? 0) * Math.log(std.xSd[j])));
   return s;
 }
 
@@ -325,7 +334,7 @@ export function summarize(input: {
   const { config, plan, standardization: std, state } = input;
   const spec = specOfPlan(config, plan);
   const derived = derive(spec, state);
-  const criteria = informationCriteria(spec, state, input.elboStandardized, input.rows, logJacobianPerRow(spec, std));
+  const criteria = informationCriteria(spec, state, input.elboStandardized, input.rows, logJacobianPerRow(spec, std), missingLogJacobian(spec, std, plan, input.missingValues));
   return {
     format: 'clusterwise/posterior@1',
     dataset: input.dataset,

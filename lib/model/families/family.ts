@@ -69,6 +69,11 @@ export interface ReferenceRows {
   inputQuadratic?(params: LocalParams, k: number, y: number, a: Float64Array, b: Float64Array, at: InputMoments, memo: Float64Array): number;
   /** inputQuadratic is a bound tightened at q(x_m | z = k): MissingCells alternates the two until the bound settles. */
   tightened?: boolean;
+  /**
+   * logLik reads u and the family's own local parameters, not η = θ_kᵀu and the spread (multinomial:
+   * C − 1 predictors): the reference path does not form those (they are passed as 0).
+   */
+  ownPredictors?: boolean;
 }
 
 /**

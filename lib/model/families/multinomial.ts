@@ -95,6 +95,7 @@ function rowsFor(dims: FamilyDims): ReferenceRows {
   const width = multinomial.localWidth(dims);
   const m = new Float64Array(M);
   return {
+    ownPredictors: true,
     logLik(local, k, _eta, _spread, y, _offset, _memo, u) {
       const at = k * width;
       predictors(local, at, u, M, P, m);
