@@ -70,6 +70,8 @@ export interface SimResult {
   rounds: { svi: number; batch: number };
   /** When each aggregator invocation ended (s): with one round-complete message each, the rounds' ends. */
   roundEnds: number[];
+  /** When the last prefetch (the workers parsing announced shards while the planner initializes) ended (s); null without one. */
+  prefetchSeconds: number | null;
   aggregator: { invocations: number; busySeconds: number; utilization: number };
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
@@ -317,6 +319,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let ended = false;
   let tasksDone = 0;
   let plannerSeconds = 0;
+  let prefetchSeconds: number | null = null;
   const roundEnds: number[] = [];
   void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
     // A refit's planner is invoked once (by the schedule, an upload or submit): a cold container.
@@ -339,7 +342,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
     handle: async ([message], cache) => {
       await handleTaskDelivery(workerCtx, message, 3, cache);
-      if ((JSON.parse(message.body) as { kind: string }).kind === 'task') tasksDone += 1; // not a prefetch or refit
+      const kind = (JSON.parse(message.body) as { kind: string }).kind;
+      if (kind === 'task') tasksDone += 1; // not a prefetch or refit
+      else if (kind === 'prefetch') prefetchSeconds = Math.max(prefetchSeconds ?? 0, clock.now);
     },
   });
   const aggregatorMapping = eventSourceMapping({
@@ -392,6 +397,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     tasks: tasksDone,
     rounds: { svi, batch: doc.trace.length - svi },
     roundEnds,
+    prefetchSeconds,
     aggregator: {
       invocations: aggregatorMapping.stats.invocations,
       busySeconds: aggregatorMapping.stats.busySeconds,
