@@ -288,7 +288,11 @@ describe('a CWM with 10% of its covariate cells blanked, through the local pipel
     expect(holes.posterior.skippedRows).toBe(0);
     expect(holes.posterior.missingValues).toEqual({ x1: separated.blanked[0], x2: separated.blanked[1], x3: separated.blanked[2] });
     expect(complete.posterior.missingValues).toBeUndefined();
-    expect(readFileSync(holes.reportPath, 'utf8')).toContain(`<tr><th>missing x2 (integrated out)</th><td>${separated.blanked[1]}</td></tr>`);
+    const report = readFileSync(holes.reportPath, 'utf8');
+    expect(report).toContain(`<tr><th>missing x2 (integrated out)</th><td>${separated.blanked[1]}</td></tr>`);
+    // The plots take the cells present: every cluster's regression line is drawn (no NaN point).
+    expect(report).not.toContain('NaN');
+    expect(report.match(/line mark container/g)?.length).toBeGreaterThanOrEqual(2);
     const ariComplete = adjustedRandIndex(separated.labels, labelsOf(complete));
     const ariHoles = adjustedRandIndex(separated.labels, labelsOf(holes));
     console.log(`missing CWM, clusters 3 sd apart on every axis: ARI ${ariHoles.toFixed(4)} with 10% of the covariate cells blanked (the Bayes rule's ${adjustedRandIndex(separated.labels, separated.bayes).toFixed(4)}), ${ariComplete.toFixed(4)} complete`);
@@ -408,10 +412,19 @@ describe.each(['bernoulli', 'multinomial'] as const)('a %s CWM with 10% of its c
     console.log(`missing ${family} CWM: ARI ${ariHoles.toFixed(4)} with 10% of the covariate cells blanked, ${ariComplete.toFixed(4)} complete`);
     expect(holes.posterior.components).toHaveLength(4);
     expect(ariHoles).toBeGreaterThanOrEqual(ariComplete - 0.02);
-    // predict scores every row too, a missing input at its conditional mean.
+    // predict scores every row too, a missing input at its conditional mean under each component.
     const scored = await predictRows(holes.posteriorPath, path.join(dir, 'holes.csv'));
     expect(scored.skipped).toBe(0);
     expect(scored.cluster.every((c) => c >= 0)).toBe(true);
+    expect(readFileSync(holes.reportPath, 'utf8')).not.toContain('NaN');
+    if (family === 'multinomial') {
+      const lines = data.holes.trim().split('\n').slice(1);
+      const holed = lines.flatMap((line, i) => (line.split(',').slice(0, 3).includes('') ? [i] : []));
+      const labels = ['a', 'b', 'c'];
+      for (const i of holed) expect(labels.reduce((s, l) => s + scored.classProbabilities![l][i], 0)).toBeCloseTo(1, 6);
+      const right = holed.filter((i) => scored.predictedClass![i] === lines[i].split(',')[3]).length;
+      expect(right / holed.length).toBeGreaterThan(0.9); // complete rows: 0.998
+    }
   }, 300_000);
 });
 

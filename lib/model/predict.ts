@@ -435,6 +435,11 @@ export class Predictor {
   private readonly unitHi?: Float64Array;
   /** The covariate factors' terms (n × K) of the batch being predicted, or null. */
   private levelTerms: Float64Array | null = null;
+  /**
+   * Rows of the current batch with a missing regression input: u with that input at its
+   * conditional mean under each component (K × P), for a family whose density reads u (missingRow).
+   */
+  private completedInputs = new Map<number, Float64Array>();
 
   constructor(doc: PosteriorDocument, backend?: TfjsBackendName, options: PredictOptions = {}) {
     checkPredictOptions(doc, options);
@@ -499,6 +504,7 @@ export class Predictor {
     const rowConstant = levelTerms ? new Float64Array(K) : constant;
     // Rows with a missing covariate: their own float64 path (missingRow), flagged once per batch.
     const incomplete = m.covariateModel ? rowsWithMissing(batch) : [];
+    this.completedInputs.clear();
     const missing = incomplete.length > 0 ? new Uint8Array(n) : null;
     for (const row of incomplete) missing![row] = 1;
     for (let row = 0; row < n; row++) {
@@ -594,8 +600,11 @@ export class Predictor {
     const x = batch.x.subarray(row * D, (row + 1) * D);
     const observed = Array.from({ length: D }, (_, i) => i).filter((i) => !Number.isNaN(x[i]));
     const absent = Array.from({ length: D }, (_, i) => i).filter((i) => Number.isNaN(x[i]));
+    const linkedAny = absent.some((i) => (inputs[i] ?? -1) >= 0);
     const o = observed.length;
     const u = Float64Array.from(batch.u.subarray(row * P, (row + 1) * P));
+    // u completed under each component (its missing inputs at their conditional means), for a family that reads u.
+    const completed = new Float64Array(K * P);
     const lw = new Float64Array(K);
     const mu = new Float64Array(K);
     const spread = new Float64Array(K);
@@ -622,6 +631,7 @@ export class Predictor {
         observed.forEach((j, a) => (v += s[i * D + j] * z[a]));
         u[inputs[i]] = v;
       }
+      completed.set(u, k * P);
       const inflation = (nu + delta2) / Math.max(nu + o - 2, 1e-300);
       const conditional = (a: number, b: number) => {
         let v = s[linked[a] * D + linked[b]];
@@ -655,13 +665,15 @@ export class Predictor {
       spread[k] = sq + trace + variance * m.marginal.spreadPerVariance[k];
     }
     logSumExp(lw, K, lw); // lw ← p(z = k | x_o)
-    const moments = new Float64Array(2);
+    if (linkedAny) this.completedInputs.set(row, completed);
+    const moments = new Float64Array(m.accumulated);
     let best = -1;
     for (let k = 0; k < K; k++) {
       if (best < 0 || lw[k] > lw[best]) best = k;
-      // u has each missing input at its conditional mean; a family that reads u (multinomial) sees that,
-      // its class probabilities without the input's variance (docs/model.md §18).
-      if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], batch.offset ? batch.offset[row] : 0, familyConstant[k], u, m.familyParameters[k]);
+      // Component k's u has each missing input at its conditional mean under k; a family that reads u
+      // (multinomial) sees that, its class probabilities without the input's variance (docs/model.md §18).
+      const uk = completed.subarray(k * P, (k + 1) * P);
+      if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], batch.offset ? batch.offset[row] : 0, familyConstant[k], uk, m.familyParameters[k]);
       if (keep) {
         keep.logWeights[row * K + k] = Math.log(lw[k]);
         keep.locs[row * K + k] = mu[k];
@@ -673,6 +685,7 @@ export class Predictor {
     out.clusterProbability[row] = lw[best];
     out.mean[row] = m.predictive.mean(moments, std);
     if (out.sd) out.sd[row] = m.predictive.sd!(moments, std);
+    if (out.probabilities) out.probabilities.set(moments, row * moments.length);
   }
 
   /**
@@ -705,7 +718,11 @@ export class Predictor {
     // ln p(y | z=k) of a family whose predictive is not a Student-t (bernoulli, poisson): its own, ≤ 0.
     const componentLogDensity = m.predictive.logDensity;
     const logOther = (target: number, k: number, row: number) =>
-      componentLogDensity!(target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k], batch.u.subarray(row * P, (row + 1) * P), m.familyParameters[k]);
+      componentLogDensity!(
+        target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k],
+        this.completedInputs.get(row)?.subarray(k * P, (k + 1) * P) ?? batch.u.subarray(row * P, (row + 1) * P),
+        m.familyParameters[k],
+      );
     for (let row = 0; row < n; row++) {
       let top = -1;
       for (let k = 0; k < K; k++) {

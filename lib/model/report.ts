@@ -287,10 +287,12 @@ function scoredSample(doc: Posterior, sample: readonly Row[]): SampleRow[] {
  * the pooled within-cluster variance, on the sample's rows by their most responsible cluster.
  */
 function informativeColumns(columns: readonly string[], rows: readonly { values: Record<string, number>; cluster: string }[], count: number): string[] {
+  // Over the cells present: a missing one (docs/model.md §18) is NaN here.
   const score = (column: string): number => {
     const groups = new Map<string, number[]>();
-    for (const r of rows) groups.set(r.cluster, [...(groups.get(r.cluster) ?? []), r.values[column]]);
-    const all = rows.map((r) => r.values[column]);
+    for (const r of rows) if (Number.isFinite(r.values[column])) groups.set(r.cluster, [...(groups.get(r.cluster) ?? []), r.values[column]]);
+    const all = [...groups.values()].flat();
+    if (all.length === 0) return 0;
     const mean = all.reduce((a, b) => a + b, 0) / all.length;
     let between = 0;
     let within = 0;
@@ -358,9 +360,15 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
       const lines = doc.components.flatMap((c, k) => {
         const own = rows.filter((r) => r.cluster === String(k));
         if (own.length < 2) return [];
-        const at = (name: string) => own.reduce((s, r) => s + r.values[name], 0) / own.length;
+        // Means and range over the cells present: a missing one (docs/model.md §18) is NaN here.
+        const present = (name: string) => own.map((r) => r.values[name]).filter(Number.isFinite);
+        const at = (name: string) => {
+          const v = present(name);
+          return v.reduce((s, x) => s + x, 0) / Math.max(1, v.length);
+        };
         const offset = c.intercept + doc.regressionColumns.reduce((s, name, l) => (l === j ? s : s + c.coefficients[l] * at(name)), 0);
-        const xs = own.map((r) => r.values[column]);
+        const xs = present(column);
+        if (xs.length < 2) return [];
         const lo = Math.min(...xs);
         const hi = Math.max(...xs);
         return Array.from({ length: 25 }, (_, i) => {
