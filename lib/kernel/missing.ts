@@ -34,7 +34,7 @@
  * the row's bound, until the bound settles; the term is the bound at that pair, and the weights
  * and the family's own statistics (given E[u]) use its parameter.
  */
-import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky, logDetFromCholesky, quadraticForm } from '../math/linalg.js';
+import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky, logDetFromCholesky, lowerProduct, quadraticForm } from '../math/linalg.js';
 import { LN_2PI } from '../math/special.js';
 import type { ReferenceRows } from '../model/families/family.js';
 import { familyOf, referenceRows } from '../model/families/index.js';
@@ -82,15 +82,7 @@ export class MissingCells {
   constructor(private readonly params: LocalParams) {
     const { T, D, P } = params.spec;
     this.precision = new Float64Array(T * D * D);
-    for (let k = 0; k < T; k++) {
-      const f = params.precisionFactor.subarray(k * D * D, (k + 1) * D * D);
-      for (let i = 0; i < D; i++)
-        for (let j = 0; j <= i; j++) {
-          let s = 0;
-          for (let l = 0; l <= j; l++) s += f[i * D + l] * f[j * D + l];
-          this.precision[k * D * D + i * D + j] = this.precision[k * D * D + j * D + i] = s;
-        }
-    }
+    for (let k = 0; k < T; k++) lowerProduct(params.precisionFactor, D, k * D * D, this.precision.subarray(k * D * D, (k + 1) * D * D));
     const rows = referenceRows(familyOf(params.spec.family), params.spec);
     this.inputQuadratic = rows.inputQuadratic;
     this.tightened = rows.tightened === true;

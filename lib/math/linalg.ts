@@ -98,6 +98,17 @@ export function traceOfProduct(a: Float64Array, b: Float64Array, n: number): num
   return s;
 }
 
+/** L Lᵀ (n × n, row-major, symmetric) of the lower-triangular L at l[at …] (a Cholesky factor's matrix). */
+export function lowerProduct(l: Float64Array, n: number, at = 0, out: Float64Array = new Float64Array(n * n)): Float64Array {
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let q = 0; q <= j; q++) s += l[at + i * n + q] * l[at + j * n + q];
+      out[i * n + j] = out[j * n + i] = s;
+    }
+  return out;
+}
+
 /** A x for row-major n×n A. */
 export function matVec(a: Float64Array, n: number, x: ArrayLike<number>): Float64Array {
   const out = new Float64Array(n);

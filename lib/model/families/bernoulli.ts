@@ -10,6 +10,7 @@
  * posterior.json files written before the family seam keep their layout. A missing input that is
  * also a clustering covariate is integrated out with ξ tightened at q(x_m) (docs/model.md §18).
  */
+import { lowerProduct } from '../../math/linalg.js';
 import { jjLambda, logSigmoid } from '../../math/special.js';
 import { addCoefficientKl, copyUSums, linearPredictorColumns } from './coefficients.js';
 import type { ResponseFamily } from './family.js';
@@ -59,13 +60,11 @@ export const bernoulli: ResponseFamily = {
     inputQuadratic(params, k, y, a, b, { euu }, memo) {
       const { P } = params.spec;
       const theta = params.coef.subarray(k * P, (k + 1) * P);
-      const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P); // lower triangular, C Cᵀ = Λ⁻¹
+      const cct = lowerProduct(params.coefCovFactor, P, k * P * P); // Λ⁻¹ = C Cᵀ
       let xi2 = 0;
       for (let i = 0; i < P; i++)
         for (let j = 0; j <= i; j++) {
-          let cc = 0;
-          for (let l = 0; l <= j; l++) cc += c[i * P + l] * c[j * P + l];
-          const m = cc + theta[i] * theta[j]; // E[θθᵀ]_ij
+          const m = cct[i * P + j] + theta[i] * theta[j]; // E[θθᵀ]_ij
           a[i * P + j] = a[j * P + i] = m;
           xi2 += (i === j ? 1 : 2) * m * euu[i * P + j];
         }

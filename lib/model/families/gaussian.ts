@@ -6,7 +6,7 @@
  *
  *   E ln p(y | u, k) = ½ (ψ(a_k) − ln b_k) − ½ ln 2π − ½ ((a_k/b_k)(y − θ_kᵀu)² + uᵀΛ_k⁻¹u)
  */
-import { quadraticForm, traceOfProduct } from '../../math/linalg.js';
+import { lowerProduct, quadraticForm, traceOfProduct } from '../../math/linalg.js';
 import { digamma, klGamma, LN_2PI } from '../../math/special.js';
 import { ownPositions, priorCoordinates, type Layout, type ModelSpec } from '../spec.js';
 import type { Derived } from '../posterior.js';
@@ -228,14 +228,10 @@ export const gaussian: ResponseFamily = {
       const { P } = params.spec;
       const tau = params.response[2 * k];
       const theta = params.coef.subarray(k * P, (k + 1) * P);
-      const c = params.coefCovFactor.subarray(k * P * P, (k + 1) * P * P); // lower triangular
+      const cct = lowerProduct(params.coefCovFactor, P, k * P * P); // Λ⁻¹ = C Cᵀ
       for (let i = 0; i < P; i++) {
         b[i] = tau * y * theta[i];
-        for (let j = 0; j <= i; j++) {
-          let cc = 0;
-          for (let l = 0; l <= j; l++) cc += c[i * P + l] * c[j * P + l];
-          a[i * P + j] = a[j * P + i] = tau * theta[i] * theta[j] + cc;
-        }
+        for (let j = 0; j <= i; j++) a[i * P + j] = a[j * P + i] = tau * theta[i] * theta[j] + cct[i * P + j];
       }
       return params.response[2 * k + 1] - 0.5 * tau * y * y;
     },

@@ -38,7 +38,7 @@
  * standardized. No fused TensorFlow.js path: the tfjs kernel runs this on the reference path.
  */
 import { ClusterwiseError } from '../../errors.js';
-import { cholesky } from '../../math/linalg.js';
+import { cholesky, lowerProduct } from '../../math/linalg.js';
 import type { Derived } from '../posterior.js';
 import type { FamilyDims, ReferenceRows, ResponseFamily } from './family.js';
 import { inverseAndLogDet } from './shared.js';
@@ -133,19 +133,13 @@ function rowsFor(dims: FamilyDims): ReferenceRows {
           column[i] += local[at + j * P + i];
         }
       }
-      const la = at + M * P;
-      const lb = la + P * P;
+      const sa = lowerProduct(local, P, at + M * P); // S_a from its Cholesky factor
+      const sb = lowerProduct(local, P, at + M * P + P * P);
       for (let i = 0; i < P; i++)
         for (let l = 0; l <= i; l++) {
           let tt = 0;
           for (let j = 0; j < M; j++) tt += local[at + j * P + i] * local[at + j * P + l];
-          let sa = 0;
-          let sb = 0;
-          for (let q = 0; q <= l; q++) {
-            sa += local[la + i * P + q] * local[la + l * P + q];
-            sb += local[lb + i * P + q] * local[lb + l * P + q];
-          }
-          a[i * P + l] = a[l * P + i] = 0.5 * (tt - (column[i] * column[l]) / C) + 0.5 * (M - 1) * sa + sb / (2 * C);
+          a[i * P + l] = a[l * P + i] = 0.5 * (tt - (column[i] * column[l]) / C) + 0.5 * (M - 1) * sa[i * P + l] + sb[i * P + l] / (2 * C);
         }
       return constant;
     },
