@@ -36,7 +36,7 @@ function print(result: Awaited<ReturnType<typeof simulate>>, speedup: number) {
   const mb = (b: number) => `${f(b / 1e6, 0)} MB`;
   console.log(`${f(result.rows, 0)} rows on ${result.workers} workers${result.modelled ? ` (past ${f(params.data.realRows, 0)} rows: sampled shards, see bench/sim/run.ts)` : ' (every row computed)'}`);
   const prefetch = result.prefetchSeconds === null ? '' : `, prefetch ${f(result.prefetchSeconds)} s`;
-  console.log(`  wall            ${f(result.wallSeconds)} s (planning ${f(result.plannerSeconds)} s${prefetch}; rounds ended at ${result.roundEnds.map((t) => f(t)).join(', ')} s)`);
+  console.log(`  wall            ${f(result.wallSeconds)} s (planning ${f(result.plannerSeconds)} s, of which CPU ${f(result.plannerCpu.sample)} s sampling and ${f(result.plannerCpu.initialize)} s initializing${prefetch}; rounds ended at ${result.roundEnds.map((t) => f(t)).join(', ')} s)`);
   console.log(`  cost            $${result.costUsd.toFixed(4)} (Lambda $${result.cost.lambda.toFixed(4)}, S3 $${result.cost.s3.toFixed(4)}, SQS $${result.cost.sqs.toFixed(4)}); ${f(result.lambdaGbSeconds, 0)} GB-s`);
   console.log(`  shards          ${result.shards} of ~${f(result.shardRows, 0)} rows; ${result.tasks} tasks; ${result.rounds.svi} SVI steps + ${result.rounds.batch} sweeps; converged ${result.converged}`);
   console.log(`  requests        S3 GET ${f(result.requests.s3Get, 0)}, PUT ${f(result.requests.s3Put, 0)}, LIST ${f(result.requests.s3List, 0)}; SQS ${f(result.requests.sqs, 0)}`);

@@ -57,7 +57,8 @@ export const SimParams = z.strictObject({
       coldStart: seconds.default(1.0),
       /**
        * Speed of one Lambda vCPU (arm64 Graviton) relative to one core of this machine for this
-       * code (single-threaded wasm). Lambda gives memory/1769 vCPUs; the kernel uses at most one.
+       * code (single-threaded wasm). Lambda gives memory/1769 vCPUs: the calling thread uses at
+       * most one, V8's background threads the rest (run.ts#lambdaSeconds).
        */
       cpuSpeed: positive.default(0.8),
       /**

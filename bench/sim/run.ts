@@ -6,9 +6,12 @@
  * - Real: every role's code, every request it makes (and so the request counts and bytes), the
  *   arithmetic of the reduce and of the updates, the schedule's decisions (SVI steps, sweeps,
  *   convergence), and, up to `data.realRows`, every row's statistics (then ELBO and ARI are real).
- * - Modelled: time. A request takes its latency plus bytes / bandwidth; CPU time is the time this
- *   machine took for the same kernel call, codec call or planner run, divided by the Lambda
- *   speed (lambda.cpuSpeed × min(1, memory / 1769 MB)); an aggregator invocation adds
+ * - Modelled: time. A request takes its latency plus bytes / bandwidth; CPU time is the CPU this
+ *   machine spent on the same kernel call, codec call or planner run, measured twice: the calling
+ *   thread's and the whole process's (V8's compiler and garbage-collector threads too). A function
+ *   of memory M has v = M / 1769 MB vCPUs, each lambda.cpuSpeed of a core here; its calling thread
+ *   runs on at most one of them, and every thread shares all v, so the call takes
+ *   max(thread / min(1, v), process / v) / cpuSpeed (lambdaSeconds). An aggregator invocation adds
  *   lambda.aggregatorCpu. Past `data.realRows` a shard's rows are an evenly spaced sample of
  *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
  *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
@@ -16,6 +19,7 @@
  *   second per prefix; a round's objects share a prefix per group), the pollers' empty receives,
  *   the planner's invocation by S3 or the schedule.
  */
+import { readFileSync } from 'node:fs';
 import { parseConfig, type ModelConfigInput } from '../../lib/config.js';
 import { parseWith, toBatch } from '../../lib/data/dataset.js';
 import { activeComponents, paramsFor, runLocalStep } from '../../lib/inference/vb.js';
@@ -59,6 +63,8 @@ export interface SimResult {
   modelled: boolean;
   wallSeconds: number;
   plannerSeconds: number;
+  /** The planner's modelled CPU seconds (lambdaSeconds) before its initialization (the sample) and in it. */
+  plannerCpu: { sample: number; initialize: number };
   costUsd: number;
   cost: { lambda: number; s3: number; sqs: number };
   lambdaGbSeconds: number;
@@ -89,12 +95,55 @@ export const SIM_RUN = 'run';
 const DATASET = SIM_DATASET;
 const MIB = 1024 * 1024;
 
-/** CPU seconds of this thread's work in `f` (process CPU time: unaffected by other processes' load). */
-function cpuSeconds<T>(f: () => T): [T, number] {
-  const start = process.cpuUsage();
+/**
+ * CPU seconds of some work: the calling thread's, and the whole process's (the thread's plus what
+ * V8's background threads, the optimizing compiler and the garbage collector, did meanwhile).
+ * Both are CPU time, unaffected by other processes' load.
+ */
+export interface CpuTime {
+  thread: number;
+  process: number;
+}
+
+/** This thread's CPU seconds so far (Linux: /proc/thread-self/schedstat, ns on a CPU), else undefined. */
+function threadCpuSeconds(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]) / 1e9;
+  } catch {
+    return undefined; // not Linux: the thread is taken to be the process
+  }
+}
+
+/** CPU time spent so far; `cpuSince(cpuNow())` measures what comes between. */
+function cpuNow(): CpuTime {
+  const used = process.cpuUsage();
+  const processSeconds = (used.user + used.system) / 1e6;
+  return { thread: threadCpuSeconds() ?? processSeconds, process: processSeconds };
+}
+
+function cpuSince(start: CpuTime): CpuTime {
+  const now = cpuNow();
+  const processSeconds = now.process - start.process;
+  return { thread: Math.min(processSeconds, now.thread - start.thread), process: processSeconds };
+}
+
+/** The CPU time of `f`. */
+function cpuTime<T>(f: () => T): [T, CpuTime] {
+  const start = cpuNow();
   const out = f();
-  const used = process.cpuUsage(start);
-  return [out, (used.user + used.system) / 1e6];
+  return [out, cpuSince(start)];
+}
+
+const scaled = (t: CpuTime, factor: number): CpuTime => ({ thread: t.thread * factor, process: t.process * factor });
+
+/**
+ * Seconds a Lambda function of `memoryMb` takes for work that took `t` here: it has
+ * v = memoryMb / 1769 vCPUs of `cpuSpeed` cores each; the calling thread runs on at most one, and
+ * all threads together on v (so V8's background threads are free only where v > 1).
+ */
+export function lambdaSeconds(t: CpuTime, memoryMb: number, cpuSpeed: number): number {
+  const vcpus = memoryMb / FULL_VCPU_MIB;
+  return Math.max(t.thread / Math.min(1, vcpus), t.process / vcpus) / cpuSpeed;
 }
 
 /**
@@ -104,23 +153,24 @@ function cpuSeconds<T>(f: () => T): [T, number] {
  */
 const measured = {
   /** Seconds per row of the local step, by the data's shape and the number of active components. */
-  stepRate: new Map<string, number>(),
+  stepRate: new Map<string, CpuTime>(),
   /** Seconds per row of the kernel's prepare, by the data's shape. */
-  prepareRate: new Map<string, number>(),
+  prepareRate: new Map<string, CpuTime>(),
   /** Seconds per row of CSV parsing and of decoding a binary copy, by the data's shape. */
-  codecRates: new Map<string, { parse: number; decode: number }>(),
-  /** The planner's CPU seconds (this machine) before and from its initialization, by rows, data and config. */
-  planner: new Map<string, { before: number; initialize: number }>(),
+  codecRates: new Map<string, { parse: CpuTime; decode: CpuTime }>(),
+  /** The planner's CPU (this machine) before and from its initialization, by rows, data and config. */
+  planner: new Map<string, { before: CpuTime; initialize: CpuTime }>(),
 };
 
 /**
- * The median CPU seconds of `runs` calls of `f` (after the caller's warm-up): a per-row rate is
- * charged for every row of a modelled run, so one unlucky measurement (a GC, page faults of fresh
- * arrays) would scale up to minutes of worker time.
+ * The median CPU time of `runs` calls of `f` (after the caller's warm-up), thread and process
+ * each: a per-row rate is charged for every row of a modelled run, so one unlucky measurement (a
+ * GC, page faults of fresh arrays) would scale up to minutes of worker time.
  */
-function medianCpuSeconds(f: () => unknown, runs = 3): number {
-  const seconds = Array.from({ length: runs }, () => cpuSeconds(f)[1]).sort((a, b) => a - b);
-  return seconds[Math.floor(runs / 2)];
+function medianCpuTime(f: () => unknown, runs = 3): CpuTime {
+  const times = Array.from({ length: runs }, () => cpuTime(f)[1]);
+  const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(runs / 2)];
+  return { thread: median(times.map((t) => t.thread)), process: median(times.map((t) => t.process)) };
 }
 
 /** Rows of the batches per-row rates are measured on: enough that fixed costs do not show. */
@@ -138,33 +188,33 @@ function tiled(batch: Batch | Batch<Float32Array>, rows = CALIBRATION_ROWS): Bat
 }
 
 /**
- * A kernel whose calls add their CPU time here, divided by the Lambda speed, to the caller's CPU.
+ * A kernel whose calls add their CPU time here, as the Lambda function's seconds (`lambda`), to the caller's CPU.
  * A weighted batch (a sample standing for a whole shard) is charged per row, at rates measured
  * once on a CALIBRATION_ROWS-row batch (the local step's once per number of active components), so a
  * small call's fixed cost is not multiplied by the weight.
  */
-function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inner: unknown; batch: Batch | Batch<Float32Array> }> {
+function timedKernel(kernel: Kernel, lambda: (t: CpuTime) => number, shape: string): Kernel<{ inner: unknown; batch: Batch | Batch<Float32Array> }> {
   return {
     name: kernel.name,
     prepare(batch) {
-      const [inner, seconds] = cpuSeconds(() => kernel.prepare(batch));
+      const [inner, time] = cpuTime(() => kernel.prepare(batch));
       const weight = batch.weight ?? 1;
       let prepareRate = measured.prepareRate.get(shape);
       if (weight !== 1 && prepareRate === undefined) {
         const big = tiled(batch);
         kernel.release(kernel.prepare(big)); // warm-up
-        const s = medianCpuSeconds(() => kernel.release(kernel.prepare(big)));
-        measured.prepareRate.set(shape, (prepareRate = s / big.n));
+        const t = medianCpuTime(() => kernel.release(kernel.prepare(big)));
+        measured.prepareRate.set(shape, (prepareRate = scaled(t, 1 / big.n)));
       }
-      chargeCpu((weight === 1 ? seconds : prepareRate! * batch.n * weight) / speed, 'kernel prepare');
+      chargeCpu(lambda(weight === 1 ? time : scaled(prepareRate!, batch.n * weight)), 'kernel prepare');
       return { inner, batch };
     },
     localStep(params, prepared, options) {
-      const [out, seconds] = cpuSeconds(() => kernel.localStep(params, prepared.inner, options));
+      const [out, time] = cpuTime(() => kernel.localStep(params, prepared.inner, options));
       const { batch } = prepared;
       const weight = batch.weight ?? 1;
       if (weight === 1) {
-        chargeCpu(seconds / speed, 'local step');
+        chargeCpu(lambda(time), 'local step');
         return out;
       }
       const key = `${shape} active=${activeComponents(params).length}`;
@@ -173,11 +223,11 @@ function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inn
         const big = tiled(batch);
         const inner = kernel.prepare(big);
         kernel.localStep(params, inner); // warm-up
-        rate = medianCpuSeconds(() => kernel.localStep(params, inner)) / big.n;
+        rate = scaled(medianCpuTime(() => kernel.localStep(params, inner)), 1 / big.n);
         kernel.release(inner);
         measured.stepRate.set(key, rate);
       }
-      chargeCpu((rate * batch.n * weight) / speed, 'local step');
+      chargeCpu(lambda(scaled(rate, batch.n * weight)), 'local step');
       return out;
     },
     release: (prepared) => kernel.release(prepared.inner),
@@ -188,31 +238,32 @@ function timedKernel(kernel: Kernel, speed: number, shape: string): Kernel<{ inn
  * The codec's parse and decode, timed the same way: measured, or for a sample standing for a
  * shard, per row at rates measured once on CALIBRATION_ROWS rows of the same data.
  */
-function timedCodec(codec: ShardCodec, speed: number, data: GeneratedCsv, shape: string): ShardCodec {
+function timedCodec(codec: ShardCodec, lambda: (t: CpuTime) => number, data: GeneratedCsv, shape: string): ShardCodec {
   let rates = measured.codecRates.get(shape);
   const calibrate = (manifest: PrefetchPlan, index: number) => {
     const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
     csvShardCodec.parse(manifest, index, lines); // warm-up
     const rows = csvShardCodec.parse(manifest, index, lines);
-    const parse = medianCpuSeconds(() => csvShardCodec.parse(manifest, index, lines));
+    const parse = medianCpuTime(() => csvShardCodec.parse(manifest, index, lines));
     const bytes = csvShardCodec.encode(rows);
     csvShardCodec.decode(bytes, 'calibration');
-    const decode = medianCpuSeconds(() => csvShardCodec.decode(bytes, 'calibration'));
-    return { parse: parse / rows.counts.rows, decode: decode / rows.counts.rows };
+    const decode = medianCpuTime(() => csvShardCodec.decode(bytes, 'calibration'));
+    return { parse: scaled(parse, 1 / rows.counts.rows), decode: scaled(decode, 1 / rows.counts.rows) };
   };
-  const charge = (rows: ShardRows, seconds: number, rate: number, kind: string) =>
-    chargeCpu(((rows.weight ?? 1) === 1 ? seconds : rate * rows.counts.rows) / speed, kind);
+  const none: CpuTime = { thread: 0, process: 0 };
+  const charge = (rows: ShardRows, time: CpuTime, rate: CpuTime, kind: string) =>
+    chargeCpu(lambda((rows.weight ?? 1) === 1 ? time : scaled(rate, rows.counts.rows)), kind);
   return {
     parse(manifest, index, bytes) {
-      const [rows, seconds] = cpuSeconds(() => codec.parse(manifest, index, bytes));
+      const [rows, time] = cpuTime(() => codec.parse(manifest, index, bytes));
       if ((rows.weight ?? 1) !== 1 && !rates) measured.codecRates.set(shape, (rates = calibrate(manifest, index)));
-      charge(rows, seconds, rates?.parse ?? 0, 'CSV parse');
+      charge(rows, time, rates?.parse ?? none, 'CSV parse');
       return rows;
     },
     encode: (rows) => codec.encode(rows),
     decode(bytes, key) {
-      const [rows, seconds] = cpuSeconds(() => codec.decode(bytes, key));
-      charge(rows, seconds, rates?.decode ?? 0, 'shard decode');
+      const [rows, time] = cpuTime(() => codec.decode(bytes, key));
+      charge(rows, time, rates?.decode ?? none, 'shard decode');
       return rows;
     },
   };
@@ -261,7 +312,6 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const first = [...files.values()][0];
   const config = parseConfig({ target: 'y', ...request.config });
   const kernel = await loadKernel('auto');
-  const vcpu = (mb: number) => p.lambda.cpuSpeed * Math.min(1, mb / FULL_VCPU_MIB);
 
   // The planner's CPU: a dry run of the same planning here, without the clock (once per process
   // for these rows, data and config, whatever the worker count, which changes only the list of
@@ -271,16 +321,16 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   if (!planner) {
     const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
     // Split at the initialization: what comes after it is charged after the prefetch messages went out.
-    const started = process.cpuUsage();
-    let beforeInit: NodeJS.CpuUsage | undefined;
-    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= process.cpuUsage(started))) };
+    const started = cpuNow();
+    let beforeInit: CpuTime | undefined;
+    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= cpuSince(started))) };
     await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
-    const seconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
-    const before = seconds(beforeInit ?? process.cpuUsage(started));
-    measured.planner.set(plannerKey, (planner = { before, initialize: seconds(process.cpuUsage(started)) - before }));
+    const all = cpuSince(started);
+    const before = beforeInit ?? all;
+    measured.planner.set(plannerKey, (planner = { before, initialize: { thread: all.thread - before.thread, process: all.process - before.process } }));
   }
-  const plannerCpu = planner.before / vcpu(p.lambda.plannerMemoryMb);
-  const initializeCpu = planner.initialize / vcpu(p.lambda.plannerMemoryMb);
+  const plannerCpu = lambdaSeconds(planner.before, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed);
+  const initializeCpu = lambdaSeconds(planner.initialize, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed);
 
   const clock = new VirtualClock();
   cpuCharged.clear();
@@ -309,11 +359,11 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     announceShards: p.lambda.announceShards,
     onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && chargeCpu(initializeCpu, 'initialize')),
   };
-  const workerSpeed = vcpu(p.lambda.workerMemoryMb);
+  const workerSeconds = (t: CpuTime) => lambdaSeconds(t, p.lambda.workerMemoryMb, p.lambda.cpuSpeed);
   const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
   const shape = JSON.stringify(p.data);
-  const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSpeed, first, shape);
-  const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSpeed, shape) };
+  const codec = timedCodec(modelled ? surrogateCodec(first, p.data.sampleRowsPerShard) : csvShardCodec, workerSeconds, first, shape);
+  const workerCtx = { ...ctx, kernel: timedKernel(kernel, workerSeconds, shape) };
 
   let manifest: Manifest | undefined;
   let ended = false;
@@ -387,6 +437,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     modelled,
     wallSeconds,
     plannerSeconds,
+    plannerCpu: { sample: plannerCpu, initialize: initializeCpu },
     costUsd: lambdaCost + s3Cost + sqsCost,
     cost: { lambda: lambdaCost, s3: s3Cost, sqs: sqsCost },
     lambdaGbSeconds,

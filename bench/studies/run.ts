@@ -2,13 +2,14 @@
  * The studies of issue 8: data with a known truth, fitted by the real local `fit` (fitLocal),
  * success counted per draw; flexmix (R) and scikit-learn figures on the same files when installed.
  *
- *   npx tsx bench/studies/run.ts [study ...] [--draws n]      (or: npm run studies -- …)
+ *   npx tsx bench/studies/run.ts [study ...] [--draws n] [--first d]      (or: npm run studies -- …)
  *
  * Studies: flexmixNpreg (flexmix's own 200-row NPreg, against flexmix's estimates), npreg200, npreg1000 (K=2 conditional-only dirichlet, then default stick-breaking on the
  * same draws), separated (K=3, N=1000, D=2, defaults), small2 / small5 / small10 (K clusters, one
  * of 2%, N=5000, D=3), irrelevant (2 regressions, 2 covariates with a weak cluster signal + 18
  * correlated covariates from one shared Gaussian, N=2000; bench/studies/irrelevant.ts).
- * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10). Run with `nice -n 10`;
+ * Defaults: the issue's draw counts (30, 30, 60, 10, 10, 10, 10), draws 0, 1, …; `--first d` starts at
+ * draw d instead (other draws of the same kinds, to check the figures are not the seeds'). Run with `nice -n 10`;
  * STUDIES_PEERS=0 skips flexmix and scikit-learn.
  */
 import { spawnSync } from 'node:child_process';
@@ -170,14 +171,14 @@ async function flexmixOwnNpreg() {
   console.log(`flexmix NPreg (200 rows; [x, x², intercept]): ${rows.join('; ')}; largest difference ${(100 * worst).toFixed(1)}% of max(|flexmix|, 1)`);
 }
 
-async function study(name: string, draws: number) {
+async function study(name: string, draws: number, first: number) {
   if (name === 'flexmixNpreg') return flexmixOwnNpreg();
   const dir = mkdtempSync(path.join(tmpdir(), `study-${name}-`));
   const file = path.join(dir, 'data.csv');
   const tally: Record<string, number> = {};
   const add = (key: string, v = 1) => (tally[key] = (tally[key] ?? 0) + v);
   const started = performance.now();
-  for (let draw = 0; draw < draws; draw++) {
+  for (let draw = first; draw < first + draws; draw++) {
     const random = createRandom(8000 + draw, name.length);
     if (name.startsWith('npreg')) {
       const d = npreg(Number(name.slice(5)), random);
@@ -238,18 +239,25 @@ async function study(name: string, draws: number) {
   const lines = Object.entries(tally).map(([k, v]) =>
     k.endsWith('ARI (sum)') ? `${k === 'ARI (sum)' ? 'mean ARI' : 'mean Bayes-rule ARI (the ceiling)'} ${(v / draws).toFixed(3)}` : k === 'covered' ? `coverage ${(v / tally.coefficients).toFixed(3)}` : k === 'coefficients' ? '' : `${k}: ${v}/${draws}`,
   );
-  console.log(`${name} (${draws} draws, ${seconds.toFixed(0)} s): ${lines.filter(Boolean).join('; ')}`);
+  console.log(`${name} (${draws} draws${first ? ` from draw ${first}` : ''}, ${seconds.toFixed(0)} s): ${lines.filter(Boolean).join('; ')}`);
 }
 
 const DEFAULT_DRAWS: Record<string, number> = {
   flexmixNpreg: 1, npreg200: 30, npreg1000: 30, separated: 60, small2: 10, small5: 10, small10: 10, irrelevant: 10,
 };
 const args = process.argv.slice(2);
-const drawsAt = args.indexOf('--draws');
-const draws = drawsAt >= 0 ? Number(args[drawsAt + 1]) : undefined;
-const names = args.filter((a, i) => !a.startsWith('--') && !(drawsAt >= 0 && i === drawsAt + 1));
+const valueOf = (flag: string) => {
+  const at = args.indexOf(flag);
+  if (at < 0) return undefined;
+  const value = Number(args[at + 1]);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${flag} needs a whole number ≥ 0, got ${args[at + 1]}`);
+  return value;
+};
+const draws = valueOf('--draws');
+const first = valueOf('--first') ?? 0;
+const names = args.filter((a, i) => !a.startsWith('--') && !['--draws', '--first'].includes(args[i - 1]));
 console.log(`peers: flexmix ${hasR ? 'installed' : 'not installed'}, scikit-learn ${hasSklearn ? 'installed' : 'not installed'}`);
 for (const name of names.length ? names : Object.keys(DEFAULT_DRAWS)) {
   if (!(name in DEFAULT_DRAWS)) throw new Error(`unknown study ${name}; known: ${Object.keys(DEFAULT_DRAWS).join(', ')}`);
-  await study(name, draws ?? DEFAULT_DRAWS[name]);
+  await study(name, draws ?? DEFAULT_DRAWS[name], first);
 }
