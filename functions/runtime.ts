@@ -40,6 +40,8 @@ export function roleContext(logger: Logger): RoleContext {
     log: asLog(logger),
     // Idle workers store the shards' binary copies while the planner initializes (planner.ts).
     announceShards: true,
+    // With provisioned pollers the whole concurrency is there at once: start the containers before the sample.
+    wakeWorkers: process.env.WORKER_SCALING === 'provisioned',
     ...(concurrency > 0 ? { workerConcurrency: concurrency } : {}),
   };
 }

@@ -46,10 +46,23 @@ export const HANDLER_ENVIRONMENT = [
   'UPDATES_DLQ_URL',
   'INGEST_FAILURES_URL',
   'WORKER_CONCURRENCY',
+  'WORKER_SCALING',
   'POWERTOOLS_SERVICE_NAME',
   'LOG_LEVEL',
 ] as const;
 export type HandlerEnvironmentVariable = (typeof HANDLER_ENVIRONMENT)[number];
+
+/** The tasks-queue event source's scaling mode (ClusterwiseProps.workerScaling). */
+export type WorkerScaling = 'standard' | 'provisioned';
+export const WORKER_SCALINGS: readonly WorkerScaling[] = ['standard', 'provisioned'];
+
+/** Invocations one provisioned SQS event poller sends at once (AWS Lambda developer guide, SQS scaling). */
+export const INVOCATIONS_PER_POLLER = 10;
+
+/** Event pollers that keep `concurrency` invocations ready: within SQS's range for MinimumPollers, 2 to 200. */
+export function pollersFor(concurrency: number): number {
+  return Math.min(200, Math.max(2, Math.ceil(concurrency / INVOCATIONS_PER_POLLER)));
+}
 
 export interface ClusterwiseProps {
   /**
@@ -64,6 +77,17 @@ export interface ClusterwiseProps {
    * @default 20
    */
   readonly workerConcurrency?: number;
+  /**
+   * How the tasks-queue event source reaches `workerConcurrency` (docs/deploy.md §1, §6).
+   * "standard": Lambda's default for SQS, 5 invocations at once when messages arrive, then up to
+   * 300 more a minute, so a run on hundreds of workers spends its first minute ramping (no charge
+   * while idle). "provisioned": provisioned mode, ⌈workerConcurrency / 10⌉ event pollers kept
+   * ready (each polls for up to 10 invocations at once), so the whole concurrency is there at once
+   * and the planner wakes the workers it will use; the pollers are billed by the hour whether
+   * or not a run goes (event poller units, on the Lambda pricing page).
+   * @default "standard"
+   */
+  readonly workerScaling?: WorkerScaling;
   /**
    * Worker timeout, whole seconds, 1 s – 15 min. The tasks queue's visibility timeout is 6× this.
    * @default Duration.minutes(2)
@@ -122,6 +146,7 @@ type ResolvedProps = Required<
     ClusterwiseProps,
     | 'workerMemoryMiB'
     | 'workerConcurrency'
+    | 'workerScaling'
     | 'workerTimeout'
     | 'aggregatorTimeout'
     | 'refitSchedule'
@@ -140,6 +165,7 @@ export function resolveClusterwiseProps(props: ClusterwiseProps = {}): ResolvedP
   const resolved: ResolvedProps = {
     workerMemoryMiB: props.workerMemoryMiB ?? DEFAULT_WORKER_MEMORY_MIB,
     workerConcurrency: props.workerConcurrency ?? 20,
+    workerScaling: props.workerScaling ?? 'standard',
     workerTimeout: props.workerTimeout ?? Duration.minutes(2),
     aggregatorTimeout: props.aggregatorTimeout ?? Duration.minutes(1),
     refitSchedule: props.refitSchedule ?? Schedule.rate(Duration.days(1)),
@@ -158,6 +184,9 @@ export function resolveClusterwiseProps(props: ClusterwiseProps = {}): ResolvedP
   };
   integerIn('workerMemoryMiB', resolved.workerMemoryMiB, 128, 10240);
   integerIn('workerConcurrency', resolved.workerConcurrency, 2, 1000);
+  if (!WORKER_SCALINGS.includes(resolved.workerScaling)) {
+    problems.push(`workerScaling must be ${WORKER_SCALINGS.map((m) => `"${m}"`).join(' or ')}, got ${JSON.stringify(resolved.workerScaling)}`);
+  }
 
   for (const [name, timeout] of [
     ['workerTimeout', resolved.workerTimeout],
@@ -264,6 +293,7 @@ export class Clusterwise extends Construct {
       // Ingest sends an upload it can never fit there at once, as its on-failure destination would after the retries.
       INGEST_FAILURES_URL: this.ingestFailures.queueUrl,
       WORKER_CONCURRENCY: String(p.workerConcurrency),
+      WORKER_SCALING: p.workerScaling,
     };
     const made: Partial<Record<PipelineRole, RoleFunction>> = {};
     const make = (id: string, role: PipelineRole, memorySize: number, timeout: Duration, shipWasm = false): NodejsFunction => {
@@ -305,7 +335,10 @@ export class Clusterwise extends Construct {
       new SqsEventSource(this.tasks.queue, {
         batchSize: 1,
         reportBatchItemFailures: true,
-        maxConcurrency: p.workerConcurrency,
+        // The two are exclusive: provisioned pollers bound the concurrency themselves (10 invocations each).
+        ...(p.workerScaling === 'provisioned'
+          ? { provisionedPollerConfig: { minimumPollers: pollersFor(p.workerConcurrency), maximumPollers: pollersFor(p.workerConcurrency) } }
+          : { maxConcurrency: p.workerConcurrency }),
       }),
     );
     aggregator.addEventSource(

@@ -4,6 +4,7 @@
  *
  *   workerMemoryMiB            number             e.g. -c workerMemoryMiB=4096
  *   workerConcurrency          number             e.g. -c workerConcurrency=50
+ *   workerScaling              "standard" | "provisioned"   e.g. -c workerScaling=provisioned
  *   workerTimeoutSeconds       number             e.g. -c workerTimeoutSeconds=300
  *   aggregatorTimeoutSeconds   number
  *   refitSchedule              "rate(…)" | "cron(…)"   e.g. -c 'refitSchedule=cron(0 3 * * ? *)'
@@ -54,6 +55,7 @@ export function propsFromContext(get: ContextLookup): ClusterwiseProps {
     workerTimeout: seconds('workerTimeoutSeconds'),
     aggregatorTimeout: seconds('aggregatorTimeoutSeconds'),
     alarmTopicArn: string('alarmTopicArn'),
+    workerScaling: string('workerScaling') as ClusterwiseProps['workerScaling'], // checked by the construct
   };
 
   const retentionDays = number('intermediatesRetentionDays');

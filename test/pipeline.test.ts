@@ -103,7 +103,7 @@ describe('pipeline roles over in-memory ports', () => {
     expect(manifest.shards.length).toBeGreaterThan(1);
   });
 
-  it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same', async () => {
+  it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same; the workers are woken before the sample', async () => {
     const fit = async (announceShards: boolean) => {
       const ctx = inlinePorts();
       await ctx.store.put('datasets/forum/data/a.csv', forum);
@@ -112,21 +112,31 @@ describe('pipeline roles over in-memory ports', () => {
       ctx.store.getRange = (key, start, end, options) => ((csvReads += key.endsWith('.csv') ? 1 : 0), getRange(key, start, end, options));
       const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
       const request = { dataset: 'forum', config, runId: 'run', now: new Date('2026-01-01T00:00:00Z'), workers: 4 };
-      const manifest = await planRun({ ...ctx, announceShards }, request, ctx.kernel);
+      const manifest = await planRun({ ...ctx, announceShards, wakeWorkers: announceShards }, request, ctx.kernel);
       // With the shards the planner announces itself to the aggregator (a planning message); drive() applies it as nothing.
       const updatesBeforeTasks = await ctx.updates.depth();
       // The prefetch messages come first; another container (cache) takes them.
       const prefetcher = new WorkerCache();
       const messages = await ctx.tasks.receive(100, 0);
-      const prefetches = messages.filter((m) => JSON.parse(m.body).kind === 'prefetch');
+      const kinds = messages.map((m) => (JSON.parse(m.body) as { kind: string }).kind);
+      const prefetches = messages.filter((_, i) => kinds[i] === 'prefetch');
+      const wakes = messages.filter((_, i) => kinds[i] === 'wake');
+      // A wake only starts a container: it writes nothing and reports nothing.
+      const puts = ctx.store.put.bind(ctx.store);
+      let written = 0;
+      ctx.store.put = (...args) => ((written += 1), puts(...args));
+      const depth = await ctx.updates.depth();
+      for (const m of wakes) await handleTaskDelivery(ctx, m, 3, prefetcher);
+      expect([written, await ctx.updates.depth()]).toEqual([0, depth]);
+      ctx.store.put = puts;
       for (const m of prefetches) await handleTaskDelivery(ctx, m, 3, prefetcher);
-      for (const m of messages) await (prefetches.includes(m) ? ctx.tasks.delete(m) : ctx.tasks.release(m));
+      for (const m of messages) await (prefetches.includes(m) || wakes.includes(m) ? ctx.tasks.delete(m) : ctx.tasks.release(m));
       csvReads = 0;
       const progress = await drive(ctx);
       expect(progress.status).toBe('done');
       const state = (await readJson<RunState>(ctx.store, keys.state('forum', manifest.runId))).value;
       const doc = (await readJson<PosteriorDocument>(ctx.store, state.resultKey!)).value;
-      return { manifest, prefetches: prefetches.length, csvReads, doc, updatesBeforeTasks };
+      return { manifest, prefetches: prefetches.length, wakes: wakes.length, firstKind: kinds[0], csvReads, doc, updatesBeforeTasks };
     };
     const announced = await fit(true);
     const plain = await fit(false);
@@ -135,6 +145,10 @@ describe('pipeline roles over in-memory ports', () => {
     // One message per worker, SHARDS_PER_WORKER shards each, covering every shard here.
     expect(announced.prefetches).toBe(Math.ceil(announced.manifest.shards.length / 2));
     expect(announced.csvReads).toBe(0);
+    // One wake per worker the first round uses (4 workers, more shards), sent first.
+    expect(announced.wakes).toBe(Math.min(4, announced.manifest.shards.length));
+    expect(announced.firstKind).toBe('wake');
+    expect(plain.wakes).toBe(0);
     expect(announced.updatesBeforeTasks).toBe(1);
     expect(plain.updatesBeforeTasks).toBe(0);
     expect(plain.prefetches).toBe(0);

@@ -63,7 +63,7 @@ export interface SimResult {
   modelled: boolean;
   wallSeconds: number;
   plannerSeconds: number;
-  /** The planner's modelled CPU seconds (lambdaSeconds) before its initialization (the sample) and in it. */
+  /** The planner's modelled CPU seconds (lambdaSeconds) before its initialization (listing, sample) and in it. */
   plannerCpu: { sample: number; initialize: number };
   costUsd: number;
   cost: { lambda: number; s3: number; sqs: number };
@@ -158,8 +158,8 @@ const measured = {
   prepareRate: new Map<string, CpuTime>(),
   /** Seconds per row of CSV parsing and of decoding a binary copy, by the data's shape. */
   codecRates: new Map<string, { parse: CpuTime; decode: CpuTime }>(),
-  /** The planner's CPU (this machine) before and from its initialization, by rows, data and config. */
-  planner: new Map<string, { before: CpuTime; initialize: CpuTime }>(),
+  /** The planner's CPU (this machine) up to its sample, from there to its initialization, and from there on, by rows, data and config. */
+  planner: new Map<string, { start: CpuTime; sample: CpuTime; initialize: CpuTime }>(),
 };
 
 /**
@@ -320,17 +320,20 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let planner = measured.planner.get(plannerKey);
   if (!planner) {
     const dry = { store: new MemoryObjectStore(), dataStore: generatedStore(files, modelled), tasks: new MemoryQueue({ name: 'dry' }), updates: new MemoryQueue({ name: 'dry.fifo', fifo: true }) };
-    // Split at the initialization: what comes after it is charged after the prefetch messages went out.
+    // Split where the sample and the initialization start: each part is charged there, so the
+    // wake and prefetch messages go out after the CPU that precedes them, not after all of it.
     const started = cpuNow();
-    let beforeInit: CpuTime | undefined;
-    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && (beforeInit ??= cpuSince(started))) };
+    const marks: Partial<Record<'sample' | 'initialize', CpuTime>> = {};
+    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, wakeWorkers: p.lambda.scaling === 'provisioned', onPhase: (phase: PlanPhase) => void ((phase.phase === 'sample' || phase.phase === 'initialize') && phase.done === 0 && (marks[phase.phase] ??= cpuSince(started))) };
     await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
     const all = cpuSince(started);
-    const before = beforeInit ?? all;
-    measured.planner.set(plannerKey, (planner = { before, initialize: { thread: all.thread - before.thread, process: all.process - before.process } }));
+    const between = (a: CpuTime, b: CpuTime): CpuTime => ({ thread: b.thread - a.thread, process: b.process - a.process });
+    const none = { thread: 0, process: 0 };
+    const sample = marks.sample ?? none;
+    const initialize = marks.initialize ?? all;
+    measured.planner.set(plannerKey, (planner = { start: sample, sample: between(sample, initialize), initialize: between(initialize, all) }));
   }
-  const plannerCpu = lambdaSeconds(planner.before, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed);
-  const initializeCpu = lambdaSeconds(planner.initialize, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed);
+  const [startCpu, sampleCpu, initializeCpu] = [planner.start, planner.sample, planner.initialize].map((t) => lambdaSeconds(t, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed));
 
   const clock = new VirtualClock();
   cpuCharged.clear();
@@ -348,6 +351,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const updates = new SimQueue('sim-updates.fifo', clock, p);
   // The report is rendered in this thread, not loaded on first use: a real import would await
   // the file system, which the virtual clock cannot see, and the clock would stop.
+  const charged = new Set<string>(); // the planner's phases whose CPU was charged
   const ctx = {
     store,
     dataStore,
@@ -357,7 +361,13 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     workerConcurrency: workers,
     renderReport: async (...args: Parameters<typeof renderReport>) => renderReport(...args),
     announceShards: p.lambda.announceShards,
-    onPhase: (phase: PlanPhase) => void (phase.phase === 'initialize' && phase.done === 0 && chargeCpu(initializeCpu, 'initialize')),
+    wakeWorkers: p.lambda.scaling === 'provisioned', // as the construct's workerScaling sets it (functions/runtime.ts)
+    onPhase: (phase: PlanPhase) => {
+      if (phase.done !== 0 || charged.has(phase.phase)) return;
+      charged.add(phase.phase);
+      if (phase.phase === 'sample') chargeCpu(sampleCpu, 'sample');
+      if (phase.phase === 'initialize') chargeCpu(initializeCpu, 'initialize');
+    },
   };
   const workerSeconds = (t: CpuTime) => lambdaSeconds(t, p.lambda.workerMemoryMb, p.lambda.cpuSpeed);
   const sampleWeight = modelled ? Math.max(1, shardRowsFor(config, rows, workers) / p.data.sampleRowsPerShard) : 1;
@@ -371,7 +381,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let plannerSeconds = 0;
   let prefetchSeconds: number | null = null;
   const roundEnds: number[] = [];
-  void invocation.run({ fn: 'planner', cpu: plannerCpu }, async () => {
+  void invocation.run({ fn: 'planner', cpu: startCpu }, async () => {
     // A refit's planner is invoked once (by the schedule, an upload or submit): a cold container.
     await clock.sleep(p.lambda.coldStart);
     manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId }, kernel);
@@ -437,7 +447,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     modelled,
     wallSeconds,
     plannerSeconds,
-    plannerCpu: { sample: plannerCpu, initialize: initializeCpu },
+    plannerCpu: { sample: startCpu + sampleCpu, initialize: initializeCpu },
     costUsd: lambdaCost + s3Cost + sqsCost,
     cost: { lambda: lambdaCost, s3: s3Cost, sqs: sqsCost },
     lambdaGbSeconds,

@@ -520,6 +520,18 @@ function concatParsed(parts: ParsedRows[]): ParsedRows {
 const SAMPLE_READS = 8;
 
 /**
+ * Rows of the data estimated before the sample, from the first file's first window (`firstBytes`,
+ * whole lines): the data's bytes over its bytes per line. Rough (one window), for decisions that
+ * cannot wait for the sample's estimate (the planner's wake messages).
+ */
+export function rowsFromFirstWindow(files: DataFile[], firstBytes: Uint8Array): number {
+  let lines = 0;
+  for (const byte of firstBytes) if (byte === 0x0a) lines++;
+  const totalBytes = files.reduce((s, f) => s + (f.size - f.dataStart), 0);
+  return lines > 0 ? Math.max(1, Math.round((totalBytes * lines) / firstBytes.length)) : 1;
+}
+
+/**
  * Read about `targetRows` rows spread over all files: `chunks` byte windows at evenly spaced
  * offsets of the concatenated data, each cut to whole lines. Small data is read whole.
  */

@@ -12,6 +12,7 @@ import {
   openDataFile,
   planColumns,
   readSample,
+  rowsFromFirstWindow,
   settleLevels,
   standardizationOf,
   toBatch,
@@ -28,7 +29,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
-import { INTERMEDIATE_TAGS, keys, updateSendOptions, type PlanningMessage, type PrefetchMessage } from './protocol.js';
+import { INTERMEDIATE_TAGS, keys, updateSendOptions, type PlanningMessage, type PrefetchMessage, type WakeMessage } from './protocol.js';
 import {
   encodePosterior,
   jsonBody,
@@ -158,6 +159,21 @@ async function announceShards(ctx: RoleContext, plan: PrefetchPlan, workers: num
   await ctx.updates.send(JSON.stringify(planning), updateSendOptions(planning));
 }
 
+/** Workers a run of about `rows` rows keeps busy: one per shard, at most the concurrency. */
+function workersUsed(config: ModelConfig, rows: number, workers: number): number {
+  return Math.min(workers, Math.ceil(rows / shardRowsFor(config, rows, workers)));
+}
+
+/**
+ * Before the sample is read, start the worker containers the run will use (WakeMessage): their
+ * cold starts (about 1 s each, runtime and wasm kernel) then pass while the planner samples and
+ * initializes, instead of after the prefetch messages go out (docs/deploy.md §6).
+ */
+async function wakeWorkers(ctx: RoleContext, dataset: string, runId: string, count: number): Promise<void> {
+  const wake: WakeMessage = { kind: 'wake', dataset, runId };
+  await ctx.tasks.sendBatch(Array.from({ length: count }, () => ({ body: JSON.stringify(wake) })));
+}
+
 export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel): Promise<Manifest> {
   const log = ctx.log ?? silentLog;
   const now = request.now ?? new Date();
@@ -169,6 +185,8 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   const first = files[0];
   const firstBytes = await readOwnedLines(dataStore, first.key, first.dataStart, Math.min(first.size, first.dataStart + 65536), first.dataStart, { fileSize: first.size });
   const columnPlan = planColumns(config, files, firstBytes);
+  const workers = Math.max(1, request.workers ?? ctx.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY);
+  if (ctx.wakeWorkers === true) await wakeWorkers(ctx, request.dataset, runId, workersUsed(config, rowsFromFirstWindow(files, firstBytes), workers));
   ctx.onPhase?.({ phase: 'sample', done: 0, total: config.schedule.sampleRows });
   const sample = await readSample(dataStore, files, columnPlan, firstBytes, config.schedule.sampleRows);
   ctx.onPhase?.({ phase: 'sample', done: sample.parsed.rows, total: sample.parsed.rows });
@@ -181,7 +199,6 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   // The categorical columns' levels are the sample's (sorted), fixed for the run before any worker parses a shard.
   settleLevels(columnPlan, sample.parsed, first.name);
 
-  const workers = Math.max(1, request.workers ?? ctx.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY);
   const shardBytes = Math.max(64, Math.round(shardRowsFor(config, sample.rowEstimate, workers) * sample.bytesPerLine));
   const shards: Shard[] = [];
   files.forEach((f, file) => {

@@ -143,8 +143,16 @@ export type RefitMessage = z.infer<typeof RefitMessage>;
 export const PrefetchMessage = z.object({ kind: z.literal('prefetch'), dataset: DatasetName, runId: z.string().min(1), shards: z.array(z.number().int().min(0)).min(1) });
 export type PrefetchMessage = z.infer<typeof PrefetchMessage>;
 
+/**
+ * Planner → workers, before it reads its sample: nothing to do. A container's first invocation is
+ * its cold start (runtime, bundle, wasm kernel), so one wake per worker the run will use has those
+ * pass while the planner samples, and the prefetch and first tasks find warm containers.
+ */
+export const WakeMessage = z.object({ kind: z.literal('wake'), dataset: DatasetName, runId: z.string().min(1) });
+export type WakeMessage = z.infer<typeof WakeMessage>;
+
 /** What the tasks queue carries. */
-export const TasksQueueMessage = z.discriminatedUnion('kind', [TaskMessage, RefitMessage, PrefetchMessage]);
+export const TasksQueueMessage = z.discriminatedUnion('kind', [TaskMessage, RefitMessage, PrefetchMessage, WakeMessage]);
 export type TasksQueueMessage = z.infer<typeof TasksQueueMessage>;
 
 export const SkippedRowReport = z.object({

@@ -201,6 +201,13 @@ export interface RoleContext {
    * roles; docs/deploy.md §6). @default false (the local runner's threads prefetch in memory)
    */
   announceShards?: boolean;
+  /**
+   * Before the sample is read, send the tasks queue one wake message per worker the run will use
+   * (WakeMessage), so that their cold starts pass while the planner samples. Only where the whole
+   * concurrency is available at once (provisioned pollers, docs/deploy.md §6): under Lambda's
+   * standard ramp the wakes would take the few invocations there are. @default false
+   */
+  wakeWorkers?: boolean;
 }
 
 /** What a worker needs of a run to read and parse a shard: fixed before the run's first round. */

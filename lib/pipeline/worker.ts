@@ -533,6 +533,7 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
       await cache.storeAhead(ctx, parsed);
       return;
     }
+    if (parsed.kind === 'wake') return; // its delivery started this container: that was the point
     if (parsed.kind === 'refit') {
       // The message id is the same on every delivery: a redelivery after a crash resumes the refit.
       const outcome = await requestRefit(ctx, parsed.dataset, ctx.kernel, {}, { request: `refit/${message.id}`, ...(parsed.after ? { after: parsed.after } : {}) });

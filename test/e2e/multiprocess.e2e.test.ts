@@ -77,11 +77,13 @@ describe(`${ROWS.toLocaleString('en')} rows, ${WORKERS} worker processes and an 
     await Promise.all(roles.map((r) => r.next()));
 
     // The planner, here, with the same counting as the role processes; it announces the shards as
-    // the AWS roles do (functions/runtime.ts), and so does the simulator by default.
+    // the AWS roles do (functions/runtime.ts), and so does the simulator by default, and wakes the
+    // workers as with provisioned pollers, the simulator's default scaling.
     const measured = emptyCounts();
     const store = countingStore(raw, measured);
     const ctx = {
       announceShards: true,
+      wakeWorkers: PARAMS.lambda.scaling === 'provisioned',
       store,
       tasks: countingQueue(new SqsQueue({ client: emulator.sqs, queueUrl: tasksQueue.url, store }), measured),
       updates: countingQueue(new SqsQueue({ client: emulator.sqs, queueUrl: updatesQueue.url, store }), measured),

@@ -317,6 +317,22 @@ describe('ClusterwiseStack (props)', () => {
     });
     const fn = template.toJSON().Resources[workerId] as Resource;
     expect(fn.Properties.Environment.Variables.WORKER_CONCURRENCY).toBe('50');
+    expect(fn.Properties.Environment.Variables.WORKER_SCALING).toBe('standard');
+  });
+
+  it('keeps ⌈concurrency / 10⌉ provisioned pollers ready with workerScaling "provisioned", and tells the handlers', () => {
+    const { stack, template } = synth({ workerConcurrency: 200, workerScaling: 'provisioned' });
+    const workerId = stack.getLogicalId(stack.clusterwise.functions.worker.node.defaultChild as CfnElement);
+    const mappings = Object.values(template.findResources('AWS::Lambda::EventSourceMapping', { Properties: { FunctionName: { Ref: workerId } } })) as Resource[];
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0].Properties.ProvisionedPollerConfig).toEqual({ MinimumPollers: 20, MaximumPollers: 20 });
+    // Provisioned pollers and a maximum concurrency are exclusive on an SQS event source.
+    expect(mappings[0].Properties.ScalingConfig).toBeUndefined();
+    const fn = template.toJSON().Resources[workerId] as Resource;
+    expect(fn.Properties.Environment.Variables.WORKER_SCALING).toBe('provisioned');
+    // SQS's floor of 2 pollers for small concurrencies.
+    const small = synth({ workerConcurrency: 5, workerScaling: 'provisioned' }).template;
+    small.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ProvisionedPollerConfig: { MinimumPollers: 2, MaximumPollers: 2 } });
   });
 
   it('sends every alarm to the alarm topic when one is given', () => {
@@ -355,6 +371,7 @@ describe('ClusterwiseStack (props)', () => {
     ['a schedule input over 8192 characters', { scheduledDatasets: Array.from({ length: 1000 }, (_, i) => `dataset-${i}`) }, /EventBridge allows 8192/],
     ['alarmTopic and alarmTopicArn together', { alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops', alarmTopic: {} as never }, /alarmTopic and alarmTopicArn conflict/],
     ['removalPolicy SNAPSHOT', { removalPolicy: RemovalPolicy.SNAPSHOT }, /removalPolicy must be RETAIN or DESTROY/],
+    ['an unknown worker scaling', { workerScaling: 'fast' as never }, /workerScaling must be "standard" or "provisioned", got "fast"/],
   ])('rejects %s at synth time', (_name, props, message) => {
     expect(() => synth(props)).toThrowError(message);
   });
@@ -378,6 +395,7 @@ describe('propsFromContext', () => {
       intermediatesRetentionDays: '3',
       alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops',
       removalPolicy: 'destroy',
+      workerScaling: 'provisioned',
     });
     expect(props.workerMemoryMiB).toBe(4096);
     expect(props.workerConcurrency).toBe(50);
@@ -388,6 +406,7 @@ describe('propsFromContext', () => {
     expect(props.intermediatesRetention?.toDays()).toBe(3);
     expect(props.alarmTopicArn).toBe('arn:aws:sns:eu-west-1:123456789012:ops');
     expect(props.removalPolicy).toBe(RemovalPolicy.DESTROY);
+    expect(props.workerScaling).toBe('provisioned');
     expect(from({ scheduledDatasets: '["a","b"]' }).scheduledDatasets).toEqual(['a', 'b']);
     expect(from({ scheduledDatasets: ['a'] }).scheduledDatasets).toEqual(['a']);
   });
