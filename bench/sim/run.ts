@@ -121,11 +121,15 @@ function cpuNow(): CpuTime {
   return { thread: threadCpuSeconds() ?? processSeconds, process: processSeconds };
 }
 
-function cpuSince(start: CpuTime): CpuTime {
-  const now = cpuNow();
-  const processSeconds = now.process - start.process;
-  return { thread: Math.min(processSeconds, now.thread - start.thread), process: processSeconds };
+const NO_CPU: CpuTime = { thread: 0, process: 0 };
+
+/** The CPU time from mark `a` to mark `b` (cpuNow, or cpuSince of one start); the thread's is part of the process's. */
+function cpuBetween(a: CpuTime, b: CpuTime): CpuTime {
+  const processSeconds = b.process - a.process;
+  return { thread: Math.min(processSeconds, b.thread - a.thread), process: processSeconds };
 }
+
+const cpuSince = (start: CpuTime): CpuTime => cpuBetween(start, cpuNow());
 
 /** The CPU time of `f`. */
 function cpuTime<T>(f: () => T): [T, CpuTime] {
@@ -250,20 +254,19 @@ function timedCodec(codec: ShardCodec, lambda: (t: CpuTime) => number, data: Gen
     const decode = medianCpuTime(() => csvShardCodec.decode(bytes, 'calibration'));
     return { parse: scaled(parse, 1 / rows.counts.rows), decode: scaled(decode, 1 / rows.counts.rows) };
   };
-  const none: CpuTime = { thread: 0, process: 0 };
   const charge = (rows: ShardRows, time: CpuTime, rate: CpuTime, kind: string) =>
     chargeCpu(lambda((rows.weight ?? 1) === 1 ? time : scaled(rate, rows.counts.rows)), kind);
   return {
     parse(manifest, index, bytes) {
       const [rows, time] = cpuTime(() => codec.parse(manifest, index, bytes));
       if ((rows.weight ?? 1) !== 1 && !rates) measured.codecRates.set(shape, (rates = calibrate(manifest, index)));
-      charge(rows, time, rates?.parse ?? none, 'CSV parse');
+      charge(rows, time, rates?.parse ?? NO_CPU, 'CSV parse');
       return rows;
     },
     encode: (rows) => codec.encode(rows),
     decode(bytes, key) {
       const [rows, time] = cpuTime(() => codec.decode(bytes, key));
-      charge(rows, time, rates?.decode ?? none, 'shard decode');
+      charge(rows, time, rates?.decode ?? NO_CPU, 'shard decode');
       return rows;
     },
   };
@@ -313,6 +316,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const config = parseConfig({ target: 'y', ...request.config });
   const kernel = await loadKernel('auto');
 
+  // As the construct's workerScaling sets it for the handlers (functions/runtime.ts).
+  const wakeWorkers = p.lambda.scaling === 'provisioned';
+
   // The planner's CPU: a dry run of the same planning here, without the clock (once per process
   // for these rows, data and config, whatever the worker count, which changes only the list of
   // shards: the first run is the cold one, as a new planner container is).
@@ -324,14 +330,12 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     // wake and prefetch messages go out after the CPU that precedes them, not after all of it.
     const started = cpuNow();
     const marks: Partial<Record<'sample' | 'initialize', CpuTime>> = {};
-    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, wakeWorkers: p.lambda.scaling === 'provisioned', onPhase: (phase: PlanPhase) => void ((phase.phase === 'sample' || phase.phase === 'initialize') && phase.done === 0 && (marks[phase.phase] ??= cpuSince(started))) };
+    const dryCtx = { ...dry, announceShards: p.lambda.announceShards, wakeWorkers, onPhase: (phase: PlanPhase) => void ((phase.phase === 'sample' || phase.phase === 'initialize') && phase.done === 0 && (marks[phase.phase] ??= cpuSince(started))) };
     await planRun(dryCtx, { dataset: DATASET, config, workers, runId: 'dry' }, kernel);
     const all = cpuSince(started);
-    const between = (a: CpuTime, b: CpuTime): CpuTime => ({ thread: b.thread - a.thread, process: b.process - a.process });
-    const none = { thread: 0, process: 0 };
-    const sample = marks.sample ?? none;
+    const sample = marks.sample ?? NO_CPU;
     const initialize = marks.initialize ?? all;
-    measured.planner.set(plannerKey, (planner = { start: sample, sample: between(sample, initialize), initialize: between(initialize, all) }));
+    measured.planner.set(plannerKey, (planner = { start: sample, sample: cpuBetween(sample, initialize), initialize: cpuBetween(initialize, all) }));
   }
   const [startCpu, sampleCpu, initializeCpu] = [planner.start, planner.sample, planner.initialize].map((t) => lambdaSeconds(t, p.lambda.plannerMemoryMb, p.lambda.cpuSpeed));
 
@@ -361,7 +365,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     workerConcurrency: workers,
     renderReport: async (...args: Parameters<typeof renderReport>) => renderReport(...args),
     announceShards: p.lambda.announceShards,
-    wakeWorkers: p.lambda.scaling === 'provisioned', // as the construct's workerScaling sets it (functions/runtime.ts)
+    wakeWorkers,
     onPhase: (phase: PlanPhase) => {
       if (phase.done !== 0 || charged.has(phase.phase)) return;
       charged.add(phase.phase);

@@ -519,6 +519,9 @@ function concatParsed(parts: ParsedRows[]): ParsedRows {
 /** Sample windows read at once. */
 const SAMPLE_READS = 8;
 
+/** Bytes of the files' data lines (after each header). */
+const dataBytes = (files: DataFile[]) => files.reduce((s, f) => s + (f.size - f.dataStart), 0);
+
 /**
  * Rows of the data estimated before the sample, from the first file's first window (`firstBytes`,
  * whole lines): the data's bytes over its bytes per line. Rough (one window), for decisions that
@@ -527,7 +530,7 @@ const SAMPLE_READS = 8;
 export function rowsFromFirstWindow(files: DataFile[], firstBytes: Uint8Array): number {
   let lines = 0;
   for (const byte of firstBytes) if (byte === 0x0a) lines++;
-  const totalBytes = files.reduce((s, f) => s + (f.size - f.dataStart), 0);
+  const totalBytes = dataBytes(files);
   return lines > 0 ? Math.max(1, Math.round((totalBytes * lines) / firstBytes.length)) : 1;
 }
 
@@ -546,7 +549,7 @@ export async function readSample(
   const collect = hasCategories(plan);
   const probe = parseWith(plan, files[0], firstBytes, undefined, undefined, collect);
   const bytesPerLine = probe.lineCount > 0 ? Math.max(1, firstBytes.length / probe.lineCount) : 64;
-  const totalBytes = files.reduce((s, f) => s + (f.size - f.dataStart), 0);
+  const totalBytes = dataBytes(files);
   const wantedBytes = targetRows * bytesPerLine;
   // The windows are read concurrently (SAMPLE_READS at a time): on S3 each is a request's latency,
   // and read one after another they were most of a large run's planning.
