@@ -95,9 +95,9 @@ interface RunContext {
 
 async function handleRunUpdates(ctx: RoleContext, messages: RunUpdate[]): Promise<EndedRun | undefined> {
   const { dataset, runId } = messages[0];
-  const manifest = await manifestOf(ctx, dataset, runId);
   const stateKey = keys.state(dataset, runId);
-  const { value: state, etag } = await readJson<RunState>(ctx.store, stateKey);
+  // Independent reads: one request's latency, not two (the manifest is read once per container).
+  const [manifest, { value: state, etag }] = await Promise.all([manifestOf(ctx, dataset, runId), readJson<RunState>(ctx.store, stateKey)]);
   const run: RunContext = { ctx, manifest, state, outbox: [], writer: randomUUID().slice(0, 8), changed: false };
   const wasRunning = state.status === 'running';
   for (const message of messages) await apply(run, message);
@@ -176,12 +176,12 @@ export class NonFiniteSumError extends ClusterwiseError {
 async function completeRound(run: RunContext): Promise<void> {
   const { state, manifest } = run;
   const round = state.round!;
-  const total = await readRoundTotal(run);
+  const spec = specOf(manifest);
+  // The round's sums and the version its tasks used are independent reads: one latency, not two.
+  const [total, current] = await Promise.all([readRoundTotal(run), readPosterior(run.ctx.store, spec, state.posteriorKey)]);
   run.changed = true;
   await recordShards(run, total);
   if (state.status !== 'running') return;
-  const spec = specOf(manifest);
-  const current = await readPosterior(run.ctx.store, spec, state.posteriorKey);
   const schedule = manifest.config.schedule;
   const trace = current.trace;
   const S = manifest.shards.length;
@@ -223,8 +223,7 @@ async function completeRound(run: RunContext): Promise<void> {
     if (!kept) {
       // Rejected: the candidate's sweep is spent and stays out of the trace; decide again from the
       // sweep before, with its sums read again, as if this sweep had not happened.
-      const from = await readPosterior(run.ctx.store, spec, moves.base.posteriorKey);
-      const sums = await readRoundTotal(run, moves.base.round);
+      const [from, sums] = await Promise.all([readPosterior(run.ctx.store, spec, moves.base.posteriorKey), readRoundTotal(run, moves.base.round)]);
       return afterSweep(run, {
         state: from.state,
         stats: sums.stats!,
