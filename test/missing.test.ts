@@ -424,6 +424,13 @@ describe.each(['bernoulli', 'multinomial'] as const)('a %s CWM with 10% of its c
       for (const i of holed) expect(labels.reduce((s, l) => s + scored.classProbabilities![l][i], 0)).toBeCloseTo(1, 6);
       const right = holed.filter((i) => scored.predictedClass![i] === lines[i].split(',')[3]).length;
       expect(right / holed.length).toBeGreaterThan(0.9); // complete rows: 0.998
+      // Both of predict's paths integrate a missing input over the same nodes: ln p(y | x_o) of a row's
+      // label (the log density) is the log of that label's class probability.
+      const doc = PosteriorSchema.parse(holes.posterior);
+      const records = lines.map((line) => Object.fromEntries(['x1', 'x2', 'x3', 'y'].map((c, j) => [c, line.split(',')[j]])));
+      const { batch } = batchOfRows(doc, records, { withTarget: true });
+      const predicted = new Predictor(asDocument(doc), undefined, { logDensity: true }).predict(batch);
+      for (const i of holed) expect(predicted.logDensity![i]).toBeCloseTo(Math.log(predicted.probabilities![i * 3 + batch.y[i]]), 9);
     }
   }, 300_000);
 });

@@ -18,6 +18,8 @@ import { Predictor } from '../lib/model/predict.js';
 import { renderReport } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { multinomial } from '../lib/model/families/multinomial.js';
+import { createRandom } from '../lib/math/random.js';
+import { productRule } from '../lib/math/quadrature.js';
 import { derive } from '../lib/model/posterior.js';
 import { priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { planRun } from '../lib/pipeline/planner.js';
@@ -106,6 +108,35 @@ describe.each(['wasm', 'cpu'] as const)('multinomial: the tfjs-%s kernel (its re
     const spec = specOf({}, 4);
     const batch = batchOf(multinomialCwm(4000, 7).rows);
     expectKernelMatchesReference(kernel, spec, batch);
+  });
+});
+
+describe('multinomial: class probabilities over a random input (a missing regression input, docs/model.md §18)', () => {
+  // One component, M = 2 non-reference classes, P = 3 (x1, x2, 1): Θ (M, P), then the lower factors C_a, C_b.
+  const M = 2;
+  const P = 3;
+  const diagonal = (v: number) => Array.from({ length: P * P }, (_, i) => (i % (P + 1) === 0 ? v : 0));
+  const parameters = Float64Array.from([1.5, -2, 0.3, -1, 1.2, -0.2, ...diagonal(0.3), ...diagonal(0.2)]);
+  const classes = (u: Float64Array, weight = 1, acc = new Float64Array(M + 1)) => {
+    multinomial.predictive.add(acc, weight, 0, 0, 0, 0, u, parameters);
+    return acc;
+  };
+
+  it('the product rule over the input (what predict does) matches Monte Carlo; the input at its mean does not, as the classes\' predictors move together', () => {
+    const mean = Float64Array.from([0.5, 0.2, 1]);
+    const sd = Math.sqrt(1.2); // x2 missing, conditional variance 1.2
+    const random = createRandom(5, 0);
+    const draws = 40_000;
+    const mc = new Float64Array(M + 1);
+    for (let s = 0; s < draws; s++) classes(Float64Array.from([mean[0], mean[1] + sd * random.normal(), 1]), 1 / draws, mc);
+    const rule = productRule(1);
+    const integrated = new Float64Array(M + 1);
+    rule.weights.forEach((w, i) => classes(Float64Array.from([mean[0], mean[1] + sd * rule.nodes[i], 1]), w, integrated));
+    const atMean = classes(mean);
+    const error = (p: Float64Array) => Math.max(...Array.from(p, (v, c) => Math.abs(v - mc[c])));
+    expect(integrated.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    expect(error(integrated)).toBeLessThan(0.01); // measured 0.006 (Monte Carlo's own sd about 0.002)
+    expect(error(atMean)).toBeGreaterThan(0.08); // measured 0.10: the reference class goes the other way
   });
 });
 

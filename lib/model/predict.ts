@@ -30,6 +30,7 @@ import type { Predictive } from './families/family.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
 import { backSubstitute, cholesky, forwardSubstitute, logDetFromCholesky } from '../math/linalg.js';
 import { rowsWithMissing } from '../kernel/batch.js';
+import { productRule } from '../math/quadrature.js';
 import { lnGamma } from '../math/special.js';
 import { decodeFloat64 } from '../pipeline/protocol.js';
 import { FAMILY_NAMES, familyOf } from './families/index.js';
@@ -436,10 +437,11 @@ export class Predictor {
   /** The covariate factors' terms (n × K) of the batch being predicted, or null. */
   private levelTerms: Float64Array | null = null;
   /**
-   * Rows of the current batch with a missing regression input: u with that input at its
-   * conditional mean under each component (K × P), for a family whose density reads u (missingRow).
+   * Rows of the current batch with a missing regression input, for a family whose predictive reads
+   * u (its `parameters`; multinomial): the quadrature nodes of u under each component, the missing
+   * inputs spread over their conditional distribution (K × N × P), and the nodes' weights (N).
    */
-  private completedInputs = new Map<number, Float64Array>();
+  private integratedInputs = new Map<number, { points: Float64Array; weights: Float64Array }>();
 
   constructor(doc: PosteriorDocument, backend?: TfjsBackendName, options: PredictOptions = {}) {
     checkPredictOptions(doc, options);
@@ -504,7 +506,7 @@ export class Predictor {
     const rowConstant = levelTerms ? new Float64Array(K) : constant;
     // Rows with a missing covariate: their own float64 path (missingRow), flagged once per batch.
     const incomplete = m.covariateModel ? rowsWithMissing(batch) : [];
-    this.completedInputs.clear();
+    this.integratedInputs.clear();
     const missing = incomplete.length > 0 ? new Uint8Array(n) : null;
     for (const row of incomplete) missing![row] = 1;
     for (let row = 0; row < n; row++) {
@@ -603,8 +605,13 @@ export class Predictor {
     const linkedAny = absent.some((i) => (inputs[i] ?? -1) >= 0);
     const o = observed.length;
     const u = Float64Array.from(batch.u.subarray(row * P, (row + 1) * P));
-    // u completed under each component (its missing inputs at their conditional means), for a family that reads u.
-    const completed = new Float64Array(K * P);
+    // For a family whose predictive reads u (multinomial): u under each component at the nodes of a
+    // Gauss–Hermite product rule over the missing inputs' conditional distribution (N(E[x_m | x_o, k], V)),
+    // as its class probabilities are not a function of η's mean and variance alone.
+    const linkedCount = absent.filter((i) => (inputs[i] ?? -1) >= 0).length;
+    const rule = linkedAny && m.predictive.parameters ? productRule(linkedCount) : null;
+    const N = rule ? rule.weights.length : 0;
+    const points = rule ? new Float64Array(K * N * P) : null;
     const lw = new Float64Array(K);
     const mu = new Float64Array(K);
     const spread = new Float64Array(K);
@@ -631,7 +638,6 @@ export class Predictor {
         observed.forEach((j, a) => (v += s[i * D + j] * z[a]));
         u[inputs[i]] = v;
       }
-      completed.set(u, k * P);
       const inflation = (nu + delta2) / Math.max(nu + o - 2, 1e-300);
       const conditional = (a: number, b: number) => {
         let v = s[linked[a] * D + linked[b]];
@@ -663,17 +669,39 @@ export class Predictor {
         }),
       );
       spread[k] = sq + trace + variance * m.marginal.spreadPerVariance[k];
+      if (rule && points) {
+        // u at node z: E[u] + L z at the linked inputs, L Lᵀ = V (a relative 1e-12 on the diagonal keeps
+        // a singular V, inputs fixed by the observed ones, factorable).
+        const d = linked.length;
+        const v = Float64Array.from({ length: d * d }, (_, i) => conditional(Math.floor(i / d), i % d));
+        const ridge = 1e-12 * Math.max(...Array.from({ length: d }, (_, a) => v[a * d + a])) + 1e-300;
+        for (let a = 0; a < d; a++) v[a * d + a] += ridge;
+        const l = cholesky(v, d, `the missing inputs' conditional covariance under component ${k + 1}`);
+        for (let node = 0; node < N; node++) {
+          const point = points.subarray((k * N + node) * P, (k * N + node + 1) * P);
+          point.set(u);
+          for (let a = 0; a < d; a++) {
+            let shift = 0;
+            for (let b = 0; b <= a; b++) shift += l[a * d + b] * rule.nodes[node * d + b];
+            point[inputs[linked[a]]] += shift;
+          }
+        }
+      }
     }
     logSumExp(lw, K, lw); // lw ← p(z = k | x_o)
-    if (linkedAny) this.completedInputs.set(row, completed);
+    if (rule && points) this.integratedInputs.set(row, { points, weights: rule.weights });
     const moments = new Float64Array(m.accumulated);
     let best = -1;
     for (let k = 0; k < K; k++) {
       if (best < 0 || lw[k] > lw[best]) best = k;
-      // Component k's u has each missing input at its conditional mean under k; a family that reads u
-      // (multinomial) sees that, its class probabilities without the input's variance (docs/model.md §18).
-      const uk = completed.subarray(k * P, (k + 1) * P);
-      if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], batch.offset ? batch.offset[row] : 0, familyConstant[k], uk, m.familyParameters[k]);
+      // A family that reads u (multinomial) is integrated over the missing inputs by the rule's nodes (above).
+      const offset = batch.offset ? batch.offset[row] : 0;
+      if (lw[k] > 0 && points) {
+        for (let node = 0; node < N; node++) {
+          const point = points.subarray((k * N + node) * P, (k * N + node + 1) * P);
+          m.predictive.add(moments, lw[k] * rule!.weights[node], mu[k], spread[k], offset, familyConstant[k], point, m.familyParameters[k]);
+        }
+      } else if (lw[k] > 0) m.predictive.add(moments, lw[k], mu[k], spread[k], offset, familyConstant[k], u, m.familyParameters[k]);
       if (keep) {
         keep.logWeights[row * K + k] = Math.log(lw[k]);
         keep.locs[row * K + k] = mu[k];
@@ -717,12 +745,18 @@ export class Predictor {
     const jacobian = gaussian ? Math.log(ySd) : 0;
     // ln p(y | z=k) of a family whose predictive is not a Student-t (bernoulli, poisson): its own, ≤ 0.
     const componentLogDensity = m.predictive.logDensity;
-    const logOther = (target: number, k: number, row: number) =>
-      componentLogDensity!(
-        target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k],
-        this.completedInputs.get(row)?.subarray(k * P, (k + 1) * P) ?? batch.u.subarray(row * P, (row + 1) * P),
-        m.familyParameters[k],
-      );
+    const logOther = (target: number, k: number, row: number) => {
+      const density = (u: Float64Array) =>
+        componentLogDensity!(target, loc[k], spreads[row * K + k], batch.offset ? batch.offset[row] : 0, m.familyConstant[k], u, m.familyParameters[k]);
+      const integrated = this.integratedInputs.get(row);
+      if (!integrated) return density(batch.u.subarray(row * P, (row + 1) * P));
+      // ln Σ_i w_i p(y | u_i, z = k) over the missing inputs' nodes (missingRow).
+      const { points, weights } = integrated;
+      const N = weights.length;
+      const terms = Float64Array.from(weights, (w, node) => Math.log(w) + density(points.subarray((k * N + node) * P, (k * N + node + 1) * P)));
+      const top = Math.max(...terms);
+      return top + Math.log(terms.reduce((sum, t) => sum + Math.exp(t - top), 0));
+    };
     for (let row = 0; row < n; row++) {
       let top = -1;
       for (let k = 0; k < K; k++) {
