@@ -290,7 +290,12 @@ function informativeColumns(columns: readonly string[], rows: readonly { values:
   // Over the cells present: a missing one (docs/model.md §18) is NaN here.
   const score = (column: string): number => {
     const groups = new Map<string, number[]>();
-    for (const r of rows) if (Number.isFinite(r.values[column])) groups.set(r.cluster, [...(groups.get(r.cluster) ?? []), r.values[column]]);
+    for (const r of rows) {
+      if (!Number.isFinite(r.values[column])) continue;
+      const values = groups.get(r.cluster);
+      if (values) values.push(r.values[column]);
+      else groups.set(r.cluster, [r.values[column]]);
+    }
     const all = [...groups.values()].flat();
     if (all.length === 0) return 0;
     const mean = all.reduce((a, b) => a + b, 0) / all.length;
