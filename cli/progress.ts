@@ -52,9 +52,10 @@ export function progressPrinter(stream: NodeJS.WriteStream, schedule: Pick<Sched
       ? p.done === 0
         ? `reading the sample (up to ${p.total} rows)`
         : `read the sample: ${p.done} rows`
-      : p.done < p.total
-        ? `initializing on the sample: restart ${p.done + 1} of ${p.total}`
-        : `initialized: best of ${p.total} restarts`;
+      : (p.done < p.total ? `initializing on the sample: restart ${p.done + 1} of ${p.total}` : `initialized: best of ${p.total} restarts`) +
+        (p.selection
+          ? ` (covariate selection, fit ${p.selection.fit}: ${p.selection.columns} of ${p.selection.candidates} clustering columns relevant)`
+          : '');
   const runLine = (p: Progress) => {
     const counts = `${p.shardsDone}/${p.shards} shards, ${p.rows} rows, ${p.skipped} skipped`;
     if (p.phase === 'svi') return `SVI epoch ${p.round + 1}/${p.rounds}: ${counts}, ELBO ${p.elbo === null ? '–' : `${p.elbo.toFixed(2)} (estimate)`}`;

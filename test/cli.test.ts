@@ -3,6 +3,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clusterTable } from '../cli/main.js';
 import { progressPrinter } from '../cli/progress.js';
+import { parseConfig } from '../lib/config.js';
+import { fitLocal } from '../lib/local/runner.js';
+import { createRandom } from '../lib/math/random.js';
+import type { PlanPhase } from '../lib/pipeline/run.js';
 import { runCli, tempDir } from './support/cli.js';
 import { badValues } from './support/posterior-check.js';
 
@@ -359,5 +363,27 @@ describe('progress of the initialization', () => {
     for (let done = 0; done <= 3; done++) piped.phase({ phase: 'initialize', done, total: 3 });
     expect(written).toHaveLength(1);
     expect(written[0]).toMatch(/^initialized: best of 3 restarts \| /);
+    // A later fit of the covariate selection says which, so its restarts do not read as a repeat.
+    written.length = 0;
+    for (let done = 1; done <= 3; done++) piped.phase({ phase: 'initialize', done, total: 3, selection: { fit: 2, columns: 2, candidates: 20 } });
+    expect(written).toEqual([expect.stringMatching(/^initialized: best of 3 restarts \(covariate selection, fit 2: 2 of 20 clustering columns relevant\) \| /)]);
   });
+
+  it('a fit whose selection refits on fewer columns reports both fits, the second with its columns', async () => {
+    const dir = tempDir('clusterwise-selection-progress-');
+    const random = createRandom(3, 0);
+    const rows = Array.from({ length: 400 }, (_, i) => {
+      const k = i % 2;
+      const x1 = (k ? 3 : -3) + random.normal();
+      const noise = Array.from({ length: 4 }, () => random.normal());
+      return [x1, ...noise, (k ? 2 : -1) * x1 + 0.3 * random.normal()];
+    });
+    writeFileSync(path.join(dir, 'data.csv'), ['x1,n1,n2,n3,n4,y', ...rows.map((r) => r.map((v) => v.toFixed(5)).join(','))].join('\n') + '\n');
+    const phases: PlanPhase[] = [];
+    await fitLocal({ files: [path.join(dir, 'data.csv')], config: parseConfig({ target: 'y' }), outDir: path.join(dir, 'out'), workers: 0, onPhase: (p) => void phases.push(p) });
+    const finished = phases.filter((p) => p.phase === 'initialize' && p.done === p.total);
+    expect(finished.length).toBeGreaterThanOrEqual(2);
+    expect(finished[0].selection).toBeUndefined();
+    expect(finished[1].selection).toEqual({ fit: 2, columns: 1, candidates: 5 });
+  }, 120_000);
 });

@@ -175,7 +175,12 @@ export interface SelectionResult {
  * Choose the relevant covariates on the planner's sample (module header) and initialize the model
  * on them. `spec` has every candidate covariate (D of them); the sample's x holds them all.
  */
-export function initializeWithRelevance<P>(spec: ModelSpec, sample: Batch, kernel: Kernel<P>, options: InitOptions): SelectionResult {
+export function initializeWithRelevance<P>(
+  spec: ModelSpec,
+  sample: Batch,
+  kernel: Kernel<P>,
+  options: InitOptions & { /** Called before each fit (1-based) with its number of relevant covariates. */ onFit?: (fit: number, covariates: number) => void },
+): SelectionResult {
   const D = spec.D;
   const all = Array.from({ length: D }, (_, j) => j);
   let relevant = all;
@@ -184,6 +189,7 @@ export function initializeWithRelevance<P>(spec: ModelSpec, sample: Batch, kerne
   while (fits.length < MAX_SELECTION_FITS && !fits.some((f) => f.relevant.join() === relevant.join())) {
     const reduced: ModelSpec = { ...spec, D: relevant.length, covariateModel: relevant.length > 0 };
     const batch = selectCovariates(sample, D, relevant);
+    options.onFit?.(fits.length + 1, relevant.length);
     const init = initialize(reduced, batch, kernel, options);
     const prepared = kernel.prepare(batch);
     let r: Float64Array;

@@ -37,6 +37,7 @@ import {
   silentLog,
   specOf,
   type Manifest,
+  type PlanPhase,
   type PrefetchPlan,
   type RoleContext,
   type Shard,
@@ -247,7 +248,13 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     if (batch.n < 2) throw new DataError(`too few sampled rows without a missing value to initialize (found ${batch.n} of ${sample.parsed.rows})`, { file: first.name });
     const total = config.schedule.restarts;
     ctx.onPhase?.({ phase: 'initialize', done: 0, total });
-    const options = { restarts: total, seed: config.seed, onRestart: (done: number) => ctx.onPhase?.({ phase: 'initialize', done, total }) };
+    let selection: PlanPhase['selection'];
+    const options = {
+      restarts: total,
+      seed: config.seed,
+      onRestart: (done: number) => ctx.onPhase?.({ phase: 'initialize', done, total, ...(selection ? { selection } : {}) }),
+      onFit: (fit: number, columns: number) => void (selection = fit > 1 ? { fit, columns, candidates: spec.D } : undefined),
+    };
     let plan = columnPlan;
     let init: InitResult;
     if (config.covariateSelection && spec.D > 0) {

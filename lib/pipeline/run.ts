@@ -233,6 +233,11 @@ export interface PlanPhase {
   phase: 'sample' | 'initialize';
   done: number;
   total: number;
+  /**
+   * Initialization after the first fit of the covariate selection (relevance.ts): which fit, on how
+   * many of the candidate clustering columns. Absent for the first fit (every column).
+   */
+  selection?: { fit: number; columns: number; candidates: number };
 }
 
 /** What `status` and the progress bar show. */
