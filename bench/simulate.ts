@@ -41,7 +41,7 @@ function print(result: Awaited<ReturnType<typeof simulate>>, speedup: number) {
   console.log(`  shards          ${result.shards} of ~${f(result.shardRows, 0)} rows; ${result.tasks} tasks; ${result.rounds.svi} SVI steps + ${result.rounds.batch} sweeps; converged ${result.converged}`);
   console.log(`  requests        S3 GET ${f(result.requests.s3Get, 0)}, PUT ${f(result.requests.s3Put, 0)}, LIST ${f(result.requests.s3List, 0)}; SQS ${f(result.requests.sqs, 0)}`);
   console.log(`  bytes           read ${mb(result.bytes.read)}, written ${mb(result.bytes.written)}`);
-  console.log(`  aggregator      ${result.aggregator.invocations} invocations, busy ${f(result.aggregator.busySeconds, 2)} s (${f(100 * result.aggregator.utilization)}% of wall), ${f(result.aggregatorResultsPerSecond, 0)} task results/s; state.json ${f(result.stateBytes, 0)} B`);
+  console.log(`  aggregator      ${result.aggregator.invocations} invocations, busy ${f(result.aggregator.busySeconds, 2)} s (${f(100 * result.aggregator.utilization)}% of wall; the report at the end ${f(result.aggregator.reportSeconds, 2)} s), ${f(result.aggregatorResultsPerSecond, 0)} task results/s; state.json ${f(result.stateBytes, 0)} B`);
   console.log(`  workers         ${result.workerColdStarts} cold starts; worker seconds: ${Object.entries(result.workerSeconds).map(([k, v]) => `${k} ${f(v)}`).join(', ')}`);
   console.log(`  fit             ELBO ${result.elbo === null ? 'n/a (sampled shards)' : f(result.elbo, 2)}, ARI ${result.ari === null ? 'n/a' : result.ari.toFixed(4)}`);
   if (o.workers.length > 1) console.log(`  speedup         ${f(speedup, 2)}× the first (${o.workers[0]} workers), at the same measured CPU rates`);

@@ -12,7 +12,8 @@
  *   of memory M has v = M / 1769 MB vCPUs, each lambda.cpuSpeed of a core here; its calling thread
  *   runs on at most one of them, and every thread shares all v, so the call takes
  *   max(thread / min(1, v), process / v) / cpuSpeed (lambdaSeconds). An aggregator invocation adds
- *   lambda.aggregatorCpu. Past `data.realRows` a shard's rows are an evenly spaced sample of
+ *   lambda.aggregatorCpu; the one that ends the run adds the report: loading vega and a cold render,
+ *   measured once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
  *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
  *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
  * - Not modelled: failures and retries, S3 request-rate throttling (3,500 PUT / 5,500 GET per
@@ -27,7 +28,6 @@ import { loadKernel } from '../../lib/kernel/backend.js';
 import type { Batch, Kernel } from '../../lib/kernel/types.js';
 import { modelOf, type PosteriorDocument } from '../../lib/model/summary.js';
 import { handleUpdates } from '../../lib/pipeline/aggregator.js';
-import { renderReport } from '../../lib/model/report.js';
 import { decodeBinary } from '../../lib/pipeline/binary.js';
 import { countingQueue, countingStore, emptyCounts } from '../../lib/pipeline/counting.js';
 import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
@@ -78,7 +78,9 @@ export interface SimResult {
   roundEnds: number[];
   /** When the last prefetch (the workers parsing announced shards while the planner initializes) ended (s); null without one. */
   prefetchSeconds: number | null;
-  aggregator: { invocations: number; busySeconds: number; utilization: number };
+  /** The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the report at the end (s). */
+  aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number };
+  /** Task results per second of the aggregator's time on rounds (its cold start and the report at the end, once a run, left out). */
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
   /** Worker seconds: CPU by kind, cold starts, and the rest (waiting on requests). */
@@ -164,7 +166,20 @@ const measured = {
   codecRates: new Map<string, { parse: CpuTime; decode: CpuTime }>(),
   /** The planner's CPU (this machine) up to its sample, from there to its initialization, and from there on, by rows, data and config. */
   planner: new Map<string, { start: CpuTime; sample: CpuTime; initialize: CpuTime }>(),
+  /**
+   * The report at the run's end, cold as in an aggregator container's one render: loading the
+   * report module (vega), then the process's first render. Charged to every run of the process.
+   */
+  report: { load: undefined as CpuTime | undefined, render: undefined as CpuTime | undefined },
 };
+
+/** The report module, loaded (and its loading's CPU measured) once per process, before any clock runs. */
+async function reportModule(): Promise<typeof import('../../lib/model/report.js')> {
+  const started = cpuNow();
+  const module = await import('../../lib/model/report.js');
+  measured.report.load ??= cpuSince(started);
+  return module;
+}
 
 /**
  * The median CPU time of `runs` calls of `f` (after the caller's warm-up), thread and process
@@ -353,8 +368,17 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const dataStore = countingStore(timedStore(generatedStore(files, modelled), clock, p), counts);
   const tasks = new SimQueue('sim-tasks', clock, p);
   const updates = new SimQueue('sim-updates.fifo', clock, p);
-  // The report is rendered in this thread, not loaded on first use: a real import would await
-  // the file system, which the virtual clock cannot see, and the clock would stop.
+  // The report is rendered in this thread, its module loaded here and not on first use: a real
+  // import would await the file system, which the virtual clock cannot see, and the clock would
+  // stop. The aggregator is charged the CPU of loading it and of a cold render (measured.report).
+  const report = await reportModule();
+  const renderReport = async (...args: Parameters<typeof report.renderReport>) => {
+    const [html, time] = cpuTime(() => report.renderReport(...args));
+    measured.report.render ??= time;
+    const { load = NO_CPU, render } = measured.report;
+    chargeCpu(lambdaSeconds({ thread: load.thread + render.thread, process: load.process + render.process }, p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed), 'report');
+    return html;
+  };
   const charged = new Set<string>(); // the planner's phases whose CPU was charged
   const ctx = {
     store,
@@ -363,7 +387,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     updates: countingQueue(updates, counts),
     log: silentLog,
     workerConcurrency: workers,
-    renderReport: async (...args: Parameters<typeof renderReport>) => renderReport(...args),
+    renderReport,
     announceShards: p.lambda.announceShards,
     wakeWorkers,
     onPhase: (phase: PlanPhase) => {
@@ -445,6 +469,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const s3Cost = counts.s3Get * p.prices.s3Get + (counts.s3Put + counts.s3List) * p.prices.s3Put;
   const sqsCost = counts.sqs * p.prices.sqsStandardRequest;
   const svi = doc.trace.filter((t) => t.phase === 'svi').length;
+  // The aggregator's time on rounds: its busy time but for its container's cold start and the report at the end, paid once a run.
+  const reportSeconds = cpuCharged.get('aggregator report') ?? 0;
+  const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds;
   return {
     rows,
     workers,
@@ -467,8 +494,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
       invocations: aggregatorMapping.stats.invocations,
       busySeconds: aggregatorMapping.stats.busySeconds,
       utilization: aggregatorMapping.stats.busySeconds / wallSeconds,
+      reportSeconds,
     },
-    aggregatorResultsPerSecond: tasksDone / aggregatorMapping.stats.busySeconds,
+    aggregatorResultsPerSecond: tasksDone / roundSeconds,
     workerColdStarts: workerMapping.stats.coldStarts,
     workerSeconds: workerBreakdown(workerMapping.stats, p),
     stateBytes: stateObject.body.length,
