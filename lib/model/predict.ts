@@ -602,14 +602,15 @@ export class Predictor {
     const x = batch.x.subarray(row * D, (row + 1) * D);
     const observed = Array.from({ length: D }, (_, i) => i).filter((i) => !Number.isNaN(x[i]));
     const absent = Array.from({ length: D }, (_, i) => i).filter((i) => Number.isNaN(x[i]));
-    const linkedAny = absent.some((i) => (inputs[i] ?? -1) >= 0);
+    // The missing covariates that are regression inputs (linked), the same under every component.
+    const linked = absent.filter((i) => (inputs[i] ?? -1) >= 0);
+    const linkedAny = linked.length > 0;
     const o = observed.length;
     const u = Float64Array.from(batch.u.subarray(row * P, (row + 1) * P));
     // For a family whose predictive reads u (multinomial): u under each component at the nodes of a
     // Gauss–Hermite product rule over the missing inputs' conditional distribution (N(E[x_m | x_o, k], V)),
     // as its class probabilities are not a function of η's mean and variance alone.
-    const linkedCount = absent.filter((i) => (inputs[i] ?? -1) >= 0).length;
-    const rule = linkedAny && m.predictive.parameters ? productRule(linkedCount) : null;
+    const rule = linkedAny && m.predictive.parameters ? productRule(linked.length) : null;
     const N = rule ? rule.weights.length : 0;
     const points = rule ? new Float64Array(K * N * P) : null;
     const lw = new Float64Array(K);
@@ -631,7 +632,6 @@ export class Predictor {
         logWeight[k] + (levelTerms ? levelTerms[row * K + k] : 0) +
         lnGamma((nu + o) / 2) - lnGamma(nu / 2) - 0.5 * logDetFromCholesky(l, o) - (o / 2) * Math.log(nu * Math.PI) - ((nu + o) / 2) * Math.log1p(delta2 / nu);
       // u with its missing inputs at E[x_m | x_o, k]; V of those inputs (the linked missing covariates).
-      const linked = absent.filter((i) => (inputs[i] ?? -1) >= 0);
       const across = linked.map((i) => backSubstitute(l, o, forwardSubstitute(l, o, Float64Array.from(observed, (j) => s[i * D + j])))); // Σ_oo⁻¹ Σ_o,i
       for (const i of linked) {
         let v = mk[i];
@@ -753,9 +753,7 @@ export class Predictor {
       // ln Σ_i w_i p(y | u_i, z = k) over the missing inputs' nodes (missingRow).
       const { points, weights } = integrated;
       const N = weights.length;
-      const terms = Float64Array.from(weights, (w, node) => Math.log(w) + density(points.subarray((k * N + node) * P, (k * N + node + 1) * P)));
-      const top = Math.max(...terms);
-      return top + Math.log(terms.reduce((sum, t) => sum + Math.exp(t - top), 0));
+      return logSumExp(Float64Array.from(weights, (w, node) => Math.log(w) + density(points.subarray((k * N + node) * P, (k * N + node + 1) * P))), N);
     };
     for (let row = 0; row < n; row++) {
       let top = -1;
