@@ -22,9 +22,9 @@ export const PLANNER_MEMORY_MIB = 2 * FULL_VCPU_MIB;
 /**
  * Two vCPUs. The aggregator's decisions between rounds (the next posterior, the ELBO, the merge
  * and delete proposals) are on every round's critical path while all workers wait, and its last
- * invocation renders the report: vega loaded and rendered for the first time in the container,
- * which keeps V8's compiler and garbage collector busy beside the main thread. Measured on the
- * simulator (docs/deploy.md §6): 1.5 s of the run's end on one vCPU, 0.8 s on two. It runs a few
+ * invocation renders the report, with V8's compiler and garbage collector busy beside the main
+ * thread. Measured on the simulator (docs/deploy.md §6), before the aggregator warmed the report
+ * up on the run's planning message: 1.5 s of the run's end on one vCPU, 0.8 s on two. It runs a few
  * seconds per refit, so its CPU share matters far more than its GB-seconds ($0.0002 a refit more).
  */
 export const AGGREGATOR_MEMORY_MIB = 2 * FULL_VCPU_MIB;

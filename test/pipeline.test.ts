@@ -9,7 +9,7 @@ import { parseWith, toBatch } from '../lib/data/dataset.js';
 import { layoutOf, priorCoordinates } from '../lib/model/spec.js';
 import { derive } from '../lib/model/posterior.js';
 import { reportedComponents } from '../lib/model/summary.js';
-import { handleUpdates } from '../lib/pipeline/aggregator.js';
+import { handleUpdates, inThreadReport } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, RoundCompleteMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { csvShardCodec, handleTaskDelivery, parseAhead, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
@@ -101,6 +101,24 @@ describe('pipeline roles over in-memory ports', () => {
     expect(await runTask(ctx, task, done)).toEqual(readItself);
     await expect(runTask(ctx, task, never)).rejects.toThrow('changed since the run was planned');
     expect(manifest.shards.length).toBeGreaterThan(1);
+  });
+
+  it("warms the report up on a run's planning message; a warm-up that fails is logged, and the delivery still succeeds", async () => {
+    const warned: string[] = [];
+    let warmUps = 0;
+    const ctx = {
+      ...inlinePorts(),
+      log: { info() {}, error() {}, warn: (message: string) => void warned.push(message) },
+      report: { ...inThreadReport, warm: async () => void (warmUps += 1) },
+    };
+    const planning = { kind: 'planning' as const, dataset: 'forum', runId: 'run' };
+    expect(await handleUpdates(ctx, [planning])).toEqual([]);
+    expect([warmUps, warned]).toEqual([1, []]);
+    ctx.report.warm = async () => {
+      throw new Error('out of memory');
+    };
+    expect(await handleUpdates(ctx, [planning])).toEqual([]);
+    expect(warned).toEqual(['report warm-up failed']);
   });
 
   it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same; the workers are woken before the sample', async () => {

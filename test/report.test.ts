@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { renderReport } from '../lib/model/report.js';
+import { warmReport } from '../lib/model/report-warmup.js';
 import { fit } from '../lib/api.js';
 import { forumReport, manyCovariatesReport, sharedReport } from './support/report-fixtures.js';
 
@@ -34,9 +35,17 @@ describe('report.html', () => {
       expect.stringMatching(/^Distance to the final ELBO/),
     ]);
     expectSelfContained(html);
+    // Each chart is one image to assistive technology, labelled by its caption; no description per point.
+    expect(html.match(/<svg role="img" aria-label="/g)).toHaveLength(figures(html).length);
+    expect(html).not.toMatch(/<path [^>]*aria-label=/);
     for (const text of ['rows used', 'examples/forum.csv', 'priors.clusterVariance', 'schedule.tolerance', 'ELBO per row', 'RMSE', 'BIC (lower is better)']) {
       expect(html).toContain(text);
     }
+  });
+
+  it('warms up on a throwaway report with every kind of figure a real one has', async () => {
+    const kinds = (html: string) => figures(html).map((c) => c.replace(/[^ ]+ against [^ ]+, coloured/, 'pair, coloured').replace(/ on [^ ]+ \(/, ' on a column (').replace(/tolerance [^ ]+ ×/, 'tolerance ×'));
+    expect(new Set(kinds(warmReport()))).toEqual(new Set(kinds(await forumReport())));
   });
 
   it('shows shared slopes once: a "shared" panel of the forest plot and one table row each, spanning the clusters', async () => {

@@ -12,8 +12,9 @@
  *   of memory M has v = M / 1769 MB vCPUs, each lambda.cpuSpeed of a core here; its calling thread
  *   runs on at most one of them, and every thread shares all v, so the call takes
  *   max(thread / min(1, v), process / v) / cpuSpeed (lambdaSeconds). An aggregator invocation adds
- *   lambda.aggregatorCpu; the one that ends the run adds the report: loading vega and a cold render,
- *   measured once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
+ *   lambda.aggregatorCpu; the run's planning message adds loading vega and a throwaway report
+ *   (report-warmup.ts), and the invocation that ends the run the report's warm render, each measured
+ *   once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
  *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
  *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
  * - Not modelled: failures and retries, S3 request-rate throttling (3,500 PUT / 5,500 GET per
@@ -78,8 +79,8 @@ export interface SimResult {
   roundEnds: number[];
   /** When the last prefetch (the workers parsing announced shards while the planner initializes) ended (s); null without one. */
   prefetchSeconds: number | null;
-  /** The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the report at the end (s). */
-  aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number };
+  /** The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the report at the end and of its warm-up on the planning message (s). */
+  aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number; reportWarmupSeconds: number };
   /** Task results per second of the aggregator's time on rounds (its cold start and the report at the end, once a run, left out). */
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
@@ -167,17 +168,22 @@ const measured = {
   /** The planner's CPU (this machine) up to its sample, from there to its initialization, and from there on, by rows, data and config. */
   planner: new Map<string, { start: CpuTime; sample: CpuTime; initialize: CpuTime }>(),
   /**
-   * The report at the run's end, cold as in an aggregator container's one render: loading the
-   * report module (vega), then the process's first render. Charged to every run of the process.
+   * The aggregator's report, as in a container: loading the report module (vega) and the warm-up,
+   * the process's first render, on the planning message; the warm render of the real report at the
+   * run's end. Charged to every run of the process.
    */
-  report: { load: undefined as CpuTime | undefined, render: undefined as CpuTime | undefined },
+  report: { load: undefined as CpuTime | undefined, warmup: undefined as CpuTime | undefined, render: undefined as CpuTime | undefined },
 };
 
-/** The report module, loaded (and its loading's CPU measured) once per process, before any clock runs. */
+/**
+ * The report module, loaded and warmed up (each's CPU measured) once per process, before any clock
+ * runs: a real import would await the file system, which the virtual clock cannot see.
+ */
 async function reportModule(): Promise<typeof import('../../lib/model/report.js')> {
   const started = cpuNow();
-  const module = await import('../../lib/model/report.js');
+  const [module, warmup] = await Promise.all([import('../../lib/model/report.js'), import('../../lib/model/report-warmup.js')]);
   measured.report.load ??= cpuSince(started);
+  measured.report.warmup ??= cpuTime(() => warmup.warmReport())[1];
   return module;
 }
 
@@ -368,16 +374,26 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const dataStore = countingStore(timedStore(generatedStore(files, modelled), clock, p), counts);
   const tasks = new SimQueue('sim-tasks', clock, p);
   const updates = new SimQueue('sim-updates.fifo', clock, p);
-  // The report is rendered in this thread, its module loaded here and not on first use: a real
-  // import would await the file system, which the virtual clock cannot see, and the clock would
-  // stop. The aggregator is charged the CPU of loading it and of a cold render (measured.report).
-  const report = await reportModule();
-  const renderReport = async (...args: Parameters<typeof report.renderReport>) => {
-    const [html, time] = cpuTime(() => report.renderReport(...args));
-    measured.report.render ??= time;
-    const { load = NO_CPU, render } = measured.report;
-    chargeCpu(lambdaSeconds({ thread: load.thread + render.thread, process: load.process + render.process }, p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed), 'report');
-    return html;
+  // The report is rendered in this thread, its module loaded beforehand (reportModule). The
+  // aggregator is charged what its container would do (measured.report): loading vega and the
+  // warm-up on the planning message, then a warm render; without a planning message
+  // (lambda.announceShards false), loading vega and a cold render, the warm-up's, at the end.
+  const module = await reportModule();
+  const aggregatorSeconds = (...times: (CpuTime | undefined)[]) =>
+    lambdaSeconds(times.reduce<CpuTime>((sum, t = NO_CPU) => ({ thread: sum.thread + t.thread, process: sum.process + t.process }), NO_CPU), p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed);
+  let warmed = false;
+  const report = {
+    async warm() {
+      if (!warmed) chargeCpu(aggregatorSeconds(measured.report.load, measured.report.warmup), 'report warm-up');
+      warmed = true;
+    },
+    async render(...args: Parameters<typeof module.renderReport>) {
+      const [html, time] = cpuTime(() => module.renderReport(...args));
+      measured.report.render ??= time;
+      const { load, warmup, render } = measured.report;
+      chargeCpu(warmed ? aggregatorSeconds(render) : aggregatorSeconds(load, warmup), 'report');
+      return html;
+    },
   };
   const charged = new Set<string>(); // the planner's phases whose CPU was charged
   const ctx = {
@@ -387,7 +403,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     updates: countingQueue(updates, counts),
     log: silentLog,
     workerConcurrency: workers,
-    renderReport,
+    report,
     announceShards: p.lambda.announceShards,
     wakeWorkers,
     onPhase: (phase: PlanPhase) => {
@@ -469,9 +485,10 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const s3Cost = counts.s3Get * p.prices.s3Get + (counts.s3Put + counts.s3List) * p.prices.s3Put;
   const sqsCost = counts.sqs * p.prices.sqsStandardRequest;
   const svi = doc.trace.filter((t) => t.phase === 'svi').length;
-  // The aggregator's time on rounds: its busy time but for its container's cold start and the report at the end, paid once a run.
+  // The aggregator's time on rounds: its busy time but for its container's cold start, the report's warm-up and the report at the end, paid once a run.
   const reportSeconds = cpuCharged.get('aggregator report') ?? 0;
-  const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds;
+  const reportWarmupSeconds = cpuCharged.get('aggregator report warm-up') ?? 0;
+  const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds - reportWarmupSeconds;
   return {
     rows,
     workers,
@@ -495,6 +512,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
       busySeconds: aggregatorMapping.stats.busySeconds,
       utilization: aggregatorMapping.stats.busySeconds / wallSeconds,
       reportSeconds,
+      reportWarmupSeconds,
     },
     aggregatorResultsPerSecond: tasksDone / roundSeconds,
     workerColdStarts: workerMapping.stats.coldStarts,

@@ -1,10 +1,9 @@
 /**
  * The local runner's helper thread (lib/local/report-thread.ts): it renders report.html, and it
- * parses shards ahead. Rendering a report costs about 1.5 s of CPU when vega is cold, a third of
- * that when warm; started before planning, the thread does the cold part on the core planning
- * leaves idle, and the render at the end of the fit is the warm one. When the fit has no worker
- * threads (small data, lib/local/threads.ts), it also reads and parses the shards while the main
- * thread initializes, so the first sweep finds them parsed (WorkerCache.prefetch).
+ * parses shards ahead. vega takes about 0.3 s of CPU to load; started before planning, the thread
+ * loads it on the core planning leaves idle, so the render at the end of the fit does not. When the
+ * fit has no worker threads (small data, lib/local/threads.ts), it also reads and parses the shards
+ * while the main thread initializes, so the first sweep finds them parsed (WorkerCache.prefetch).
  */
 import type { Worker } from 'node:worker_threads';
 import path from 'node:path';
@@ -17,7 +16,7 @@ export interface HelperInit {
   dataRoot: string;
 }
 export type ToReportThread =
-  | { type: 'warm' }
+  | { type: 'load' }
   | { type: 'parse'; id: number; planned: ShardPlan; index: number }
   | { type: 'render'; args: Parameters<ReportRenderer> };
 export type FromReportThread =
@@ -27,8 +26,8 @@ export type FromReportThread =
   | { type: 'parse'; id: number; error: string };
 
 export interface ThreadReportRenderer {
-  /** Load vega and render throwaway charts now, after what was asked before (else the render does it). */
-  warm(): void;
+  /** Load vega now, after what was asked before (else the render does it). */
+  load(): void;
   render: ReportRenderer;
   /** Shard `index` of a planned run, read and parsed in the thread. */
   parse(planned: ShardPlan, index: number): Promise<ParsedRows>;
@@ -77,11 +76,11 @@ export function startReportThread(init: HelperInit): ThreadReportRenderer {
   const ask = async (message: ToReportThread) => {
     const worker = started ?? (await thread);
     if (failure) throw failure;
-    if (message.type !== 'warm') worker.ref(); // a reply is awaited
+    if (message.type !== 'load') worker.ref(); // a reply is awaited
     worker.postMessage(message);
   };
   return {
-    warm: () => void ask({ type: 'warm' }).catch(() => {}),
+    load: () => void ask({ type: 'load' }).catch(() => {}),
     render: (...args) =>
       new Promise<string>((resolve, reject) => {
         rendering = { resolve, reject };

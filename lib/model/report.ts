@@ -90,11 +90,16 @@ function svgOf(spec: TopLevelSpec, label: string): string {
   return `<figure><figcaption>${escape(label)}</figcaption>${svg.replace('<svg ', `<svg role="img" aria-label="${escape(label)}" `)}</figure>`;
 }
 
-/** Vega-Lite specs render to their content size with autosize "pad" and these defaults. */
+/**
+ * Vega-Lite specs render to their content size with autosize "pad" and these defaults. `aria: false`:
+ * no ARIA description per mark. Each chart's <svg> is role="img" with its caption as its label,
+ * which makes its children presentational to assistive technology anyway, and a description per
+ * point (1 000 of them in a scatter plot) was a third of the page's bytes and of its render time.
+ */
 const base = {
   $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
   autosize: { type: 'pad' },
-  config: { font: 'sans-serif', view: { stroke: '#ddd' }, axis: { labelLimit: 160 } },
+  config: { font: 'sans-serif', view: { stroke: '#ddd' }, axis: { labelLimit: 160 }, aria: false },
 } as const;
 
 const clusterColor = (clusters: number) => ({
@@ -311,12 +316,21 @@ function informativeColumns(columns: readonly string[], rows: readonly { values:
   return [...columns].map((c) => ({ c, s: score(c) })).sort((a, b) => b.s - a.s).slice(0, count).map((x) => x.c);
 }
 
-function flatRows(rows: readonly SampleRow[]) {
-  return rows.map((r) => ({ ...r.values, cluster: r.cluster, probability: r.probability, prediction: r.prediction, actual: r.actual, residual: r.actual - r.prediction }));
+/**
+ * The rows of one chart: only the fields it draws. vega copies and indexes every field of every
+ * datum, so a chart of two columns carries two, not the whole row (the render's time and garbage).
+ */
+function chartRows(rows: readonly SampleRow[], x?: string, y?: string) {
+  return rows.map((r) => ({
+    ...(x === undefined ? {} : { x: r.values[x] }),
+    ...(y === undefined ? {} : { y: r.values[y] }),
+    cluster: r.cluster,
+    probability: r.probability,
+    prediction: r.prediction,
+    actual: r.actual,
+    residual: r.actual - r.prediction,
+  }));
 }
-
-/** Field names may hold dots or brackets, which Vega-Lite would read as paths. */
-const field = (name: string) => name.replace(/[.[\]\\]/g, (c) => `\\${c}`);
 
 function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const candidates = doc.columns.length ? doc.columns : doc.regressionColumns;
@@ -324,19 +338,18 @@ function pairPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const pairs: [string, string][] = [];
   for (let i = 0; i < top.length; i++) for (let j = i + 1; j < top.length; j++) pairs.push([top[i], top[j]]);
   if (pairs.length === 0) return '';
-  const values = flatRows(rows);
   return pairs
     .map(([a, b]) =>
       svgOf(
         {
           ...base,
-          data: { values },
+          data: { values: chartRows(rows, a, b) },
           width: 300,
           height: 300,
           mark: { type: 'circle', size: 14, opacity: 0.7 },
           encoding: {
-            x: { field: field(a), type: 'quantitative', title: a, scale: { zero: false } },
-            y: { field: field(b), type: 'quantitative', title: b, scale: { zero: false } },
+            x: { field: 'x', type: 'quantitative', title: a, scale: { zero: false } },
+            y: { field: 'y', type: 'quantitative', title: b, scale: { zero: false } },
             color: clusterColor(doc.components.length),
           },
         },
@@ -358,7 +371,6 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
   const numeric = doc.regressionColumns.filter((_, j) => (doc.state.plan.rLevel?.[j] ?? -1) < 0);
   const top = informativeColumns(numeric, rows, REGRESSION_PLOTS);
   const { inverseLink } = familyOf(doc.family);
-  const values = flatRows(rows);
   return top
     .map((column) => {
       const j = doc.regressionColumns.indexOf(column);
@@ -389,10 +401,10 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
           height: 280,
           layer: [
             {
-              data: { values },
+              data: { values: chartRows(rows, column) },
               mark: { type: 'circle', size: 12, opacity: 0.45 },
               encoding: {
-                x: { field: field(column), type: 'quantitative', title: column, scale: { zero: false } },
+                x: { field: 'x', type: 'quantitative', title: column, scale: { zero: false } },
                 y: { field: 'actual', type: 'quantitative', title: doc.target, scale: { zero: false } },
                 color: clusterColor(doc.components.length),
               },
@@ -416,7 +428,7 @@ function regressionPlots(doc: Posterior, rows: readonly SampleRow[]): string {
 }
 
 function fitPlots(doc: Posterior, rows: readonly SampleRow[]): string {
-  const values = flatRows(rows);
+  const values = chartRows(rows);
   const color = clusterColor(doc.components.length);
   const what = `predicted ${familyOf(doc.family).predicted}`;
   const lo = Math.min(...values.map((v) => Math.min(v.actual, v.prediction)));
@@ -577,36 +589,6 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-
 table.kv th,table.grid th:first-child{text-align:left;background:#f6f6f6}.scroll{overflow-x:auto;max-width:100%}
 figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:100%;overflow-x:auto}figcaption{font-weight:600;margin-bottom:.3em}
 .note{color:#666}`;
-
-/**
- * Renders throwaway charts of every mark the report draws (a 1000-point scatter coloured by a
- * nominal field, a faceted rule-and-point forest, a layered line, bars) and discards them. The
- * first render in a process costs about twice a later one (vega's parser, dataflow and SVG
- * renderer are compiled on first use), so a caller with a core to spare (the local runner, while
- * it plans) calls this early and the report at the end of the fit comes sooner.
- */
-export function warmReport(): void {
-  const points = Array.from({ length: MAX_PLOTTED_ROWS }, (_, i) => ({ a: Math.sin(i), b: Math.cos(i * 1.3), cluster: String(i % 8) }));
-  svgOf({ ...base, data: { values: points }, width: 300, height: 300, mark: { type: 'circle', size: 14 }, encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'b', type: 'quantitative' }, color: clusterColor(8) } }, 'warm-up');
-  const rules = points.slice(0, 40).map((p, i) => ({ ...p, column: `c${i % 5}`, low: p.a - 1, high: p.a + 1 }));
-  svgOf(
-    {
-      ...base,
-      data: { values: rules },
-      facet: { column: { field: 'cluster', type: 'nominal' } },
-      spec: {
-        width: 160,
-        layer: [
-          { mark: 'rule', encoding: { y: { field: 'column', type: 'nominal' }, x: { field: 'low', type: 'quantitative' }, x2: { field: 'high' } } },
-          { mark: { type: 'point', filled: true }, encoding: { y: { field: 'column', type: 'nominal' }, x: { field: 'a', type: 'quantitative' } } },
-        ],
-      },
-    },
-    'warm-up',
-  );
-  svgOf({ ...base, data: { values: rules }, width: 300, height: 200, mark: { type: 'line', point: true }, encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'b', type: 'quantitative', scale: { type: 'log' } } } }, 'warm-up');
-  svgOf({ ...base, data: { values: rules }, width: 300, mark: 'bar', encoding: { y: { field: 'cluster', type: 'nominal' }, x: { field: 'high', type: 'quantitative' } } }, 'warm-up');
-}
 
 /**
  * The report. `inputs` is optional: without a sample the page has every plot that needs only the

@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
-import { ClusterwiseError } from '../errors.js';
+import { ClusterwiseError, describeError } from '../errors.js';
 import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
 import { batchUpdate, elboOf, MAX_STEP_HALVINGS, stepSize, sviUpdate } from '../inference/vb.js';
 import { familyOf } from '../model/families/index.js';
@@ -37,6 +37,7 @@ import {
   type Manifest,
   type MovesState,
   type Progress,
+  type ReportPort,
   type RoleContext,
   type RoundState,
   type RunState,
@@ -60,6 +61,7 @@ type RunUpdate = Exclude<UpdateMessage, PlanningMessage>;
  * each run's state. Throws if a run's state was written meanwhile (the delivery is then redone).
  */
 export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[]): Promise<EndedRun[]> {
+  if (messages.some((m) => m.kind === 'planning')) await warmReport(ctx);
   const byRun = new Map<string, RunUpdate[]>();
   for (const m of messages) if (m.kind !== 'planning') byRun.set(`${m.dataset}/${m.runId}`, [...(byRun.get(`${m.dataset}/${m.runId}`) ?? []), m]);
   const ended: EndedRun[] = [];
@@ -68,6 +70,38 @@ export async function handleUpdates(ctx: RoleContext, messages: UpdateMessage[])
     if (end) ended.push(end);
   }
   return ended;
+}
+
+/**
+ * The report in this thread (a Lambda container's). vega is loaded when first needed, so that a
+ * delivery that renders nothing starts without it: on a run's planning message, or at the end.
+ * On the planning message the container also renders a throwaway report (report-warmup.ts) while
+ * it has nothing else to do (the run's first round is seconds away), so the render in the run's
+ * last invocation, on the run's critical path, is a warm one (docs/deploy.md §6).
+ */
+let reportModule: Promise<typeof import('../model/report.js')> | undefined;
+export const inThreadReport: ReportPort = {
+  async warm() {
+    if (reportModule) return void (await reportModule);
+    reportModule = import('../model/report-warmup.js').then((warmup) => {
+      warmup.warmReport();
+      return import('../model/report.js');
+    });
+    await reportModule;
+  },
+  async render(...args) {
+    return (await (reportModule ??= import('../model/report.js'))).renderReport(...args);
+  },
+};
+
+/** A warm-up is advisory: one that fails is logged, and the render at the end loads what it needs. */
+async function warmReport(ctx: RoleContext): Promise<void> {
+  try {
+    await (ctx.report ?? inThreadReport).warm();
+  } catch (error) {
+    if (ctx.report === undefined) reportModule = undefined;
+    (ctx.log ?? silentLog).warn('report warm-up failed', { reason: describeError(error) });
+  }
 }
 
 /** Manifests are immutable: read once per process (a Lambda container, the local runner). */
@@ -427,9 +461,8 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
   await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' });
   const sample = (await readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)))?.value;
   const files = manifest.files.map((f) => ({ name: f.name, bytes: f.size }));
-  // vega is loaded only here, once per run: the aggregator's other deliveries start without it.
-  const render = ctx.renderReport ?? (async (...args) => (await import('../model/report.js')).renderReport(...args));
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), await render(doc, shownTrace, skipped, { sample, files }), {
+  const report = ctx.report ?? inThreadReport;
+  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), await report.render(doc, shownTrace, skipped, { sample, files }), {
     contentType: 'text/html',
   });
   await ctx.store.put(

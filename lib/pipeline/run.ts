@@ -186,10 +186,11 @@ export interface RoleContext {
    */
   deadLetter?: { tasks?: Queue; updates?: Queue; uploads?: Queue };
   /**
-   * Renders report.html at the end of a run. @default renderReport in this thread, vega loaded on
-   * first use (the local runner passes a thread that loaded and warmed vega while it planned)
+   * Renders report.html at the end of a run, and warms itself up on a run's planning message.
+   * @default in this thread (aggregator.ts inThreadReport: vega loaded and a throwaway report
+   * rendered on the planning message); the local runner passes its helper thread
    */
-  renderReport?: ReportRenderer;
+  report?: ReportPort;
   /**
    * Told the run's shards as soon as planning has cut them, before it initializes, so that the
    * workers can read and parse them meanwhile (the local runner's threads do: WorkerCache.prefetch).
@@ -223,6 +224,16 @@ export type PrefetchPlan = ShardPlan & Pick<Manifest, 'dataset' | 'standardizati
 
 /** renderReport's arguments (lib/model/report.ts), answered asynchronously. */
 export type ReportRenderer = (...args: Parameters<typeof import('../model/report.js').renderReport>) => Promise<string>;
+
+/** Where the aggregator's report is rendered. */
+export interface ReportPort {
+  /**
+   * Make the render at the end of the run warm, on the run's planning message: the aggregator is
+   * idle then, and its last invocation, which renders, is on the run's critical path.
+   */
+  warm(): Promise<void>;
+  render: ReportRenderer;
+}
 
 export interface WorkerContext extends RoleContext {
   kernel: Kernel;
