@@ -47,8 +47,14 @@ export const PriorSchema = z
     extraDegreesOfFreedom: between(0, 1e6).default(2),
     /** Prior guess of a cluster's variance per standardized covariate: W0⁻¹ = ν0 · s · I. @default 0.1 */
     clusterVariance: hyper.default(0.1),
-    /** Regression coefficients θ ~ N(0, (τ Λ0)⁻¹) (gaussian) or N(0, Λ0⁻¹) (bernoulli), Λ0 = this · I. @default 0.01 */
+    /** Regression slopes θ ~ N(0, (τ Λ0)⁻¹) (gaussian) or N(0, Λ0⁻¹) (other families), Λ0 = diag(this, …, interceptPrecision). @default 0.01 */
     coefficientPrecision: hyper.default(0.01),
+    /**
+     * The intercept's entry of Λ0: vaguer than the slopes'. The intercept is the regression's value
+     * at the columns' means (the standardized origin), which a cluster far from them extrapolates
+     * to; there the slopes' precision shrank it, and through it the slopes (docs/model.md §11). @default 0.0001
+     */
+    interceptPrecision: hyper.default(1e-4),
     /** Categorical covariates: each component's level probabilities of a column ~ Dirichlet(this · 1). @default 1 */
     levelConcentration: hyper.default(1),
     /** Gaussian noise precision τ ~ Gamma(a0, b0). @default 0.01 */

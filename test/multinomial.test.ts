@@ -21,7 +21,7 @@ import { multinomial } from '../lib/model/families/multinomial.js';
 import { createRandom } from '../lib/math/random.js';
 import { productRule } from '../lib/math/quadrature.js';
 import { derive } from '../lib/model/posterior.js';
-import { priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
+import { coefficientPriorPrecision, priorCoordinates, specFromConfig, type ModelSpec } from '../lib/model/spec.js';
 import { planRun } from '../lib/pipeline/planner.js';
 import { keys } from '../lib/pipeline/protocol.js';
 import { readJson, type RunState } from '../lib/pipeline/run.js';
@@ -78,9 +78,9 @@ describe('multinomial: the bound and its fixed point', () => {
     const fit = batchVb(spec, randomStart(spec, batch), referenceKernel, [{ n: batch.n, data: batch }], { maxIterations: 1000, tolerance: 0 });
     const d = derive(spec, fit.state);
     const theta = multinomial.heads!(d, 0).map((h) => h.coef);
-    const c = spec.priors.coefficientPrecision;
+    const c = coefficientPriorPrecision(spec); // Λ0 = diag(c): the slopes', then the intercept's
     const P = 3;
-    const score = theta.map((t) => Float64Array.from(t, (v) => -c * v));
+    const score = theta.map((t) => Float64Array.from(t, (v, i) => -c[i] * v));
     let scale = 0;
     for (let n = 0; n < batch.n; n++) {
       const u = batch.u.subarray(n * P, (n + 1) * P);

@@ -124,8 +124,18 @@ export function dirichletConcentration(spec: ModelSpec): number {
 }
 
 /**
+ * The diagonal of Λ0, the regression coefficients' prior precision, shape (P): the slopes'
+ * `coefficientPrecision`, the intercept's (last) `interceptPrecision`.
+ */
+export function coefficientPriorPrecision(spec: Pick<ModelSpec, 'P' | 'priors'>): Float64Array {
+  const c = new Float64Array(spec.P).fill(spec.priors.coefficientPrecision);
+  c[spec.P - 1] = spec.priors.interceptPrecision;
+  return c;
+}
+
+/**
  * λ0, the prior in natural coordinates (m0 = 0, θ0 = 0):
- * sxx = W0⁻¹ = ν0 s I, suu = Λ0 = c I, syy the family's (gaussian: 2 b0).
+ * sxx = W0⁻¹ = ν0 s I, suu = Λ0 = diag(c) (coefficientPriorPrecision), syy the family's (gaussian: 2 b0).
  */
 export function priorCoordinates(spec: ModelSpec): Float64Array {
   const { T, D, P, priors } = spec;
@@ -133,9 +143,10 @@ export function priorCoordinates(spec: ModelSpec): Float64Array {
   const lambda0 = new Float64Array(layout.length);
   const wishartInverse = priorDegreesOfFreedom(spec) * priors.clusterVariance;
   const extra = familyOf(spec.family).priorExtra(priors, spec);
+  const c = coefficientPriorPrecision(spec);
   for (let k = 0; k < T; k++) {
     for (let i = 0; i < D; i++) lambda0[layout.sxx + k * D * D + i * D + i] = wishartInverse;
-    for (let i = 0; i < P; i++) lambda0[layout.suu + k * P * P + i * P + i] = priors.coefficientPrecision;
+    for (let i = 0; i < P; i++) lambda0[layout.suu + k * P * P + i * P + i] = c[i];
     lambda0.set(extra, layout.syy + k * extra.length);
   }
   for (const factor of covariateFactorsOf(spec)) factor.prior(spec, lambda0, layout);

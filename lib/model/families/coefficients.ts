@@ -1,8 +1,8 @@
 /**
  * What every response family shares: a Gaussian posterior over each component's P coefficients,
  * q(θ_k) = N(θ_k, Λ_k⁻¹) (times the noise scale for gaussian), kept in natural coordinates as
- * Λ_k (block suu) and h_k = Λ_k θ_k (block syu), with the prior θ_k ~ N(0, Λ0⁻¹), Λ0 = c I
- * (PRML 10.3, 10.6).
+ * Λ_k (block suu) and h_k = Λ_k θ_k (block syu), with the prior θ_k ~ N(0, Λ0⁻¹), Λ0 diagonal
+ * (spec.ts coefficientPriorPrecision; PRML 10.3, 10.6).
  */
 import { cholesky, inverseFromCholesky, logDetFromCholesky, matVec, quadraticForm, symmetrize, traceOfProduct } from '../../math/linalg.js';
 import type { Derived, LocalParams } from '../posterior.js';

@@ -5,7 +5,7 @@
  * reference (treatment coding): its linear predictor is 0 and every other class j = 1 … M,
  * M = C − 1, has its own coefficients θ_kj (P) per component,
  *
- *   P(y = j | u, k) = e^{η_j} / (1 + Σ_l e^{η_l}),   η_j = θ_kjᵀu,   θ_kj ~ N(0, Λ0⁻¹), Λ0 = c I.
+ *   P(y = j | u, k) = e^{η_j} / (1 + Σ_l e^{η_l}),   η_j = θ_kjᵀu,   θ_kj ~ N(0, Λ0⁻¹), Λ0 = diag(c) (spec.ts coefficientPriorPrecision).
  *
  * Not conjugate. Böhning's bound (Böhning 1992; Khan et al. 2010; Murphy, MLAPP §21.8.2) bounds
  * the log-sum-exp lse(η) = ln(1 + Σ_j e^{η_j}) by a quadratic of fixed curvature
@@ -28,18 +28,19 @@
  * and the generic block syu stays 0. A's eigenvectors are 1/√M (eigenvalue 1/(2C)) and the M − 1
  * directions orthogonal to 1 (eigenvalue ½), so with the projections P₁ = 11ᵀ/M, P⊥ = I − P₁
  *
- *   Λ_k⁻¹ = P⊥ ⊗ S_a + P₁ ⊗ S_b,   S_a = (c I + ½ U_k)⁻¹,   S_b = (c I + U_k/(2C))⁻¹     (P × P each)
- *   ln|Λ_k| = (M − 1) ln|c I + ½ U_k| + ln|c I + U_k/(2C)|,
+ *   Λ_k⁻¹ = P⊥ ⊗ S_a + P₁ ⊗ S_b,   S_a = (Λ0 + ½ U_k)⁻¹,   S_b = (Λ0 + U_k/(2C))⁻¹     (P × P each)
+ *   ln|Λ_k| = (M − 1) ln|Λ0 + ½ U_k| + ln|Λ0 + U_k/(2C)|,
  *   θ_kj = S_a (h_j − h̄) + S_b h̄,   h̄ = (1/M) Σ_j h_j,
  *   Cov[η] = P⊥ s_a + P₁ s_b,  s = uᵀ S u,   tr(A Cov[η]) = ½ (M − 1) s_a + s_b / (2C).
  *
  * Everything is P × P work. Derived.coef and coefCovariance (the generic one-predictor quantities)
- * are 0 and (c I + U_k)⁻¹ here and mean nothing; the family's q(Θ) is in Derived.response. y is not
+ * are 0 and (Λ0 + U_k)⁻¹ here and mean nothing; the family's q(Θ) is in Derived.response. y is not
  * standardized. No fused TensorFlow.js path: the tfjs kernel runs this on the reference path.
  */
 import { ClusterwiseError } from '../../errors.js';
 import { cholesky, lowerProduct } from '../../math/linalg.js';
 import type { Derived } from '../posterior.js';
+import { coefficientPriorPrecision } from '../spec.js';
 import type { FamilyDims, ReferenceRows, ResponseFamily } from './family.js';
 import { inverseAndLogDet } from './shared.js';
 
@@ -51,8 +52,8 @@ function classesOf(dims: FamilyDims): number {
 }
 
 /**
- * Offsets within component k's Derived.response: Θ (M, P), S_a (P, P), S_b (P, P), then ln|c I + ½U|
- * and ln|c I + U/(2C)|. LocalParams.response: Θ, then the lower Cholesky factors of S_a and S_b.
+ * Offsets within component k's Derived.response: Θ (M, P), S_a (P, P), S_b (P, P), then ln|Λ0 + ½U|
+ * and ln|Λ0 + U/(2C)|. LocalParams.response: Θ, then the lower Cholesky factors of S_a and S_b.
  */
 function offsets(dims: FamilyDims) {
   const { P } = dims;
@@ -177,17 +178,17 @@ export const multinomial: ResponseFamily = {
 
   derive(spec, lambda, layout, k, _count, _theta, out) {
     const { M, P, C, a, b, lnDet } = offsets(spec);
-    const c = spec.priors.coefficientPrecision; // Λ0 = c I (spec.ts priorCoordinates)
-    const suu = lambda.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P); // c I + U_k
-    // c I + d U_k = (1 − d) c I + d (c I + U_k) for the two eigenvalues d = ½, 1/(2C) of A.
+    const c = coefficientPriorPrecision(spec); // Λ0 = diag(c) (spec.ts priorCoordinates)
+    const suu = lambda.subarray(layout.suu + k * P * P, layout.suu + (k + 1) * P * P); // Λ0 + U_k
+    // Λ0 + d U_k = (1 − d) Λ0 + d (Λ0 + U_k) for the two eigenvalues d = ½, 1/(2C) of A.
     const precisionAt = (d: number) => {
       const m = new Float64Array(P * P);
       for (let i = 0; i < P * P; i++) m[i] = d * suu[i];
-      for (let i = 0; i < P; i++) m[i * P + i] += (1 - d) * c;
+      for (let i = 0; i < P; i++) m[i * P + i] += (1 - d) * c[i];
       return m;
     };
-    const sa = inverseAndLogDet(precisionAt(0.5), P, `the coefficient precision c I + U/2 of component ${k + 1}`);
-    const sb = inverseAndLogDet(precisionAt(1 / (2 * C)), P, `the coefficient precision c I + U/(2C) of component ${k + 1}`);
+    const sa = inverseAndLogDet(precisionAt(0.5), P, `the coefficient precision Λ0 + U/2 of component ${k + 1}`);
+    const sb = inverseAndLogDet(precisionAt(1 / (2 * C)), P, `the coefficient precision Λ0 + U/(2C) of component ${k + 1}`);
     out.set(sa.inverse, a);
     out.set(sb.inverse, b);
     out[lnDet] = sa.lnDet;
@@ -219,20 +220,22 @@ export const multinomial: ResponseFamily = {
     out.set(cholesky(own.slice(b, b + P * P), P, `S_b of component ${k + 1}`), M * P + P * P);
   },
 
-  // KL(N(Θ, Λ⁻¹) ‖ N(0, I_M ⊗ c⁻¹I)) = ½ (c tr Λ⁻¹ − MP + c ‖Θ‖² + ln|Λ| − MP ln c) per component,
-  // tr Λ⁻¹ = (M − 1) tr S_a + tr S_b. The generic q(θ) of Derived.coef is not this family's.
+  // KL(N(Θ, Λ⁻¹) ‖ N(0, I_M ⊗ Λ0⁻¹)), Λ0 = diag(c), per component:
+  // ½ (Σ_i c_i (Σ_j Λ_j⁻¹)_ii − MP + Σ_j Σ_i c_i θ_ji² + ln|Λ| − M Σ_i ln c_i), with
+  // Σ_j Λ_j⁻¹ = (M − 1) S_a + S_b. The generic q(θ) of Derived.coef is not this family's.
   kl(d, _lambda0, total) {
     const { M, P, a, b, lnDet } = offsets(d.spec);
-    const c = d.spec.priors.coefficientPrecision;
+    const c = coefficientPriorPrecision(d.spec);
+    const lnDetPrior = c.reduce((sum, ci) => sum + Math.log(ci), 0);
     const w = multinomial.derivedWidth(d.spec);
     for (let k = 0; k < d.spec.T; k++) {
       const own = d.response.subarray(k * w, (k + 1) * w);
       let trace = 0;
-      for (let i = 0; i < P; i++) trace += (M - 1) * own[a + i * P + i] + own[b + i * P + i];
+      for (let i = 0; i < P; i++) trace += c[i] * ((M - 1) * own[a + i * P + i] + own[b + i * P + i]);
       let norm = 0;
-      for (let i = 0; i < M * P; i++) norm += own[i] * own[i];
+      for (let i = 0; i < M * P; i++) norm += c[i % P] * own[i] * own[i];
       const lnDetPrecision = (M - 1) * own[lnDet] + own[lnDet + 1];
-      total += 0.5 * (c * trace - M * P + c * norm + lnDetPrecision - M * P * Math.log(c));
+      total += 0.5 * (trace - M * P + norm + lnDetPrecision - M * lnDetPrior);
     }
     return total;
   },
