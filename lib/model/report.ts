@@ -317,8 +317,9 @@ function informativeColumns(columns: readonly string[], rows: readonly { values:
 }
 
 /**
- * The rows of one chart: only the fields it draws. vega copies and indexes every field of every
- * datum, so a chart of two columns carries two, not the whole row (the render's time and garbage).
+ * The rows of one chart: the columns it draws under the fixed names x and y, and the per-row fit
+ * values, not every column of the row (up to hundreds). Fixed names also keep a column's own name,
+ * which may hold dots or brackets that Vega-Lite would read as a path, out of the spec.
  */
 function chartRows(rows: readonly SampleRow[], x?: string, y?: string) {
   return rows.map((r) => ({
