@@ -81,7 +81,7 @@ export interface SimResult {
   prefetchSeconds: number | null;
   /** The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the report at the end and of its warm-up on the planning message (s). */
   aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number; reportWarmupSeconds: number };
-  /** Task results per second of the aggregator's time on rounds (its cold start and the report at the end, once a run, left out). */
+  /** Task results per second of the aggregator's time on rounds (its cold start, the report's warm-up and the report at the end, once a run each, left out). */
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
   /** Worker seconds: CPU by kind, cold starts, and the rest (waiting on requests). */
