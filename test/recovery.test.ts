@@ -6,7 +6,7 @@ import { FORUM, LOGISTIC, logisticData, NPREG, npregData, writeExample } from '.
 import { parseConfig } from '../lib/config.js';
 import { fitLocal } from '../lib/local/runner.js';
 import { fit } from '../lib/api.js';
-import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky } from '../lib/math/linalg.js';
+import { leastSquares } from '../bench/metrics.js';
 import { createRandom } from '../lib/math/random.js';
 import type { ComponentSummary } from '../lib/model/summary.js';
 import { runCli, tempDir } from './support/cli.js';
@@ -124,20 +124,7 @@ describe('recovery on data with a known answer', () => {
     );
     // Least squares of y on [x1, x2, 1] over the small cluster's own rows, and its standard errors.
     const own = rows.slice(1900);
-    const gram = new Float64Array(9);
-    const moment = new Float64Array(3);
-    for (const r of own) {
-      const u = [r.x1, r.x2, 1];
-      u.forEach((ui, a) => {
-        moment[a] += ui * r.y;
-        u.forEach((uj, b) => (gram[a * 3 + b] += ui * uj));
-      });
-    }
-    const l = cholesky(gram, 3);
-    const ols = backSubstitute(l, 3, forwardSubstitute(l, 3, moment));
-    const rss = own.reduce((sum, r) => sum + (r.y - ols[0] * r.x1 - ols[1] * r.x2 - ols[2]) ** 2, 0);
-    const inverse = inverseFromCholesky(l, 3);
-    const se = [0, 1, 2].map((a) => Math.sqrt((rss / (own.length - 3)) * inverse[a * 3 + a]));
+    const { coefficients: ols, standardErrors: se } = leastSquares(own.map((r) => [r.x1, r.x2, 1]), own.map((r) => r.y));
     // How many standard errors the small component's [slope 1, slope 2, intercept] are off least squares.
     const offBy = async (priors: Record<string, number>) => {
       const { posterior } = await fit(rows, { target: 'y', backend: 'reference', workers: 0, priors });

@@ -142,6 +142,7 @@ function cpuTime<T>(f: () => T): [T, CpuTime] {
 }
 
 const scaled = (t: CpuTime, factor: number): CpuTime => ({ thread: t.thread * factor, process: t.process * factor });
+const summed = (...times: (CpuTime | undefined)[]): CpuTime => times.reduce<CpuTime>((sum, t = NO_CPU) => ({ thread: sum.thread + t.thread, process: sum.process + t.process }), NO_CPU);
 
 /**
  * Seconds a Lambda function of `memoryMb` takes for work that took `t` here: it has
@@ -379,8 +380,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   // warm-up on the planning message, then a warm render; without a planning message
   // (lambda.announceShards false), loading vega and a cold render, the warm-up's, at the end.
   const module = await reportModule();
-  const aggregatorSeconds = (...times: (CpuTime | undefined)[]) =>
-    lambdaSeconds(times.reduce<CpuTime>((sum, t = NO_CPU) => ({ thread: sum.thread + t.thread, process: sum.process + t.process }), NO_CPU), p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed);
+  const aggregatorSeconds = (...times: (CpuTime | undefined)[]) => lambdaSeconds(summed(...times), p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed);
   let warmed = false;
   const report = {
     async warm() {

@@ -21,8 +21,7 @@ import { fitLocal } from '../../lib/local/runner.js';
 import { createRandom, type Random } from '../../lib/math/random.js';
 import type { ComponentSummary } from '../../lib/model/summary.js';
 import type { CovariateRelevance } from '../../lib/inference/relevance.js';
-import { backSubstitute, cholesky, forwardSubstitute, inverseFromCholesky } from '../../lib/math/linalg.js';
-import { adjustedRandIndex } from '../metrics.js';
+import { adjustedRandIndex, leastSquares } from '../metrics.js';
 import { irrelevantDraw } from './irrelevant.js';
 
 interface Draw {
@@ -157,20 +156,10 @@ function olsCoverage(d: Draw): { covered: number; total: number } {
   d.coefficients.forEach((truth, k) => {
     const rows = d.rows.filter((_, i) => d.labels[i] === k);
     const p = truth.length;
-    const design = rows.map((r) => [...r.slice(0, p - 1), 1]);
-    const gram = new Float64Array(p * p);
-    const moment = new Float64Array(p);
-    design.forEach((u, i) => u.forEach((ui, a) => {
-      moment[a] += ui * rows[i][p - 1];
-      u.forEach((uj, b) => (gram[a * p + b] += ui * uj));
-    }));
-    const l = cholesky(gram, p, 'a cluster\'s Gram matrix');
-    const beta = backSubstitute(l, p, forwardSubstitute(l, p, moment));
-    const rss = design.reduce((sum, u, i) => sum + (rows[i][p - 1] - u.reduce((f, ui, a) => f + ui * beta[a], 0)) ** 2, 0);
-    const inverse = inverseFromCholesky(l, p);
+    const { coefficients, standardErrors } = leastSquares(rows.map((r) => [...r.slice(0, p - 1), 1]), rows.map((r) => r[p - 1]));
     truth.forEach((t, a) => {
       total += 1;
-      if (Math.abs(beta[a] - t) <= 1.96 * Math.sqrt((rss / (rows.length - p)) * inverse[a * p + a])) covered += 1;
+      if (Math.abs(coefficients[a] - t) <= 1.96 * standardErrors[a]) covered += 1;
     });
   });
   return { covered, total };

@@ -6,8 +6,9 @@
  * throwaway charts left much of that cold: the first real report then took about 1.7 times a warm
  * one (0.7 s against 0.4 s on the development machine). This renders every section the real
  * report has (sizes, forest plot, pairs, regressions, fit, ELBO, criteria) on MAX_PLOTTED_ROWS rows
- * of three clusters, so a caller with time to spare (the local runner's helper thread while the
- * main thread plans; the aggregator on a run's planning message) makes the render at the end warm.
+ * of three clusters, so a caller with time to spare (the aggregator on a run's planning message,
+ * lib/pipeline/aggregator.ts) makes the render at the end warm. The local runner does not: on two
+ * cores that CPU would be taken from the initialization (lib/local/runner.ts).
  */
 import { parseConfig } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
@@ -32,11 +33,14 @@ export function warmReport(): string {
     x: COLUMNS,
     r: COLUMNS,
     select: [...COLUMNS, 'y'].map((column) => ({ column, kind: 'number' as const })),
-    xSlot: [0, 1, 2],
-    rSlot: [0, 1, 2],
+    xSlot: COLUMNS.map((_, j) => j),
+    rSlot: COLUMNS.map((_, j) => j),
     ySlot: D,
   };
-  const standardization: Standardization = { xMean: [0, 0, 0], xSd: [1, 1, 1], rMean: [0, 0, 0], rSd: [1, 1, 1], yMean: 0, ySd: 1 };
+  // The made-up rows are in standardized units already.
+  const zeros = COLUMNS.map(() => 0);
+  const ones = COLUMNS.map(() => 1);
+  const standardization: Standardization = { xMean: zeros, xSd: ones, rMean: zeros, rSd: ones, yMean: 0, ySd: 1 };
   const spec = specOfPlan(config, plan);
   // Three clusters 4 apart, each with its own regression of y on x (standardized units).
   const random = createRandom(1, 0);
