@@ -12,6 +12,7 @@ import {
   resolveColumn,
   type ParseOptions,
 } from '../lib/data/csv.js';
+import { openDataFile } from '../lib/data/dataset.js';
 import { asDataError } from '../lib/data/errors.js';
 import { MemoryObjectStore } from '../lib/pipeline/memory-store.js';
 import { NotFoundError } from '../lib/pipeline/ports.js';
@@ -19,6 +20,12 @@ import { NotFoundError } from '../lib/pipeline/ports.js';
 /** The in-memory store, counting range requests (a shard should cost one). */
 class TinyStore extends MemoryObjectStore {
   rangeRequests = 0;
+  heads = 0;
+
+  override async head(key: string) {
+    this.heads++;
+    return super.head(key);
+  }
 
   override async getRange(key: string, start: number, end: number, options?: { ifMatch?: string }): Promise<Uint8Array> {
     const bytes = await super.getRange(key, start, end, options);
@@ -125,6 +132,19 @@ describe('readHeader', () => {
 
   it('turns a missing object into "file not found"', async () => {
     await expect(readHeader(new TinyStore(), 'nope', 'nope.csv')).rejects.toThrow('nope.csv: file not found');
+  });
+
+  it("opens a listed file with one request: the listing's size and ETag, the header line from the same bytes", async () => {
+    const store = new TinyStore();
+    await store.put('k', '\uFEFFa,b\r\n1,2\n');
+    const [info] = await store.list('k');
+    const file = await openDataFile(store, 'k', 'bom.csv', info);
+    expect([store.heads, store.rangeRequests]).toEqual([0, 1]);
+    // The text of the header line, its BOM dropped, as workers split it again (dataset.ts applyDelimiter).
+    expect(file).toMatchObject({ size: info.size, etag: info.etag, dataStart: 8, columns: ['a', 'b'], headerLine: 'a,b\r\n' });
+    // Without a listing, one HEAD asks for them.
+    await openDataFile(store, 'k', 'bom.csv');
+    expect([store.heads, store.rangeRequests]).toEqual([1, 2]);
   });
 });
 

@@ -19,7 +19,7 @@
  * line starts at `dataStart` or right after a '\n'. Reading every shard of a plan and parsing
  * the bytes yields every row exactly once, in file order.
  */
-import type { ObjectStore } from '../pipeline/ports.js';
+import type { ObjectInfo, ObjectStore } from '../pipeline/ports.js';
 import { DELIMITERS, type Delimiter } from '../config.js';
 import { asDataError, DataError, formatLocation } from './errors.js';
 import { noScratch, type ArraySource } from './scratch.js';
@@ -137,15 +137,21 @@ export async function readHeader(
   key: string,
   file: string = key,
   delimiter?: Delimiter,
-): Promise<Header & { size: number }> {
-  const info = await store.head(key);
+  /** The object's size and ETag when a listing gave them (else a HEAD request asks). */
+  known?: ObjectInfo,
+): Promise<Header & { size: number; etag: string; headerLine: string }> {
+  const info = known ?? (await store.head(key));
   if (info === undefined) throw new DataError('file not found', { file });
   for (let want = 64 * 1024; ; want *= 4) {
     const bytes = await store.getRange(key, 0, Math.min(want, info.size)).catch((error: unknown) => {
       throw asDataError(error, file);
     });
     // Parse only a whole header line: a cut one could show a truncated name as a duplicate.
-    if (bytes.indexOf(LF) >= 0 || bytes.length >= info.size) return { ...parseHeader(bytes, file, delimiter), size: info.size };
+    if (bytes.indexOf(LF) >= 0 || bytes.length >= info.size) {
+      const header = parseHeader(bytes, file, delimiter);
+      // The header line as text (a BOM dropped by the decoder), from the bytes already read.
+      return { ...header, size: info.size, etag: info.etag, headerLine: new TextDecoder().decode(bytes.subarray(0, header.dataStart)) };
+    }
   }
 }
 

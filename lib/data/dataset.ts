@@ -6,7 +6,7 @@ import type { CovariateRelevance } from '../inference/relevance.js';
 import type { Delimiter, ModelConfig } from '../config.js';
 import { familyOf, integratesMissingInputs } from '../model/families/index.js';
 import type { Batch } from '../kernel/types.js';
-import type { ObjectStore } from '../pipeline/ports.js';
+import type { ObjectInfo, ObjectStore } from '../pipeline/ports.js';
 import pMap from 'p-map';
 import {
   parseHeader,
@@ -80,22 +80,11 @@ export interface Standardization {
 }
 
 /** Open a data file: its header and size. A missing file becomes DataError "file not found". */
-export async function openDataFile(store: ObjectStore, key: string, name = key): Promise<DataFile> {
-  const info = await store.head(key);
-  if (!info) throw new DataError('file not found', { file: name });
-  const header = await readHeader(store, key, name);
+export async function openDataFile(store: ObjectStore, key: string, name = key, known?: ObjectInfo): Promise<DataFile> {
+  const header = await readHeader(store, key, name, undefined, known);
   if (header.dataStart >= header.size) throw new DataError('no data rows after the header', { file: name, line: 2 });
-  const headerBytes = await store.getRange(key, 0, header.dataStart);
-  return {
-    key,
-    name,
-    size: info.size,
-    etag: info.etag,
-    dataStart: header.dataStart,
-    columns: header.columns,
-    delimiter: header.delimiter,
-    headerLine: new TextDecoder().decode(headerBytes),
-  };
+  const { size, etag, dataStart, columns, delimiter, headerLine } = header;
+  return { key, name, size, etag, dataStart, columns, delimiter, headerLine };
 }
 
 /** Whether the column's values in `bytes` are mostly numbers (of those present: a missing value is neither). */

@@ -455,16 +455,23 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
     elboStandardized: lastBatch?.elbo ?? NaN,
     converged: state.converged,
   });
-  const skipped = numberedSkipped(manifest, state, await readShardCounts(run));
+  // Independent requests go out together: the shard counts with the report's sample, posterior.json
+  // with report.html (rendered first: in this thread the render would hold a request's sending up).
+  // latest.json points at posterior.json, so it comes after.
+  const [counts, sample] = await Promise.all([
+    readShardCounts(run),
+    readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)).then((r) => r?.value),
+  ]);
+  const skipped = numberedSkipped(manifest, state, counts);
   const shownTrace = trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
   const posteriorKey = keys.result(manifest.dataset, manifest.runId, 'posterior.json');
-  await ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' });
-  const sample = (await readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)))?.value;
   const files = manifest.files.map((f) => ({ name: f.name, bytes: f.size }));
   const report = ctx.report ?? inThreadReport;
-  await ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), await report.render(doc, shownTrace, skipped, { sample, files }), {
-    contentType: 'text/html',
-  });
+  const html = await report.render(doc, shownTrace, skipped, { sample, files });
+  await Promise.all([
+    ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' }),
+    ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), html, { contentType: 'text/html' }),
+  ]);
   await ctx.store.put(
     keys.latestModel(manifest.dataset),
     jsonBody({ runId: manifest.runId, posterior: posteriorKey, finishedAt: new Date().toISOString() }),

@@ -29,6 +29,7 @@ import type { Kernel } from '../kernel/types.js';
 import type { GlobalState } from '../model/posterior.js';
 import { modelOf, type PosteriorDocument } from '../model/summary.js';
 import { initialRunState, sendTasks } from './dispatch.js';
+import type { ObjectInfo } from './ports.js';
 import { INTERMEDIATE_TAGS, keys, updateSendOptions, type PlanningMessage, type PrefetchMessage, type WakeMessage } from './protocol.js';
 import {
   encodePosterior,
@@ -108,13 +109,14 @@ export async function datasetConfig(ctx: RoleContext, dataset: string, overrides
 
 async function listDataFiles(ctx: RoleContext, request: PlanRequest): Promise<DataFile[]> {
   const dataStore = ctx.dataStore ?? ctx.store;
-  const refs: { key: string; name?: string }[] =
+  // A listing gives each object's size and ETag: no HEAD request for them.
+  const refs: { key: string; name?: string; info?: ObjectInfo }[] =
     request.files ??
-    (await dataStore.list(keys.dataPrefix(request.dataset))).filter((o) => o.key.endsWith('.csv')).map((o) => ({ key: o.key }));
+    (await dataStore.list(keys.dataPrefix(request.dataset))).filter((o) => o.key.endsWith('.csv')).map((o) => ({ key: o.key, info: o }));
   if (refs.length === 0) {
     throw new DataError('no CSV files to fit', { file: keys.dataPrefix(request.dataset) });
   }
-  return Promise.all(refs.map((r) => openDataFile(dataStore, r.key, r.name ?? r.key)));
+  return Promise.all(refs.map((r) => openDataFile(dataStore, r.key, r.name ?? r.key, r.info)));
 }
 
 /** The last model of the dataset, when it was fitted on the same columns and model. */
