@@ -13,7 +13,8 @@ import { handleUpdates, inThreadReport } from '../lib/pipeline/aggregator.js';
 import { keys, parseMessage, RoundCompleteMessage, TaskMessage, UpdateMessage } from '../lib/pipeline/protocol.js';
 import { csvShardCodec, handleTaskDelivery, parseAhead, runTask, withClusteringColumns, WorkerCache, type ShardRows } from '../lib/pipeline/worker.js';
 import { createRandom } from '../lib/math/random.js';
-import { encodePosterior, readJson, readPosterior, specOf, type Manifest, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
+import { encodePosterior, readJson, readPosterior, specOf, type Log, type Manifest, type ReportPort, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
+import type { ReportFigures } from '../lib/model/report.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, driveRedelivering, inlinePorts } from './support/inline-pipeline.js';
 import { SHARED_TRUTH, sharedCsv } from './support/shared-data.js';
@@ -119,6 +120,49 @@ describe('pipeline roles over in-memory ports', () => {
     };
     expect(await handleUpdates(ctx, [planning])).toEqual([]);
     expect(warned).toEqual(['report warm-up failed']);
+  });
+
+  it("renders each new version's report figures while its sweep runs, and the report at the end reuses the final version's: the page is the one rendered at once", async () => {
+    // Run ids differ: the roles cache what is immutable per run (its manifest, its report sample) by id.
+    let fits = 0;
+    const fit = async (report: ReportPort, log?: Log) => {
+      const ctx = Object.assign(inlinePorts(), { report }, log ? { log } : {});
+      await ctx.store.put('datasets/forum/data/a.csv', forum);
+      // Initialized on a small sample, the fit takes a few sweeps: a few versions have figures rendered ahead.
+      const config = parseConfig({ target: 'y', components: 8, schedule: { shardRows: 100, sampleRows: 100 } });
+      const manifest = await planRun(ctx, { dataset: 'forum', config, runId: `ahead-${(fits += 1)}`, now: new Date(0) }, ctx.kernel);
+      expect((await drive(ctx)).status).toBe('done');
+      // The page names its run: the same name for each, to compare the rest.
+      return Buffer.from((await ctx.store.get(keys.result('forum', manifest.runId, 'report.html'))).body).toString('utf8').replaceAll(manifest.runId, 'RUN');
+    };
+    // Which posterior's components each set of figures was rendered from, and which the page's are.
+    const renderedFrom = new Map<ReportFigures, string>();
+    const reused: { from?: string; final: string }[] = [];
+    const counting: ReportPort = {
+      ...inThreadReport,
+      async figures(...args) {
+        const figures = await inThreadReport.figures!(...args);
+        renderedFrom.set(figures, JSON.stringify(args[0].components));
+        return figures;
+      },
+      render: (...args) => {
+        if (args[4]) reused.push({ from: renderedFrom.get(args[4]), final: JSON.stringify(args[0].components) });
+        return inThreadReport.render(...args);
+      },
+    };
+    const ahead = await fit(counting);
+    // Every batch version after the first sweep (which counts the rows the figures show); the end reuses the final one's.
+    expect(renderedFrom.size).toBeGreaterThanOrEqual(2);
+    expect(reused).toHaveLength(1);
+    expect(reused[0].from).toBe(reused[0].final);
+    const atOnce = await fit({ warm: inThreadReport.warm, render: inThreadReport.render });
+    expect(ahead).toBe(atOnce);
+    // A render ahead that fails is logged; the report at the end renders it all.
+    const warned: string[] = [];
+    const failing: ReportPort = { ...inThreadReport, figures: async () => Promise.reject(new Error('out of memory')) };
+    expect(await fit(failing, { info() {}, error() {}, warn: (message: string) => void warned.push(message) })).toBe(atOnce);
+    expect(warned.length).toBeGreaterThan(0);
+    expect(new Set(warned)).toEqual(new Set(['report figures ahead failed']));
   });
 
   it('announced shards are stored by idle workers while the planner initializes: the first round reads no CSV, and the fit is the same; the workers are woken before the sample', async () => {

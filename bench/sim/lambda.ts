@@ -1,6 +1,7 @@
 /**
  * Lambda functions behind SQS event source mappings, as modelled: a function is a set of
- * containers (slots), each taking one batch at a time; a container's first invocation pays the
+ * containers (slots), each taking one batch at a time; a message goes to a warm idle container
+ * when there is one (which one is random, SimQueue), else starts a new one, whose first invocation pays the
  * cold start; its duration (cold start included, as Lambda bills the init phase) is its time from
  * start to end, CPU debt included. The worker mapping's concurrency follows `lambda.scaling`.
  */
@@ -44,6 +45,9 @@ export interface MappingOptions<Container> {
   counts: RequestCounts;
 }
 
+/** How much later than the warm containers a container not yet started takes a message (s): just after. */
+const COLD_AFTER_WARM = 1e-6;
+
 export function eventSourceMapping<Container>(o: MappingOptions<Container>): Mapping {
   const stats: FunctionStats = { invocations: 0, coldStarts: 0, busySeconds: 0, memoryMb: o.memoryMb };
   let stopped = false;
@@ -63,7 +67,9 @@ export function eventSourceMapping<Container>(o: MappingOptions<Container>): Map
         if (stopped) return;
         firstMessageAt ??= o.clock.now;
         if (o.enabledAt && o.enabledAt(slot, firstMessageAt) > o.clock.now) continue;
-        await o.clock.sleep(o.params.sqs.pollDelay);
+        // Lambda hands a batch to a warm, idle execution environment when there is one, and starts a
+        // new one only when there is not: a container not yet started polls a moment after the warm ones.
+        await o.clock.sleep(o.params.sqs.pollDelay + (warm ? 0 : COLD_AFTER_WARM));
         continue;
       }
       const start = o.clock.now;

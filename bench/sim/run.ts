@@ -13,8 +13,9 @@
  *   runs on at most one of them, and every thread shares all v, so the call takes
  *   max(thread / min(1, v), process / v) / cpuSpeed (lambdaSeconds). An aggregator invocation adds
  *   lambda.aggregatorCpu; the run's planning message adds loading vega and a throwaway report
- *   (report-warmup.ts), and the invocation that ends the run the report's warm render, each measured
- *   once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
+ *   (report-warmup.ts), an invocation that publishes a version the run may end on adds that
+ *   version's report figures (report.ts renderFigures, rendered ahead), and the invocation that
+ *   ends the run the rest of the report, each measured once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
  *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
  *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
  * - Not modelled: failures and retries, S3 request-rate throttling (3,500 PUT / 5,500 GET per
@@ -79,9 +80,13 @@ export interface SimResult {
   roundEnds: number[];
   /** When the last prefetch (the workers parsing announced shards while the planner initializes) ended (s); null without one. */
   prefetchSeconds: number | null;
-  /** The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the report at the end and of its warm-up on the planning message (s). */
-  aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number; reportWarmupSeconds: number };
-  /** Task results per second of the aggregator's time on rounds (its cold start, the report's warm-up and the report at the end, once a run each, left out). */
+  /**
+   * The aggregator's invocations, busy time (s), its share of the wall, and the modelled CPU of the
+   * report (s): at the end, its figures rendered ahead while rounds ran (all rounds'), and its
+   * warm-up on the planning message.
+   */
+  aggregator: { invocations: number; busySeconds: number; utilization: number; reportSeconds: number; reportAheadSeconds: number; reportWarmupSeconds: number };
+  /** Task results per second of the aggregator's time on rounds (its cold start and all its report work left out). */
   aggregatorResultsPerSecond: number;
   workerColdStarts: number;
   /** Worker seconds: CPU by kind, cold starts, and the rest (waiting on requests). */
@@ -170,10 +175,11 @@ const measured = {
   planner: new Map<string, { start: CpuTime; sample: CpuTime; initialize: CpuTime }>(),
   /**
    * The aggregator's report, as in a container: loading the report module (vega) and the warm-up,
-   * the process's first render, on the planning message; the warm render of the real report at the
-   * run's end. Charged to every run of the process.
+   * the process's first render, on the planning message; a version's figures, rendered ahead while
+   * a round runs; the real report at the run's end, warm, with its figures rendered ahead (`rest`)
+   * or not (`render`). Charged to every run of the process.
    */
-  report: { load: undefined as CpuTime | undefined, warmup: undefined as CpuTime | undefined, render: undefined as CpuTime | undefined },
+  report: {} as Partial<Record<'load' | 'warmup' | 'figures' | 'rest' | 'render', CpuTime>>,
 };
 
 /**
@@ -377,21 +383,30 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const updates = new SimQueue('sim-updates.fifo', clock, p);
   // The report is rendered in this thread, its module loaded beforehand (reportModule). The
   // aggregator is charged what its container would do (measured.report): loading vega and the
-  // warm-up on the planning message, then a warm render; without a planning message
-  // (lambda.announceShards false), loading vega and a cold render, the warm-up's, at the end.
+  // warm-up on the planning message, then warm renders; without a planning message
+  // (lambda.announceShards false), its first render is a cold one: loading vega and the warm-up's.
   const module = await reportModule();
   const aggregatorSeconds = (...times: (CpuTime | undefined)[]) => lambdaSeconds(summed(...times), p.lambda.aggregatorMemoryMb, p.lambda.cpuSpeed);
   let warmed = false;
+  const chargeReport = (kind: 'figures' | 'rest' | 'render', time: CpuTime, what: string) => {
+    measured.report[kind] ??= time;
+    const { load, warmup } = measured.report;
+    chargeCpu(warmed ? aggregatorSeconds(measured.report[kind]) : aggregatorSeconds(load, warmup), what);
+    warmed = true;
+  };
   const report = {
     async warm() {
       if (!warmed) chargeCpu(aggregatorSeconds(measured.report.load, measured.report.warmup), 'report warm-up');
       warmed = true;
     },
+    async figures(...args: Parameters<typeof module.renderFigures>) {
+      const [figures, time] = cpuTime(() => module.renderFigures(...args));
+      chargeReport('figures', time, 'report ahead');
+      return figures;
+    },
     async render(...args: Parameters<typeof module.renderReport>) {
       const [html, time] = cpuTime(() => module.renderReport(...args));
-      measured.report.render ??= time;
-      const { load, warmup, render } = measured.report;
-      chargeCpu(warmed ? aggregatorSeconds(render) : aggregatorSeconds(load, warmup), 'report');
+      chargeReport(args[4] ? 'rest' : 'render', time, 'report');
       return html;
     },
   };
@@ -487,8 +502,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const svi = doc.trace.filter((t) => t.phase === 'svi').length;
   // The aggregator's time on rounds: its busy time but for its container's cold start, the report's warm-up and the report at the end, paid once a run.
   const reportSeconds = cpuCharged.get('aggregator report') ?? 0;
+  const reportAheadSeconds = cpuCharged.get('aggregator report ahead') ?? 0;
   const reportWarmupSeconds = cpuCharged.get('aggregator report warm-up') ?? 0;
-  const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds - reportWarmupSeconds;
+  const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds - reportAheadSeconds - reportWarmupSeconds;
   return {
     rows,
     workers,
@@ -512,6 +528,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
       busySeconds: aggregatorMapping.stats.busySeconds,
       utilization: aggregatorMapping.stats.busySeconds / wallSeconds,
       reportSeconds,
+      reportAheadSeconds,
       reportWarmupSeconds,
     },
     aggregatorResultsPerSecond: tasksDone / roundSeconds,

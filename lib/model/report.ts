@@ -556,7 +556,7 @@ function relevanceTable(doc: Posterior): string {
 <div class="scroll"><table class="grid"><tr><th>column</th><th>clusters on it</th><th>ln B</th><th>P(relevant)</th></tr>${rows.join('')}</table></div>`;
 }
 
-function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][] {
+function criteria(doc: Posterior, sampleFit: readonly [string, string][]): [string, string][] {
   const out: [string, string][] = [
     ['ELBO (lower bound on ln p(data), data units)', doc.elbo.toFixed(4)],
     ['ELBO per row', fmt(doc.elbo / doc.rows)],
@@ -575,13 +575,18 @@ function criteria(doc: Posterior, rows: readonly SampleRow[]): [string, string][
       ['free parameters', String(c.parameters)],
     );
   }
-  if (rows.length > 0) {
-    const n = rows.length;
-    const [measure, value] = familyOf(doc.family).fit(rows.map((r) => r.actual), rows.map((r) => r.prediction));
-    out.push([`${measure} on the ${n} plotted rows`, fmt(value)]);
-    out.push(['mean membership probability', fmt(rows.reduce((s, r) => s + r.probability, 0) / n)]);
-  }
-  return out;
+  return [...out, ...sampleFit];
+}
+
+/** How the fit does on the plotted rows (none without a sample). */
+function sampleFitOf(doc: Posterior, rows: readonly SampleRow[]): [string, string][] {
+  if (rows.length === 0) return [];
+  const n = rows.length;
+  const [measure, value] = familyOf(doc.family).fit(rows.map((r) => r.actual), rows.map((r) => r.prediction));
+  return [
+    [`${measure} on the ${n} plotted rows`, fmt(value)],
+    ['mean membership probability', fmt(rows.reduce((s, r) => s + r.probability, 0) / n)],
+  ];
 }
 
 const STYLE = `body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -592,15 +597,23 @@ figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:
 .note{color:#666}`;
 
 /**
- * The report. `inputs` is optional: without a sample the page has every plot that needs only the
- * posterior, and says what the sample would add.
+ * The parts of the report that follow from the posterior's components and the sample alone, not
+ * from the trace, the ELBO or convergence: the cluster plots and tables, the data, regression and
+ * fit plots, and the fit on the plotted rows. They are most of a render, so the aggregator renders
+ * them for each new version while the next sweep runs, and the report of the version the run ends
+ * on reuses them (lib/pipeline/aggregator.ts). `renderReport(doc, …, renderFigures(other, inputs))`
+ * is `renderReport(doc, …)` whenever `other` differs from `doc` only in those.
  */
-export function renderReport(
-  doc: Posterior,
-  trace: readonly ReportTraceEntry[],
-  skipped: readonly ReportSkippedRow[],
-  inputs: ReportInputs = {},
-): string {
+export interface ReportFigures {
+  /** The cluster sizes and forest plots, and the parameters' table. */
+  clusters: string;
+  /** The data, regression and fit sections, or the note that there is no sample. */
+  data: string;
+  /** Criteria rows of the fit on the plotted rows. */
+  sampleFit: [string, string][];
+}
+
+export function renderFigures(doc: Posterior, inputs: ReportInputs = {}): ReportFigures {
   const rows = inputs.sample?.length ? scoredSample(doc, inputs.sample) : [];
   const data = rows.length
     ? `<h2>Data by cluster</h2><p class="note">${rows.length} rows of the data, each coloured by its most responsible cluster (given its target too). Pairs of the columns whose cluster means differ most relative to their spread within clusters.</p>
@@ -608,6 +621,23 @@ ${pairPlots(doc, rows)}
 <h2>Regressions</h2>${regressionPlots(doc, rows)}
 <h2>Fit</h2>${fitPlots(doc, rows)}`
     : '<p class="note">No sample of rows was given to the report, so the data, regression and fit plots are left out.</p>';
+  const clusters = `${sizesPlot(doc)}${forestPlot(doc)}
+<h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}`;
+  return { clusters, data, sampleFit: sampleFitOf(doc, rows) };
+}
+
+/**
+ * The report. `inputs` is optional: without a sample the page has every plot that needs only the
+ * posterior, and says what the sample would add. `figures`: renderFigures of this posterior,
+ * rendered ahead.
+ */
+export function renderReport(
+  doc: Posterior,
+  trace: readonly ReportTraceEntry[],
+  skipped: readonly ReportSkippedRow[],
+  inputs: ReportInputs = {},
+  figures: ReportFigures = renderFigures(doc, inputs),
+): string {
   const files = inputs.files?.length
     ? keyValueTable(inputs.files.map((f) => [f.name, f.bytes === undefined ? '' : `${f.bytes} bytes`]))
     : '';
@@ -623,11 +653,10 @@ ${pairPlots(doc, rows)}
 <body><h1>${escape(doc.dataset)}: ${doc.family} ${kind} of ${escape(doc.target)}</h1>
 <p>${doc.components.length} clusters from ${doc.rows} rows (${doc.skippedRows} skipped); ELBO ${doc.elbo.toFixed(2)}${doc.converged ? '' : ' (not converged)'}; run ${escape(doc.runId)}.
 Clustering columns: ${doc.columns.length || doc.state.plan.xc?.length ? escape([...doc.columns, ...(doc.state.plan.xc ?? []).map((c) => `${c} (categorical)`)].join(', ')) : 'none'}${doc.covariateRelevance?.some((c) => !c.relevant) ? ` (without cluster information, modelled as one shared Gaussian: ${escape(doc.covariateRelevance.filter((c) => !c.relevant).map((c) => c.column).join(', '))})` : ''}; regression columns: ${doc.regressionColumns.length ? escape(doc.regressionColumns.join(', ')) : 'none (intercept only)'}${doc.shared ? `; slopes shared by every cluster: ${escape(doc.shared.columns.join(', '))}` : ''}.</p>
-<h2>Clusters</h2>${sizesPlot(doc)}${forestPlot(doc)}
-<h3>Parameters (data units; ± posterior sd)</h3>${componentTable(doc)}
-${data}
+<h2>Clusters</h2>${figures.clusters}
+${figures.data}
 <h2>Convergence</h2>${elboPlots(doc, trace)}
-<h2>Model criteria</h2>${keyValueTable(criteria(doc, rows))}${relevanceTable(doc)}
+<h2>Model criteria</h2>${keyValueTable(criteria(doc, figures.sampleFit))}${relevanceTable(doc)}
 <h2>Data</h2>${keyValueTable([
     ['rows used', String(doc.rows)],
     ['rows skipped (unusable)', String(doc.skippedRows)],

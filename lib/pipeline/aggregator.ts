@@ -17,6 +17,7 @@ import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.j
 import { batchUpdate, elboOf, MAX_STEP_HALVINGS, stepSize, sviUpdate } from '../inference/vb.js';
 import { familyOf } from '../model/families/index.js';
 import { derive, type GlobalState } from '../model/posterior.js';
+import type { ReportFigures } from '../model/report.js';
 import { clusterNumbers, logJacobian, summarize } from '../model/summary.js';
 import { unpackSymmetric } from '../model/spec.js';
 import { decodeBinary } from './binary.js';
@@ -92,6 +93,9 @@ export const inThreadReport: ReportPort = {
   async render(...args) {
     return (await (reportModule ??= import('../model/report.js'))).renderReport(...args);
   },
+  async figures(...args) {
+    return (await (reportModule ??= import('../model/report.js'))).renderFigures(...args);
+  },
 };
 
 /** A warm-up is advisory: one that fails is logged, and the render at the end loads what it needs. */
@@ -125,6 +129,8 @@ interface RunContext {
   outbox: TaskMessage[];
   writer: string;
   changed: boolean;
+  /** A version this invocation published that the run may end on: its figures are rendered ahead. */
+  ahead?: { posteriorKey: string; state: GlobalState };
 }
 
 async function handleRunUpdates(ctx: RoleContext, messages: RunUpdate[]): Promise<EndedRun | undefined> {
@@ -140,6 +146,8 @@ async function handleRunUpdates(ctx: RoleContext, messages: RunUpdate[]): Promis
     await sendTasks(ctx.tasks, run.outbox);
     await ctx.store.put(stateKey, jsonBody(state), { ifMatch: etag });
     ctx.onProgress?.(progressOf(manifest, state));
+    // The next round is under way: the time until its completion is the aggregator's to spare.
+    if (run.ahead && state.status === 'running') await renderAhead(run, run.ahead);
   }
   if (state.status === 'running') return undefined;
   // Release the dataset when the run ended now, and again on a redelivery after a crash that
@@ -220,7 +228,7 @@ async function completeRound(run: RunContext): Promise<void> {
   const trace = current.trace;
   const S = manifest.shards.length;
 
-  if (round.phase === 'assign') return finalize(run, current.state, trace);
+  if (round.phase === 'assign') return finalize(run, current.state, trace, state.posteriorKey);
 
   if (round.phase === 'svi') {
     // Hoffman et al. 2013 eq. 27 with |B| = the round's rows: every task of the round saw the same version.
@@ -308,7 +316,7 @@ async function afterSweep(run: RunContext, sweep: Sweep): Promise<void> {
   const [candidate] = last ? [] : proposeMoves(spec, sweep, { exclude: new Set(sweep.exclude) });
   if (candidate) {
     state.moves = { exclude: sweep.exclude, candidate: candidate.key, base: sweep.base };
-    await newVersion(run, candidate.state, sweep.trace);
+    await newVersion(run, candidate.state, sweep.trace, { ahead: true });
     run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: number + 1, writer: run.writer }));
     return;
   }
@@ -316,10 +324,10 @@ async function afterSweep(run: RunContext, sweep: Sweep): Promise<void> {
   if (converged || last) {
     // Keep the version whose ELBO was measured last: the reported posterior and ELBO agree.
     state.converged = converged;
-    return finish(run, sweep.state, sweep.trace);
+    return finish(run, sweep.state, sweep.trace, sweep.base.posteriorKey);
   }
   if (familyOf(spec.family).exactUpdate) {
-    await newVersion(run, batchUpdate(spec, sweep.state, sweep.stats), sweep.trace);
+    await newVersion(run, batchUpdate(spec, sweep.state, sweep.stats), sweep.trace, { ahead: true });
   } else {
     // A natural-gradient step (non-conjugate family) may overshoot. As in batchVb (vb.ts), it is
     // tried as a candidate, λ + t (λ0 + S − λ), and halved while its sweep's ELBO falls: the
@@ -328,10 +336,10 @@ async function afterSweep(run: RunContext, sweep: Sweep): Promise<void> {
     if (halvings > MAX_STEP_HALVINGS) {
       // No step short enough raises the ELBO: this is its maximum along the step (batchVb stops too).
       state.converged = true;
-      return finish(run, sweep.state, sweep.trace);
+      return finish(run, sweep.state, sweep.trace, sweep.base.posteriorKey);
     }
     state.moves = { exclude: sweep.exclude, candidate: `${STEP_KEY}${halvings}`, base: sweep.base };
-    await newVersion(run, sviUpdate(spec, sweep.state, sweep.stats, 1, 1, 2 ** -halvings), sweep.trace);
+    await newVersion(run, sviUpdate(spec, sweep.state, sweep.stats, 1, 1, 2 ** -halvings), sweep.trace, { ahead: true });
   }
   run.outbox.push(...startRound(manifest, state, { phase: 'batch', number: number + 1, writer: run.writer }));
 }
@@ -395,7 +403,8 @@ async function readShardCounts(run: RunContext): Promise<Map<number, { rows: num
   return counts;
 }
 
-async function newVersion(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
+/** Publish the next version; `ahead`: the run may end on it (a batch sweep evaluates it next). */
+async function newVersion(run: RunContext, global: GlobalState, trace: TraceEntry[], options: { ahead?: boolean } = {}) {
   const { state, manifest } = run;
   state.version += 1;
   state.posteriorKey = keys.posterior(manifest.dataset, manifest.runId, state.version, run.writer);
@@ -403,6 +412,7 @@ async function newVersion(run: RunContext, global: GlobalState, trace: TraceEntr
   await run.ctx.store.put(state.posteriorKey, encodePosterior(specOf(manifest), { version: state.version, state: global, trace }), {
     tags: { ...INTERMEDIATE_TAGS },
   });
+  if (options.ahead) run.ahead = { posteriorKey: state.posteriorKey, state: global };
 }
 
 /** N: exact once every shard has reported, the planner's estimate before. */
@@ -410,12 +420,12 @@ function totalRows(run: RunContext): number {
   return run.state.totalRows ?? run.manifest.rowEstimate;
 }
 
-/** After the last sweep: the assignment pass when asked for, else the results. */
-async function finish(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
+/** After the last sweep, on the version at `posteriorKey`: the assignment pass when asked for, else the results. */
+async function finish(run: RunContext, global: GlobalState, trace: TraceEntry[], posteriorKey: string) {
   const { state, manifest } = run;
-  if (!manifest.assign) return finalize(run, global, trace);
-  // The same λ as a new version, so the trace's last sweep travels with it to the end.
-  await newVersion(run, global, trace);
+  if (!manifest.assign) return finalize(run, global, trace, posteriorKey);
+  // The same λ as a new version, so the trace's last sweep travels with it to the end (its report's figures too).
+  await newVersion(run, global, trace, { ahead: true });
   const counts = await readShardCounts(run);
   const rowOffsets = new Map<number, number>();
   let offset = 0;
@@ -439,10 +449,10 @@ export function numberedSkipped(manifest: Manifest, state: RunState, counts: Map
   return state.skippedExamples.map(({ shard, line, ...rest }) => ({ ...rest, line: (firstLine.get(shard) ?? 0) + line }));
 }
 
-async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[]) {
-  const { state, manifest, ctx } = run;
-  const lastBatch = [...trace].reverse().find((t) => t.phase === 'batch');
-  const doc = summarize({
+/** The posterior document of `global` (summary.ts); its ELBO and convergence are the run's last. */
+function summaryOf(run: RunContext, global: GlobalState, elboStandardized: number) {
+  const { state, manifest } = run;
+  return summarize({
     dataset: manifest.dataset,
     runId: manifest.runId,
     config: manifest.config,
@@ -452,22 +462,61 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
     rows: state.seen.rows,
     skippedRows: state.seen.skipped,
     ...(state.seen.missing ? { missingValues: state.seen.missing } : {}),
-    elboStandardized: lastBatch?.elbo ?? NaN,
+    elboStandardized,
     converged: state.converged,
   });
+}
+
+/** The planner's sample of rows for the report, read once per container and run. */
+const reportSamples = new Map<string, Promise<Record<string, number>[] | undefined>>();
+function reportSampleOf(run: RunContext): Promise<Record<string, number>[] | undefined> {
+  const key = keys.reportSample(run.manifest.dataset, run.manifest.runId);
+  let sample = reportSamples.get(key);
+  if (!sample) {
+    sample = readJsonIfExists<Record<string, number>[]>(run.ctx.store, key).then((r) => r?.value);
+    if (reportSamples.size > 4) reportSamples.clear();
+    reportSamples.set(key, sample);
+    sample.catch(() => reportSamples.delete(key));
+  }
+  return sample;
+}
+
+/** Figures rendered ahead, by the key of their posterior version (this container's: the last two). */
+const figuresAhead = new Map<string, ReportFigures>();
+
+/**
+ * Render the report's figures of a version the run may end on, while the round that decides it
+ * runs (docs/deploy.md §6): if it ends there, the render at the end only adds the trace's parts.
+ * Only once every shard has reported (the figures hold the row counts), only where the report port
+ * renders figures, and advisory: a failure is logged, and the render at the end does it all.
+ */
+async function renderAhead(run: RunContext, version: NonNullable<RunContext['ahead']>): Promise<void> {
+  const report = run.ctx.report ?? inThreadReport;
+  if (!report.figures || run.state.seen.count < run.manifest.shards.length) return;
+  try {
+    const figures = await report.figures(summaryOf(run, version.state, NaN), { sample: await reportSampleOf(run) });
+    if (figuresAhead.size >= 2) figuresAhead.delete(figuresAhead.keys().next().value!);
+    figuresAhead.set(version.posteriorKey, figures);
+  } catch (error) {
+    (run.ctx.log ?? silentLog).warn('report figures ahead failed', { runId: run.manifest.runId, reason: describeError(error) });
+  }
+}
+
+/** The results of the version at `versionKey`: posterior.json, report.html, and models/<name>/latest.json. */
+async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[], versionKey: string) {
+  const { state, manifest, ctx } = run;
+  const lastBatch = [...trace].reverse().find((t) => t.phase === 'batch');
+  const doc = summaryOf(run, global, lastBatch?.elbo ?? NaN);
   // Independent requests go out together: the shard counts with the report's sample, posterior.json
   // with report.html (rendered first: in this thread the render would hold a request's sending up).
   // latest.json points at posterior.json, so it comes after.
-  const [counts, sample] = await Promise.all([
-    readShardCounts(run),
-    readJsonIfExists<Record<string, number>[]>(ctx.store, keys.reportSample(manifest.dataset, manifest.runId)).then((r) => r?.value),
-  ]);
+  const [counts, sample] = await Promise.all([readShardCounts(run), reportSampleOf(run)]);
   const skipped = numberedSkipped(manifest, state, counts);
   const shownTrace = trace.map((t) => ({ ...t, elbo: inDataUnits(manifest, state, t.elbo) }));
   const posteriorKey = keys.result(manifest.dataset, manifest.runId, 'posterior.json');
   const files = manifest.files.map((f) => ({ name: f.name, bytes: f.size }));
   const report = ctx.report ?? inThreadReport;
-  const html = await report.render(doc, shownTrace, skipped, { sample, files });
+  const html = await report.render(doc, shownTrace, skipped, { sample, files }, figuresAhead.get(versionKey));
   await Promise.all([
     ctx.store.put(posteriorKey, JSON.stringify({ ...doc, skipped, trace: shownTrace }, null, 1), { contentType: 'application/json' }),
     ctx.store.put(keys.result(manifest.dataset, manifest.runId, 'report.html'), html, { contentType: 'text/html' }),
@@ -476,6 +525,7 @@ async function finalize(run: RunContext, global: GlobalState, trace: TraceEntry[
     keys.latestModel(manifest.dataset),
     jsonBody({ runId: manifest.runId, posterior: posteriorKey, finishedAt: new Date().toISOString() }),
   );
+  figuresAhead.delete(versionKey);
   state.status = 'done';
   state.phase = 'done';
   state.round = null;

@@ -2,6 +2,7 @@
 import type { ModelConfig } from '../config.js';
 import type { ColumnPlan, DataFile, Standardization } from '../data/dataset.js';
 import type { Kernel } from '../kernel/types.js';
+import type { ReportFigures } from '../model/report.js';
 import type { GammaParams, GlobalState } from '../model/posterior.js';
 import { specOfPlan, type ModelSpec } from '../model/spec.js';
 import { NotFoundError, type ObjectStore, type Queue } from './ports.js';
@@ -232,7 +233,15 @@ export interface ReportPort {
    * idle then, and its last invocation, which renders, is on the run's critical path.
    */
   warm(): Promise<void>;
+  /** The report; its last argument may be the posterior's figures, rendered ahead (`figures`). */
   render: ReportRenderer;
+  /**
+   * A version's figures (report.ts renderFigures), rendered while the sweep that may end the run
+   * on that version runs, so the render at the end only adds the trace's parts. Absent: the render
+   * at the end does it all (the local runner: its sweeps take less time than a render, and the
+   * two would share the cores).
+   */
+  figures?: (...args: Parameters<typeof import('../model/report.js').renderFigures>) => Promise<ReportFigures>;
 }
 
 export interface WorkerContext extends RoleContext {
