@@ -195,14 +195,18 @@ async function reportModule(): Promise<typeof import('../../lib/model/report.js'
 }
 
 /**
- * The median CPU time of `runs` calls of `f` (after the caller's warm-up), thread and process
- * each: a per-row rate is charged for every row of a modelled run, so one unlucky measurement (a
- * GC, page faults of fresh arrays) would scale up to minutes of worker time.
+ * The least CPU time of `runs` calls of `f` (after the caller's warm-up), of the calling thread,
+ * taken as the process's too. A per-row rate is charged for every row of a modelled run, so a
+ * disturbed measurement would scale up to minutes of worker time, and the disturbances only ever
+ * add: page faults of fresh arrays, and above all V8's collector working on the simulation's own
+ * heap (large at a billion rows) in the process's other threads meanwhile, which the process's
+ * time would charge to the call. (A median of three of the process's time charged one 1B-row
+ * simulation 3.4 times another's kernel prepare.) Warm kernel and codec calls barely use those
+ * threads themselves (docs/deploy.md §6).
  */
-function medianCpuTime(f: () => unknown, runs = 3): CpuTime {
-  const times = Array.from({ length: runs }, () => cpuTime(f)[1]);
-  const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(runs / 2)];
-  return { thread: median(times.map((t) => t.thread)), process: median(times.map((t) => t.process)) };
+function leastCpuTime(f: () => unknown, runs = 5): CpuTime {
+  const thread = Math.min(...Array.from({ length: runs }, () => cpuTime(f)[1].thread));
+  return { thread, process: thread };
 }
 
 /** Rows of the batches per-row rates are measured on: enough that fixed costs do not show. */
@@ -235,7 +239,7 @@ function timedKernel(kernel: Kernel, lambda: (t: CpuTime) => number, shape: stri
       if (weight !== 1 && prepareRate === undefined) {
         const big = tiled(batch);
         kernel.release(kernel.prepare(big)); // warm-up
-        const t = medianCpuTime(() => kernel.release(kernel.prepare(big)));
+        const t = leastCpuTime(() => kernel.release(kernel.prepare(big)));
         measured.prepareRate.set(shape, (prepareRate = scaled(t, 1 / big.n)));
       }
       chargeCpu(lambda(weight === 1 ? time : scaled(prepareRate!, batch.n * weight)), 'kernel prepare');
@@ -255,7 +259,7 @@ function timedKernel(kernel: Kernel, lambda: (t: CpuTime) => number, shape: stri
         const big = tiled(batch);
         const inner = kernel.prepare(big);
         kernel.localStep(params, inner); // warm-up
-        rate = scaled(medianCpuTime(() => kernel.localStep(params, inner)), 1 / big.n);
+        rate = scaled(leastCpuTime(() => kernel.localStep(params, inner)), 1 / big.n);
         kernel.release(inner);
         measured.stepRate.set(key, rate);
       }
@@ -276,10 +280,10 @@ function timedCodec(codec: ShardCodec, lambda: (t: CpuTime) => number, data: Gen
     const lines = Buffer.from(Array.from({ length: CALIBRATION_ROWS }, (_, i) => data.line(i)).join(''), 'latin1');
     csvShardCodec.parse(manifest, index, lines); // warm-up
     const rows = csvShardCodec.parse(manifest, index, lines);
-    const parse = medianCpuTime(() => csvShardCodec.parse(manifest, index, lines));
+    const parse = leastCpuTime(() => csvShardCodec.parse(manifest, index, lines));
     const bytes = csvShardCodec.encode(rows);
     csvShardCodec.decode(bytes, 'calibration');
-    const decode = medianCpuTime(() => csvShardCodec.decode(bytes, 'calibration'));
+    const decode = leastCpuTime(() => csvShardCodec.decode(bytes, 'calibration'));
     return { parse: scaled(parse, 1 / rows.counts.rows), decode: scaled(decode, 1 / rows.counts.rows) };
   };
   const charge = (rows: ShardRows, time: CpuTime, rate: CpuTime, kind: string) =>
