@@ -29,8 +29,12 @@ import pMap from 'p-map';
 import { PortError, type ObjectStore, type Queue, type QueueMessage, type SendOptions } from '../../lib/pipeline/ports.js';
 import { withLargePayloads } from '../../lib/pipeline/large-payloads.js';
 
-/** SendMessageBatch requests in flight at once on a standard queue. */
-const SEND_CONCURRENCY = 16;
+/**
+ * SendMessageBatch requests in flight at once on a standard queue: a round's tasks go out in one
+ * wave of requests (400 tasks, 40 requests) rather than three, within the 50 keep-alive sockets
+ * the SDK's HTTP handler keeps per client.
+ */
+export const SEND_CONCURRENCY = 48;
 
 export interface SqsQueueOptions {
   /** The SDK client (region, credentials, endpoint are its business). */

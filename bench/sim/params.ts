@@ -3,6 +3,7 @@
  * printed with each result and each can be overridden: `--set s3.getLatency=0.02`.
  */
 import { z } from 'zod';
+import { SEND_CONCURRENCY } from '../../adapters/aws/sqs-queue.js';
 import { AGGREGATOR_MEMORY_MIB, DEFAULT_WORKER_MEMORY_MIB, PLANNER_MEMORY_MIB } from '../../infra/memory.js';
 
 const seconds = z.number().min(0);
@@ -43,7 +44,7 @@ export const SimParams = z.strictObject({
       /** From a message becoming visible to its Lambda invocation starting (event source mapping poll). */
       pollDelay: seconds.default(0.05),
       /** SendMessageBatch requests a role keeps in flight on a standard queue (adapters/aws/sqs-queue.ts). */
-      sendConcurrency: z.number().int().positive().default(16),
+      sendConcurrency: z.number().int().positive().default(SEND_CONCURRENCY),
     })
     .strict()
     .prefault({}),
