@@ -602,7 +602,8 @@ figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top;max-width:
  * fit plots, and the fit on the plotted rows. They are most of a render, so the aggregator renders
  * them for each new version while the next sweep runs, and the report of the version the run ends
  * on reuses them (lib/pipeline/aggregator.ts). `renderReport(doc, …, renderFigures(other, inputs))`
- * is `renderReport(doc, …)` whenever `other` differs from `doc` only in those.
+ * is `renderReport(doc, …)` whenever `other` is `doc` but for its ELBO, convergence and criteria
+ * (what a version rendered ahead does not know yet).
  */
 export interface ReportFigures {
   /** The cluster sizes and forest plots, and the parameters' table. */
