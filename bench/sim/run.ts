@@ -15,8 +15,9 @@
  *   lambda.aggregatorCpu; the run's planning message adds loading vega and a throwaway report
  *   (report-warmup.ts), an invocation that publishes a version the run may end on adds that
  *   version's report figures (report.ts renderFigures, rendered ahead), and the invocation that
- *   ends the run the rest of the report, each measured once per process (measured.report). Past `data.realRows` a shard's rows are an evenly spaced sample of
- *   `data.sampleRowsPerShard` lines weighted up (data.ts), its CPU time is the sample's scaled by
+ *   ends the run the rest of the report, each measured once per process (measured.report). Past
+ *   `data.realRows` a shard's rows are an evenly spaced sample of `data.sampleRowsPerShard` lines
+ *   weighted up (data.ts), its CPU time is the sample's scaled by
  *   the weight, and its binary copy is charged as the full shard's bytes; the ELBO is then null.
  * - Not modelled: failures and retries, S3 request-rate throttling (3,500 PUT / 5,500 GET per
  *   second per prefix; a round's objects share a prefix per group), the pollers' empty receives,
@@ -504,7 +505,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const s3Cost = counts.s3Get * p.prices.s3Get + (counts.s3Put + counts.s3List) * p.prices.s3Put;
   const sqsCost = counts.sqs * p.prices.sqsStandardRequest;
   const svi = doc.trace.filter((t) => t.phase === 'svi').length;
-  // The aggregator's time on rounds: its busy time but for its container's cold start, the report's warm-up and the report at the end, paid once a run.
+  // The aggregator's time on rounds: its busy time but for its container's cold start and its report work (warm-up, figures ahead, the rest at the end).
   const reportSeconds = cpuCharged.get('aggregator report') ?? 0;
   const reportAheadSeconds = cpuCharged.get('aggregator report ahead') ?? 0;
   const reportWarmupSeconds = cpuCharged.get('aggregator report warm-up') ?? 0;

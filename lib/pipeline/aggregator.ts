@@ -108,17 +108,28 @@ async function warmReport(ctx: RoleContext): Promise<void> {
   }
 }
 
-/** Manifests are immutable: read once per process (a Lambda container, the local runner). */
-const manifests = new Map<string, Manifest>();
-async function manifestOf(ctx: RoleContext, dataset: string, runId: string): Promise<Manifest> {
+/**
+ * Objects a run writes once and never changes, read once per process (a Lambda container, the
+ * local runner) and kept for the last `runs` or so runs; a read that fails is tried again next time.
+ */
+function readOncePerProcess<T>(runs: number): (key: string, read: () => Promise<T>) => Promise<T> {
+  const kept = new Map<string, Promise<T>>();
+  return (key, read) => {
+    let value = kept.get(key);
+    if (!value) {
+      if (kept.size >= runs) kept.clear();
+      value = read();
+      kept.set(key, value);
+      value.catch(() => kept.delete(key));
+    }
+    return value;
+  };
+}
+
+const manifests = readOncePerProcess<Manifest>(16);
+function manifestOf(ctx: RoleContext, dataset: string, runId: string): Promise<Manifest> {
   const key = keys.manifest(dataset, runId);
-  let manifest = manifests.get(key);
-  if (!manifest) {
-    manifest = (await readJson<Manifest>(ctx.store, key)).value;
-    if (manifests.size > 16) manifests.clear();
-    manifests.set(key, manifest);
-  }
-  return manifest;
+  return manifests(key, async () => (await readJson<Manifest>(ctx.store, key)).value);
 }
 
 /** Everything one invocation needs about a run. */
@@ -467,18 +478,11 @@ function summaryOf(run: RunContext, global: GlobalState, elboStandardized: numbe
   });
 }
 
-/** The planner's sample of rows for the report, read once per container and run. */
-const reportSamples = new Map<string, Promise<Record<string, number>[] | undefined>>();
+/** The planner's sample of rows for the report (the round's figures and the end read it). */
+const reportSamples = readOncePerProcess<Record<string, number>[] | undefined>(4);
 function reportSampleOf(run: RunContext): Promise<Record<string, number>[] | undefined> {
   const key = keys.reportSample(run.manifest.dataset, run.manifest.runId);
-  let sample = reportSamples.get(key);
-  if (!sample) {
-    sample = readJsonIfExists<Record<string, number>[]>(run.ctx.store, key).then((r) => r?.value);
-    if (reportSamples.size > 4) reportSamples.clear();
-    reportSamples.set(key, sample);
-    sample.catch(() => reportSamples.delete(key));
-  }
-  return sample;
+  return reportSamples(key, async () => (await readJsonIfExists<Record<string, number>[]>(run.ctx.store, key))?.value);
 }
 
 /** Figures rendered ahead, by the key of their posterior version (this container's: the last two). */
