@@ -83,6 +83,8 @@ export interface Invocation {
   fn: string;
   /** Modelled CPU seconds not yet slept. */
   cpu: number;
+  /** Modelled CPU seconds charged to it so far, by kind (the simulator's timeline). */
+  charged?: Record<string, number>;
 }
 
 export const invocation = new AsyncLocalStorage<Invocation>();
@@ -95,6 +97,7 @@ export function chargeCpu(seconds: number, kind: string): void {
   const current = invocation.getStore();
   if (!current) return;
   current.cpu += seconds;
+  if (current.charged) current.charged[kind] = (current.charged[kind] ?? 0) + seconds;
   const key = `${current.fn} ${kind}`;
   cpuCharged.set(key, (cpuCharged.get(key) ?? 0) + seconds);
 }

@@ -19,6 +19,17 @@ export interface FunctionStats {
   memoryMb: number;
 }
 
+/** One invocation, as the timeline sees it (s on the virtual clock). */
+export interface InvocationRecord {
+  /** When it took its batch; `ready`: when its cold start, if it had one, ended. */
+  start: number;
+  ready: number;
+  end: number;
+  messages: QueueMessage[];
+  /** Its modelled CPU seconds by kind. */
+  cpu: Record<string, number>;
+}
+
 export interface Mapping {
   stats: FunctionStats;
   stop(): void;
@@ -43,6 +54,8 @@ export interface MappingOptions<Container> {
   cpuPerInvocation?: number;
   /** Where the mapping's own SQS requests (receives that returned messages, deletes) are counted. */
   counts: RequestCounts;
+  /** Told of each invocation when it ends. */
+  onInvocation?: (record: InvocationRecord) => void;
 }
 
 /** How much later than the warm containers a container not yet started takes a message (s): just after. */
@@ -79,8 +92,10 @@ export function eventSourceMapping<Container>(o: MappingOptions<Container>): Map
         await o.clock.sleep(o.params.lambda.coldStart);
         state = o.container();
       }
+      const ready = o.clock.now;
+      const charged: Record<string, number> = {};
       let failed = false;
-      await invocation.run({ fn: o.fn, cpu: o.cpuPerInvocation ?? 0 }, async () => {
+      await invocation.run({ fn: o.fn, cpu: o.cpuPerInvocation ?? 0, charged }, async () => {
         try {
           await o.handle(messages, state);
         } catch {
@@ -90,6 +105,7 @@ export function eventSourceMapping<Container>(o: MappingOptions<Container>): Map
       });
       stats.invocations += 1;
       stats.busySeconds += o.clock.now - start;
+      o.onInvocation?.({ start, ready, end: o.clock.now, messages, cpu: charged });
       for (const m of messages) await (failed ? o.queue.release(m, 0) : o.queue.delete(m));
       o.counts.sqs += Math.ceil(messages.length / 10); // DeleteMessageBatch (or ChangeMessageVisibilityBatch)
     }

@@ -36,13 +36,14 @@ import { countingQueue, countingStore, emptyCounts } from '../../lib/pipeline/co
 import { MemoryObjectStore } from '../../lib/pipeline/memory-store.js';
 import { MemoryQueue } from '../../lib/pipeline/memory-queue.js';
 import { planRun, shardRowsFor } from '../../lib/pipeline/planner.js';
+import type { QueueMessage } from '../../lib/pipeline/ports.js';
 import { keys, parseMessage, UpdateMessage } from '../../lib/pipeline/protocol.js';
 import { readJson, silentLog, type Manifest, type PlanPhase, type PrefetchPlan, type RunState } from '../../lib/pipeline/run.js';
 import { csvShardCodec, handleTaskDelivery, WorkerCache, type ShardCodec, type ShardRows } from '../../lib/pipeline/worker.js';
 import { adjustedRandIndex } from '../metrics.js';
 import { chargeCpu, cpuCharged, invocation, payCpu, VirtualClock } from './clock.js';
 import { GeneratedCsv, mixture, surrogateCodec } from './data.js';
-import { eventSourceMapping, workerRamp, type FunctionStats } from './lambda.js';
+import { eventSourceMapping, workerRamp, type FunctionStats, type InvocationRecord } from './lambda.js';
 import type { SimParams } from './params.js';
 import { generatedStore, SimQueue, timedStore } from './ports.js';
 import { FULL_VCPU_MIB } from '../../infra/memory.js';
@@ -96,6 +97,30 @@ export interface SimResult {
   elbo: number | null;
   ari: number | null;
   converged: boolean;
+  timeline: Timeline;
+}
+
+/** Invocations of one kind in one phase of the run: when the first started and the last ended (s). */
+export interface Span {
+  start: number;
+  end: number;
+  invocations: number;
+  /** The median invocation's duration (s). */
+  medianSeconds: number;
+  /** Mean modelled CPU seconds of an invocation, by kind; the rest of its time is requests. */
+  cpu: Record<string, number>;
+}
+
+/** When the run's phases began and ended on the virtual clock (s): where its wall time goes. */
+export interface Timeline {
+  /** The planner's cold start ended; it woke the workers and began sampling; it began initializing; it sent the first tasks. */
+  planner: { coldStartEnd: number; sampling: number | null; initializing: number | null; end: number };
+  /** When the first and the last worker container's cold start ended. */
+  workersWarm: { first: number; last: number } | null;
+  /** The workers' prefetch (PrefetchMessage) invocations. */
+  prefetch: Span | null;
+  /** Each round: its tasks, and the aggregator's invocation on its round-complete. */
+  rounds: { id: string; tasks: Span; aggregator: { start: number; end: number } | null }[];
 }
 
 /** The simulated dataset and run (what the measured run on the emulator names them too). */
@@ -416,6 +441,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     },
   };
   const charged = new Set<string>(); // the planner's phases whose CPU was charged
+  const phaseStarts: Partial<Record<PlanPhase['phase'], number>> = {};
   const ctx = {
     store,
     dataStore,
@@ -429,6 +455,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     onPhase: (phase: PlanPhase) => {
       if (phase.done !== 0 || charged.has(phase.phase)) return;
       charged.add(phase.phase);
+      phaseStarts[phase.phase] = clock.now;
       if (phase.phase === 'sample') chargeCpu(sampleCpu, 'sample');
       if (phase.phase === 'initialize') chargeCpu(initializeCpu, 'initialize');
     },
@@ -445,6 +472,8 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   let plannerSeconds = 0;
   let prefetchSeconds: number | null = null;
   const roundEnds: number[] = [];
+  const workerInvocations: InvocationRecord[] = [];
+  const aggregatorInvocations: InvocationRecord[] = [];
   void invocation.run({ fn: 'planner', cpu: startCpu }, async () => {
     // A refit's planner is invoked once (by the schedule, an upload or submit): a cold container.
     await clock.sleep(p.lambda.coldStart);
@@ -464,6 +493,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     enabledAt: workerRamp(p),
     // A container's shard cache holds what a real one would: its budget shrinks by the sample's weight.
     container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
+    onInvocation: (record) => workerInvocations.push(record),
     handle: async ([message], cache) => {
       await handleTaskDelivery(workerCtx, message, 3, cache);
       const kind = (JSON.parse(message.body) as { kind: string }).kind;
@@ -482,6 +512,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     batchSize: 10,
     cpuPerInvocation: p.lambda.aggregatorCpu,
     container: () => undefined,
+    onInvocation: (record) => aggregatorInvocations.push(record),
     handle: async (messages) => {
       const delivered = messages.map((m) => parseMessage(UpdateMessage, m.body, updates.name));
       const done = await handleUpdates(ctx, delivered);
@@ -543,5 +574,41 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     elbo: modelled ? null : doc.elbo,
     ari: modelled ? null : ariOf(kernel, doc, manifest!, first),
     converged: doc.converged,
+    timeline: timelineOf(p, { sampling: phaseStarts.sample ?? null, initializing: phaseStarts.initialize ?? null, end: plannerSeconds }, workerInvocations, aggregatorInvocations),
+  };
+}
+
+const kindOf = (m: QueueMessage) => JSON.parse(m.body) as { kind: string; round?: { id: string }; roundId?: string };
+
+/** The phases of a run from its invocations (the simulator's `--timeline`). */
+function timelineOf(p: SimParams, planner: Omit<Timeline['planner'], 'coldStartEnd'>, workers: InvocationRecord[], aggregator: InvocationRecord[]): Timeline {
+  const span = (records: InvocationRecord[]): Span | null => {
+    if (!records.length) return null;
+    const durations = records.map((r) => r.end - r.ready).sort((a, b) => a - b);
+    const cpu: Record<string, number> = {};
+    for (const r of records) for (const [kind, seconds] of Object.entries(r.cpu)) cpu[kind] = (cpu[kind] ?? 0) + seconds / records.length;
+    return {
+      start: Math.min(...records.map((r) => r.ready)),
+      end: Math.max(...records.map((r) => r.end)),
+      invocations: records.length,
+      medianSeconds: durations[durations.length >> 1],
+      cpu,
+    };
+  };
+  const warm = workers.filter((r) => r.ready > r.start).map((r) => r.ready);
+  const tasksByRound = new Map<string, InvocationRecord[]>();
+  for (const r of workers) {
+    const message = kindOf(r.messages[0]);
+    if (message.kind === 'task') tasksByRound.set(message.round!.id, [...(tasksByRound.get(message.round!.id) ?? []), r]);
+  }
+  const completing = (id: string) => aggregator.find((r) => r.messages.some((m) => kindOf(m).roundId === id));
+  return {
+    planner: { coldStartEnd: p.lambda.coldStart, ...planner },
+    workersWarm: warm.length ? { first: Math.min(...warm), last: Math.max(...warm) } : null,
+    prefetch: span(workers.filter((r) => kindOf(r.messages[0]).kind === 'prefetch')),
+    rounds: [...tasksByRound].map(([id, records]) => {
+      const ended = completing(id);
+      return { id, tasks: span(records)!, aggregator: ended ? { start: ended.ready, end: ended.end } : null };
+    }),
   };
 }

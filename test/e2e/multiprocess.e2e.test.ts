@@ -123,5 +123,19 @@ describe(`${ROWS.toLocaleString('en')} rows, ${WORKERS} worker processes and an 
     expect(predicted.aggregator.reportSeconds).toBeGreaterThan(0);
     expect(predicted.aggregator.reportSeconds).toBeLessThan(predicted.aggregator.reportAheadSeconds);
     expect(predicted.aggregator.reportSeconds + predicted.aggregator.reportAheadSeconds).toBeLessThan(predicted.aggregator.busySeconds);
+    // Its timeline (--timeline): the planner's phases in order, every round's tasks one per shard
+    // (batch sweeps), each round ended by the aggregator after its last task, the last at the wall.
+    const { planner, rounds } = predicted.timeline;
+    expect(planner.coldStartEnd).toBeLessThan(planner.sampling!);
+    expect(planner.sampling!).toBeLessThan(planner.initializing!);
+    expect(planner.initializing!).toBeLessThan(planner.end);
+    expect(rounds.length).toBe(predicted.rounds.svi + predicted.rounds.batch);
+    expect(rounds.reduce((n, r) => n + r.tasks.invocations, 0)).toBe(predicted.tasks);
+    for (const r of rounds) {
+      expect(r.tasks.start).toBeGreaterThanOrEqual(planner.end);
+      expect(r.aggregator!.end).toBeGreaterThan(r.tasks.end);
+      expect(r.tasks.cpu['local step']).toBeGreaterThan(0);
+    }
+    expect(rounds.at(-1)!.aggregator!.end).toBeCloseTo(predicted.wallSeconds, 6);
   });
 });
