@@ -29,7 +29,7 @@ export const handler = async (event: S3Event, context: Context): Promise<Record<
     // Lambda retries a failed event as it was: a hash of the record names this upload on every attempt.
     const request = createHash('sha256').update(JSON.stringify([r.s3.bucket.name, r.s3.object.key, r.s3.object.sequencer, r.eventTime])).digest('hex');
     try {
-      outcomes[key] = await requestRefit(ctx, dataset, await containerKernel(), {}, { request });
+      outcomes[key] = await requestRefit(ctx, dataset, containerKernel(), {}, { request });
     } catch (error) {
       const failures = ctx.deadLetter?.uploads;
       if (isRetryable(error) || !failures) throw error;

@@ -17,7 +17,7 @@ export const PlannerEvent = z.union([
 export const handler = async (event: unknown, context: Context): Promise<Record<string, RefitOutcome | { error: string }>> => {
   logger.addContext(context);
   const request = PlannerEvent.parse(event);
-  const kernel = await containerKernel();
+  const kernel = containerKernel();
   const outcomes: Record<string, RefitOutcome | { error: string }> = {};
   if ('dataset' in request) {
     outcomes[request.dataset] = await requestRefit(ctx, request.dataset, kernel, request.overrides, { request: context.awsRequestId });

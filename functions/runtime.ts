@@ -47,9 +47,17 @@ export function roleContext(logger: Logger): RoleContext {
 }
 
 let kernel: Promise<Kernel> | undefined;
-/** The fastest kernel this container can load (wasm next to the bundle on Lambda). */
+/**
+ * The fastest kernel this container can load (wasm next to the bundle on Lambda). Handlers pass
+ * it on still loading: planning and a prefetch go on while it compiles, and what needs it awaits
+ * it (a failure is reported there, so it is marked handled here).
+ */
 export function containerKernel(): Promise<Kernel> {
-  return (kernel ??= loadKernel('auto'));
+  if (!kernel) {
+    kernel = loadKernel('auto');
+    kernel.catch(() => {});
+  }
+  return kernel;
 }
 
 /** An SQS record as a port message, with a large payload fetched from the bucket. */

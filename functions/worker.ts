@@ -9,8 +9,7 @@ const ctx = roleContext(logger);
 const processor = new BatchProcessor(EventType.SQS);
 
 async function record(record: SQSRecord): Promise<void> {
-  const worker = { ...ctx, kernel: await containerKernel() };
-  await handleTaskDelivery(worker, await toQueueMessage(record, ctx), MAX_RECEIVE_COUNT);
+  await handleTaskDelivery({ ...ctx, kernel: containerKernel() }, await toQueueMessage(record, ctx), MAX_RECEIVE_COUNT);
 }
 
 export const handler = async (event: SQSEvent, context: Context) => {

@@ -15,6 +15,7 @@ import { csvShardCodec, handleTaskDelivery, parseAhead, runTask, withClusteringC
 import { createRandom } from '../lib/math/random.js';
 import { encodePosterior, readJson, readPosterior, specOf, type Log, type Manifest, type ReportPort, type RunState, type ShardPlan, type TraceEntry } from '../lib/pipeline/run.js';
 import type { ReportFigures } from '../lib/model/report.js';
+import type { Kernel } from '../lib/kernel/types.js';
 import type { PosteriorDocument } from '../lib/model/summary.js';
 import { drive, driveRedelivering, inlinePorts } from './support/inline-pipeline.js';
 import { SHARED_TRUTH, sharedCsv } from './support/shared-data.js';
@@ -217,6 +218,48 @@ describe('pipeline roles over in-memory ports', () => {
     expect(plain.csvReads).toBeGreaterThanOrEqual(plain.manifest.shards.length);
     expect(announced.doc.elbo).toBe(plain.doc.elbo);
     expect(announced.doc.components).toEqual(plain.doc.components);
+  });
+
+  it('a cold container\'s kernel may still be loading: the planner wakes the workers, samples and announces the shards, a worker stores its shards, and only initializing and a task wait for it', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    let load!: (kernel: Kernel) => void;
+    const loading = new Promise<Kernel>((resolve) => (load = resolve));
+    const phases: string[] = [];
+    const config = parseConfig({ target: 'y', components: 6, schedule: { shardRows: 200 } });
+    const planning = planRun(
+      { ...ctx, announceShards: true, wakeWorkers: true, onPhase: (p) => void phases.push(`${p.phase} ${p.done}`) },
+      { dataset: 'forum', config, runId: 'loading', workers: 4 },
+      loading,
+    );
+    let settled = false;
+    void planning.finally(() => (settled = true));
+    for (let i = 0; i < 1000 && !phases.includes('initialize 0'); i++) await new Promise((r) => setImmediate(r));
+    expect(phases).toContain('initialize 0');
+    const messages = await ctx.tasks.receive(100, 0);
+    const kinds = messages.map((m) => (JSON.parse(m.body) as { kind: string }).kind);
+    expect(new Set(kinds)).toEqual(new Set(['wake', 'prefetch']));
+    // A worker whose kernel never loads still stores the announced shards.
+    const never = new Promise<Kernel>(() => {});
+    for (const m of messages) await handleTaskDelivery({ ...ctx, kernel: never }, m, 3, new WorkerCache());
+    const copies = await ctx.store.list(keys.shardRows('forum', 'loading', 0).replace(/s\d+\.bin$/, ''));
+    expect(copies.length).toBeGreaterThan(2);
+    expect(settled).toBe(false);
+    load(ctx.kernel);
+    const manifest = await planning;
+    expect(copies.length).toBe(manifest.shards.length);
+    // A task waits for the kernel, then runs.
+    const [task] = (await ctx.tasks.receive(10, 0)).filter((m) => (JSON.parse(m.body) as { kind: string }).kind === 'task');
+    await handleTaskDelivery({ ...ctx, kernel: Promise.resolve(ctx.kernel) }, task, 3, new WorkerCache());
+    const { round, index } = JSON.parse(task.body) as TaskMessage;
+    expect((await ctx.store.list(keys.partialPrefix('forum', 'loading', round.id, Math.floor(index / round.fanIn)))).length).toBeGreaterThan(0);
+  });
+
+  it('a kernel that fails to load fails planning with its reason when initializing needs it', async () => {
+    const ctx = inlinePorts();
+    await ctx.store.put('datasets/forum/data/a.csv', forum);
+    const config = parseConfig({ target: 'y', components: 6 });
+    await expect(planRun(ctx, { dataset: 'forum', config }, Promise.reject(new Error('no wasm binary here')))).rejects.toThrow('no wasm binary here');
   });
 
   it('a binary copy stored before the relevant covariates were chosen is read with the manifest\'s columns', () => {

@@ -79,7 +79,8 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   );
   const updates = withLargePayloads(new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 }), store, offload);
   const backend = options.backend ?? 'auto';
-  const kernel = await loadKernel(backend);
+  // Loaded while planning lists and samples the data; planning needs it first to initialize.
+  const kernelLoading = loadKernel(backend);
 
   let progress: Progress | undefined;
   /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */
@@ -154,7 +155,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
         // Each thread keeps its shards (shard affinity below): no binary copies to write or read.
         binaryShards: false,
       },
-      kernel,
+      kernelLoading,
     );
     pool = await poolStarting;
   } catch (error) {
@@ -166,6 +167,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
     tasksDone += 1;
     if (progress?.status === 'running' && progress.phase !== 'done') options.onProgress?.({ ...progress, shardsDone: Math.min(progress.shards, progress.shardsDone + tasksDone) });
   };
+  const kernel = await kernelLoading;
   const inline = { ...ctx, kernel };
   try {
     // Event loop of the run: hand tasks to idle workers, feed results to the aggregator.

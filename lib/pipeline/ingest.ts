@@ -77,7 +77,7 @@ async function stillActive(ctx: RoleContext, dataset: string, marker: ActiveRun,
 export async function requestRefit(
   ctx: RoleContext,
   dataset: string,
-  kernel: Kernel,
+  kernel: Kernel | Promise<Kernel>,
   overrides: Record<string, unknown> = {},
   options: {
     now?: Date;

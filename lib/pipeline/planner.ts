@@ -177,7 +177,15 @@ async function wakeWorkers(ctx: RoleContext, dataset: string, runId: string, cou
   await ctx.tasks.sendBatch(Array.from({ length: count }, () => ({ body: JSON.stringify(wake) })));
 }
 
-export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel): Promise<Manifest> {
+/**
+ * Plan a run: list and sample the data, cut the shards, initialize, and send the first round.
+ * `kernel` may still be loading: it is first needed to initialize, after the listing, the wakes and
+ * the sample (a cold container compiles the wasm kernel meanwhile).
+ */
+export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Kernel | Promise<Kernel>): Promise<Manifest> {
+  // Handled here, so a kernel that fails to load while planning awaits other things is not an
+  // unhandled rejection; it is reported where it is awaited.
+  if (kernel instanceof Promise) kernel.catch(() => {});
   const log = ctx.log ?? silentLog;
   const now = request.now ?? new Date();
   const config = request.config;
@@ -259,13 +267,14 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
     };
     let plan = columnPlan;
     let init: InitResult;
+    const loaded = await kernel;
     if (config.covariateSelection && spec.D > 0) {
       // Which clustering columns carry cluster information; the run clusters on those (relevance.ts).
-      const selection = initializeWithRelevance(spec, batch, kernel, options);
+      const selection = initializeWithRelevance(spec, batch, loaded, options);
       ({ plan, standardization } = narrowToRelevant(columnPlan, standardization, selection.relevant, relevanceOf(columnPlan.x, selection)));
       ({ spec, init } = selection);
     } else {
-      init = initialize(spec, batch, kernel, options);
+      init = initialize(spec, batch, loaded, options);
     }
     manifest = {
       ...draft,

@@ -248,6 +248,14 @@ export interface WorkerContext extends RoleContext {
   kernel: Kernel;
 }
 
+/**
+ * What a delivery from the tasks queue is handled with: the kernel may still be loading (a cold
+ * Lambda container), as only a task needs it; a prefetch or a wake goes on meanwhile.
+ */
+export interface DeliveryContext extends RoleContext {
+  kernel: Kernel | Promise<Kernel>;
+}
+
 /** A planning step: `done` of `total` (sample rows read, initialization restarts finished). */
 export interface PlanPhase {
   phase: 'sample' | 'initialize';

@@ -33,7 +33,7 @@ import {
   type SkippedRowReport,
   type TaskMessage,
 } from './protocol.js';
-import { readJson, readPosterior, silentLog, specOf, type Manifest, type PrefetchPlan, type ShardPlan, type WorkerContext } from './run.js';
+import { readJson, readPosterior, silentLog, specOf, type DeliveryContext, type Manifest, type PrefetchPlan, type RoleContext, type ShardPlan, type WorkerContext } from './run.js';
 
 /** Parallel object reads of one role invocation (S3 serves these concurrently). */
 export const READ_CONCURRENCY = 32;
@@ -263,7 +263,7 @@ export class WorkerCache {
    * Parses shards the planner announced (PrefetchMessage) and stores their binary copies, for the
    * first round to read. Never fails: the shard's task reads its CSV again and reports what failed.
    */
-  async storeAhead(ctx: WorkerContext, message: PrefetchMessage): Promise<void> {
+  async storeAhead(ctx: RoleContext, message: PrefetchMessage): Promise<void> {
     const log = ctx.log ?? silentLog;
     const planKey = keys.prefetchPlan(message.dataset, message.runId);
     let plan = this.prefetchPlans.get(planKey);
@@ -524,7 +524,7 @@ async function writeAssignments(ctx: WorkerContext, manifest: Manifest, task: Ta
  * delivery a failure is also reported to the aggregator, so the run is marked failed with the
  * reason while the message itself goes to the dead-letter queue.
  */
-export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessage, maxReceiveCount: number, cache = defaultCache): Promise<void> {
+export async function handleTaskDelivery(ctx: DeliveryContext, message: QueueMessage, maxReceiveCount: number, cache = defaultCache): Promise<void> {
   const log = ctx.log ?? silentLog;
   let task: TaskMessage | undefined;
   try {
@@ -541,7 +541,7 @@ export async function handleTaskDelivery(ctx: WorkerContext, message: QueueMessa
       return;
     }
     task = parsed;
-    const report = await runTask(ctx, task, cache);
+    const report = await runTask({ ...ctx, kernel: await ctx.kernel }, task, cache);
     log.info('task done', { runId: task.runId, taskId: task.taskId, rows: report.rows, skipped: report.skipped });
   } catch (error) {
     const reason = describeError(error);
