@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +10,14 @@ import { createRandom } from '../lib/math/random.js';
 import type { PlanPhase } from '../lib/pipeline/run.js';
 import { runCli, tempDir } from './support/cli.js';
 import { badValues } from './support/posterior-check.js';
+
+describe('a fit that fails while the helper thread works', () => {
+  it('reports its error: the process does not end before it (a stopping thread holds it)', () => {
+    const script = path.resolve('test/support/late-planning-failure.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, tempDir()], { encoding: 'utf8', timeout: 120_000 });
+    expect({ code: r.status, stdout: r.stdout.trim() }).toEqual({ code: 0, stdout: 'failed: a late planning failure' });
+  });
+});
 
 describe('clusterwise fit: bad input gets a clear error and a non-zero exit', () => {
   const dir = tempDir();
