@@ -25,10 +25,10 @@
  * factor, relevant against background with everything else as fitted, is
  * `ln B_j = G(R ∪ {j}) − G(R ∖ {j})`, and its relevance probability `B_j / (1 + B_j)` (prior odds
  * 1). The set is chosen stepwise (Raftery & Dean 2006, by evidence instead of BIC): fit with R = every
- * covariate; R' = {j : ln B_j > 0}; refit with R' until a set repeats (at most MAX_SELECTION_FITS
- * fits); keep the fit with the highest whole-model sample ELBO (fit ELBO − ln Z(X_R; 1)), the
- * first on a tie (within MOVE_MARGIN). Data whose covariates all carry cluster information costs
- * one local step beyond the initialization.
+ * covariate; R' = {j : ln B_j > 0}; refit with R', and where that set was fitted already with one
+ * forward step instead (forwardStep), until none is left, at most MAX_SELECTION_FITS fits; keep the fit with the highest
+ * whole-model sample ELBO (fit ELBO − ln Z(X_R; 1)), the first on a tie (within MOVE_MARGIN). Data
+ * whose covariates all carry cluster information costs one local step beyond the initialization.
  */
 import type { Priors } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
@@ -208,9 +208,26 @@ export function initializeWithRelevance<P>(
     // cluster every set gives the same model up to rounding, and the first (every covariate) stays.
     if (!best || acceptMove(best.elbo, elbo)) best = { relevant, spec: reduced, init, logBayesFactors: factors, elbo };
     relevant = factors.flatMap((b, j) => (b > 0 ? [j] : []));
+    if (fits.some((f) => f.relevant.join() === relevant.join())) relevant = forwardStep(best, fits);
   }
   const { elbo: _elbo, ...chosen } = best!;
   return { ...chosen, fits };
+}
+
+/**
+ * When the sets repeat: the best fit's set with the excluded covariate of the largest ln B_j added,
+ * one forward step of Raftery & Dean's stepwise search judged by a refit, not by ln B_j at the best
+ * fit's responsibilities. Those are a clustering that did not see the covariate: a weak cluster
+ * signal in it shows only once the clusters are fitted with it. The refit is kept only if its
+ * whole-model ELBO is higher. Returns a set already tried (ending the search) when there is none.
+ */
+function forwardStep(best: { relevant: number[]; logBayesFactors: number[] }, fits: SelectionResult['fits']): number[] {
+  let add = -1;
+  best.logBayesFactors.forEach((b, j) => {
+    if (!best.relevant.includes(j) && (add < 0 || b > best.logBayesFactors[add])) add = j;
+  });
+  const next = add < 0 ? best.relevant : [...best.relevant, add].sort((a, b) => a - b);
+  return fits.some((f) => f.relevant.join() === next.join()) ? best.relevant : next;
 }
 
 /** Relevance of each candidate column for posterior.json and the report. */
