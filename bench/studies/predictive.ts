@@ -8,7 +8,9 @@
  *  - the agreement of the cluster column with the true labels, from p(z | x) and with --cluster
  *    from p(z | x, y).
  *
- *   npx tsx bench/studies/predictive.ts [--draws n]        (run with nice -n 10)
+ *   npx tsx bench/studies/predictive.ts [--draws n] [--first d]        (run with nice -n 10)
+ *
+ * `--first d` starts at draw d instead of 0 (other draws of the same kind).
  *
  * Data: x | k ~ N(1.5 (k − 1), 1), three clusters of equal weight that overlap in x, each with its
  * own line y = a_k + b_k x + N(0, sd_k²) (the lines cross, so at a given x the predictive can be
@@ -82,13 +84,17 @@ export function gaussianSummaryLogDensity(rows: Record<string, number>[]): numbe
 }
 
 async function main() {
-  const at = process.argv.indexOf('--draws');
-  const draws = at > 0 ? Number(process.argv[at + 1]) : 10;
+  const option = (name: string, fallback: number) => {
+    const at = process.argv.indexOf(name);
+    return at > 0 ? Number(process.argv[at + 1]) : fallback;
+  };
+  const draws = option('--draws', 10);
+  const first = option('--first', 0);
   const dir = mkdtempSync(path.join(tmpdir(), 'clusterwise-predictive-'));
   const results: { covered: number; mixture: number; gaussian: number; byX: number; byXY: number }[] = [];
   try {
     console.log('draw  covered(0.9)  mixture  gaussian  (nats/row)  cluster p(z|x)  p(z|x,y)');
-    for (let draw = 0; draw < draws; draw++) {
+    for (let draw = first; draw < first + draws; draw++) {
       const train = path.join(dir, `train-${draw}.csv`);
       const test = path.join(dir, `test-${draw}.csv`);
       cwmCsv(train, 4000, 100 + 2 * draw, 1.5);
