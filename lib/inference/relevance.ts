@@ -25,10 +25,11 @@
  * factor, relevant against background with everything else as fitted, is
  * `ln B_j = G(R ∪ {j}) − G(R ∖ {j})`, and its relevance probability `B_j / (1 + B_j)` (prior odds
  * 1). The set is chosen stepwise (Raftery & Dean 2006, by evidence instead of BIC): fit with R = every
- * covariate; R' = {j : ln B_j > 0}; refit with R', and where that set was fitted already with one
- * forward step instead (forwardStep), until none is left, at most MAX_SELECTION_FITS fits; keep the fit with the highest
- * whole-model sample ELBO (fit ELBO − ln Z(X_R; 1)), the first on a tie (within MOVE_MARGIN). Data
- * whose covariates all carry cluster information costs one local step beyond the initialization.
+ * covariate; R' = {j : ln B_j > 0}; refit with R' (where R' was fitted already, with a forward step
+ * instead: forwardStep) until no new set is left or after MAX_SELECTION_FITS fits; keep the fit with
+ * the highest whole-model sample ELBO (fit ELBO − ln Z(X_R; 1)), the first on a tie (within
+ * MOVE_MARGIN). Data whose covariates all carry cluster information costs one local step beyond the
+ * initialization.
  */
 import type { Priors } from '../config.js';
 import type { ColumnPlan, Standardization } from '../data/dataset.js';
