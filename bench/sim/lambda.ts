@@ -5,6 +5,7 @@
  * cold start; its duration (cold start included, as Lambda bills the init phase) is its time from
  * start to end, CPU debt included. The worker mapping's concurrency follows `lambda.scaling`.
  */
+import { createRandom } from '../../lib/math/random.js';
 import { invocation, payCpu, type VirtualClock } from './clock.js';
 import type { SimParams } from './params.js';
 import type { SimQueue } from './ports.js';
@@ -58,11 +59,14 @@ export interface MappingOptions<Container> {
   onInvocation?: (record: InvocationRecord) => void;
 }
 
-/** How much later than the warm containers a container not yet started takes a message (s): just after. */
+/** How much later than the warm containers a container not yet started takes a message (s): just after the last. */
 const COLD_AFTER_WARM = 1e-6;
 
 export function eventSourceMapping<Container>(o: MappingOptions<Container>): Mapping {
   const stats: FunctionStats = { invocations: 0, coldStarts: 0, busySeconds: 0, memoryMb: o.memoryMb };
+  const polls = createRandom(31, o.fn.length);
+  // A warm container's poll delay: uniform within ± half the mean (params.ts sqs.pollDelay).
+  const pollDelay = () => o.params.sqs.pollDelay * (0.5 + polls.uniform());
   let stopped = false;
   let firstMessageAt: number | undefined;
   const poll = async (slot: number) => {
@@ -82,7 +86,7 @@ export function eventSourceMapping<Container>(o: MappingOptions<Container>): Map
         if (o.enabledAt && o.enabledAt(slot, firstMessageAt) > o.clock.now) continue;
         // Lambda hands a batch to a warm, idle execution environment when there is one, and starts a
         // new one only when there is not: a container not yet started polls a moment after the warm ones.
-        await o.clock.sleep(o.params.sqs.pollDelay + (warm ? 0 : COLD_AFTER_WARM));
+        await o.clock.sleep(warm ? pollDelay() : 1.5 * o.params.sqs.pollDelay + COLD_AFTER_WARM);
         continue;
       }
       const start = o.clock.now;

@@ -41,7 +41,13 @@ export const SimParams = z.strictObject({
     .object({
       /** SendMessage(Batch) and DeleteMessage round trip. */
       requestLatency: seconds.default(0.015),
-      /** From a message becoming visible to its Lambda invocation starting (event source mapping poll). */
+      /**
+       * From a message becoming visible to its Lambda invocation starting (event source mapping
+       * poll), on average: each warm container's is drawn uniformly within ± half of it (seeded,
+       * so a simulation repeats). With one delay for all, tasks sent together would start and end
+       * together, and all see their group complete at once and claim it (worker.ts reduceGroup),
+       * which pollers that each return when they do, as on Lambda and the emulator, do not.
+       */
       pollDelay: seconds.default(0.05),
       /** SendMessageBatch requests a role keeps in flight on a standard queue (adapters/aws/sqs-queue.ts). */
       sendConcurrency: z.number().int().positive().default(SEND_CONCURRENCY),
