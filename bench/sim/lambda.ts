@@ -65,8 +65,8 @@ const COLD_AFTER_WARM = 1e-6;
 export function eventSourceMapping<Container>(o: MappingOptions<Container>): Mapping {
   const stats: FunctionStats = { invocations: 0, coldStarts: 0, busySeconds: 0, memoryMb: o.memoryMb };
   const polls = createRandom(31, o.fn.length);
-  // A warm container's poll delay: uniform within ± half the mean (params.ts sqs.pollDelay).
-  const pollDelay = () => o.params.sqs.pollDelay * (0.5 + polls.uniform());
+  // The poll delay at quantile u of its range, ± half the mean (params.ts sqs.pollDelay).
+  const pollDelay = (u: number) => o.params.sqs.pollDelay * (0.5 + u);
   let stopped = false;
   let firstMessageAt: number | undefined;
   const poll = async (slot: number) => {
@@ -86,7 +86,7 @@ export function eventSourceMapping<Container>(o: MappingOptions<Container>): Map
         if (o.enabledAt && o.enabledAt(slot, firstMessageAt) > o.clock.now) continue;
         // Lambda hands a batch to a warm, idle execution environment when there is one, and starts a
         // new one only when there is not: a container not yet started polls a moment after the warm ones.
-        await o.clock.sleep(warm ? pollDelay() : 1.5 * o.params.sqs.pollDelay + COLD_AFTER_WARM);
+        await o.clock.sleep(warm ? pollDelay(polls.uniform()) : pollDelay(1) + COLD_AFTER_WARM);
         continue;
       }
       const start = o.clock.now;

@@ -440,7 +440,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
       return html;
     },
   };
-  const charged = new Set<string>(); // the planner's phases whose CPU was charged
+  // When each planner phase began; its CPU is charged there, once.
   const phaseStarts: Partial<Record<PlanPhase['phase'], number>> = {};
   const ctx = {
     store,
@@ -453,8 +453,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     announceShards: p.lambda.announceShards,
     wakeWorkers,
     onPhase: (phase: PlanPhase) => {
-      if (phase.done !== 0 || charged.has(phase.phase)) return;
-      charged.add(phase.phase);
+      if (phase.done !== 0 || phaseStarts[phase.phase] !== undefined) return;
       phaseStarts[phase.phase] = clock.now;
       if (phase.phase === 'sample') chargeCpu(sampleCpu, 'sample');
       if (phase.phase === 'initialize') chargeCpu(initializeCpu, 'initialize');
@@ -468,9 +467,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
 
   let manifest: Manifest | undefined;
   let ended = false;
-  let tasksDone = 0;
   let plannerSeconds = 0;
-  let prefetchSeconds: number | null = null;
   const roundEnds: number[] = [];
   const workerInvocations: InvocationRecord[] = [];
   const aggregatorInvocations: InvocationRecord[] = [];
@@ -494,12 +491,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     // A container's shard cache holds what a real one would: its budget shrinks by the sample's weight.
     container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
     onInvocation: (record) => workerInvocations.push(record),
-    handle: async ([message], cache) => {
-      await handleTaskDelivery(workerCtx, message, 3, cache);
-      const kind = (JSON.parse(message.body) as { kind: string }).kind;
-      if (kind === 'task') tasksDone += 1; // not a prefetch or refit
-      else if (kind === 'prefetch') prefetchSeconds = Math.max(prefetchSeconds ?? 0, clock.now);
-    },
+    handle: ([message], cache) => handleTaskDelivery(workerCtx, message, 3, cache),
   });
   const aggregatorMapping = eventSourceMapping({
     fn: 'aggregator',
@@ -541,6 +533,9 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const reportAheadSeconds = cpuCharged.get('aggregator report ahead') ?? 0;
   const reportWarmupSeconds = cpuCharged.get('aggregator report warm-up') ?? 0;
   const roundSeconds = aggregatorMapping.stats.busySeconds - aggregatorMapping.stats.coldStarts * p.lambda.coldStart - reportSeconds - reportAheadSeconds - reportWarmupSeconds;
+  const timeline = timelineOf(p, { sampling: phaseStarts.sample ?? null, initializing: phaseStarts.initialize ?? null, end: plannerSeconds }, workerInvocations, aggregatorInvocations);
+  // Tasks (not prefetches, wakes or refits) are the rounds' worker invocations.
+  const tasksDone = timeline.rounds.reduce((n, r) => n + r.tasks.invocations, 0);
   return {
     rows,
     workers,
@@ -558,7 +553,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     tasks: tasksDone,
     rounds: { svi, batch: doc.trace.length - svi },
     roundEnds,
-    prefetchSeconds,
+    prefetchSeconds: timeline.prefetch?.end ?? null,
     aggregator: {
       invocations: aggregatorMapping.stats.invocations,
       busySeconds: aggregatorMapping.stats.busySeconds,
@@ -574,7 +569,7 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     elbo: modelled ? null : doc.elbo,
     ari: modelled ? null : ariOf(kernel, doc, manifest!, first),
     converged: doc.converged,
-    timeline: timelineOf(p, { sampling: phaseStarts.sample ?? null, initializing: phaseStarts.initialize ?? null, end: plannerSeconds }, workerInvocations, aggregatorInvocations),
+    timeline,
   };
 }
 

@@ -187,7 +187,7 @@ export function initializeWithRelevance<P>(
   let relevant = all;
   const fits: SelectionResult['fits'] = [];
   let best: (Omit<SelectionResult, 'fits'> & { elbo: number }) | undefined;
-  while (fits.length < MAX_SELECTION_FITS && !fits.some((f) => f.relevant.join() === relevant.join())) {
+  while (fits.length < MAX_SELECTION_FITS && !fitted(fits, relevant)) {
     const reduced: ModelSpec = { ...spec, D: relevant.length, covariateModel: relevant.length > 0 };
     const batch = selectCovariates(sample, D, relevant);
     options.onFit?.(fits.length + 1, relevant.length);
@@ -209,7 +209,7 @@ export function initializeWithRelevance<P>(
     // cluster every set gives the same model up to rounding, and the first (every covariate) stays.
     if (!best || acceptMove(best.elbo, elbo)) best = { relevant, spec: reduced, init, logBayesFactors: factors, elbo };
     relevant = factors.flatMap((b, j) => (b > 0 ? [j] : []));
-    if (fits.some((f) => f.relevant.join() === relevant.join())) relevant = forwardStep(best, fits);
+    if (fitted(fits, relevant)) relevant = forwardStep(best, fits);
   }
   const { elbo: _elbo, ...chosen } = best!;
   return { ...chosen, fits };
@@ -228,8 +228,11 @@ function forwardStep(best: { relevant: number[]; logBayesFactors: number[] }, fi
     if (!best.relevant.includes(j) && (add < 0 || b > best.logBayesFactors[add])) add = j;
   });
   const next = add < 0 ? best.relevant : [...best.relevant, add].sort((a, b) => a - b);
-  return fits.some((f) => f.relevant.join() === next.join()) ? best.relevant : next;
+  return fitted(fits, next) ? best.relevant : next;
 }
+
+/** Whether a fit with exactly these relevant covariates was made. */
+const fitted = (fits: SelectionResult['fits'], relevant: number[]) => fits.some((f) => f.relevant.join() === relevant.join());
 
 /** Relevance of each candidate column for posterior.json and the report. */
 export function relevanceOf(columns: string[], selection: Pick<SelectionResult, 'relevant' | 'logBayesFactors'>): CovariateRelevance[] {
