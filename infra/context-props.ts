@@ -12,6 +12,7 @@
  *   intermediatesRetentionDays number
  *   alarmTopicArn              ARN of an existing SNS topic
  *   removalPolicy              "retain" | "destroy"
+ *   sourceMaps                 true | false       e.g. -c sourceMaps=true
  *
  * Absent keys leave the stack's defaults. Range checks happen in the construct (resolveClusterwiseProps).
  */
@@ -44,6 +45,12 @@ export function propsFromContext(get: ContextLookup): ClusterwiseProps {
     if (typeof raw !== 'string') throw new InvalidContextError(key, `expected a string, got ${JSON.stringify(raw)}`);
     return raw.trim();
   };
+  const boolean = (key: string): boolean | undefined => {
+    const raw = get(key);
+    if (raw === undefined || typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === 'false') return raw === 'true';
+    throw new InvalidContextError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+  };
   const seconds = (key: string): Duration | undefined => {
     const value = number(key);
     return value === undefined ? undefined : Duration.seconds(value);
@@ -56,6 +63,7 @@ export function propsFromContext(get: ContextLookup): ClusterwiseProps {
     aggregatorTimeout: seconds('aggregatorTimeoutSeconds'),
     alarmTopicArn: string('alarmTopicArn'),
     workerScaling: string('workerScaling') as ClusterwiseProps['workerScaling'], // checked by the construct
+    sourceMaps: boolean('sourceMaps'),
   };
 
   const retentionDays = number('intermediatesRetentionDays');

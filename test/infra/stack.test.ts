@@ -217,6 +217,8 @@ describe('ClusterwiseStack (defaults)', () => {
       expect(fn.Properties.Environment.Variables.BUCKET_NAME).toEqual({ Ref: idOf(stack, stack.clusterwise.bucket) });
       expect(fn.Properties.Environment.Variables.UPDATES_QUEUE_URL).toEqual({ Ref: idOf(stack, stack.clusterwise.updates.queue) });
       expect(fn.Properties.LoggingConfig.LogGroup).toBeDefined();
+      // Source maps are opt-in (sourceMaps): parsing them costs every cold start.
+      expect(fn.Properties.Environment.Variables.NODE_OPTIONS).toBeUndefined();
     }
     template.hasResourceProperties('AWS::Lambda::Function', { FunctionName: Match.absent(), MemorySize: 2048, Timeout: 120 });
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
@@ -335,6 +337,13 @@ describe('ClusterwiseStack (props)', () => {
     small.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ProvisionedPollerConfig: { MinimumPollers: 2, MaximumPollers: 2 } });
   });
 
+  it('starts every role with --enable-source-maps when sourceMaps is on', () => {
+    const { template } = synth({ sourceMaps: true });
+    const functions = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: { POWERTOOLS_SERVICE_NAME: Match.anyValue() } } } })) as Resource[];
+    expect(functions).toHaveLength(4);
+    for (const fn of functions) expect(fn.Properties.Environment.Variables.NODE_OPTIONS).toBe('--enable-source-maps');
+  });
+
   it('sends every alarm to the alarm topic when one is given', () => {
     const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
     const topics = new Stack(app, 'Topics');
@@ -396,6 +405,7 @@ describe('propsFromContext', () => {
       alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops',
       removalPolicy: 'destroy',
       workerScaling: 'provisioned',
+      sourceMaps: 'true',
     });
     expect(props.workerMemoryMiB).toBe(4096);
     expect(props.workerConcurrency).toBe(50);
@@ -407,6 +417,8 @@ describe('propsFromContext', () => {
     expect(props.alarmTopicArn).toBe('arn:aws:sns:eu-west-1:123456789012:ops');
     expect(props.removalPolicy).toBe(RemovalPolicy.DESTROY);
     expect(props.workerScaling).toBe('provisioned');
+    expect(props.sourceMaps).toBe(true);
+    expect(from({ sourceMaps: false }).sourceMaps).toBe(false);
     expect(from({ scheduledDatasets: '["a","b"]' }).scheduledDatasets).toEqual(['a', 'b']);
     expect(from({ scheduledDatasets: ['a'] }).scheduledDatasets).toEqual(['a']);
   });
@@ -420,5 +432,6 @@ describe('propsFromContext', () => {
     expect(() => from({ refitSchedule: 'daily' })).toThrowError(/context refitSchedule: expected "rate\(…\)" or "cron\(…\)"/);
     expect(() => from({ removalPolicy: 'snapshot' })).toThrowError(/context removalPolicy/);
     expect(() => from({ scheduledDatasets: '[oops' })).toThrowError(/context scheduledDatasets: not valid JSON/);
+    expect(() => from({ sourceMaps: 'yes' })).toThrowError(/context sourceMaps: expected true or false/);
   });
 });
