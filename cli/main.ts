@@ -156,7 +156,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
     .action(async (posterior: string, csv: string, o) => {
       const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend, interval: o.interval, cluster: o.cluster === true });
-      if (result.skipped) console.error(`${csv}: ${result.skipped} rows could not be scored (missing or non-numeric values); their prediction cells are empty`);
+      if (result.skipped) console.error(unscoredSummary(csv, result.skipped, result.skippedExamples));
       const density = result.logDensity;
       if (density)
         console.error(
@@ -284,6 +284,14 @@ export function skippedSummary(skipped: number, used: number, examples: SkippedR
   const lines = [`${skipped} of ${skipped + used} rows skipped (${share}%)${examples.length ? ', e.g.' : ''}:`];
   for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
   if (skipped > show) lines.push(`  … (${Math.min(examples.length, 50)} listed in posterior.json and report.html)`);
+  return lines.join('\n');
+}
+
+/** Rows predict left unscored, for the terminal: how many, and the first few by file, line and column. */
+export function unscoredSummary(csv: string, skipped: number, examples: SkippedRow[], show = 5): string {
+  const lines = [`${csv}: ${skipped} ${skipped === 1 ? 'row' : 'rows'} could not be scored; their prediction cells are empty${examples.length ? ', e.g.' : ''}:`];
+  for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
+  if (skipped > show) lines.push(`  … and ${skipped - Math.min(show, examples.length)} more`);
   return lines.join('\n');
 }
 

@@ -122,7 +122,7 @@ describe('clusterwise predict', () => {
     const out = path.join(dir, 'scored.csv');
     const r = runCli(['predict', path.join(dir, 'posterior.json'), input, '--out', out]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('1 rows could not be scored');
+    expect(r.stderr).toContain(`${input}: 1 row could not be scored`);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines[0]).toBe('x1,x2,cluster,cluster_probability,prediction,prediction_sd');
     expect(lines).toHaveLength(6);
@@ -138,6 +138,8 @@ describe('clusterwise predict', () => {
     });
     expect(clusters.size).toBe(4);
     expect(lines[5]).toBe('0.5,abc,,,,');
+    // The unscored row is named by file, line and column.
+    expect(r.stderr).toContain(`${input}:6: column "x2": "abc" is not a number`);
   });
 
   it('names a posterior file that is missing', () => {
