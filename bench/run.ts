@@ -11,7 +11,9 @@
  *     sweeps, report) on a generated 100k-row, 10-covariate, 8-cluster CSV, against scikit-learn's
  *     BayesianGaussianMixture (20 components as our truncation, its defaults otherwise; on x, as it
  *     has no regression) on the same file in the same run, when Debian's python3 has sklearn.
- *     Target (issue 8): at most 1.5 s, and at least 10× faster than sklearn.
+ *     Target (issue 8): at most 1.5 s, and at least 10× faster than sklearn;
+ *  6. the Lambda roles' cold start as far as it is this repository's code: each role's bundle loaded
+ *     in fresh processes, with and without source maps, and the wasm kernel (bench/cold-start.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { availableParallelism, cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { largeRows } from '../examples/generate.js';
+import { benchColdStart, printColdStart } from './cold-start.js';
 import { benchCsv } from './csv.js';
 import { benchKernels } from './kernel.js';
 
@@ -144,3 +147,6 @@ if (spawnSync(python, ['-c', 'import sklearn'], { encoding: 'utf8' }).status ===
     );
   }
 } else console.log('   scikit-learn: not installed (apt-get install python3-sklearn)');
+
+console.log(`\n6. Cold start of the Lambda roles' code (issue 6; the simulator's lambda.coldStart and lambda.kernelLoad take these):`);
+printColdStart(await benchColdStart());

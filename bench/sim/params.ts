@@ -60,8 +60,21 @@ export const SimParams = z.strictObject({
       workerMemoryMb: z.number().int().min(128).max(10240).default(DEFAULT_WORKER_MEMORY_MIB),
       aggregatorMemoryMb: z.number().int().min(128).max(10240).default(AGGREGATOR_MEMORY_MIB),
       plannerMemoryMb: z.number().int().min(128).max(10240).default(PLANNER_MEMORY_MIB),
-      /** First invocation of a container: runtime start, bundle load, wasm kernel compile. */
-      coldStart: seconds.default(1.0),
+      /**
+       * First invocation of a container, until its handler runs: the platform's start of an
+       * execution environment (assumed 0.25 s; not measurable here) and the runtime's start and
+       * the bundle's load, 0.42–0.5 s on this machine (bench/cold-start.ts: node's own start and the
+       * import of a role's bundle, without source maps, the construct's default), ÷ cpuSpeed.
+       */
+      coldStart: seconds.default(0.8),
+      /**
+       * Loading the wasm kernel in a container (0.24 s on this machine, bench/cold-start.ts, ÷
+       * cpuSpeed). It starts when the container's first delivery arrives and only what needs the
+       * kernel waits for it (functions/runtime.ts containerKernel): a worker's task, the planner's
+       * initialization. Its CPU is not charged to what runs meanwhile: V8 compiles the module on
+       * background threads while the first delivery waits on S3 (a prefetch is mostly requests).
+       */
+      kernelLoad: seconds.default(0.3),
       /**
        * Speed of one Lambda vCPU (arm64 Graviton) relative to one core of this machine for this
        * code (single-threaded wasm). Lambda gives memory/1769 vCPUs: the calling thread uses at

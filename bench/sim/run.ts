@@ -471,10 +471,12 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
   const roundEnds: number[] = [];
   const workerInvocations: InvocationRecord[] = [];
   const aggregatorInvocations: InvocationRecord[] = [];
+  // A container's kernel, loading from its first delivery on (params.ts lambda.kernelLoad).
+  const loadingKernel = <K>(loaded: K): Promise<K> => clock.sleep(p.lambda.kernelLoad).then(() => loaded);
   void invocation.run({ fn: 'planner', cpu: startCpu }, async () => {
     // A refit's planner is invoked once (by the schedule, an upload or submit): a cold container.
     await clock.sleep(p.lambda.coldStart);
-    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId }, kernel);
+    manifest = await planRun(ctx, { dataset: DATASET, config, workers, runId }, loadingKernel(kernel));
     await payCpu(clock);
     plannerSeconds = clock.now;
   });
@@ -489,9 +491,12 @@ export async function simulate(request: SimRequest): Promise<SimResult> {
     batchSize: 1,
     enabledAt: workerRamp(p),
     // A container's shard cache holds what a real one would: its budget shrinks by the sample's weight.
-    container: () => new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
+    container: () => ({
+      cache: new WorkerCache(Math.round((p.lambda.workerMemoryMb * MIB * 0.375) / sampleWeight), codec),
+      kernel: loadingKernel(workerCtx.kernel),
+    }),
     onInvocation: (record) => workerInvocations.push(record),
-    handle: ([message], cache) => handleTaskDelivery(workerCtx, message, 3, cache),
+    handle: ([message], container) => handleTaskDelivery({ ...workerCtx, kernel: container.kernel }, message, 3, container.cache),
   });
   const aggregatorMapping = eventSourceMapping({
     fn: 'aggregator',

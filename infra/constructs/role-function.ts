@@ -32,6 +32,22 @@ const BANNER = [
   'const __cwDirname = __cwPathDirname(__cwFilename);',
 ].join(' ');
 
+/**
+ * How every role is bundled (esbuild options, as NodejsFunction passes them on). bench/cold-start.ts
+ * builds the same bundles to time their load.
+ */
+export const BUNDLING = {
+  format: 'esm',
+  mainFields: ['module', 'main'],
+  banner: BANNER,
+  define: { __dirname: '__cwDirname', __filename: '__cwFilename' },
+  minify: true,
+  target: ESBUILD_TARGET,
+  // The runtime ships AWS SDK v3; tfjs-node is an optional native speed-up for local runs
+  // (x64 binaries, far too large) and is never shipped: the kernel falls back to wasm.
+  externalModules: ['@aws-sdk/*', '@tensorflow/tfjs-node'],
+} as const;
+
 export interface RoleFunctionProps {
   /** Which role; names the entry `functions/<role>.ts` and the Powertools service. */
   readonly role: PipelineRole;
@@ -97,17 +113,13 @@ export class RoleFunction extends Construct {
         ...(sourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
       },
       bundling: {
+        ...BUNDLING,
         format: OutputFormat.ESM,
-        mainFields: ['module', 'main'],
-        banner: BANNER,
-        define: { __dirname: '__cwDirname', __filename: '__cwFilename' },
-        minify: true,
+        mainFields: [...BUNDLING.mainFields],
+        define: { ...BUNDLING.define },
+        externalModules: [...BUNDLING.externalModules],
         sourceMap: sourceMaps,
-        target: ESBUILD_TARGET,
         forceDockerBundling: false,
-        // The runtime ships AWS SDK v3; tfjs-node is an optional native speed-up for local runs
-        // (x64 binaries, far too large) and is never shipped: the kernel falls back to wasm.
-        externalModules: ['@aws-sdk/*', '@tensorflow/tfjs-node'],
         commandHooks: {
           beforeBundling: () => [],
           beforeInstall: () => [],
