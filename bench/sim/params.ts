@@ -71,8 +71,9 @@ export const SimParams = z.strictObject({
        * Loading the wasm kernel in a container (0.24 s on this machine, bench/cold-start.ts, ÷
        * cpuSpeed). It starts when the container's first delivery arrives and only what needs the
        * kernel waits for it (functions/runtime.ts containerKernel): a worker's task, the planner's
-       * initialization. Its CPU is not charged to what runs meanwhile: V8 compiles the module on
-       * background threads while the first delivery waits on S3 (a prefetch is mostly requests).
+       * initialization. Its CPU is not charged to what runs meanwhile: about half of it is V8
+       * compiling on background threads, and the main thread's half (0.17 s here) falls in the
+       * waits on S3 of what runs meanwhile (a prefetch is about 70% requests).
        */
       kernelLoad: seconds.default(0.3),
       /**
