@@ -8,11 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig, parseConfigLayers, type Delimiter } from '../lib/config.js';
 import { ClusterwiseError } from '../lib/errors.js';
 import { formatSkipped, type SkippedRow } from '../lib/data/csv.js';
+import { BACKENDS } from '../lib/kernel/backend.js';
 import { fitLocal } from '../lib/local/runner.js';
 import { FAMILY_NAMES } from '../lib/model/families/index.js';
 import { ownRegressionColumns, type PosteriorDocument } from '../lib/model/summary.js';
 import { joinAssignments } from './assignments.js';
-import { lockOutput } from './out-lock.js';
+import { lockOutput } from '../lib/local/out-lock.js';
+import { MAX_THREADS } from '../lib/local/threads.js';
 import { predictFile } from './predict.js';
 import { progressPrinter, seconds } from './progress.js';
 
@@ -28,11 +30,9 @@ const delimiter = (value: string): Delimiter => {
   if (d === undefined) throw new InvalidArgumentError(`--delimiter must be one of , ; tab | (or comma, semicolon, pipe), got "${value}"`);
   return d;
 };
-/** More threads than this only add memory: each holds its shards and a kernel. */
-const MAX_WORKERS = 2 * availableParallelism();
 const workers = (value: string) => {
   const n = wholeNumber('--workers')(value);
-  if (n > MAX_WORKERS) throw new InvalidArgumentError(`--workers must be at most ${MAX_WORKERS} (2 × the ${availableParallelism()} cores here), got ${n}`);
+  if (n > MAX_THREADS) throw new InvalidArgumentError(`--workers must be at most ${MAX_THREADS} (2 × the ${availableParallelism()} cores here), got ${n}`);
   return n;
 };
 /** A probability strictly between 0 and 1, written as a decimal (0.9, .95). */
@@ -42,7 +42,7 @@ const probability = (name: string) => (value: string) => {
     throw new InvalidArgumentError(`${name} must be a probability strictly between 0 and 1 written as a decimal (e.g. 0.9), got "${value}"`);
   return p;
 };
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'reference'];
+const BACKEND_CHOICES = ['auto', ...BACKENDS];
 
 /** The defaults of the one config schema, for the help text. */
 const DEFAULTS = parseConfig({ target: '-' });
@@ -83,8 +83,8 @@ export function buildProgram(): Command {
     .option('--delimiter <char>', 'field separator: , ; tab | (default: detected from the header line)', delimiter)
     .option('--out <dir>', 'output folder', 'clusterwise-out')
     .option('--seed <n>', `random seed (default: ${DEFAULTS.seed})`, wholeNumber('--seed'))
-    .option('--workers <n>', `worker threads, 0 runs inline, at most ${MAX_WORKERS} (default: one per core from 16 MiB of data, else inline)`, workers)
-    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
+    .option('--workers <n>', `worker threads, 0 runs inline, at most ${MAX_THREADS} (default: one per core from 16 MiB of data, else inline)`, workers)
+    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKEND_CHOICES).default('auto'))
     .option('--assign', 'also write per-row assignments (file, line, cluster, probability) to OUT/assignments.csv')
     .option('--config <file>', 'a model.json with further settings (target, columns, priors, schedule); flags win')
     .action(async (files: string[], o) => {
@@ -152,8 +152,8 @@ export function buildProgram(): Command {
     .option('--out <file>', 'write here instead of standard output')
     .option('--interval <p>', 'add prediction_lo, prediction_hi: the central interval of probability p of the predictive distribution, e.g. 0.9 (gaussian)', probability('--interval'))
     .option('--cluster', 'cluster and cluster_probability from p(z | x, y) on rows with the target (flexmix\'s clusters(newdata)); without it, from p(z | x)')
-    .option('--workers <n>', `worker threads, 0 scores in this thread, at most ${MAX_WORKERS} (default: one per core from 16 MiB of data)`, workers)
-    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('auto'))
+    .option('--workers <n>', `worker threads, 0 scores in this thread, at most ${MAX_THREADS} (default: one per core from 16 MiB of data)`, workers)
+    .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKEND_CHOICES).default('auto'))
     .action(async (posterior: string, csv: string, o) => {
       const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend, interval: o.interval, cluster: o.cluster === true });
       if (result.skipped) console.error(unscoredSummary(csv, result.skipped, result.skippedExamples));
@@ -181,7 +181,7 @@ export function buildProgram(): Command {
       .argument('<dataset>', 'dataset name')
       .option('--config <file>', 'settings over datasets/<dataset>/model.json')
       .option('--request <id>', 'names this submission: after a failure, submit again with the same id to resume what it left (default: a new id, printed first)')
-      .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(BACKENDS).default('auto')),
+      .addOption(new Option('--backend <name>', 'kernel backend for the initialization').choices(BACKEND_CHOICES).default('auto')),
   ).action(async (dataset: string, o) => {
     const { submit } = await import('./aws.js');
     const overrides = o.config ? await readConfigFile(o.config) : {};

@@ -13,15 +13,17 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
-import { parseConfig, type ModelConfigInput } from './config.js';
+import { ConfigError, parseConfig, type ModelConfigInput } from './config.js';
 import { parseHeader, parseRows, type SelectedColumn } from './data/csv.js';
-import { DataError } from './data/errors.js';
-import type { BackendName } from './kernel/backend.js';
+import { DataError, fileNotFound } from './data/errors.js';
+import { BACKENDS, type BackendName } from './kernel/backend.js';
+import { lockOutput } from './local/out-lock.js';
 import { fitLocal } from './local/runner.js';
-import { checkPredictOptions, Predictor } from './model/predict.js';
+import { MAX_THREADS } from './local/threads.js';
+import { checkPredictOptions, Predictor, readPosterior } from './model/predict.js';
 import type { Progress } from './pipeline/run.js';
 import { batchOfRows, type Row } from './rows.js';
-import { asDocument, PosteriorSchema, POSTERIOR_FORMAT, type Posterior } from './schemas.js';
+import { asDocument, PosteriorSchema, type Posterior } from './schemas.js';
 
 export type { Row } from './rows.js';
 export type { Posterior } from './schemas.js';
@@ -41,9 +43,12 @@ export type Data = string | readonly string[] | Iterable<Row> | AsyncIterable<Ro
 export interface FitOptions extends Omit<ModelConfigInput, 'target'> {
   /** The response column. */
   readonly target: string;
-  /** Keep posterior.json, report.html (and assignments.csv) here. @default a temporary folder, removed */
+  /**
+   * Keep posterior.json, report.html (and assignments.csv) here; one fit at a time per folder
+   * (OutputLockedError otherwise, as for `clusterwise fit --out`). @default a temporary folder, removed
+   */
   readonly outDir?: string;
-  /** Worker threads; 0 runs in this thread. @default one per core */
+  /** Worker threads, 0 (this thread) to MAX_THREADS (2 × the cores). @default one per core from 16 MiB of data, else 0 */
   readonly workers?: number;
   /** Kernel backend. @default "auto" */
   readonly backend?: BackendName | 'auto';
@@ -106,10 +111,18 @@ async function writeCsv(file: string, data: Iterable<Row> | AsyncIterable<Row> |
   }
 }
 
-/** Fits a mixture of regressions to CSV files or rows in memory. */
+/**
+ * Fits a mixture of regressions to CSV files or rows in memory. The `delimiter` setting is for CSV
+ * files: rows in memory are written to the temporary CSV, and read back, with commas.
+ */
 export async function fit(data: Data, options: FitOptions): Promise<FitResult> {
   const { outDir, workers, backend, onProgress, ...settings } = options;
-  const config = parseConfig(settings, 'fit options');
+  const config = parseConfig(isPaths(data) ? settings : { ...settings, delimiter: ',' }, 'fit options');
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0 && workers <= MAX_THREADS))
+    throw new ConfigError(`fit options: workers: must be a whole number from 0 to ${MAX_THREADS} (2 × the cores here), got ${JSON.stringify(workers)}`);
+  if (backend !== undefined && backend !== 'auto' && !BACKENDS.includes(backend))
+    throw new ConfigError(`fit options: backend: must be auto, ${BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
+  const release = outDir === undefined ? undefined : await lockOutput(outDir);
   const scratch = await mkdtemp(path.join(tmpdir(), 'clusterwise-'));
   try {
     let files: string[];
@@ -127,6 +140,7 @@ export async function fit(data: Data, options: FitOptions): Promise<FitResult> {
     };
   } finally {
     await rm(scratch, { recursive: true, force: true });
+    await release?.();
   }
 }
 
@@ -157,16 +171,21 @@ export interface PredictOptions {
   interval?: number;
 }
 
-/** Reads posterior.json (or takes the object) and checks it against its schema. */
+/**
+ * Reads posterior.json (or takes the object) and checks it as `clusterwise predict` does
+ * (model/predict.ts readPosterior): its schema, and that its parts agree with each other, so an
+ * edited or damaged posterior is an error naming the file, never a different prediction.
+ */
 async function posteriorOf(source: Posterior | string): Promise<Posterior> {
-  const value: unknown = typeof source === 'string' ? JSON.parse(await readFile(source, 'utf8')) : source;
-  const parsed = PosteriorSchema.safeParse(value);
-  if (!parsed.success) {
-    const where = typeof source === 'string' ? source : 'posterior';
-    const problem = parsed.error.issues[0];
-    throw new DataError(`not a ${POSTERIOR_FORMAT} document: ${problem.path.join('.') || '(root)'}: ${problem.message}`, { file: where });
-  }
-  return parsed.data;
+  const file = typeof source === 'string' ? source : 'posterior';
+  const text =
+    typeof source === 'string'
+      ? await readFile(source, 'utf8').catch((error: unknown) => {
+          throw (error as NodeJS.ErrnoException).code === 'ENOENT' ? fileNotFound(source, error) : error;
+        })
+      : JSON.stringify(source);
+  readPosterior(text, file);
+  return PosteriorSchema.parse(JSON.parse(text));
 }
 
 /** The rows of a CSV file as records of the columns the model needs. */

@@ -11,7 +11,7 @@ import { asDocument, type Posterior } from './schemas.js';
 import { derive } from './model/posterior.js';
 import { familyOf } from './model/families/index.js';
 import { DataError } from './data/errors.js';
-import { isMissingText } from './data/csv.js';
+import { isMissingText, MAX_MAGNITUDE } from './data/csv.js';
 import { MISSING_CODE } from './model/covariates/categorical.js';
 
 /** A row as a record: column name → value. Numbers, numeric strings, and for a 0/1 target booleans. */
@@ -24,15 +24,15 @@ export type Row = Readonly<Record<string, unknown>>;
  */
 export const MAX_PLOTTED_ROWS = 1000;
 
-/** A cell as a number, or NaN when it cannot be used (missing, blank, not a number). */
+/**
+ * A cell as a number, or NaN when it cannot be used: missing, blank, not a number, or at or beyond
+ * ±MAX_MAGNITUDE, whose squares overflow (the rule of a CSV cell, lib/data/csv.ts).
+ */
 function numberOf(value: unknown, binary: boolean): number {
-  if (typeof value === 'number') return value;
   if (typeof value === 'boolean' && binary) return value ? 1 : 0;
-  if (typeof value === 'string' && value.trim() !== '') {
-    if (binary && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true' ? 1 : 0;
-    return Number(value);
-  }
-  return NaN;
+  if (typeof value === 'string' && binary && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true' ? 1 : 0;
+  const number = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  return Math.abs(number) < MAX_MAGNITUDE ? number : NaN;
 }
 
 export interface RowBatch {

@@ -147,6 +147,19 @@ describe('clusterwise predict', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('nope/posterior.json: file not found');
   });
+
+  // @tensorflow/tfjs-node is an optional dependency whose install downloads libtensorflow: absent here.
+  it.skipIf(existsSync('node_modules/@tensorflow/tfjs-node'))('a kernel backend that cannot load fails fit and predict with its reason, once, and predict writes nothing', () => {
+    const dir = tempDir();
+    const failed = runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', dir, '--workers', '0', '--backend', 'tensorflow']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("clusterwise: kernel backend 'tensorflow' is unavailable");
+    expect(runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', dir, '--workers', '0']).code).toBe(0);
+    const r = runCli(['predict', path.join(dir, 'posterior.json'), 'examples/forum.csv', '--backend', 'tensorflow']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^clusterwise: kernel backend 'tensorflow' is unavailable/)]);
+  });
 });
 
 describe('clusterwise fit over several files', () => {

@@ -27,7 +27,7 @@ import type { Kernel } from './types.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu' | 'reference';
 
-const BACKENDS: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu', 'reference'];
+export const BACKENDS: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu', 'reference'];
 const AUTO_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu', 'reference'];
 
 /** Not a literal, so neither TypeScript nor a bundler tries to resolve the optional package. */

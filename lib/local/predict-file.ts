@@ -105,11 +105,9 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
     Math.ceil(dataBytes / chunkBytes),
   );
 
-  const headerLine = Buffer.from((await store.getRange(localDataKey(absolute), 0, header.dataStart))).toString('utf8');
-  await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
-
   // With two or more threads the main thread is one of them: it scores a chunk whenever every
-  // worker already has two, so one fewer thread (and its copy of TensorFlow.js) is started.
+  // worker already has two, so one fewer thread (and its copy of TensorFlow.js) is started. The
+  // scorers start before anything is written: a kernel that cannot load leaves no output behind.
   const scorer = threads > 1 ? await startThreads(threads - 1, init, await scorerFor(init)) : threads === 1 ? await startThreads(1, init) : await inlineScorer(init);
   const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { column: doc.state.plan.target, total: 0, rows: 0 } } : {}) };
   const inFlight: Promise<ScoredChunk>[] = [];
@@ -127,6 +125,8 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
     await write(options.out, scored.out);
   };
   try {
+    const headerLine = Buffer.from(await store.getRange(localDataKey(absolute), 0, header.dataStart)).toString('utf8');
+    await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
     for await (const chunk of readRecordChunks(absolute, { dataStart: header.dataStart, header: header.columns, delimiter: header.delimiter, chunkBytes })) {
       inFlight.push(scorer.score(chunk));
       // Four chunks per thread: the main thread, scoring too, may run that far ahead of a worker's
@@ -186,8 +186,13 @@ async function startThreads(count: number, init: PredictWorkerInit, inline?: (by
         maxYoungGenerationSizeMb: 8,
       });
       await new Promise<void>((resolve, reject) => {
-        worker.on('message', (m: ScoreReply | { ready: true }) => {
+        worker.on('message', (m: ScoreReply | { ready: true } | { failed: string }) => {
           if ('ready' in m) return resolve();
+          if ('failed' in m) {
+            const error = new Error(m.failed);
+            reject(error);
+            return fail(error);
+          }
           const pending = waiting.get(m.id)!;
           waiting.delete(m.id);
           if ('error' in m) pending.reject(new Error(m.error));

@@ -4,7 +4,14 @@ import { scorerFor, type PredictWorkerInit, type ScoreRequest, type ScoreReply }
 
 const init = workerData as PredictWorkerInit;
 const port = parentPort!;
-const score = await scorerFor(init);
+let score: Awaited<ReturnType<typeof scorerFor>>;
+try {
+  score = await scorerFor(init);
+} catch (error) {
+  // Told to the main thread, which reports it once (a kernel backend that cannot load, say).
+  port.postMessage({ failed: error instanceof Error ? error.message : String(error) });
+  process.exit(1);
+}
 port.on('message', (request: ScoreRequest) => {
   let reply: ScoreReply;
   try {

@@ -79,8 +79,10 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   );
   const updates = withLargePayloads(new MemoryQueue({ name: 'updates.fifo', fifo: true, visibilityTimeoutSeconds: 900 }), store, offload);
   const backend = options.backend ?? 'auto';
-  // Loaded while planning lists and samples the data; planning needs it first to initialize.
+  // Loaded while planning lists and samples the data; planning needs it first to initialize. A
+  // backend that cannot load fails the fit where it is awaited, not the process meanwhile.
   const kernelLoading = loadKernel(backend);
+  kernelLoading.catch(() => {});
 
   let progress: Progress | undefined;
   /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */

@@ -9,6 +9,9 @@ import type { ShardPlan } from '../pipeline/run.js';
  */
 const THREADS_FROM_BYTES = 16 * 1024 * 1024;
 
+/** The most worker threads a fit or predict takes: more only add memory (each holds its shards and a kernel). */
+export const MAX_THREADS = 2 * availableParallelism();
+
 /** Worker threads for `dataBytes` of CSV when the user did not say: one per core, none for small data. */
 export function defaultThreads(dataBytes: number): number {
   return dataBytes < THREADS_FROM_BYTES ? 0 : availableParallelism();

@@ -25,6 +25,7 @@ import { ModelConfigSchema } from '../config.js';
 import { CategoricalPlanSchema, SelectedColumnSchema } from '../schemas.js';
 import { Scratch } from '../data/scratch.js';
 import { ClusterwiseError } from '../errors.js';
+import { DataError } from '../data/errors.js';
 import type { Batch } from '../kernel/types.js';
 import type { Predictive } from './families/family.js';
 import { activateBackend, type TfjsBackendName } from '../kernel/tfjs.js';
@@ -117,10 +118,10 @@ const PosteriorForPredict = z.object({
   }),
 });
 
-/** A posterior.json that cannot be used; the message names the file. */
-export class PosteriorFileError extends ClusterwiseError {
+/** A posterior.json that cannot be used (a DataError about that file); the message names the file. */
+export class PosteriorFileError extends DataError {
   constructor(file: string, problem: string, options?: { cause?: unknown }) {
-    super(`${file}: ${problem}`, options);
+    super(problem, { file }, options);
     this.name = 'PosteriorFileError';
   }
 }

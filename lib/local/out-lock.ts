@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ClusterwiseError } from '../lib/errors.js';
+import { ClusterwiseError } from '../errors.js';
 
 /** Another fit writes to the same folder; trying again once it ended may pass. */
 export class OutputLockedError extends ClusterwiseError {
