@@ -148,6 +148,32 @@ describe('clusterwise predict', () => {
     expect(r.stderr).toContain('nope/posterior.json: file not found');
   });
 
+  it('never overwrites its input, and names an --out it cannot write, leaving an existing one as it was', () => {
+    const dir = tempDir();
+    expect(runCli(['fit', 'examples/forum.csv', '--target', 'y', '--out', dir, '--workers', '0']).code).toBe(0);
+    const posterior = path.join(dir, 'posterior.json');
+    const input = path.join(dir, 'rows.csv');
+    const rows = readFileSync('examples/forum.csv', 'utf8');
+    writeFileSync(input, rows);
+    const same = runCli(['predict', posterior, input, '--out', input]);
+    expect(same.code).toBe(1);
+    expect(same.stderr).toContain(`${input}: --out is the input ${input}`);
+    expect(readFileSync(input, 'utf8')).toBe(rows);
+    const missingFolder = path.join(dir, 'no', 'such', 'out.csv');
+    const unwritable = runCli(['predict', posterior, input, '--out', missingFolder]);
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.stderr.trim()).toBe(`clusterwise: ${missingFolder}: cannot write the predictions: ENOENT`);
+    expect(runCli(['predict', posterior, input, '--out', dir]).stderr).toContain(`${dir}: --out is a folder`);
+    // A run that fails (a column missing) leaves the previous output whole.
+    const out = path.join(dir, 'scored.csv');
+    expect(runCli(['predict', posterior, input, '--out', out]).code).toBe(0);
+    const before = readFileSync(out, 'utf8');
+    const x1Only = path.join(dir, 'x1.csv');
+    writeFileSync(x1Only, 'x1\n1\n');
+    expect(runCli(['predict', posterior, x1Only, '--out', out]).code).toBe(1);
+    expect(readFileSync(out, 'utf8')).toBe(before);
+  });
+
   // @tensorflow/tfjs-node is an optional dependency whose install downloads libtensorflow: absent here.
   it.skipIf(existsSync('node_modules/@tensorflow/tfjs-node'))('a kernel backend that cannot load fails fit and predict with its reason, once, and predict writes nothing', () => {
     const dir = tempDir();
