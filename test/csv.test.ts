@@ -70,6 +70,13 @@ describe('DataError', () => {
 });
 
 describe('parseHeader', () => {
+  it('does not split a quoted name by another delimiter, and refuses old-Mac lone-CR line endings', () => {
+    expect(parseHeader(encode('x1,x2,y,"note;a;b;c;d"\n1,2,3,n\n'), 'd.csv')).toMatchObject({ columns: ['x1', 'x2', 'y', 'note;a;b;c;d'], delimiter: ',' });
+    expect(parseHeader(encode('x1;x2;y\n1;2;3\n'), 'd.csv').delimiter).toBe(';');
+    expect(() => parseHeader(encode('x,y\r1,2\r3,4\r'), 'mac.csv')).toThrowError('mac.csv:1: a line ends with a lone carriage return');
+    expect(parseHeader(encode('"a\rb",c\r\n1,2\r\n'), 'd.csv').columns).toEqual(['a\rb', 'c']);
+  });
+
   it('reads names and the offset of the first data line', () => {
     expect(parseHeader(encode('a,b,c\n1,2,3\n'), 'd.csv')).toEqual({ columns: ['a', 'b', 'c'], dataStart: 6, delimiter: ',' });
   });

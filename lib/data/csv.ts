@@ -87,13 +87,21 @@ export function parseHeader(bytes: Uint8Array, file: string, delimiter?: Delimit
   const newline = bytes.indexOf(LF, begin);
   const lineEnd = newline < 0 ? bytes.length : newline;
   const contentEnd = lineEnd > begin && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+  // A lone CR ends lines only in old-Mac files, which are not read (a record ends at LF): without
+  // this, such a file would be one header line holding every row.
+  const loneCr = bytes.subarray(begin, contentEnd).indexOf(CR);
+  if (loneCr >= 0 && !insideQuotes(bytes, begin, begin + loneCr))
+    throw new DataError('a line ends with a lone carriage return (old-Mac line endings); convert the file to LF or CRLF line endings', { file, line: 1 });
   let best: { spans: FieldSpan[] | SplitFailure; delimiter: Delimiter } | undefined;
   for (const candidate of delimiter === undefined ? DELIMITERS : [delimiter]) {
     const spans = splitLine(bytes, begin, contentEnd, candidate.charCodeAt(0));
     // Another delimiter must give more fields than the first (a header that fails to split with
-    // a comma, an unterminated quote say, is reported as such, not read as one ;-field).
+    // a comma, an unterminated quote say, is reported as such, not read as one ;-field), and must
+    // not split a quoted name (`x,"note;a"` is two comma fields, not two ; fields with stray quotes).
     const fields = (x: FieldSpan[] | SplitFailure) => (Array.isArray(x) ? x.length : 1);
-    if (!best || (Array.isArray(spans) && fields(spans) > fields(best.spans))) best = { spans, delimiter: candidate };
+    const clean = (x: FieldSpan[] | SplitFailure) => Array.isArray(x) && x.every((span) => span.quoted || bytes.subarray(span.start, span.end).indexOf(QUOTE) < 0);
+    if (!best || (Array.isArray(spans) && (clean(spans) ? !clean(best.spans) || fields(spans) > fields(best.spans) : !clean(best.spans) && fields(spans) > fields(best.spans))))
+      best = { spans, delimiter: candidate };
   }
   const { spans } = best!;
   if (!Array.isArray(spans)) {
@@ -897,6 +905,13 @@ function splitLine(bytes: Uint8Array, start: number, end: number, delimiter: num
     if (pos >= end) return spans;
     pos++; // the delimiter
   }
+}
+
+/** Whether `at` lies inside a quoted stretch of the line from `start` (an odd number of '"' before it). */
+function insideQuotes(bytes: Uint8Array, start: number, at: number): boolean {
+  let quotes = 0;
+  for (let i = start; i < at; i++) if (bytes[i] === QUOTE) quotes++;
+  return quotes % 2 === 1;
 }
 
 /** Position of the '"' closing a quoted field whose content starts at `pos`, or -1. */
