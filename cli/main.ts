@@ -282,15 +282,18 @@ function likelyLevels(c: PosteriorDocument['components'][number]): string[] {
 export function skippedSummary(skipped: number, used: number, examples: SkippedRow[], show = 5): string {
   const share = ((100 * skipped) / Math.max(1, skipped + used)).toPrecision(2);
   const lines = [`${skipped} of ${skipped + used} rows skipped (${share}%)${examples.length ? ', e.g.' : ''}:`];
-  for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
+  lines.push(...cited(examples, show));
   if (skipped > show) lines.push(`  … (${Math.min(examples.length, 50)} listed in posterior.json and report.html)`);
   return lines.join('\n');
 }
 
+/** The first `show` skipped rows, one indented line each (file:line: column: why). */
+const cited = (examples: SkippedRow[], show: number) => examples.slice(0, show).map((example) => `  ${formatSkipped(example)}`);
+
 /** Rows predict left unscored, for the terminal: how many, and the first few by file, line and column. */
 export function unscoredSummary(csv: string, skipped: number, examples: SkippedRow[], show = 5): string {
   const lines = [`${csv}: ${skipped} ${skipped === 1 ? 'row' : 'rows'} could not be scored; their prediction cells are empty${examples.length ? ', e.g.' : ''}:`];
-  for (const example of examples.slice(0, show)) lines.push(`  ${formatSkipped(example)}`);
+  lines.push(...cited(examples, show));
   if (skipped > show) lines.push(`  … and ${skipped - Math.min(show, examples.length)} more`);
   return lines.join('\n');
 }

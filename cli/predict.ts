@@ -1,5 +1,5 @@
 /** `clusterwise predict`: score new rows with a fitted posterior; every input record comes out again. */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type Stats } from 'node:fs';
 import { readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -30,7 +30,7 @@ export async function predictFile(
   const target = options.out;
   const existing = await stat(target).catch(() => undefined);
   if (existing?.isDirectory()) throw new DataError('--out is a folder; name a file', { file: target });
-  await refuseInputAsOutput(target, [csvPath, posteriorPath]);
+  if (existing?.isFile()) await refuseInputAsOutput(target, existing, [csvPath, posteriorPath]);
   // A file is written beside the target and renamed over it at the end, so a run that fails leaves
   // an existing --out as it was; a device or a pipe (/dev/stdout, a FIFO) is written to directly.
   const direct = existing !== undefined && !existing.isFile();
@@ -55,10 +55,8 @@ export async function predictFile(
   }
 }
 
-/** --out naming the CSV being scored (or the posterior) would overwrite what is being read. */
-async function refuseInputAsOutput(out: string, inputs: string[]): Promise<void> {
-  const target = await stat(out).catch(() => undefined);
-  if (!target?.isFile()) return;
+/** --out naming the CSV being scored (or the posterior), an existing file, would overwrite what is being read. */
+async function refuseInputAsOutput(out: string, target: Stats, inputs: string[]): Promise<void> {
   for (const input of inputs) {
     const source = await stat(input).catch(() => undefined);
     if (source && source.dev === target.dev && source.ino === target.ino)

@@ -185,7 +185,7 @@ async function posteriorOf(source: Posterior | string): Promise<Posterior> {
         })
       : JSON.stringify(source);
   readPosterior(text, file);
-  return PosteriorSchema.parse(JSON.parse(text));
+  return PosteriorSchema.parse(typeof source === 'string' ? JSON.parse(text) : source);
 }
 
 /** The rows of a CSV file as records of the columns the model needs. */

@@ -100,8 +100,8 @@ export function parseHeader(bytes: Uint8Array, file: string, delimiter?: Delimit
     // not split a quoted name (`x,"note;a"` is two comma fields, not two ; fields with stray quotes).
     const fields = (x: FieldSpan[] | SplitFailure) => (Array.isArray(x) ? x.length : 1);
     const clean = (x: FieldSpan[] | SplitFailure) => Array.isArray(x) && x.every((span) => span.quoted || bytes.subarray(span.start, span.end).indexOf(QUOTE) < 0);
-    if (!best || (Array.isArray(spans) && (clean(spans) ? !clean(best.spans) || fields(spans) > fields(best.spans) : !clean(best.spans) && fields(spans) > fields(best.spans))))
-      best = { spans, delimiter: candidate };
+    const better = (a: FieldSpan[] | SplitFailure, b: FieldSpan[] | SplitFailure) => (clean(a) !== clean(b) ? clean(a) : fields(a) > fields(b));
+    if (!best || (Array.isArray(spans) && better(spans, best.spans))) best = { spans, delimiter: candidate };
   }
   const { spans } = best!;
   if (!Array.isArray(spans)) {
