@@ -449,9 +449,9 @@ export async function runTask(ctx: WorkerContext, task: TaskMessage, cache = def
  * The reduce's two levels. Each writer lists what its level holds after its own write; S3 lists
  * are strongly consistent, so at least the last writer sees the level complete. Of those that see
  * it complete, one claims the next step with a conditional put (If-None-Match) and does it; a
- * claimer that crashes is redelivered as the same task and finds its own claim. Where conditions
- * are not enforced (the emulator), several may do it: they form the same sum, in task order, and
- * the round completes once by its id.
+ * claimer that crashes is redelivered as the same task and finds its own claim. On a store that
+ * ignored conditions (the bare test emulator) several would do it: they form the same sum, in
+ * task order, and the round completes once by its id; only the extra reads are lost.
  */
 async function reduceGroup(ctx: WorkerContext, task: TaskMessage, group: number): Promise<void> {
   const { dataset, runId, round } = task;

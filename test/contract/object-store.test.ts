@@ -1,6 +1,8 @@
 /**
  * Runs the ObjectStore contract against MemoryObjectStore, FolderObjectStore (in a temporary
- * folder) and S3ObjectStore over HTTP against the fauxqs emulator; then checks a few things
+ * folder) and S3ObjectStore over HTTP against the fauxqs emulator, bare (its gaps asserted) and
+ * behind the conditions proxy the other emulator tests use (test/support/conditions-proxy.ts),
+ * where S3ObjectStore's conditional puts get S3's answers over the wire; then checks a few things
  * specific to one implementation, and the emulator gaps that affect S3ObjectStore.
  */
 import { mkdtemp, readdir, rm, writeFile, mkdir, symlink } from 'node:fs/promises';
@@ -16,12 +18,17 @@ import { objectStoreContract } from './object-store.contract.js';
 
 const FAUXQS_CONDITIONS_NOTE = 'fauxqs 1.9.2 ignores If-Match / If-None-Match on PutObject (always overwrites)';
 
+/** The bare emulator, for its gaps. */
 let emulator: Emulator;
+/** The emulator behind the conditions proxy, as the end-to-end tests use it. */
+let conditional: Emulator;
 beforeAll(async () => {
-  emulator = await startEmulator();
+  emulator = await startEmulator({ conditionalWrites: false });
+  conditional = await startEmulator();
 });
 afterAll(async () => {
   await emulator?.stop();
+  await conditional?.stop();
 });
 
 async function tempFolder(): Promise<string> {
@@ -52,13 +59,22 @@ objectStoreContract("FolderObjectStore (etags: 'stat', durable: false)", async (
   };
 });
 
-objectStoreContract('S3ObjectStore (fauxqs emulator)', async () => {
+objectStoreContract('S3ObjectStore (bare fauxqs emulator)', async () => {
   const bucket = await createBucket(emulator.s3, uniqueName('store'));
   return {
     store: new S3ObjectStore({ client: emulator.s3, bucket }),
     enforcesConditions: false,
     conditionsNote: FAUXQS_CONDITIONS_NOTE,
     cleanup: async () => emulator.server.emptyBucket(bucket),
+  };
+});
+
+objectStoreContract('S3ObjectStore (fauxqs emulator behind the conditions proxy)', async () => {
+  const bucket = await createBucket(conditional.s3, uniqueName('cond'));
+  return {
+    store: new S3ObjectStore({ client: conditional.s3, bucket }),
+    enforcesConditions: true,
+    cleanup: async () => conditional.server.emptyBucket(bucket),
   };
 });
 

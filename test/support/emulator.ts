@@ -25,18 +25,25 @@
  * (cookie@2, via light-my-request, used only by fastify.inject) declares node >= 22, and the AWS
  * SDK prints a NodeVersionSupportWarning on Node 20; both are harmless here.
  *
+ * Conditional puts: fauxqs ignores If-Match / If-None-Match on PutObject, which the pipeline's
+ * compare-and-swap and claims rely on. So by default the clients talk to the conditions proxy
+ * (test/support/conditions-proxy.ts) in front of fauxqs, which answers them as S3 does (412,
+ * 404 NoSuchKey, one winner among concurrent writers); `conditionalWrites: false` gives the bare
+ * emulator, for the tests that show its gaps.
+ *
  * What the emulator does not do like AWS is listed at the top of
- * test/contract/object-store.contract.ts; in short: no conditional puts, no S3 event
- * notifications to SQS, FIFO receives return one message per group, no emoji in SQS bodies,
+ * test/contract/object-store.contract.ts; in short: no conditional puts (the proxy supplies
+ * them), no S3 event notifications to SQS, FIFO receives return one message per group, no emoji in SQS bodies,
  * and ListObjectsV2 pages that lose keys when case or punctuation orders them differently.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { randomBytes } from 'node:crypto';
+import { startConditionsProxy } from './conditions-proxy.js';
 
 export interface Emulator {
-  /** Base URL of the emulator, e.g. `http://127.0.0.1:41234`. */
+  /** Base URL for clients, e.g. `http://127.0.0.1:41234`: the conditions proxy's unless turned off. */
   readonly endpoint: string;
   /** Region the clients sign with. */
   readonly region: string;
@@ -55,6 +62,11 @@ export interface StartEmulatorOptions {
   region?: string;
   /** Enable fauxqs's message spy (`emulator.server.spy`). @default false */
   messageSpies?: boolean;
+  /**
+   * Put the conditions proxy in front, so conditional puts behave as on S3.
+   * @default true
+   */
+  conditionalWrites?: boolean;
 }
 
 /** Client settings for an emulator at `endpoint` (spread into `new S3Client` / `new SQSClient`). */
@@ -77,7 +89,8 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
     defaultRegion: region,
     messageSpies: options.messageSpies ?? false,
   });
-  const endpoint = server.address;
+  const proxy = (options.conditionalWrites ?? true) ? await startConditionsProxy(server.address) : undefined;
+  const endpoint = proxy?.endpoint ?? server.address;
   const s3 = new S3Client({ ...clientConfig(endpoint, region), forcePathStyle: true });
   const sqs = new SQSClient(clientConfig(endpoint, region));
   let stopped: Promise<void> | undefined;
@@ -91,6 +104,7 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
       stopped ??= (async () => {
         s3.destroy();
         sqs.destroy();
+        await proxy?.stop();
         await server.stop();
       })();
       return stopped;

@@ -42,7 +42,11 @@ while (!stopping && !ended) {
     if (!task) continue;
     await handleTaskDelivery(ctx, task, 3, cache).then(
       () => tasks.delete(task),
-      () => tasks.release(task, 0),
+      (error: unknown) => {
+        // A failed task goes back to the queue, as Lambda's mapping does; say why, for the test's log.
+        console.error(`worker ${process.pid}: task failed, released:`, error instanceof Error ? error.stack : error);
+        return tasks.release(task, 0);
+      },
     );
   } else {
     const batch = await updates.receive(10, 1);
