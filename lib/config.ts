@@ -16,10 +16,13 @@ const wholeBetween = (min: number, max: number) => z.number().int().min(min).max
 /** Prior hyperparameters: positive, and within 1e-8…1e8, far past any prior that means something on the standardized scale. */
 const hyper = between(1e-8, 1e8);
 
+/** A column name, trimmed as the header's names are (so `--target " y"` finds the column y). */
+const columnName = z.string().trim().min(1);
+
 /** Column name lists: distinct names (a repeated column would count its evidence twice). */
 const columnList = (max: number) =>
   z
-    .array(z.string().min(1))
+    .array(columnName)
     .max(max)
     .refine((names) => new Set(names).size === names.length, {
       message: 'lists a column more than once',
@@ -119,7 +122,7 @@ export const ScheduleSchema = z
 export const ModelConfigSchema = z
   .object({
     /** The response column. Required. */
-    target: z.string().min(1),
+    target: columnName,
     /** Clustering columns x, distinct, at most 100. @default every numeric column but the target and the id */
     columns: columnList(MAX_COLUMNS).min(1).optional(),
     /** Regression columns r (an intercept is always added), distinct, at most 100. @default the clustering columns */
@@ -140,7 +143,7 @@ export const ModelConfigSchema = z
      */
     categorical: columnList(MAX_COLUMNS).optional(),
     /** A column naming each row: never a covariate; locally, assignments.csv carries it. @default none */
-    id: z.string().min(1).optional(),
+    id: columnName.optional(),
     /** The field separator. @default detected from each file's header line among , ; tab | */
     delimiter: z.enum(DELIMITERS).optional(),
     /** Response family, one of lib/model/families/index.ts. @default "gaussian" */
@@ -149,9 +152,9 @@ export const ModelConfigSchema = z
      * A column added as is to the linear predictor η = θᵀu (a log-link family: poisson; ln of an
      * exposure, say). Never a covariate. @default none
      */
-    offset: z.string().min(1).optional(),
+    offset: columnName.optional(),
     /** A column of positive exposures (time at risk, population): its logarithm is the offset (poisson). @default none */
-    exposure: z.string().min(1).optional(),
+    exposure: columnName.optional(),
     /** Truncation level T (stick-breaking) or number of components (dirichlet), 1 to 200. @default 20 */
     components: wholeBetween(1, 200).default(20),
     /** Mixing weights. @default "stick-breaking" */

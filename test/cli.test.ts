@@ -317,6 +317,10 @@ describe('clusterwise fit: nothing silently wrong (issue 7)', () => {
     const named = config('named.json', '{"target": "y", "columns": ["x1", "x2"], "schedule": {"restarts": 1}}');
     const ok = fit(['examples/forum.csv', '--config', named]);
     expect(ok.code).toBe(0);
+    // Names are trimmed as the header's are: a stray space finds the column, not "unknown column".
+    const spaced = fit(['examples/forum.csv', '--target', ' y ', '--columns', ' x1 , x2', '--config', named]);
+    expect(spaced.stderr).not.toContain('clusterwise:');
+    expect(spaced.code).toBe(0);
   });
 
   it('a second fit into the same --out fails while the first holds it; a lock left by a dead process is taken over', () => {

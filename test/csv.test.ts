@@ -77,6 +77,15 @@ describe('parseHeader', () => {
     expect(parseHeader(encode('"a\rb",c\r\n1,2\r\n'), 'd.csv').columns).toEqual(['a\rb', 'c']);
   });
 
+  it('refuses UTF-16 text and binary data by name, not with column names of raw bytes', () => {
+    const utf16 = (bom: number[], littleEndian: boolean) =>
+      new Uint8Array([...bom, ...[...'x,y\n1,2\n'].flatMap((c) => (littleEndian ? [c.charCodeAt(0), 0] : [0, c.charCodeAt(0)]))]);
+    expect(() => parseHeader(utf16([0xff, 0xfe], true), 'le.csv')).toThrowError('le.csv:1: the file is UTF-16 text');
+    expect(() => parseHeader(utf16([0xfe, 0xff], false), 'be.csv')).toThrowError('be.csv:1: the file is UTF-16 text');
+    expect(() => parseHeader(utf16([], true), 'nobom.csv')).toThrowError('nobom.csv:1: byte 2 of the header line is a NUL byte');
+    expect(() => parseHeader(new Uint8Array([0x78, 0x2c, 0x00, 0x01, 0x0a, 0x31]), 'bin.csv')).toThrowError('bin.csv:1: byte 3 of the header line is a NUL byte');
+  });
+
   it('reads names and the offset of the first data line', () => {
     expect(parseHeader(encode('a,b,c\n1,2,3\n'), 'd.csv')).toEqual({ columns: ['a', 'b', 'c'], dataStart: 6, delimiter: ',' });
   });

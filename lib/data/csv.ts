@@ -87,6 +87,13 @@ export function parseHeader(bytes: Uint8Array, file: string, delimiter?: Delimit
   const newline = bytes.indexOf(LF, begin);
   const lineEnd = newline < 0 ? bytes.length : newline;
   const contentEnd = lineEnd > begin && bytes[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+  // UTF-16 text and binary data would otherwise give column names of raw bytes and an error about
+  // a column the user cannot find in them.
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
+    throw new DataError('the file is UTF-16 text (it starts with a UTF-16 byte order mark); save it as UTF-8', { file, line: 1 });
+  const nul = bytes.subarray(begin, lineEnd).indexOf(0);
+  if (nul >= 0)
+    throw new DataError(`byte ${nul + 1} of the header line is a NUL byte: this is not UTF-8 text (UTF-16 or binary data?); save it as UTF-8 CSV`, { file, line: 1 });
   // A lone CR ends lines only in old-Mac files, which are not read (a record ends at LF): without
   // this, such a file would be one header line holding every row.
   const loneCr = bytes.subarray(begin, contentEnd).indexOf(CR);
