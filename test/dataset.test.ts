@@ -75,4 +75,23 @@ describe('planColumns', () => {
     expect(f.columns).toEqual(['id', 'x', 'y']);
     expect(plan.x).toEqual(['x']);
   });
+
+  it("tells a column with no values in the first file's first lines by the sample's other windows", () => {
+    const first = file(['x1', 'x2', 'y']);
+    const other = { ...file(['x2', 'x1', 'y']), key: 'e.csv', name: 'e.csv' };
+    const firstBytes = encode('1,,2\n2,,3\n');
+    const config = parseConfig({ target: 'y' });
+    // Without the sample x2 cannot be told, and is left out for now ...
+    expect(planColumns(config, [first, other], firstBytes).x).toEqual(['x1']);
+    // ... with it, numbers elsewhere make it a numeric column in both roles, not a category.
+    const numbers = planColumns(config, [first, other], firstBytes, [{ file: other, bytes: encode('0.5,1,2\n1.5,2,3\n') }]);
+    expect(numbers.x).toEqual(['x1', 'x2']);
+    expect(numbers.r).toEqual(['x1', 'x2']);
+    expect(numbers.select.find((s) => s.column === 'x2')?.kind).toBe('number');
+    // A named column with no values in the first lines is numeric when the sample says so.
+    const named = planColumns(parseConfig({ target: 'y', columns: ['x1', 'x2'] }), [first, other], firstBytes, [{ file: other, bytes: encode('0.5,1,2\n') }]);
+    expect(named.xc).toBeUndefined();
+    // Text elsewhere leaves it out by default, as any text column.
+    expect(planColumns(config, [first, other], firstBytes, [{ file: other, bytes: encode('a,1,2\nb,2,3\n') }]).x).toEqual(['x1']);
+  });
 });

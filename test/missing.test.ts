@@ -501,3 +501,28 @@ describe('reading missing values', () => {
     expect(specOfPlan(parseConfig({ target: 'y', columns: ['x1', 'x2'], regressionColumns: ['x1', 'r'] }), plan).covariateInputs).toEqual([0, -1]);
   });
 });
+
+describe('a column with no values in the first file', () => {
+  it('is still a clustering and regression column, told by the sample of every file, its missing cells integrated out', async () => {
+    const dir = tempDir();
+    const { normal } = createRandom(5);
+    const lines = (withX2: boolean) =>
+      Array.from({ length: 300 }, () => {
+        const x1 = normal();
+        const x2 = normal();
+        return `${x1.toFixed(4)},${withX2 ? x2.toFixed(4) : ''},${(2 * x1 + (withX2 ? x2 : 0) + 0.3 * normal()).toFixed(4)}`;
+      });
+    writeFileSync(path.join(dir, 'a.csv'), ['x1,x2,y', ...lines(false)].join('\n') + '\n');
+    writeFileSync(path.join(dir, 'b.csv'), ['x1,x2,y', ...lines(true)].join('\n') + '\n');
+    const { posterior } = await fitLocal({
+      files: [path.join(dir, 'a.csv'), path.join(dir, 'b.csv')],
+      config: parseConfig({ target: 'y', schedule: { restarts: 1 } }),
+      outDir: path.join(dir, 'out'),
+      workers: 0,
+    });
+    expect(posterior.columns).toEqual(['x1', 'x2']);
+    expect(posterior.regressionColumns).toEqual(['x1', 'x2']);
+    expect(posterior.rows).toBe(600);
+    expect(posterior.missingValues).toMatchObject({ x2: 300 });
+  });
+});

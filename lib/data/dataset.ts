@@ -87,17 +87,36 @@ export async function openDataFile(store: ObjectStore, key: string, name = key, 
   return { key, name, size, etag, dataStart, columns, delimiter, headerLine };
 }
 
-/** Whether the column's values in `bytes` are mostly numbers (of those present: a missing value is neither). */
-function isNumeric(file: DataFile, bytes: Uint8Array, column: string): boolean {
+/** Some whole data lines of a file: where a column's kind is told from. */
+export interface LinesOf {
+  file: DataFile;
+  bytes: Uint8Array;
+}
+
+/** How many of the column's values in `bytes` are numbers, and how many are something else (a missing value is neither). */
+function valueCounts({ file, bytes }: LinesOf, column: string): { numbers: number; others: number } {
   const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number', marginal: true }], delimiter: file.delimiter });
   let numbers = 0;
   for (let i = 0; i < parsed.rows; i++) if (!Number.isNaN(parsed.values[i])) numbers++;
-  return numbers > 0 && numbers >= parsed.skippedCount;
+  return { numbers, others: parsed.skippedCount };
 }
 
-/** Columns whose values in `bytes` are mostly numbers: the default clustering/regression columns. */
-function numericColumns(file: DataFile, bytes: Uint8Array, exclude: readonly string[]): string[] {
-  return file.columns.filter((column) => !exclude.includes(column) && column !== '' && isNumeric(file, bytes, column));
+/**
+ * Whether the column's values are mostly numbers: those in the first file's first lines, or, when
+ * it has no values there at all (a column empty in the first file), those in `more` (the sample's
+ * windows over every file), so such a column is neither left out nor taken for a category.
+ */
+function isNumeric(first: LinesOf, column: string, more: readonly LinesOf[]): boolean {
+  let { numbers, others } = valueCounts(first, column);
+  if (numbers + others === 0) {
+    for (const lines of more) {
+      if (!lines.file.columns.includes(column)) continue;
+      const counts = valueCounts(lines, column);
+      numbers += counts.numbers;
+      others += counts.others;
+    }
+  }
+  return numbers > 0 && numbers >= others;
 }
 
 /**
@@ -116,10 +135,13 @@ function applyDelimiter(files: DataFile[], delimiter: Delimiter | undefined): vo
 
 /**
  * Resolve the roles of the columns against the first file's header (every file must have them).
- * `firstBytes` are some whole data lines of the first file, used to tell numeric columns.
+ * `firstBytes` are some whole data lines of the first file, used to tell numeric columns; a column
+ * with no values in them is told by `more` (the sample's windows), and without those it counts as
+ * not numeric, so the planner plans again once it has read the sample.
  */
-export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: Uint8Array): ColumnPlan {
+export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: Uint8Array, more: readonly LinesOf[] = []): ColumnPlan {
   const first = files[0];
+  const firstLines = { file: first, bytes: firstBytes };
   const offsetColumn = config.offset ?? config.exposure;
   applyDelimiter(files, config.delimiter);
   for (const file of files) {
@@ -133,7 +155,7 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   const categorical = new Set(config.categorical ?? []);
   const excluded = [config.target, ...[config.id, offsetColumn].filter((c) => c !== undefined)];
   // By default: the numeric columns, and the listed categorical ones, in the header's order.
-  const numeric = config.columns ? [] : numericColumns(first, firstBytes, excluded);
+  const numeric = config.columns ? [] : first.columns.filter((c) => !excluded.includes(c) && c !== '' && isNumeric(firstLines, c, more));
   const defaults = config.columns ?? first.columns.filter((c) => categorical.has(c) || numeric.includes(c));
   if (defaults.length === 0 && !config.regressionColumns) {
     throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on`, {
@@ -149,7 +171,7 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
     if (!r.includes(column))
       throw new DataError(`is listed in sharedCoefficients but is not a regression column (the regression columns: ${r.join(', ') || 'none'})`, { file: first.name, line: 1, column });
   // A clustering or regression column whose sampled values are not numbers is categorical.
-  for (const c of new Set([...x, ...r])) if (!categorical.has(c) && !numeric.includes(c) && !isNumeric(first, firstBytes, c)) categorical.add(c);
+  for (const c of new Set([...x, ...r])) if (!categorical.has(c) && !numeric.includes(c) && !isNumeric(firstLines, c, more)) categorical.add(c);
   const select: ColumnPlan['select'] = [];
   const slotOf = (column: string, kind: ColumnKind) => {
     let i = select.findIndex((s) => s.column === column);
@@ -523,28 +545,37 @@ export function rowsFromFirstWindow(files: DataFile[], firstBytes: Uint8Array): 
   return lines > 0 ? Math.max(1, Math.round((totalBytes * lines) / firstBytes.length)) : 1;
 }
 
+/** The sample's byte windows, read but not parsed: whole lines of one file each. */
+export interface SampleWindows {
+  windows: (LinesOf & { firstLine: number | undefined })[];
+  /** The files were read whole (small data). */
+  whole: boolean;
+  /** Bytes per line in the first file's first lines: what the windows were sized by. */
+  bytesPerLine: number;
+}
+
 /**
  * Read about `targetRows` rows spread over all files: `chunks` byte windows at evenly spaced
- * offsets of the concatenated data, each cut to whole lines. Small data is read whole.
+ * offsets of the concatenated data, each cut to whole lines. Small data is read whole. Read apart
+ * from parsing (parseSample), so that columns the first lines could not tell are told by these.
  */
-export async function readSample(
+export async function readSampleWindows(
   store: ObjectStore,
   files: DataFile[],
-  plan: ColumnPlan,
   firstBytes: Uint8Array,
   targetRows: number,
   chunks = 32,
-): Promise<Sample> {
-  const collect = hasCategories(plan);
-  const probe = parseWith(plan, files[0], firstBytes, undefined, undefined, collect);
-  const bytesPerLine = probe.lineCount > 0 ? Math.max(1, firstBytes.length / probe.lineCount) : 64;
+): Promise<SampleWindows> {
+  let lines = 0;
+  for (const byte of firstBytes) if (byte === 0x0a) lines++;
+  const bytesPerLine = lines > 0 ? Math.max(1, firstBytes.length / lines) : 64;
   const totalBytes = dataBytes(files);
   const wantedBytes = targetRows * bytesPerLine;
   // The windows are read concurrently (SAMPLE_READS at a time): on S3 each is a request's latency,
   // and read one after another they were most of a large run's planning.
   const whole = wantedBytes >= totalBytes * 0.8;
   const window = Math.ceil(wantedBytes / chunks);
-  const windows = whole
+  const ranges = whole
     ? files.map((file) => ({ file, start: file.dataStart, end: file.size, firstLine: 2 as number | undefined })) // line 1 is the header
     : Array.from({ length: chunks }, (_, c) => {
         let offset = Math.floor((c * totalBytes) / chunks);
@@ -557,18 +588,19 @@ export async function readSample(
         const start = file.dataStart + offset;
         return { file, start, end: Math.min(file.size, start + window), firstLine: undefined };
       });
-  let sampledBytes = 0;
-  const parts = await pMap(
-    windows,
-    async ({ file, start, end, firstLine }) => {
-      const bytes = await readOwnedLines(store, file.key, start, end, file.dataStart, { fileSize: file.size });
-      sampledBytes += bytes.length;
-      // Levels are collected in whatever order the windows arrive; settleLevels sorts them.
-      return parseWith(plan, file, bytes, firstLine, undefined, collect);
-    },
+  const windows = await pMap(
+    ranges,
+    async ({ file, start, end, firstLine }) => ({ file, firstLine, bytes: await readOwnedLines(store, file.key, start, end, file.dataStart, { fileSize: file.size }) }),
     { concurrency: SAMPLE_READS },
   );
-  const parsed = concatParsed(parts);
-  const perLine = parsed.lineCount > 0 ? sampledBytes / parsed.lineCount : bytesPerLine;
-  return { parsed, rowEstimate: Math.max(1, Math.round(totalBytes / perLine)), bytesPerLine: perLine, wholeFiles: whole };
+  return { windows, whole, bytesPerLine };
+}
+
+/** The sample: the windows parsed by the plan, and the data's row count estimated from them. */
+export function parseSample(plan: ColumnPlan, files: DataFile[], read: SampleWindows): Sample {
+  const collect = hasCategories(plan);
+  const parsed = concatParsed(read.windows.map(({ file, bytes, firstLine }) => parseWith(plan, file, bytes, firstLine, undefined, collect)));
+  const sampledBytes = read.windows.reduce((n, w) => n + w.bytes.length, 0);
+  const perLine = parsed.lineCount > 0 ? sampledBytes / parsed.lineCount : read.bytesPerLine;
+  return { parsed, rowEstimate: Math.max(1, Math.round(dataBytes(files) / perLine)), bytesPerLine: perLine, wholeFiles: read.whole };
 }

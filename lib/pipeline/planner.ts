@@ -11,7 +11,8 @@ import { DataError } from '../data/errors.js';
 import {
   openDataFile,
   planColumns,
-  readSample,
+  readSampleWindows,
+  parseSample,
   rowsFromFirstWindow,
   settleLevels,
   standardizationOf,
@@ -195,11 +196,15 @@ export async function planRun(ctx: RoleContext, request: PlanRequest, kernel: Ke
   const files = await listDataFiles(ctx, request);
   const first = files[0];
   const firstBytes = await readOwnedLines(dataStore, first.key, first.dataStart, Math.min(first.size, first.dataStart + 65536), first.dataStart, { fileSize: first.size });
-  const columnPlan = planColumns(config, files, firstBytes);
+  // Planned on the first lines now, so a wrong column is named before anything else is read;
+  // planned again on the sample below, which tells the columns those lines had no values of.
+  let columnPlan = planColumns(config, files, firstBytes);
   const workers = Math.max(1, request.workers ?? ctx.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY);
   if (ctx.wakeWorkers === true) await wakeWorkers(ctx, request.dataset, runId, workersUsed(config, rowsFromFirstWindow(files, firstBytes), workers));
   ctx.onPhase?.({ phase: 'sample', done: 0, total: config.schedule.sampleRows });
-  const sample = await readSample(dataStore, files, columnPlan, firstBytes, config.schedule.sampleRows);
+  const windows = await readSampleWindows(dataStore, files, firstBytes, config.schedule.sampleRows);
+  columnPlan = planColumns(config, files, firstBytes, windows.windows);
+  const sample = parseSample(columnPlan, files, windows);
   ctx.onPhase?.({ phase: 'sample', done: sample.parsed.rows, total: sample.parsed.rows });
   if (sample.parsed.rows < 2) {
     const why = sample.parsed.skipped[0];
