@@ -19,6 +19,7 @@ import {
   type ColumnKind,
   type ParsedRows,
   type SelectedColumn,
+  type SkippedRow,
 } from './csv.js';
 import { DataError } from './errors.js';
 import { noScratch, type ArraySource } from './scratch.js';
@@ -91,14 +92,31 @@ export async function openDataFile(store: ObjectStore, key: string, name = key, 
 export interface LinesOf {
   file: DataFile;
   bytes: Uint8Array;
+  /** The file's line number of the first line, when known. */
+  firstLine?: number;
 }
 
-/** How many of the column's values in `bytes` are numbers, and how many are something else (a missing value is neither). */
-function valueCounts({ file, bytes }: LinesOf, column: string): { numbers: number; others: number } {
-  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select: [{ column, kind: 'number', marginal: true }], delimiter: file.delimiter });
+/**
+ * How many of the column's values in `bytes` are numbers, and how many are something else (a
+ * missing value is neither), with the first of those.
+ */
+function valueCounts({ file, bytes, firstLine }: LinesOf, column: string): { numbers: number; others: number; firstOther?: SkippedRow } {
+  const select = [{ column, kind: 'number' as const, marginal: true }];
+  const parsed = parseRows(bytes, { file: file.name, header: file.columns, select, delimiter: file.delimiter, ...(firstLine === undefined ? {} : { firstLine }) });
   let numbers = 0;
   for (let i = 0; i < parsed.rows; i++) if (!Number.isNaN(parsed.values[i])) numbers++;
-  return { numbers, others: parsed.skippedCount };
+  return { numbers, others: parsed.skippedCount, ...(parsed.skipped[0] ? { firstOther: parsed.skipped[0] } : {}) };
+}
+
+/** Why each candidate column is not numeric, for the error that none is: `a: "foo" on line 2 is not a number`. */
+function notNumericReasons(first: LinesOf, candidates: string[]): string {
+  return candidates
+    .map((column) => {
+      const { numbers, others, firstOther } = valueCounts(first, column);
+      if (numbers + others === 0) return `${column}: no values`;
+      return firstOther && firstOther.column === column ? `${column}: "${firstOther.value}" on line ${firstOther.line} is not a number` : `${column}: mostly not numbers`;
+    })
+    .join('; ');
 }
 
 /**
@@ -141,7 +159,7 @@ function applyDelimiter(files: DataFile[], delimiter: Delimiter | undefined): vo
  */
 export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: Uint8Array, more: readonly LinesOf[] = []): ColumnPlan {
   const first = files[0];
-  const firstLines = { file: first, bytes: firstBytes };
+  const firstLines = { file: first, bytes: firstBytes, firstLine: 2 }; // the header is line 1
   const offsetColumn = config.offset ?? config.exposure;
   applyDelimiter(files, config.delimiter);
   for (const file of files) {
@@ -155,12 +173,15 @@ export function planColumns(config: ModelConfig, files: DataFile[], firstBytes: 
   const categorical = new Set(config.categorical ?? []);
   const excluded = [config.target, ...[config.id, offsetColumn].filter((c) => c !== undefined)];
   // By default: the numeric columns, and the listed categorical ones, in the header's order.
-  const numeric = config.columns ? [] : first.columns.filter((c) => !excluded.includes(c) && c !== '' && isNumeric(firstLines, c, more));
+  const candidates = first.columns.filter((c) => !excluded.includes(c) && c !== '');
+  const numeric = config.columns ? [] : candidates.filter((c) => isNumeric(firstLines, c, more));
   const defaults = config.columns ?? first.columns.filter((c) => categorical.has(c) || numeric.includes(c));
   if (defaults.length === 0 && !config.regressionColumns) {
-    throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on`, {
-      file: first.name,
-    });
+    const why =
+      candidates.length === 0
+        ? 'the header names no other column'
+        : `${notNumericReasons(firstLines, candidates)}; list text columns in "categorical" (--categorical) to use them as categories`;
+    throw new DataError(`no numeric columns besides the target "${config.target}" to cluster or regress on (${why})`, { file: first.name });
   }
   const x = config.covariateModel ? defaults : [];
   const r = config.regressionColumns ?? defaults;
