@@ -158,11 +158,16 @@ export function buildProgram(): Command {
       const result = await predictFile(posterior, csv, { out: o.out, workers: o.workers, backend: o.backend, interval: o.interval, cluster: o.cluster === true });
       if (result.skipped) console.error(unscoredSummary(csv, result.skipped, result.skippedExamples));
       const density = result.logDensity;
-      if (density)
+      if (density) {
+        const without = result.rows - density.rows;
+        const missing = without - density.unreadable;
+        const parts = [missing > 0 ? `${missing} missing` : '', density.unreadable > 0 ? `${density.unreadable} unreadable` : ''].filter(Boolean).join(', ');
         console.error(
-          `${csv}: log predictive density of "${density.column}" ${density.total.toFixed(3)} over ${density.rows} rows (${(density.total / Math.max(1, density.rows)).toFixed(4)} per row)` +
-            (density.rows < result.rows ? `; ${result.rows - density.rows} rows without a readable "${density.column}" have no log_density` : ''),
+          `${csv}: log predictive density of "${density.column}" ${density.total.toFixed(3)} over ${density.rows} ${density.rows === 1 ? 'row' : 'rows'} (${(density.total / Math.max(1, density.rows)).toFixed(4)} per row)` +
+            (without > 0 ? `; ${without} ${without === 1 ? 'row' : 'rows'} without a readable "${density.column}" (${parts}) ${without === 1 ? 'has' : 'have'} no log_density${density.unreadable > 0 ? ', e.g.:' : ''}` : ''),
         );
+        if (density.unreadable > 0) console.error(cited(density.unreadableExamples, 5).join('\n') + (density.unreadable > 5 ? `\n  … and ${density.unreadable - Math.min(5, density.unreadableExamples.length)} more` : ''));
+      }
       else if (o.cluster) console.error(`${csv}: no target column, so --cluster gives clusters from p(z | x)`);
       if (o.out) console.error(`wrote ${o.out}: ${result.rows} rows scored`);
     });

@@ -77,6 +77,22 @@ describe('predict', () => {
     expect(threaded.result.skippedExamples).toEqual(whole.result.skippedExamples);
   }, 60_000);
 
+  it('names the rows whose target is there but unreadable, and keeps a record whose quote never closes on its own line, quoted', async () => {
+    const csv = path.join(dir, 'bad-target.csv');
+    writeFileSync(csv, 'x1,x2,y\n0.77,1.93,8.5\n1.3,-1.3,abc\n0.5,0.5,\n"1.3,-1.3,2\n1,1,2\n');
+    const { text: scored, result } = await scoreToText(csv, { workers: 0 });
+    expect(result.logDensity).toMatchObject({ rows: 2, unreadable: 1, unreadableExamples: [{ file: csv, line: 3, column: 'y', value: 'abc', reason: 'not a number' }] });
+    expect(result).toMatchObject({ rows: 4, skipped: 1, skippedExamples: [{ line: 5, reason: 'unterminated quoted field' }] });
+    const lines = scored.trimEnd().split('\n');
+    expect(lines).toHaveLength(6); // the header and one line per record: the open quote swallows nothing
+    expect(lines[2]).toMatch(/^1\.3,-1\.3,abc,\d+,[^,]+,[^,]+,[^,]+,$/); // scored, without log_density
+    expect(lines[4]).toBe('"""1.3,-1.3,2",,,,,,,');
+    expect(lines[5]).toMatch(/^1,1,2,\d+,/);
+    const cli = runCli(['predict', posteriorPath, csv, '--workers', '0']);
+    expect(cli.code).toBe(0);
+    expect(cli.stderr).toContain(`2 rows without a readable "y" (1 missing, 1 unreadable) have no log_density, e.g.:\n  ${csv}:3: column "y": "abc" is not a number\n`);
+  });
+
   it('reads ;-separated files and answers in kind', async () => {
     const csv = path.join(dir, 'semi.csv');
     writeFileSync(csv, 'x1;x2\n1;1\n-1;-1\n');

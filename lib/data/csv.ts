@@ -433,6 +433,11 @@ export interface ParsedRows {
   skippedCount: number;
   /** Details of the first MAX_SKIPPED_DETAILS skipped rows. */
   skipped: SkippedRow[];
+  /**
+   * Values of an `optional` column that were present but unreadable (not missing): their rows are
+   * kept with NaN there, and counted here with the first MAX_SKIPPED_DETAILS described.
+   */
+  unreadable: { skippedCount: number; skipped: SkippedRow[] };
   /** Bytes parsed: all of them, unless `partial` stopped before an unfinished record. */
   consumed: number;
   /** With `text`: the column's text per kept row. */
@@ -483,6 +488,7 @@ interface ParseState {
   rows: number;
   skippedCount: number;
   skipped: SkippedRow[];
+  unreadable: { skippedCount: number; skipped: SkippedRow[] };
   texts?: string[];
   records?: RecordSpans;
   /** Physical line of the next record (0-based in the bytes). */
@@ -522,6 +528,7 @@ export function parseRows(bytes: Uint8Array, options: ParseOptions): ParsedRows 
     rowLine: state.rowLine.subarray(0, rows),
     skippedCount: state.skippedCount,
     skipped: state.skipped,
+    unreadable: state.unreadable,
     consumed,
     ...(state.texts ? { texts: state.texts } : {}),
     ...(state.records ? { records: state.records } : {}),
@@ -567,6 +574,7 @@ function createState(bytes: Uint8Array, options: ParseOptions): ParseState {
     rows: 0,
     skippedCount: 0,
     skipped: [],
+    unreadable: { skippedCount: 0, skipped: [] },
     ...(textField >= 0 ? { texts: [] } : {}),
     ...(options.records
       ? { records: { count: 0, start: arrays.int32('recordStart', lines), end: arrays.int32('recordEnd', lines), row: arrays.int32('recordRow', lines) } }
@@ -856,6 +864,8 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
               ? toPositive(text)
               : toNumber(text);
     if ((typeof value === 'string' && state.optional[field]) || (value === MISSING_VALUE && state.marginal[field])) {
+      // An optional value that is there but unreadable is not simply absent: note it, to be named.
+      if (value !== MISSING_VALUE && state.optional[field]) noteRow(state.unreadable, state, line, state.options.header[field], text, value);
       state.values[base + s] = NaN;
       continue;
     }
@@ -871,7 +881,11 @@ function convertRow(state: ParseState, spans: FieldSpan[], line: number): boolea
 }
 
 function skipRow(state: ParseState, line: number, column: string, value: () => string, reason: string): void {
-  recordSkipped(state, { file: state.options.file, line: state.options.firstLine === undefined ? line : state.options.firstLine + line, column, value: value(), reason });
+  noteRow(state, state, line, column, value(), reason);
+}
+
+function noteRow(into: { skippedCount: number; skipped: SkippedRow[] }, state: ParseState, line: number, column: string, value: string, reason: string): void {
+  recordSkipped(into, { file: state.options.file, line: state.options.firstLine === undefined ? line : state.options.firstLine + line, column, value, reason });
 }
 
 /** Counts a skipped row and keeps its details while fewer than MAX_SKIPPED_DETAILS are kept. */

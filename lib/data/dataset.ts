@@ -545,6 +545,7 @@ function concatParsed(parts: ParsedRows[]): ParsedRows {
     rowLine: new Int32Array(rows),
     skippedCount: parts.reduce((s, p) => s + p.skippedCount, 0),
     skipped: parts.flatMap((p) => p.skipped),
+    unreadable: { skippedCount: parts.reduce((s, p) => s + p.unreadable.skippedCount, 0), skipped: parts.flatMap((p) => p.unreadable.skipped) },
   };
 }
 

@@ -45,8 +45,11 @@ export interface PredictFileResult {
   skipped: number;
   skippedExamples: SkippedRow[];
   threads: number;
-  /** When the file has the target column: Σ ln p(y | x) and the rows whose target was read. */
-  logDensity?: { column: string; total: number; rows: number };
+  /**
+   * When the file has the target column: Σ ln p(y | x) and the rows whose target was read; the
+   * rows whose target was there but unreadable, with the first few by file, line and column.
+   */
+  logDensity?: { column: string; total: number; rows: number; unreadable: number; unreadableExamples: SkippedRow[] };
 }
 
 /** What a predict thread starts from. */
@@ -109,18 +112,22 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   // worker already has two, so one fewer thread (and its copy of TensorFlow.js) is started. The
   // scorers start before anything is written: a kernel that cannot load leaves no output behind.
   const scorer = threads > 1 ? await startThreads(threads - 1, init, await scorerFor(init)) : threads === 1 ? await startThreads(1, init) : await inlineScorer(init);
-  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { column: doc.state.plan.target, total: 0, rows: 0 } } : {}) };
+  const total: PredictFileResult = { rows: 0, skipped: 0, skippedExamples: [], threads, ...(init.target ? { logDensity: { column: doc.state.plan.target, total: 0, rows: 0, unreadable: 0, unreadableExamples: [] } } : {}) };
   const inFlight: Promise<ScoredChunk>[] = [];
   let firstLine = 2; // of the next chunk; line 1 is the header
   const finish = async (scored: ScoredChunk) => {
     total.rows += scored.rows;
     total.skipped += scored.skipped;
+    const cite = (from: SkippedRow[], into: SkippedRow[]) => {
+      for (const example of from.slice(0, MAX_SKIPPED_DETAILS - into.length)) into.push({ ...example, line: firstLine + example.line });
+    };
     if (total.logDensity) {
       total.logDensity.total += scored.logDensity;
       total.logDensity.rows += scored.densityRows;
+      total.logDensity.unreadable += scored.unreadableTargets;
+      cite(scored.unreadableTargetExamples, total.logDensity.unreadableExamples);
     }
-    for (const example of scored.skippedExamples.slice(0, MAX_SKIPPED_DETAILS - total.skippedExamples.length))
-      total.skippedExamples.push({ ...example, line: firstLine + example.line });
+    cite(scored.skippedExamples, total.skippedExamples);
     firstLine += scored.lines;
     await write(options.out, scored.out);
   };

@@ -31,6 +31,9 @@ export interface ScoredChunk {
   /** With the target column: Σ ln p(y | x) over the rows whose y was read, and their number. */
   logDensity: number;
   densityRows: number;
+  /** Target values present but unreadable (scored without log_density); lines as skippedExamples'. */
+  unreadableTargets: number;
+  unreadableTargetExamples: SkippedRow[];
 }
 
 /** What predict writes besides the mean: `interval` adds prediction_lo/hi; `target` (the file has the target column) adds log_density. */
@@ -135,8 +138,20 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
         grown.set(out.subarray(0, at));
         out = grown;
       }
-      at += source.copy(out, at, start, end);
       const row = records.row[i];
+      if (row < 0 && unterminated(source, start, end)) {
+        // A quote that never closes (the row is skipped, and named): echoed as is, it would swallow
+        // every line after it in a CSV reader. Its text goes in the first field, quoted, the other
+        // input fields empty, so the output keeps one line per record and its columns.
+        const escaped = Buffer.from(`"${source.toString('utf8', start, end).replace(/"/g, '""')}"`);
+        if (at + escaped.length + layout.header.length + rowBytes > out.length) {
+          const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + escaped.length + layout.header.length + rowBytes));
+          grown.set(out.subarray(0, at));
+          out = grown;
+        }
+        at += escaped.copy(out, at);
+        for (let c = 1; c < layout.header.length; c++) out[at++] = delimiter;
+      } else at += source.copy(out, at, start, end);
       if (row < 0) {
         for (let c = 0; c < columns; c++) out[at++] = delimiter;
         out[at++] = LF;
@@ -186,8 +201,17 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
       skippedExamples: parsed.skipped,
       logDensity: densitySum,
       densityRows,
+      unreadableTargets: parsed.unreadable.skippedCount,
+      unreadableTargetExamples: parsed.unreadable.skipped,
     };
   };
+}
+
+/** Whether bytes [start, end) hold an odd number of quotes: a quoted field left open. */
+function unterminated(bytes: Uint8Array, start: number, end: number): boolean {
+  let quotes = 0;
+  for (let i = start; i < end; i++) if (bytes[i] === 34) quotes++;
+  return quotes % 2 === 1;
 }
 
 /** "1.00000". */
