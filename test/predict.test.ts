@@ -93,6 +93,14 @@ describe('predict', () => {
     expect(cli.stderr).toContain(`2 rows without a readable "y" (1 missing, 1 unreadable) have no log_density, e.g.:\n  ${csv}:3: column "y": "abc" is not a number\n`);
   });
 
+  it("refuses a file that already holds predict's columns (its own output), naming them", async () => {
+    const csv = path.join(dir, 'scored.csv');
+    writeFileSync(csv, (await scoreToText('examples/forum.csv', { workers: 0 })).text);
+    await expect(scoreToText(csv, { workers: 0 })).rejects.toThrow(
+      `${csv}:1: already has columns "cluster", "cluster_probability", "prediction", "prediction_sd", "log_density" that predict adds (is it predict's output?); score the file without them`,
+    );
+  });
+
   it('reads ;-separated files and answers in kind', async () => {
     const csv = path.join(dir, 'semi.csv');
     writeFileSync(csv, 'x1;x2\n1;1\n-1;-1\n');

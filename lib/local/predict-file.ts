@@ -101,6 +101,15 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
     cluster: options.cluster === true,
     target: header.columns.includes(doc.state.plan.target),
   };
+  // A file that already holds predict's columns (its own output, scored again) would get a second
+  // set under the same names, which no reader can tell apart.
+  const added = predictionColumns(doc, { interval: options.interval, target: init.target });
+  const clash = added.filter((c) => header.columns.includes(c));
+  if (clash.length > 0)
+    throw new DataError(
+      `already has ${clash.length === 1 ? 'a column' : 'columns'} ${clash.map((c) => `"${c}"`).join(', ')} that predict adds (is it predict's output?); score the file without ${clash.length === 1 ? 'it' : 'them'}`,
+      { file: options.csv, line: 1 },
+    );
   const dataBytes = header.size - header.dataStart;
   const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
   const threads = Math.min(
@@ -133,7 +142,7 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   };
   try {
     const headerLine = Buffer.from(await store.getRange(localDataKey(absolute), 0, header.dataStart)).toString('utf8');
-    await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${predictionColumns(doc, { interval: options.interval, target: init.target }).map((c) => header.delimiter + c).join('')}\n`);
+    await write(options.out, `${headerLine.replace(/^\uFEFF/, '').replace(/\r?\n$/, '')}${added.map((c) => header.delimiter + c).join('')}\n`);
     for await (const chunk of readRecordChunks(absolute, { dataStart: header.dataStart, header: header.columns, delimiter: header.delimiter, chunkBytes })) {
       inFlight.push(scorer.score(chunk));
       // Four chunks per thread: the main thread, scoring too, may run that far ahead of a worker's
