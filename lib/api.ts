@@ -164,11 +164,22 @@ export interface Predictions {
   /** With `interval`: the central interval of the mixture predictive (gaussian; docs/model.md §10). */
   predictionLo?: Float64Array;
   predictionHi?: Float64Array;
+  /**
+   * When the data hold the target column: ln p(y | x) of each row's target in data units under the
+   * mixture predictive, NaN where the target is missing or unreadable or the row skipped; as
+   * `clusterwise predict`'s log_density column.
+   */
+  logDensity?: Float64Array;
 }
 
 export interface PredictOptions {
   /** A probability in (0, 1): adds predictionLo/Hi, the central interval of the predictive distribution (gaussian). */
   interval?: number;
+  /**
+   * cluster and clusterProbability from p(z | x, y) on rows whose target is known (flexmix's
+   * clusters(newdata)); elsewhere, and without it, from p(z | x). As `predict --cluster`.
+   */
+  cluster?: boolean;
 }
 
 /**
@@ -195,12 +206,16 @@ async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> 
   const plan = posterior.state.plan;
   const needed = plan.select.filter((s) => s.column !== plan.target);
   for (const { column } of needed) if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file, line: 1 });
+  // The target too when the file has it, for the log density: read leniently (optional), as predict's CLI does.
+  if (header.columns.includes(plan.target)) needed.push({ ...plan.select[plan.ySlot], optional: true });
   // Numbers as numbers; a category as its text (batchOfRows names a level the model does not know).
   // A missing value the fit marginalized reads as NaN (docs/model.md §18).
-  const select = needed.map(({ column, kind, marginal }): SelectedColumn => ({
+  const select = needed.map(({ column, kind, marginal, optional }): SelectedColumn => ({
     column,
-    ...(kind === 'category' ? { kind, levels: [] } : { kind: 'number' as const }),
+    // The target keeps its kind (a 0/1 or true/false flag, a count): unreadable, it is NaN (optional).
+    ...(kind === 'category' ? { kind, levels: [] } : { kind: optional ? kind : ('number' as const) }),
     ...(marginal ? { marginal } : {}),
+    ...(optional ? { optional } : {}),
   }));
   const parsed = parseRows(bytes.subarray(header.dataStart), { file, header: header.columns, select, firstLine: 2, collectLevels: true });
   const value = (i: number, j: number) => {
@@ -226,8 +241,14 @@ export async function predict(posterior: Posterior | string, data: Data, options
     rows = [];
     for await (const record of data as AsyncIterable<Row>) rows.push(record);
   }
-  const { batch, used } = batchOfRows(doc, rows, { withTarget: false });
-  const result = new Predictor(asDocument(doc), undefined, options).predict(batch);
+  const target = doc.state.plan.target;
+  const hasTarget = isPaths(data) ? rows.length > 0 && target in rows[0] : isTable(data) ? data.columns.includes(target) : rows.some((row) => target in row);
+  const { batch, used } = batchOfRows(doc, rows, { withTarget: hasTarget ? 'optional' : false });
+  const result = new Predictor(asDocument(doc), undefined, {
+    ...(options.interval === undefined ? {} : { interval: options.interval }),
+    logDensity: hasTarget,
+    clusterGivenY: hasTarget && options.cluster === true,
+  }).predict(batch);
   const withSd = result.sd !== undefined;
   const nan = () => new Float64Array(rows.length).fill(NaN);
   const out: Predictions = {
@@ -238,6 +259,7 @@ export async function predict(posterior: Posterior | string, data: Data, options
     prediction: new Float64Array(rows.length).fill(NaN),
     ...(withSd ? { predictionSd: nan() } : {}),
     ...(result.lo ? { predictionLo: nan(), predictionHi: nan() } : {}),
+    ...(result.logDensity ? { logDensity: nan() } : {}),
   };
   const labels = result.probabilities ? doc.state.plan.select[doc.state.plan.ySlot].levels! : null;
   if (labels) {
@@ -253,6 +275,7 @@ export async function predict(posterior: Posterior | string, data: Data, options
       out.predictionLo![index] = result.lo[n];
       out.predictionHi![index] = result.hi![n];
     }
+    if (result.logDensity) out.logDensity![index] = result.logDensity[n];
     if (labels) {
       out.predictedClass![index] = labels[result.mean[n]];
       labels.forEach((label, c) => (out.classProbabilities![label][index] = result.probabilities![n * labels.length + c]));

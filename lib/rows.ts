@@ -43,9 +43,11 @@ export interface RowBatch {
 
 /**
  * The standardized batch of the rows that hold every column the model needs (clustering and
- * regression columns, and the target when `withTarget`), in the posterior's standardization.
+ * regression columns, and the target when `withTarget` is true), in the posterior's
+ * standardization. With `withTarget: 'optional'` the target is read where it is valid and NaN
+ * elsewhere, and does not decide which rows are used (predict's log density).
  */
-export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { withTarget: boolean }): RowBatch {
+export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { withTarget: boolean | 'optional' }): RowBatch {
   const { plan, standardization: std } = doc.state;
   // Categorical columns: a row's level index, or −1 when missing; a level the fit did not see is an error naming it.
   const levelOf = (row: Row, index: number, slot: number): number => {
@@ -92,12 +94,14 @@ export function batchOfRows(doc: Posterior, rows: readonly Row[], options: { wit
     const complete = known(xs, plan.xSlot) && known(rs, plan.rSlot) && known(codes, plan.xcSlot ?? []);
     codes.forEach((v, j) => Number.isNaN(v) && (codes[j] = MISSING_CODE));
     // A categorical target (multinomial): its label's index among the fitted classes, −1 when missing.
-    const target = !options.withTarget ? 0 : targetSpec.kind === 'category' ? levelOf(row, index, plan.ySlot) : numberOf(row[plan.target], binary);
+    const read = !options.withTarget ? 0 : targetSpec.kind === 'category' ? levelOf(row, index, plan.ySlot) : numberOf(row[plan.target], binary);
     // The offset of η in its own units; an exposure through its logarithm (NaN unless positive).
     const o = plan.offset ? (plan.offset.log ? Math.log(numberOf(row[plan.offset.column], false)) : numberOf(row[plan.offset.column], false)) : 0;
     const validTarget =
-      targetSpec.kind === 'binary' ? target === 0 || target === 1 : targetSpec.kind === 'count' || targetSpec.kind === 'category' ? Number.isInteger(target) && target >= 0 : true;
-    const usable = complete && [target, o].every(Number.isFinite) && (!options.withTarget || validTarget);
+      targetSpec.kind === 'binary' ? read === 0 || read === 1 : targetSpec.kind === 'count' || targetSpec.kind === 'category' ? Number.isInteger(read) && read >= 0 : Number.isFinite(read);
+    const optional = options.withTarget === 'optional';
+    const target = optional && !validTarget ? NaN : read;
+    const usable = complete && Number.isFinite(o) && (optional || (Number.isFinite(target) && (!options.withTarget || validTarget)));
     if (!usable) return;
     categories.push(...codes);
     offset.push(o);

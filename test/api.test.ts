@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DataError, fit, MAX_THREADS, OutputLockedError, predict, type Posterior } from '../lib/index.js';
-import { tempDir } from './support/cli.js';
+import { runCli, tempDir } from './support/cli.js';
 
 /** examples/forum.csv as records (1000 rows, four regressions of y on x1, x2). */
 const forum = (() => {
@@ -83,6 +83,30 @@ describe('predict', () => {
     await expect(predict(file, [{ x1: 1, x2: 1 }])).rejects.toThrowError(`${file}: not valid JSON`);
     await expect(predict(path.join(dir, 'nope.json'), [{ x1: 1, x2: 1 }])).rejects.toThrowError(`${path.join(dir, 'nope.json')}: file not found`);
   });
+
+  it('gives the log density and, with cluster, p(z | x, y) clusters where the target is there, as `clusterwise predict` does', async () => {
+    const file = path.join(dir, 'fit', 'posterior.json');
+    const cli = (flags: string[]) => {
+      const r = runCli(['predict', file, 'examples/forum.csv', '--workers', '0', ...flags]);
+      expect(r.code).toBe(0);
+      const [header, ...lines] = r.stdout.trim().split('\n');
+      const at = (name: string) => header.split(',').indexOf(name);
+      return lines.map((line) => line.split(',')).map((cells) => ({ cluster: Number(cells[at('cluster')]), logDensity: Number(cells[at('log_density')]) }));
+    };
+    const plain = cli([]);
+    const given = cli(['--cluster']);
+    for (const data of ['examples/forum.csv', forum]) {
+      const scored = await predict(file, data);
+      expect(scored.logDensity).toHaveLength(1000);
+      scored.logDensity!.forEach((l, i) => expect(Math.abs(l - plain[i].logDensity)).toBeLessThan(1e-6 * (1 + Math.abs(l))));
+      expect(Array.from((await predict(file, data, { cluster: true })).cluster)).toEqual(given.map((r) => r.cluster));
+    }
+    // A missing or unreadable target leaves the row scored, without a density; no target column, no densities.
+    const partial = await predict(file, [{ x1: 1, x2: 1, y: 3 }, { x1: 1, x2: 1, y: 'abc' }, { x1: 1, x2: 1 }]);
+    expect(partial.rows).toBe(3);
+    expect(Array.from(partial.logDensity!, Number.isNaN)).toEqual([false, true, true]);
+    expect((await predict(file, [{ x1: 1, x2: 1 }])).logDensity).toBeUndefined();
+  }, 60_000);
 
   it('takes the posterior back from JSON, and counts a value beyond ±1e150 as skipped, not scored', async () => {
     const scored = await predict(JSON.parse(JSON.stringify(posterior)) as Posterior, [{ x1: 1, x2: 1 }, { x1: 1e200, x2: 1 }, { x1: 1, x2: -1e160 }, { x1: -1, x2: -1 }]);
