@@ -17,6 +17,7 @@ import { ConfigError, parseConfig, type ModelConfigInput } from './config.js';
 import { parseHeader, parseRows, type SelectedColumn } from './data/csv.js';
 import { DataError, fileNotFound } from './data/errors.js';
 import { BACKENDS, type BackendName } from './kernel/backend.js';
+import { inputSizes } from './local/input-files.js';
 import { lockOutput } from './local/out-lock.js';
 import { fitLocal } from './local/runner.js';
 import { MAX_THREADS } from './local/threads.js';
@@ -201,6 +202,7 @@ async function posteriorOf(source: Posterior | string): Promise<Posterior> {
 
 /** The rows of a CSV file as records of the columns the model needs. */
 async function recordsOfCsv(file: string, posterior: Posterior): Promise<Row[]> {
+  await inputSizes([file]);
   const bytes = new Uint8Array(await readFile(file));
   const header = parseHeader(bytes, file);
   const plan = posterior.state.plan;

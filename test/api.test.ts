@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, DataError, fit, MAX_THREADS, OutputLockedError, predict, type Posterior } from '../lib/index.js';
+import { ConfigError, DataError, fit, MAX_THREADS, OutputFolderError, OutputLockedError, predict, type Posterior } from '../lib/index.js';
 import { runCli, tempDir } from './support/cli.js';
 
 /** examples/forum.csv as records (1000 rows, four regressions of y on x1, x2). */
@@ -32,6 +32,16 @@ describe('fit refuses what cannot work, before any work and without taking the p
 
   it.skipIf(tfjsNodeInstalled)('backend: one that cannot load rejects the fit with its reason', async () => {
     await expect(fit(forum, { target: 'y', workers: 0, backend: 'tensorflow' })).rejects.toThrowError(/kernel backend 'tensorflow' is unavailable/);
+  });
+
+  it('an outDir that cannot be a folder, and a folder given as data, are errors naming them', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    await expect(fit(forum, { target: 'y', workers: 0, outDir: '' })).rejects.toThrowError('the output folder is an empty path');
+    await expect(fit(forum, { target: 'y', workers: 0, outDir: file })).rejects.toThrowError(OutputFolderError);
+    await expect(fit(forum, { target: 'y', workers: 0, outDir: path.join(file, 'out') })).rejects.toThrowError(`${path.join(file, 'out')}: not a folder`);
+    await expect(fit(dir, { target: 'y', workers: 0 })).rejects.toThrowError(`${dir}: is a folder, not a CSV file`);
   });
 
   it('one fit at a time per outDir: a second one at once is refused, the first keeps its own files', async () => {
@@ -107,6 +117,10 @@ describe('predict', () => {
     expect(Array.from(partial.logDensity!, Number.isNaN)).toEqual([false, true, true]);
     expect((await predict(file, [{ x1: 1, x2: 1 }])).logDensity).toBeUndefined();
   }, 60_000);
+
+  it('names a folder given as the data to score', async () => {
+    await expect(predict(posterior, dir)).rejects.toThrowError(`${dir}: is a folder, not a CSV file`);
+  });
 
   it('takes the posterior back from JSON, and counts a value beyond ±1e150 as skipped, not scored', async () => {
     const scored = await predict(JSON.parse(JSON.stringify(posterior)) as Posterior, [{ x1: 1, x2: 1 }, { x1: 1e200, x2: 1 }, { x1: 1, x2: -1e160 }, { x1: -1, x2: -1 }]);

@@ -26,9 +26,31 @@ function running(pid: number): boolean {
   }
 }
 
+/** The output folder cannot be made: a file is in its place, or the path is empty or not writable. */
+export class OutputFolderError extends ClusterwiseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OutputFolderError';
+  }
+}
+
+/** Creates `dir` (and its parents) for the fit's files, or says in the user's terms why it cannot. */
+async function makeOutputFolder(dir: string): Promise<void> {
+  if (dir.trim() === '') throw new OutputFolderError('the output folder is an empty path: give --out (outDir) a folder');
+  await mkdir(dir, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+    const why =
+      error.code === 'EEXIST' || error.code === 'ENOTDIR'
+        ? 'not a folder (a file is in its place or in its path); fit writes posterior.json and report.html into a folder'
+        : error.code === 'EACCES' || error.code === 'EPERM' || error.code === 'EROFS'
+          ? `cannot create the output folder there (${error.code})`
+          : `cannot create the output folder (${error.code ?? error.message})`;
+    throw new OutputFolderError(`${dir}: ${why}`, { cause: error });
+  });
+}
+
 /** Takes the lock of `dir` (creating the folder); resolves to its release. */
 export async function lockOutput(dir: string): Promise<() => Promise<void>> {
-  await mkdir(dir, { recursive: true });
+  await makeOutputFolder(dir);
   const file = path.join(dir, '.clusterwise.lock');
   for (let attempt = 0; ; attempt++) {
     try {

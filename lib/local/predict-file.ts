@@ -17,6 +17,7 @@ import { FolderObjectStore } from '../pipeline/folder-store.js';
 import { chunkScorer, predictionColumns, type ScoredChunk } from './score-chunk.js';
 import { defaultThreads, localDataKey, spawnModuleWorker } from './threads.js';
 import path from 'node:path';
+import { inputSizes } from './input-files.js';
 
 /**
  * 2 MiB: measured against 4 MiB on 1M and 5M rows with the main thread scoring, the same CPU time
@@ -86,6 +87,7 @@ export async function scorerFor(init: PredictWorkerInit) {
 export async function predictFile(options: PredictFileOptions): Promise<PredictFileResult> {
   const doc: PosteriorDocument = readPosterior(options.posterior.text, options.posterior.file);
   checkPredictOptions(doc, { interval: options.interval }, options.posterior.file);
+  await inputSizes([options.csv]);
   const absolute = path.resolve(options.csv);
   const store = new FolderObjectStore('/', { durable: false, etags: 'stat' });
   const header = await readHeader(store, localDataKey(absolute), options.csv);

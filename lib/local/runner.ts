@@ -7,7 +7,7 @@
  * their kernel and, once planning has cut the shards, read and parse theirs (shard affinity
  * below); the report thread loads vega (report-renderer.ts).
  */
-import { mkdir, writeFile, copyFile, stat } from 'node:fs/promises';
+import { mkdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config.js';
@@ -15,6 +15,7 @@ import { ClusterwiseError } from '../errors.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
 import type { PosteriorDocument } from '../model/summary.js';
 import { handleUpdates } from '../pipeline/aggregator.js';
+import { inputSizes } from './input-files.js';
 import { FolderObjectStore } from '../pipeline/folder-store.js';
 import { withLargePayloads } from '../pipeline/large-payloads.js';
 import { MemoryQueue } from '../pipeline/memory-queue.js';
@@ -88,7 +89,7 @@ export async function fitLocal(options: LocalFitOptions): Promise<LocalFitResult
   /** Tasks finished in the current round, for the progress bar (the aggregator hears of rounds only). */
   let tasksDone = 0;
   // A file that cannot be read counts 0 here: planning reports it, naming the file.
-  const dataBytes = (await Promise.all(options.files.map((f) => stat(f).then((s) => s.size, () => 0)))).reduce((a, b) => a + b, 0);
+  const dataBytes = (await inputSizes(options.files)).reduce((a, b) => a + b, 0);
   const workerCount = options.workers ?? defaultThreads(dataBytes);
   // The threads start while the main thread plans, on the core planning leaves idle: the worker
   // threads load their kernel, the report thread loads vega.
