@@ -222,7 +222,7 @@ describe('parseRows', () => {
       [6, 'c', 'abc', 'not a number'],
       [7, 'b', 'inf', 'not a number'],
       [8, 'c', '1e999', 'beyond ±1e150 (its square would overflow)'],
-      [9, 'b', '1,5', 'not a number'],
+      [9, 'b', '1,5', 'not a number (a decimal comma or a thousands separator? write numbers as 1234.5)'],
     ]);
     expect(result.skipped.every((row) => row.file === 'd.csv')).toBe(true);
     expect(formatSkipped(result.skipped[3])).toBe('d.csv:6: column "c": "abc" is not a number');
@@ -298,6 +298,15 @@ describe('parseRows', () => {
     expect(result.rows).toBe(1);
     expect(result.texts).toEqual(['x7']);
     expect(result.skipped[0]).toMatchObject({ column: 'b', value: '4;4', reason: 'not a number' });
+  });
+
+  it('says a comma inside digits may be a decimal comma or a thousands separator', () => {
+    const result = parseRows(encode('1,"1,5",1\n1,"12,345.5",1\n1,"a,b",1\n'), { file: 'd.csv', header, select: numbers('b'), firstLine: 2 });
+    expect(result.skipped.map((s) => s.reason)).toEqual([
+      'not a number (a decimal comma or a thousands separator? write numbers as 1234.5)',
+      'not a number (a decimal comma or a thousands separator? write numbers as 1234.5)',
+      'not a number',
+    ]);
   });
 
   it('skips values whose square would overflow, with the reason', () => {

@@ -79,7 +79,7 @@ describe('planColumns', () => {
   it('with no numeric column to use, says why of each, citing the first value that is not a number', () => {
     const f = file(['a', 'b', 'y']);
     expect(() => planColumns(parseConfig({ target: 'y' }), [f], encode('1e400x,,1\nfoo,,2\n'))).toThrow(
-      'd.csv: no numeric columns besides the target "y" to cluster or regress on (a: "1e400x" on line 2 is not a number; b: no values; list text columns in "categorical" (--categorical) to use them as categories)',
+      'd.csv: no numeric columns besides the target "y" to cluster or regress on (a: "1e400x" on line 2: not a number; b: no values; list text columns in "categorical" (--categorical) to use them as categories)',
     );
     expect(() => planColumns(parseConfig({ target: 'y' }), [file(['y'])], encode('1\n2\n'))).toThrow('(the header names no other column)');
   });

@@ -960,6 +960,9 @@ export function isMissingText(text: string): boolean {
 /** The reason a missing value is given: skipped, or NaN in a `marginal` column. */
 const MISSING_VALUE = 'missing value';
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** Digits with a comma in them (1,5 or 1,234.5): a decimal comma or grouped thousands, which CSV numbers do not have. */
+const GROUPED = /^[+-]?\d+(?:,\d+)+(?:\.\d*)?$/;
+const NOT_A_NUMBER_GROUPED = 'not a number (a decimal comma or a thousands separator? write numbers as 1234.5)';
 
 /** The reason a decimal too large to use is skipped (MAX_MAGNITUDE). */
 export const TOO_LARGE = 'beyond ±1e150 (its square would overflow)';
@@ -968,7 +971,7 @@ export const TOO_LARGE = 'beyond ±1e150 (its square would overflow)';
 export function toNumber(text: string): number | string {
   const t = text.trim();
   if (MISSING.has(t.toLowerCase())) return MISSING_VALUE;
-  if (!DECIMAL.test(t)) return 'not a number';
+  if (!DECIMAL.test(t)) return GROUPED.test(t) ? NOT_A_NUMBER_GROUPED : 'not a number';
   const value = Number(t);
   return Math.abs(value) < MAX_MAGNITUDE ? value : TOO_LARGE;
 }

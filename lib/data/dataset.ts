@@ -108,13 +108,13 @@ function valueCounts({ file, bytes, firstLine }: LinesOf, column: string): { num
   return { numbers, others: parsed.skippedCount, ...(parsed.skipped[0] ? { firstOther: parsed.skipped[0] } : {}) };
 }
 
-/** Why each candidate column is not numeric, for the error that none is: `a: "foo" on line 2 is not a number`. */
+/** Why each candidate column is not numeric, for the error that none is: `a: "foo" on line 2: not a number`. */
 function notNumericReasons(first: LinesOf, candidates: string[]): string {
   return candidates
     .map((column) => {
       const { numbers, others, firstOther } = valueCounts(first, column);
       if (numbers + others === 0) return `${column}: no values`;
-      return firstOther && firstOther.column === column ? `${column}: "${firstOther.value}" on line ${firstOther.line} is not a number` : `${column}: mostly not numbers`;
+      return firstOther && firstOther.column === column ? `${column}: "${firstOther.value}" on line ${firstOther.line}: ${firstOther.reason}` : `${column}: mostly not numbers`;
     })
     .join('; ');
 }
