@@ -77,7 +77,13 @@ describe('clusterwise fit: bad input gets a clear error and a non-zero exit', ()
     const r = runCli(['fit', file, '--target', 'y', '--family', 'bernoulli', '--out', out, '--workers', '0']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/rows are unusable/);
-    expect(r.stderr).toContain('three.csv:4: column "y": "2" not 0/1 or true/false');
+    expect(r.stderr).toContain('three.csv:4: column "y": "2" is not 0/1 or true/false');
+    // A row that is wrong as a whole is cited without a column.
+    const short = write('short.csv', ['x1,x2,y', '1,2', ...Array.from({ length: 40 }, (_, i) => `${i},${(i * 7) % 11},${(i * 3) % 5}`)].join('\n') + '\n');
+    const s = runCli(['fit', short, '--target', 'y', '--out', out, '--workers', '0']);
+    expect(s.code).not.toBe(0);
+    expect(s.stderr).toContain('rows are unusable (more than 1%); first: ');
+    expect(s.stderr).toContain('short.csv:2: expected 3 fields, found 2');
   });
 
   it('an unknown flag value', () => {

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
+import { formatSkipped } from '../data/csv.js';
 import { ClusterwiseError, describeError } from '../errors.js';
 import { acceptMove, proposeMoves, type SweepResult } from '../inference/moves.js';
 import { batchUpdate, elboOf, MAX_STEP_HALVINGS, stepSize, sviUpdate } from '../inference/vb.js';
@@ -397,7 +398,7 @@ async function recordShards(run: RunContext, total: RoundTotal) {
     fail(
       run,
       `${skipped} of ${rows + skipped} rows are unusable (more than ${manifest.config.schedule.maxSkippedShare * 100}%)` +
-        (first ? `; first: ${first.file}:${first.line}: column "${first.column}": ${JSON.stringify(first.value)} ${first.reason}` : ''),
+        (first ? `; first: ${formatSkipped(first)}` : ''),
     );
   }
 }
