@@ -37,8 +37,10 @@ export async function stackOutputs(o: StackOptions): Promise<Partial<Record<Stac
   } catch (cause) {
     // Keep AWS's own words: a missing stack, a missing region and bad credentials read differently.
     const region = await client.config.region().catch(() => undefined);
+    // Without a region the SDK says only "Region is missing": say where a region comes from.
+    const hint = region ? '' : ' (give --region, or set AWS_REGION or a profile\'s region)';
     throw new StackLookupError(
-      `cannot read the outputs of stack "${o.stack}"${region ? ` in ${region}` : ''}: ${(cause as Error).message}`,
+      `cannot read the outputs of stack "${o.stack}"${region ? ` in ${region}` : ''}: ${(cause as Error).message}${hint}`,
       { cause },
     );
   } finally {

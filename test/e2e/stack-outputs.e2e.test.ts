@@ -42,6 +42,21 @@ describe('the CLI reads the stack outputs', () => {
     );
   });
 
+  it('says where a region comes from when there is none', async () => {
+    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION, AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    process.env.AWS_CONFIG_FILE = '/nonexistent/aws-config'; // no profile region either
+    try {
+      await expect(stackOutputs({ stack: STACK, endpoint: stack.emulator.endpoint })).rejects.toThrow(
+        `cannot read the outputs of stack "${STACK}": Region is missing (give --region, or set AWS_REGION or a profile's region)`,
+      );
+    } finally {
+      for (const [name, value] of Object.entries(saved)) if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  });
+
   it('refuses a --bucket that is not the stack\'s', async () => {
     await expect(status({ stack: STACK, bucket: 'someone-else', endpoint: stack.emulator.endpoint, dataset: 'sales' })).rejects.toThrow(
       `--bucket someone-else is not the bucket of stack "${STACK}" (${stack.bucket})`,
