@@ -10,6 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { agreement, cwmCsv, gaussianSummaryLogDensity, scoredRows as scored } from '../bench/studies/predictive.js';
 import { fit, predict } from '../lib/api.js';
 import { mixtureQuantile, studentTLogNormalizer, studentTQuantile } from '../lib/model/predictive.js';
+import { checkPredictOptions } from '../lib/model/predict.js';
+import type { PosteriorDocument } from '../lib/model/summary.js';
 import { runCli, tempDir } from './support/cli.js';
 
 const dir = tempDir();
@@ -99,6 +101,12 @@ describe('the predictive distribution on held-out CWM data (fit on one draw, pre
     const r = runCli(['predict', posterior, bernoulli, '--interval', '0.9']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`interval needs a gaussian model, and ${posterior} is bernoulli`);
+    // Each family's reason is its own: a multinomial model has class probabilities, not a prediction_sd.
+    const family = (name: string) => ({ family: name }) as unknown as PosteriorDocument;
+    expect(() => checkPredictOptions(family('multinomial'), { interval: 0.9 }, 'm.json')).toThrow(
+      'interval needs a gaussian model, and m.json is multinomial: its class probabilities are already the whole predictive distribution',
+    );
+    expect(() => checkPredictOptions(family('poisson'), { interval: 0.9 }, 'p.json')).toThrow('p.json is poisson (its prediction_sd describes the spread)');
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const ok = runCli(['predict', posterior, bernoulli, '--cluster']);
     expect(ok.code).toBe(0);

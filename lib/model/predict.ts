@@ -830,12 +830,16 @@ export function checkPredictOptions(doc: PosteriorDocument, options: PredictOpti
   if (interval === undefined) return;
   if (typeof interval !== 'number' || !(interval > 0 && interval < 1))
     throw new PredictOptionError(`interval must be a probability strictly between 0 and 1 (e.g. 0.9), got ${String(interval)}`);
-  if (doc.family !== 'gaussian')
+  if (doc.family !== 'gaussian') {
+    const kind = familyOf(doc.family).target.kind;
     throw new PredictOptionError(
-      familyOf(doc.family).target.kind === 'binary'
+      kind === 'binary'
         ? `interval needs a gaussian model, and ${file} is ${doc.family}: its prediction P(y = 1) is already the whole predictive distribution (a central interval of a 0/1 target is {0}, {1} or {0, 1})`
-        : `interval needs a gaussian model, and ${file} is ${doc.family} (its prediction_sd describes the spread)`,
+        : kind === 'category'
+          ? `interval needs a gaussian model, and ${file} is ${doc.family}: its class probabilities are already the whole predictive distribution`
+          : `interval needs a gaussian model, and ${file} is ${doc.family} (its prediction_sd describes the spread)`,
     );
+  }
 }
 
 /** A predict option that cannot be used with the arguments or the model; the message names the option. */
