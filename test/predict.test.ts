@@ -93,6 +93,18 @@ describe('predict', () => {
     expect(cli.stderr).toContain(`2 rows without a readable "y" (1 missing, 1 unreadable) have no log_density, e.g.:\n  ${csv}:3: column "y": "abc" is not a number\n`);
   });
 
+  it('scores a file without the id column of a model fitted with one (the id only names fit\'s rows)', async () => {
+    const fitted = path.join(dir, 'with-id');
+    const [head, ...rows] = readFileSync('examples/forum.csv', 'utf8').trim().split('\n');
+    const withId = path.join(dir, 'with-id.csv');
+    writeFileSync(withId, [`id,${head}`, ...rows.map((r, i) => `r${i},${r}`)].join('\n') + '\n');
+    expect(runCli(['fit', withId, '--target', 'y', '--id', 'id', '--out', fitted, '--workers', '0']).code).toBe(0);
+    const scored = runCli(['predict', path.join(fitted, 'posterior.json'), 'examples/forum.csv', '--workers', '0']);
+    expect(scored.stderr).not.toContain('clusterwise:');
+    expect(scored.code).toBe(0);
+    expect(scored.stdout.trim().split('\n')).toHaveLength(1001);
+  }, 60_000);
+
   it("refuses a file that already holds predict's columns (its own output), naming them", async () => {
     const csv = path.join(dir, 'scored.csv');
     writeFileSync(csv, (await scoreToText('examples/forum.csv', { workers: 0 })).text);

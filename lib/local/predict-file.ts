@@ -7,7 +7,7 @@ import type { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Delimiter } from '../config.js';
-import { MAX_SKIPPED_DETAILS, readHeader, resolveColumn, type SkippedRow } from '../data/csv.js';
+import { MAX_SKIPPED_DETAILS, readHeader, type SkippedRow } from '../data/csv.js';
 import { DataError } from '../data/errors.js';
 import { readRecordChunks } from '../data/records.js';
 import { loadKernel, type BackendName } from '../kernel/backend.js';
@@ -94,7 +94,7 @@ export async function predictFile(options: PredictFileOptions): Promise<PredictF
   const { plan } = doc.state;
   for (const column of new Set(plan.select.map((s) => s.column).filter((c) => c !== plan.target)))
     if (!header.columns.includes(column)) throw new DataError(`missing column "${column}" the model was fitted with`, { file: options.csv, line: 1 });
-  if (doc.state.config.id !== undefined) resolveColumn(header.columns, doc.state.config.id, options.csv, 'id');
+  // The id column names rows in fit's assignments; predict echoes every input field, so it needs none.
   const init: PredictWorkerInit = {
     posterior: options.posterior,
     layout: { file: options.csv, header: header.columns, delimiter: header.delimiter },
