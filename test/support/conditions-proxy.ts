@@ -25,8 +25,6 @@ import type { AddressInfo } from 'node:net';
 export interface ConditionsProxy {
   /** Base URL for S3 and SQS clients, e.g. `http://127.0.0.1:41235`. */
   readonly endpoint: string;
-  /** Conditional puts refused so far (412 or 404), for tests that want to see the proxy at work. */
-  readonly refused: number;
   /** Stops listening and closes open connections. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -36,7 +34,6 @@ export async function startConditionsProxy(upstream: string): Promise<Conditions
   const agent = new http.Agent({ keepAlive: true });
   /** The tail of the lock chain per object path: conditional puts on one key run one at a time. */
   const locks = new Map<string, Promise<void>>();
-  let refused = 0;
 
   const forward = (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> =>
     new Promise((resolve) => {
@@ -75,7 +72,6 @@ export async function startConditionsProxy(upstream: string): Promise<Conditions
     });
 
   const refuse = (req: http.IncomingMessage, res: http.ServerResponse, status: 412 | 404, code: string, message: string) => {
-    refused++;
     req.resume(); // drain the body the client is sending
     const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>conditions-proxy</RequestId></Error>`;
     res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': 'conditions-proxy' });
@@ -127,9 +123,6 @@ export async function startConditionsProxy(upstream: string): Promise<Conditions
   let stopped: Promise<void> | undefined;
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    get refused() {
-      return refused;
-    },
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
