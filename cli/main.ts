@@ -166,7 +166,7 @@ export function buildProgram(): Command {
           `${csv}: log predictive density of "${density.column}" ${density.total.toFixed(3)} over ${density.rows} ${density.rows === 1 ? 'row' : 'rows'} (${(density.total / Math.max(1, density.rows)).toFixed(4)} per row)` +
             (without > 0 ? `; ${without} ${without === 1 ? 'row' : 'rows'} without a readable "${density.column}" (${parts}) ${without === 1 ? 'has' : 'have'} no log_density${density.unreadable > 0 ? ', e.g.:' : ''}` : ''),
         );
-        if (density.unreadable > 0) console.error(cited(density.unreadableExamples, 5).join('\n') + (density.unreadable > 5 ? `\n  … and ${density.unreadable - Math.min(5, density.unreadableExamples.length)} more` : ''));
+        if (density.unreadable > 0) console.error(citedAndMore(density.unreadableExamples, density.unreadable).join('\n'));
       }
       else if (o.cluster) console.error(`${csv}: no target column, so --cluster gives clusters from p(z | x)`);
       if (o.out) console.error(`wrote ${o.out}: ${result.rows} rows scored`);
@@ -298,9 +298,12 @@ const cited = (examples: SkippedRow[], show: number) => examples.slice(0, show).
 /** Rows predict left unscored, for the terminal: how many, and the first few by file, line and column. */
 export function unscoredSummary(csv: string, skipped: number, examples: SkippedRow[], show = 5): string {
   const lines = [`${csv}: ${skipped} ${skipped === 1 ? 'row' : 'rows'} could not be scored; their prediction cells are empty${examples.length ? ', e.g.' : ''}:`];
-  lines.push(...cited(examples, show));
-  if (skipped > show) lines.push(`  … and ${skipped - Math.min(show, examples.length)} more`);
-  return lines.join('\n');
+  return [...lines, ...citedAndMore(examples, skipped, show)].join('\n');
+}
+
+/** The first `show` of `count` rows, one indented line each, and how many more there are. */
+function citedAndMore(examples: SkippedRow[], count: number, show = 5): string[] {
+  return [...cited(examples, show), ...(count > show ? [`  … and ${count - Math.min(show, examples.length)} more`] : [])];
 }
 
 /** The marginalized missing values for the terminal: per column, how many of the used rows lack it (docs/model.md §18). */

@@ -130,28 +130,29 @@ export function chunkScorer(doc: PosteriorDocument, layout: ScoreLayout, predict
     let at = 0;
     let densitySum = 0;
     let densityRows = 0;
+    /** Room for `echo` more bytes of the record and its cells. */
+    const reserve = (echo: number) => {
+      if (at + echo + rowBytes <= out.length) return;
+      const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + echo + rowBytes));
+      grown.set(out.subarray(0, at));
+      out = grown;
+    };
     for (let i = 0; i < records.count; i++) {
       const start = records.start[i];
       const end = records.end[i];
-      if (at + (end - start) + rowBytes > out.length) {
-        const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + (end - start) + rowBytes));
-        grown.set(out.subarray(0, at));
-        out = grown;
-      }
       const row = records.row[i];
       if (row < 0 && unterminated(source, start, end)) {
         // A quote that never closes (the row is skipped, and named): echoed as is, it would swallow
         // every line after it in a CSV reader. Its text goes in the first field, quoted, the other
         // input fields empty, so the output keeps one line per record and its columns.
         const escaped = Buffer.from(`"${source.toString('utf8', start, end).replace(/"/g, '""')}"`);
-        if (at + escaped.length + layout.header.length + rowBytes > out.length) {
-          const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, at + escaped.length + layout.header.length + rowBytes));
-          grown.set(out.subarray(0, at));
-          out = grown;
-        }
+        reserve(escaped.length + layout.header.length);
         at += escaped.copy(out, at);
         for (let c = 1; c < layout.header.length; c++) out[at++] = delimiter;
-      } else at += source.copy(out, at, start, end);
+      } else {
+        reserve(end - start);
+        at += source.copy(out, at, start, end);
+      }
       if (row < 0) {
         for (let c = 0; c < columns; c++) out[at++] = delimiter;
         out[at++] = LF;
