@@ -244,7 +244,8 @@ export async function predict(posterior: Posterior | string, data: Data, options
     for await (const record of data as AsyncIterable<Row>) rows.push(record);
   }
   const target = doc.state.plan.target;
-  const hasTarget = isPaths(data) ? rows.length > 0 && target in rows[0] : isTable(data) ? data.columns.includes(target) : rows.some((row) => target in row);
+  // Whether the data hold the target column: a CSV's rows carry it when its header has it.
+  const hasTarget = rows.some((row) => target in row);
   const { batch, used } = batchOfRows(doc, rows, { withTarget: hasTarget ? 'optional' : false });
   const result = new Predictor(asDocument(doc), undefined, {
     ...(options.interval === undefined ? {} : { interval: options.interval }),

@@ -555,14 +555,20 @@ const SAMPLE_READS = 8;
 /** Bytes of the files' data lines (after each header). */
 const dataBytes = (files: DataFile[]) => files.reduce((s, f) => s + (f.size - f.dataStart), 0);
 
+/** Lines in whole-line bytes: their line feeds. */
+function lineCount(bytes: Uint8Array): number {
+  let lines = 0;
+  for (const byte of bytes) if (byte === 0x0a) lines++;
+  return lines;
+}
+
 /**
  * Rows of the data estimated before the sample, from the first file's first window (`firstBytes`,
  * whole lines): the data's bytes over its bytes per line. Rough (one window), for decisions that
  * cannot wait for the sample's estimate (the planner's wake messages).
  */
 export function rowsFromFirstWindow(files: DataFile[], firstBytes: Uint8Array): number {
-  let lines = 0;
-  for (const byte of firstBytes) if (byte === 0x0a) lines++;
+  const lines = lineCount(firstBytes);
   const totalBytes = dataBytes(files);
   return lines > 0 ? Math.max(1, Math.round((totalBytes * lines) / firstBytes.length)) : 1;
 }
@@ -588,8 +594,7 @@ export async function readSampleWindows(
   targetRows: number,
   chunks = 32,
 ): Promise<SampleWindows> {
-  let lines = 0;
-  for (const byte of firstBytes) if (byte === 0x0a) lines++;
+  const lines = lineCount(firstBytes);
   const bytesPerLine = lines > 0 ? Math.max(1, firstBytes.length / lines) : 64;
   const totalBytes = dataBytes(files);
   const wantedBytes = targetRows * bytesPerLine;

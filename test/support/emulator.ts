@@ -33,8 +33,9 @@
  *
  * What the emulator does not do like AWS is listed at the top of
  * test/contract/object-store.contract.ts; in short: no conditional puts (the proxy supplies
- * them), no S3 event notifications to SQS, FIFO receives return one message per group, no emoji in SQS bodies,
- * and ListObjectsV2 pages that lose keys when case or punctuation orders them differently.
+ * them), no S3 event notifications to SQS, FIFO receives return one message per group, no emoji
+ * in SQS bodies, and ListObjectsV2 pages that lose keys when case or punctuation orders them
+ * differently.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
